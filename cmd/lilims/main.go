@@ -1,0 +1,88 @@
+// Command lilims converts GGUF language models into Core ML ML Programs and runs them: on the
+// Neural Engine on a Mac, and everywhere through the pure-Go reference runtime.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+
+	"github.com/spf13/cobra"
+)
+
+// Exit codes, as `go` and llama.cpp's tools use them.
+const (
+	exitOK          = 0
+	exitError       = 1 // bad input, failed work
+	exitUsage       = 2 // bad command line
+	exitInterrupted = 130
+)
+
+// usageError marks command-line mistakes (exit status 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// args wraps a cobra positional-argument check so that its failure is a usage error.
+func args(check cobra.PositionalArgs) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, a []string) error {
+		if err := check(cmd, a); err != nil {
+			return usageError{err}
+		}
+		return nil
+	}
+}
+
+func newRootCmd() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "lilims",
+		Short: "GGUF → INT4 → Core ML ML Program → Neural Engine, without Python",
+		Long: `lilims takes a GGUF language model (Phi-2, Llama, Gemma, GPT-2 …), quantizes it,
+exports a Core ML ML Program package and runs it — on Apple's Neural Engine on a Mac, and
+anywhere through the pure-Go reference runtime that executes the exported package op by op.`,
+		Example: `  lilims inspect testdata/oracle/models/stories260K.gguf
+  lilims tokenize testdata/oracle/models/stories260K.gguf --text "Once upon a time" --bos
+  lilims detokenize testdata/oracle/models/stories260K.gguf 1 9038 2501 263 931`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{err} })
+	root.AddCommand(newInspectCmd(), newTokenizeCmd(), newDetokenizeCmd())
+	return root
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	root := newRootCmd()
+	err := root.ExecuteContext(ctx)
+	os.Exit(exitCode(ctx, err))
+}
+
+func exitCode(ctx context.Context, err error) int {
+	if err == nil {
+		return exitOK
+	}
+	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
+		fmt.Fprintln(os.Stderr, "lilims: interrupted")
+		return exitInterrupted
+	}
+	fmt.Fprintln(os.Stderr, "lilims:", err)
+	var ue usageError
+	if errors.As(err, &ue) || isCobraUsage(err) {
+		fmt.Fprintln(os.Stderr, "Run 'lilims --help' for usage.")
+		return exitUsage
+	}
+	return exitError
+}
+
+// isCobraUsage recognises cobra's own errors for unknown commands.
+func isCobraUsage(err error) bool {
+	msg := err.Error()
+	return len(msg) > 16 && msg[:16] == "unknown command "
+}

@@ -1,0 +1,387 @@
+package reference
+
+// linearTask computes out[n, r] = W[r,:]·x[n,:] + bias[r] for rows split across workers.
+type linearTask struct {
+	x, out  []float32
+	bias    []float32
+	w       weightMatrix
+	n, din  int
+	dout    int
+	scratch [][]float32 // per worker, one dequantised row (n > 1)
+	chunk   int
+}
+
+func (t *linearTask) runRange(lo, hi int) {
+	if t.n == 1 {
+		for r := lo; r < hi; r++ {
+			s := t.w.dotRow(r, t.x)
+			if t.bias != nil {
+				s += t.bias[r]
+			}
+			t.out[r] = s
+		}
+		return
+	}
+	// Several tokens: dequantise each row once and reuse it for every token.
+	buf := t.scratch[lo/t.chunk]
+	for r := lo; r < hi; r++ {
+		t.w.row(r, buf)
+		var b float32
+		if t.bias != nil {
+			b = t.bias[r]
+		}
+		for i := 0; i < t.n; i++ {
+			t.out[i*t.dout+r] = dot(buf, t.x[i*t.din:(i+1)*t.din]) + b
+		}
+	}
+}
+
+func (t *linearTask) run(p *workerPool) {
+	t.chunk = (t.dout + p.workers - 1) / p.workers
+	if t.n > 1 && t.scratch == nil {
+		t.scratch = make([][]float32, p.workers+1)
+		for i := range t.scratch {
+			t.scratch[i] = make([]float32, t.din)
+		}
+	}
+	minRows := 16
+	if t.chunk < minRows {
+		t.chunk = minRows
+	}
+	p.parallel(t.dout, t.chunk, t)
+}
+
+// weightArg returns input key as a weight matrix, fused when it comes from a constexpr op.
+func (o *opCtx) weightArg(key string) (weightMatrix, []int, error) {
+	v, err := o.arg(key)
+	if err != nil {
+		return nil, nil, err
+	}
+	if v.w != nil && v.t == nil {
+		_, shape, err := tensorTypeOf(v.wType)
+		return v.w, shape, err
+	}
+	if !v.isConst {
+		return nil, nil, o.errf("input %q must be a constant", key)
+	}
+	t, err := o.c.materialise(v)
+	if err != nil {
+		return nil, nil, err
+	}
+	if t == nil || !t.DType.IsFloat() {
+		return nil, nil, o.errf("input %q must be an fp16/fp32 tensor", key)
+	}
+	return weightOf(t), t.Shape, nil
+}
+
+func compileLinear(o *opCtx) (func() error, error) {
+	x, err := o.floatTensor("x")
+	if err != nil {
+		return nil, err
+	}
+	w, wshape, err := o.weightArg("weight")
+	if err != nil {
+		return nil, err
+	}
+	if len(wshape) != 2 {
+		return nil, o.errf("weight shape %v, want [D_out, D_in]", wshape)
+	}
+	dout, din := wshape[0], wshape[1]
+	var bias []float32
+	if o.has("bias") {
+		b, err := o.floatTensor("bias")
+		if err != nil {
+			return nil, err
+		}
+		if b.Len() != dout {
+			return nil, o.errf("bias has %d elements, want %d", b.Len(), dout)
+		}
+		bias = b.Float32s()
+	}
+	out, err := o.floatOutput(0)
+	if err != nil {
+		return nil, err
+	}
+	task := &linearTask{w: w, bias: bias, din: din, dout: dout}
+	shape := make([]int, 0, 8)
+	pool := o.c.m.pool
+	return func() error {
+		r := len(x.Shape)
+		if r < 1 || x.Shape[r-1] != din {
+			return errShape("x", x.Shape, "[..., %d]", din)
+		}
+		shape = append(append(shape[:0], x.Shape[:r-1]...), dout)
+		out.setShape(shape)
+		task.x, task.out = x.f32, out.f32
+		task.n = x.Len() / din
+		task.run(pool)
+		return nil
+	}, nil
+}
+
+// compileConv supports the ANE form of linear: a 1×1 conv, stride 1, no padding, groups 1,
+// on x [N, C_in, *spatial]; it runs as a linear over the spatial positions.
+func compileConv(o *opCtx) (func() error, error) {
+	x, err := o.floatTensor("x")
+	if err != nil {
+		return nil, err
+	}
+	w, wshape, err := o.weightArg("weight")
+	if err != nil {
+		return nil, err
+	}
+	if len(wshape) < 3 || numElements(wshape[2:]) != 1 {
+		return nil, o.errf("only 1×1 kernels are supported (weight %v)", wshape)
+	}
+	groups, err := o.constInt("groups", 1)
+	if err != nil {
+		return nil, err
+	}
+	if groups != 1 {
+		return nil, o.errf("groups=%d is not supported (only 1)", groups)
+	}
+	for _, key := range []string{"strides", "dilations"} {
+		v, err := o.constInts(key, nil)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range v {
+			if s != 1 {
+				return nil, o.errf("%s %v: only 1 is supported", key, v)
+			}
+		}
+	}
+	pad, err := o.constInts("pad", nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range pad {
+		if p != 0 {
+			return nil, o.errf("pad %v: only 0 is supported", pad)
+		}
+	}
+	cout, cin := wshape[0], wshape[1]
+	var bias []float32
+	if o.has("bias") {
+		b, err := o.floatTensor("bias")
+		if err != nil {
+			return nil, err
+		}
+		if b.Len() != cout {
+			return nil, o.errf("bias has %d elements, want %d", b.Len(), cout)
+		}
+		bias = b.Float32s()
+	}
+	out, err := o.floatOutput(0)
+	if err != nil {
+		return nil, err
+	}
+	task := &linearTask{w: w, din: cin, dout: cout}
+	var xt, yt []float32
+	shape := make([]int, 0, 8)
+	pool := o.c.m.pool
+	return func() error {
+		if len(x.Shape) < 3 || x.Shape[1] != cin {
+			return errShape("x", x.Shape, "[N, %d, ...]", cin)
+		}
+		n, sp := x.Shape[0], numElements(x.Shape[2:])
+		shape = append(append(shape[:0], n, cout), x.Shape[2:]...)
+		out.setShape(shape)
+		if cap(xt) < n*sp*cin {
+			xt, yt = make([]float32, n*sp*cin), make([]float32, n*sp*cout)
+		}
+		xt, yt = xt[:n*sp*cin], yt[:n*sp*cout]
+		// [N, C, S] → [N·S, C] so each position is a contiguous vector.
+		for b := 0; b < n; b++ {
+			for c := 0; c < cin; c++ {
+				src := x.f32[(b*cin+c)*sp : (b*cin+c+1)*sp]
+				for s, v := range src {
+					xt[(b*sp+s)*cin+c] = v
+				}
+			}
+		}
+		task.x, task.out, task.n = xt, yt, n*sp
+		task.run(pool)
+		for b := 0; b < n; b++ {
+			for s := 0; s < sp; s++ {
+				for c := 0; c < cout; c++ {
+					v := yt[(b*sp+s)*cout+c]
+					if bias != nil {
+						v += bias[c]
+					}
+					out.f32[(b*cout+c)*sp+s] = v
+				}
+			}
+		}
+		return nil
+	}, nil
+}
+
+// matmulTask computes batched products; rows of all batches are split across workers.
+type matmulTask struct {
+	x, y, out          []float32
+	m, k, n            int
+	tx, ty             bool
+	xoff, yoff         []int // per batch: element offset of the x / y matrix
+}
+
+func (t *matmulTask) runRange(lo, hi int) {
+	for row := lo; row < hi; row++ {
+		b, i := row/t.m, row%t.m
+		xo, yo := t.xoff[b], t.yoff[b]
+		dst := t.out[row*t.n : (row+1)*t.n]
+		for j := range dst {
+			var s float32
+			for p := 0; p < t.k; p++ {
+				var xv, yv float32
+				if t.tx {
+					xv = t.x[xo+p*t.m+i]
+				} else {
+					xv = t.x[xo+i*t.k+p]
+				}
+				if t.ty {
+					yv = t.y[yo+j*t.k+p]
+				} else {
+					yv = t.y[yo+p*t.n+j]
+				}
+				s += xv * yv
+			}
+			dst[j] = s
+		}
+	}
+}
+
+func compileMatmul(o *opCtx) (func() error, error) {
+	tx, err := o.constBool("transpose_x", false)
+	if err != nil {
+		return nil, err
+	}
+	ty, err := o.constBool("transpose_y", false)
+	if err != nil {
+		return nil, err
+	}
+	x, err := o.floatTensor("x")
+	if err != nil {
+		return nil, err
+	}
+	// A constant 2-D y with transpose_y is a linear weight [N, K]: use the fused kernel.
+	if yv, err := o.arg("y"); err == nil && yv.w != nil && yv.t == nil && ty && !tx {
+		w, wshape, err := o.weightArg("y")
+		if err != nil {
+			return nil, err
+		}
+		if len(wshape) == 2 {
+			out, err := o.floatOutput(0)
+			if err != nil {
+				return nil, err
+			}
+			task := &linearTask{w: w, din: wshape[1], dout: wshape[0]}
+			shape := make([]int, 0, 8)
+			pool := o.c.m.pool
+			return func() error {
+				r := len(x.Shape)
+				if r < 2 || x.Shape[r-1] != task.din {
+					return errShape("x", x.Shape, "[..., M, %d]", task.din)
+				}
+				shape = append(append(shape[:0], x.Shape[:r-1]...), task.dout)
+				out.setShape(shape)
+				task.x, task.out, task.n = x.f32, out.f32, x.Len()/task.din
+				task.run(pool)
+				return nil
+			}, nil
+		}
+	}
+	y, err := o.floatTensor("y")
+	if err != nil {
+		return nil, err
+	}
+	out, err := o.floatOutput(0)
+	if err != nil {
+		return nil, err
+	}
+	task := &matmulTask{tx: tx, ty: ty}
+	var xs, ys, os, bshape [8]int
+	shape := make([]int, 0, 8)
+	pool := o.c.m.pool
+	return func() error {
+		xr, yr := len(x.Shape), len(y.Shape)
+		if xr < 1 || yr < 1 || xr > 6 || yr > 6 {
+			return errShape("x/y", x.Shape, "rank 1..6 operands")
+		}
+		// Rank-1 promotion: x [K] → [1, K], y [K] → [K, 1]; the extra axis is dropped after.
+		xsh := append(xs[:0], x.Shape...)
+		ysh := append(ys[:0], y.Shape...)
+		if xr == 1 {
+			xsh = append(xs[:0], 1, x.Shape[0])
+			if tx {
+				xsh = append(xs[:0], x.Shape[0], 1)
+			}
+		}
+		if yr == 1 {
+			ysh = append(ys[:0], y.Shape[0], 1)
+			if ty {
+				ysh = append(ys[:0], 1, y.Shape[0])
+			}
+		}
+		m, k := xsh[len(xsh)-2], xsh[len(xsh)-1]
+		if tx {
+			m, k = k, m
+		}
+		k2, n := ysh[len(ysh)-2], ysh[len(ysh)-1]
+		if ty {
+			k2, n = n, k2
+		}
+		if k != k2 {
+			return errShape("y", y.Shape, "inner dimension %d (x is %v)", k, x.Shape)
+		}
+		xb, yb := xsh[:len(xsh)-2], ysh[:len(ysh)-2]
+		bs, err := broadcastShapes(bshape[:0], xb, yb)
+		if err != nil {
+			return err
+		}
+		shape = append(shape[:0], bs...)
+		if xr > 1 {
+			shape = append(shape, m)
+		}
+		if yr > 1 {
+			shape = append(shape, n)
+		}
+		out.setShape(shape)
+		nb := numElements(bs)
+		if cap(task.xoff) < nb {
+			task.xoff, task.yoff = make([]int, nb), make([]int, nb)
+		}
+		task.xoff, task.yoff = task.xoff[:nb], task.yoff[:nb]
+		idx := os[:len(bs)]
+		clear(idx)
+		for b := 0; b < nb; b++ {
+			task.xoff[b] = bcastOffset(idx, xb) * m * k
+			task.yoff[b] = bcastOffset(idx, yb) * k * n
+			for d := len(idx) - 1; d >= 0; d-- {
+				if idx[d]++; idx[d] < bs[d] {
+					break
+				}
+				idx[d] = 0
+			}
+		}
+		task.x, task.y, task.out, task.m, task.k, task.n = x.f32, y.f32, out.f32, m, k, n
+		rows := nb * m
+		pool.parallel(rows, max(1, 4096/max(1, n*k)), task)
+		return nil
+	}, nil
+}
+
+// bcastOffset returns the flat index into a tensor of shape sub (right-aligned against the
+// broadcast index idx, size-1 dims broadcast).
+func bcastOffset(idx, sub []int) int {
+	off := 0
+	shift := len(idx) - len(sub)
+	for d, s := range sub {
+		i := idx[d+shift]
+		if s == 1 {
+			i = 0
+		}
+		off = off*s + i
+	}
+	return off
+}

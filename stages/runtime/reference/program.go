@@ -1,0 +1,310 @@
+package reference
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"sync"
+
+	"github.com/lilims/lilims/stages/export/mil/milpb"
+)
+
+// Precision selects how float results are rounded between ops.
+type Precision int
+
+const (
+	// FP16Faithful rounds the result of every op whose declared output dtype is fp16 to
+	// fp16, as Core ML's fp16 execution does. It is the default.
+	FP16Faithful Precision = iota
+	// FP32 keeps every float result in float32, whatever the declared dtype.
+	FP32
+)
+
+// Options configure a Model.
+type Options struct {
+	Precision Precision
+	// Threads is the number of goroutines matmul-like kernels use; 0 means runtime.NumCPU().
+	Threads int
+}
+
+// Feature describes one input, output or state of a function.
+type Feature struct {
+	Name  string
+	DType DType
+	Shape []int // -1 for a dimension that is only known at run time
+}
+
+// FunctionDescription is the interface of one function of the program.
+type FunctionDescription struct {
+	Name    string
+	Inputs  []Feature
+	Outputs []Feature
+	States  []Feature
+}
+
+// Model is an opened ML Program, ready to run. Predict calls on one function are serialised;
+// calls on different functions may run concurrently.
+type Model struct {
+	opts     Options
+	pool     *workerPool
+	funcs    map[string]*function
+	names    []string
+	deflt    string
+	closers  []func() error
+	closeErr error
+	once     sync.Once
+}
+
+// function is one compiled MIL function: its buffers and its steps in program order.
+type function struct {
+	desc    FunctionDescription
+	mu      sync.Mutex
+	inputs  []*Tensor // one per desc.Inputs, filled by Predict
+	outputs []*Tensor // the block's output values
+	steps   []step
+	state   *State // the state of the running Predict call
+}
+
+// step is one compiled op.
+type step struct {
+	typ, name string
+	run       func() error
+	outs      []*Tensor
+	declared  [][]int // declared output shapes (-1 = unknown), checked after run
+	round     []bool  // whether output i is rounded to fp16 after run
+}
+
+// Functions returns the names of the program's functions, sorted.
+func (m *Model) Functions() []string { return slices.Clone(m.names) }
+
+// DefaultFunction returns the function Predict runs when given the empty name: the model's
+// defaultFunctionName, or the only function, or "main".
+func (m *Model) DefaultFunction() string { return m.deflt }
+
+// Describe returns the inputs, outputs and states of function fn ("" = default).
+func (m *Model) Describe(fn string) (FunctionDescription, error) {
+	f, err := m.function(fn)
+	if err != nil {
+		return FunctionDescription{}, err
+	}
+	return f.desc, nil
+}
+
+func (m *Model) function(fn string) (*function, error) {
+	if fn == "" {
+		fn = m.deflt
+	}
+	f, ok := m.funcs[fn]
+	if !ok {
+		return nil, fmt.Errorf("reference: no function %q (have %v)", fn, m.names)
+	}
+	return f, nil
+}
+
+// Close releases the workers and the mapped weight files. Tensors returned by Predict stay valid.
+func (m *Model) Close() error {
+	m.once.Do(func() {
+		m.pool.close()
+		for _, c := range m.closers {
+			if err := c(); err != nil && m.closeErr == nil {
+				m.closeErr = err
+			}
+		}
+	})
+	return m.closeErr
+}
+
+// State holds the state tensors of one conversation (the KV cache), zero-initialised and
+// stored as fp16 as the model declares them. A State must not be used by two Predict calls
+// at the same time.
+type State struct {
+	names []string
+	vals  map[string]*stateTensor
+}
+
+type stateTensor struct {
+	shape []int
+	bits  []uint16
+}
+
+// NewState returns zero-initialised state for function fn ("" = default).
+func (m *Model) NewState(fn string) (*State, error) {
+	f, err := m.function(fn)
+	if err != nil {
+		return nil, err
+	}
+	st := &State{vals: map[string]*stateTensor{}}
+	for _, s := range f.desc.States {
+		st.names = append(st.names, s.Name)
+		st.vals[s.Name] = &stateTensor{shape: slices.Clone(s.Shape), bits: make([]uint16, numElements(s.Shape))}
+	}
+	return st, nil
+}
+
+// Names returns the state names in declaration order.
+func (s *State) Names() []string { return slices.Clone(s.names) }
+
+// Get returns a copy of state name as a Float16 tensor.
+func (s *State) Get(name string) (*Tensor, error) {
+	v, ok := s.vals[name]
+	if !ok {
+		return nil, fmt.Errorf("reference: no state %q", name)
+	}
+	t := NewTensor(Float16, v.shape...)
+	halfsToFloats(t.f32, v.bits)
+	return t, nil
+}
+
+// Set replaces the contents of state name with t (rounded to fp16); shapes must match.
+func (s *State) Set(name string, t *Tensor) error {
+	v, ok := s.vals[name]
+	if !ok {
+		return fmt.Errorf("reference: no state %q", name)
+	}
+	if !sameShape(v.shape, t.Shape) || !t.DType.IsFloat() {
+		return fmt.Errorf("reference: state %q is fp16%v, got %v", name, v.shape, t)
+	}
+	for i, f := range t.Float32s() {
+		v.bits[i] = floatToHalf(f)
+	}
+	return nil
+}
+
+// Predict runs function fn ("" = default) on inputs, reading and updating st (which may be
+// nil for a function without states). It returns fresh output tensors.
+func (m *Model) Predict(fn string, inputs map[string]*Tensor, st *State) (map[string]*Tensor, error) {
+	f, err := m.function(fn)
+	if err != nil {
+		return nil, err
+	}
+	if err := f.checkInputs(inputs, st); err != nil {
+		return nil, err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i, in := range f.desc.Inputs {
+		t := inputs[in.Name]
+		buf := f.inputs[i]
+		buf.setShape(t.Shape)
+		switch buf.DType {
+		case Float16:
+			src := t.Float32s()
+			lut := halfLUT()
+			for j, v := range src {
+				buf.f32[j] = lut[floatToHalf(v)]
+			}
+		case Float32:
+			copy(buf.f32, t.Float32s())
+		case Int32:
+			copy(buf.i32, t.i32)
+		case Bool:
+			copy(buf.b, t.b)
+		}
+	}
+	f.state = st
+	defer func() { f.state = nil }()
+	for i := range f.steps {
+		s := &f.steps[i]
+		if err := s.run(); err != nil {
+			return nil, fmt.Errorf("reference: function %s: op %s (%s): %w", f.desc.Name, s.name, s.typ, err)
+		}
+		for j, o := range s.outs {
+			if d := s.declared[j]; d != nil && !shapeMatches(o.Shape, d) {
+				return nil, fmt.Errorf("reference: function %s: op %s (%s): output %d has shape %v, declared %v",
+					f.desc.Name, s.name, s.typ, j, o.Shape, d)
+			}
+			if s.round[j] && m.opts.Precision == FP16Faithful {
+				roundSliceFP16(o.f32)
+			}
+		}
+	}
+	out := make(map[string]*Tensor, len(f.outputs))
+	for i, o := range f.desc.Outputs {
+		out[o.Name] = f.outputs[i].clone()
+	}
+	return out, nil
+}
+
+func shapeMatches(got, declared []int) bool {
+	if len(got) != len(declared) {
+		return false
+	}
+	for i, d := range declared {
+		if d >= 0 && got[i] != d {
+			return false
+		}
+	}
+	return true
+}
+
+// ErrInput is wrapped by errors about the inputs or state passed to Predict.
+var ErrInput = errors.New("invalid input")
+
+func (f *function) checkInputs(inputs map[string]*Tensor, st *State) error {
+	known := map[string]bool{}
+	for _, in := range f.desc.Inputs {
+		known[in.Name] = true
+		t, ok := inputs[in.Name]
+		if !ok || t == nil {
+			return fmt.Errorf("reference: function %s: %w: missing input %q (%v%v)", f.desc.Name, ErrInput, in.Name, in.DType, in.Shape)
+		}
+		okType := t.DType == in.DType || (in.DType.IsFloat() && t.DType.IsFloat())
+		if !okType || !shapeMatches(t.Shape, in.Shape) {
+			return fmt.Errorf("reference: function %s: %w: input %q is %v, want %v%v", f.desc.Name, ErrInput, in.Name, t, in.DType, in.Shape)
+		}
+		if n := t.Len(); (t.DType.IsFloat() && len(t.Float32s()) != n) || (t.DType == Int32 && len(t.i32) != n) || (t.DType == Bool && len(t.b) != n) {
+			return fmt.Errorf("reference: function %s: %w: input %q has shape %v but %d values", f.desc.Name, ErrInput, in.Name, t.Shape, n)
+		}
+	}
+	for name := range inputs {
+		if !known[name] {
+			return fmt.Errorf("reference: function %s: %w: unknown input %q", f.desc.Name, ErrInput, name)
+		}
+	}
+	if len(f.desc.States) > 0 {
+		if st == nil {
+			return fmt.Errorf("reference: function %s: %w: needs a State (see NewState)", f.desc.Name, ErrInput)
+		}
+		for _, s := range f.desc.States {
+			v, ok := st.vals[s.Name]
+			if !ok || !sameShape(v.shape, s.Shape) {
+				return fmt.Errorf("reference: function %s: %w: state %q missing or not fp16%v", f.desc.Name, ErrInput, s.Name, s.Shape)
+			}
+		}
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// dtypeOf maps a MIL DataType to the runtime's dtype. Wider integer constants are held as
+// Int32 (the runtime's only full integer type).
+func dtypeOf(d milpb.DataType) (DType, bool) {
+	switch d {
+	case milpb.DataType_FLOAT16:
+		return Float16, true
+	case milpb.DataType_FLOAT32, milpb.DataType_FLOAT64:
+		return Float32, true
+	case milpb.DataType_INT32, milpb.DataType_INT64, milpb.DataType_INT16, milpb.DataType_UINT16, milpb.DataType_UINT32:
+		return Int32, true
+	case milpb.DataType_BOOL:
+		return Bool, true
+	case milpb.DataType_INT8:
+		return Int8, true
+	case milpb.DataType_UINT8:
+		return Uint8, true
+	case milpb.DataType_INT4:
+		return Int4, true
+	case milpb.DataType_UINT4:
+		return Uint4, true
+	}
+	return Invalid, false
+}
