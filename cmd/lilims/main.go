@@ -52,7 +52,8 @@ anywhere through the pure-Go reference runtime that executes the exported packag
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{err} })
-	root.AddCommand(newInspectCmd(), newTokenizeCmd(), newDetokenizeCmd())
+	root.AddCommand(newRunCmd(), newBuildCmd(), newScoreCmd(), newPredictCmd(),
+		newInspectCmd(), newTokenizeCmd(), newDetokenizeCmd())
 	return root
 }
 

@@ -368,11 +368,18 @@ func (f *Function) Op(opType string, args Args) ([]*Value, error) {
 			delete(f.names, p.name)
 		}
 	}
-	for input, a := range args {
-		def, known := sig.Input(input)
-		if !known {
-			undo()
+	for input := range args {
+		if _, known := sig.Input(input); !known {
 			return fail(inErr(input, "%s has no input %q", opType, input))
+		}
+	}
+	// Walk inputs in signature order so that generated names (and the
+	// serialised program) are deterministic.
+	for _, def := range sig.Inputs {
+		input := def.Name
+		a, given := args[input]
+		if !given {
+			continue
 		}
 		var vals []*Value
 		switch a := a.(type) {
@@ -569,7 +576,12 @@ func (f *Function) constexpr(opType, name string, params map[string]WeightTensor
 	sig, _ := Lookup(opType)
 	o := &op{typ: opType, inputs: map[string][]binding{}}
 	info := map[string]ArgInfo{}
-	for in, t := range params {
+	for _, def := range sig.Inputs {
+		in := def.Name
+		t, ok := params[in]
+		if !ok {
+			continue
+		}
 		w, err := f.p.weight(t.Name, Tensor(t.DType, t.Shape...), t.Data)
 		if err != nil {
 			f.fail(&OpError{Function: f.name, Op: name, Type: opType, Err: inErr(in, "%v", err)})

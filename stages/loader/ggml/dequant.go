@@ -255,18 +255,16 @@ func dequantQ3_K(src []byte, dst []float32) {
 			qs := (*[32]byte)(b[32+32*h:])
 			for j := 0; j < 4; j++ {
 				shift := uint(2 * j)
-				hbit := byte(1) << uint(4*h+j)
+				hshift := uint(4*h + j)
 				for half := 0; half < 2; half++ {
 					dl := d * float32(scales[8*h+2*j+half])
 					out := (*[16]float32)(y[128*h+32*j+16*half:])
 					in := (*[16]byte)(qs[16*half:])
 					hm := (*[16]byte)(hmask[16*half:])
 					for l, q := range in {
-						// A clear hmask bit means the quant is 4 below its 2 low bits.
-						v := int32((q >> shift) & 3)
-						if hm[l]&hbit == 0 {
-							v -= 4
-						}
+						// A clear hmask bit means the quant is 4 below its 2 low bits
+						// (computed without a branch: the bits are random).
+						v := int32((q>>shift)&3) - 4 + 4*int32((hm[l]>>hshift)&1)
 						out[l] = dl * float32(v)
 					}
 				}

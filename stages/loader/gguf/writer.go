@@ -131,6 +131,33 @@ func (b *Builder) AddTensorBytes(name string, typ ggml.Type, shape []int64, raw 
 
 // WriteTo writes the file.
 func (b *Builder) WriteTo(w io.Writer) (int64, error) {
+	header, _ := b.Header()
+	n, err := w.Write(header)
+	total := int64(n)
+	if err != nil {
+		return total, err
+	}
+	for _, t := range b.tensors {
+		cw := &countingWriter{w: w}
+		if err := t.data(cw); err != nil {
+			return total + cw.n, fmt.Errorf("tensor %q: %w", t.name, err)
+		}
+		if cw.n != t.size {
+			return total + cw.n, fmt.Errorf("tensor %q: wrote %d bytes, want %d", t.name, cw.n, t.size)
+		}
+		pad := int64(alignUp(uint64(t.size), b.align)) - t.size
+		n, err := w.Write(make([]byte, pad))
+		total += cw.n + int64(n)
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// Header returns the encoded header (up to the start of the data section) and the size the
+// whole file will have.
+func (b *Builder) Header() ([]byte, int64) {
 	var h bytes.Buffer
 	le := binary.LittleEndian
 	put := func(v any) { binary.Write(&h, le, v) }
@@ -175,27 +202,7 @@ func (b *Builder) WriteTo(w io.Writer) (int64, error) {
 		offset = alignUp(offset+uint64(t.size), b.align)
 	}
 	h.Write(make([]byte, alignUp(uint64(h.Len()), b.align)-uint64(h.Len())))
-	n, err := w.Write(h.Bytes())
-	total := int64(n)
-	if err != nil {
-		return total, err
-	}
-	for _, t := range b.tensors {
-		cw := &countingWriter{w: w}
-		if err := t.data(cw); err != nil {
-			return total + cw.n, fmt.Errorf("tensor %q: %w", t.name, err)
-		}
-		if cw.n != t.size {
-			return total + cw.n, fmt.Errorf("tensor %q: wrote %d bytes, want %d", t.name, cw.n, t.size)
-		}
-		pad := int64(alignUp(uint64(t.size), b.align)) - t.size
-		n, err := w.Write(make([]byte, pad))
-		total += cw.n + int64(n)
-		if err != nil {
-			return total, err
-		}
-	}
-	return total, nil
+	return h.Bytes(), int64(h.Len()) + int64(offset)
 }
 
 func boolByte(v bool) uint8 {

@@ -1,0 +1,213 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite golden files in testdata/golden")
+
+const oracle = "../../testdata/oracle"
+
+// runCLI runs lilims in-process and returns stdout, stderr and the exit status.
+func runCLI(t *testing.T, stdin string, a ...string) (string, string, int) {
+	t.Helper()
+	root := newRootCmd()
+	var out, errOut bytes.Buffer
+	root.SetOut(&out)
+	root.SetErr(&errOut)
+	root.SetIn(strings.NewReader(stdin))
+	root.SetArgs(a)
+	ctx := context.Background()
+	err := root.ExecuteContext(ctx)
+	code := 0
+	if err != nil {
+		errOut.WriteString(err.Error())
+		code = exitCode(ctx, err)
+	}
+	return out.String(), errOut.String(), code
+}
+
+type inspectOut struct {
+	Version      int            `json:"version"`
+	Architecture string         `json:"architecture"`
+	Parameters   int64          `json:"parameters"`
+	Metadata     map[string]any `json:"metadata"`
+	Tensors      []struct {
+		Name   string  `json:"name"`
+		Shape  []int64 `json:"shape"`
+		Type   string  `json:"type"`
+		Offset uint64  `json:"offset"`
+	} `json:"tensors"`
+}
+
+// inspect --json on every fixture: checked against facts from testdata/oracle/README.md and
+// against a golden copy (reviewed once, rewritten only with -update).
+func TestInspectJSON(t *testing.T) {
+	paths, _ := filepath.Glob(filepath.Join(oracle, "models", "*.gguf"))
+	if len(paths) == 0 {
+		t.Fatal("no fixtures")
+	}
+	archOf := map[string]string{"stories260K": "llama", "tiny-phi2": "phi2", "tiny-llama": "llama",
+		"tiny-gpt2": "gpt2", "tiny-gemma": "gemma", "tiny-qwen2": "qwen2"}
+	for _, p := range paths {
+		base := filepath.Base(p)
+		out, errOut, code := runCLI(t, "", "inspect", "--json", p)
+		if code != 0 {
+			t.Fatalf("%s: exit %d: %s", base, code, errOut)
+		}
+		var doc inspectOut
+		if err := json.Unmarshal([]byte(out), &doc); err != nil {
+			t.Fatalf("%s: %v", base, err)
+		}
+		wantArch := ""
+		for prefix, a := range archOf {
+			if strings.HasPrefix(base, prefix) && len(prefix) > len(wantArch) {
+				wantArch = a
+			}
+		}
+		if doc.Version != 3 || doc.Architecture != wantArch {
+			t.Errorf("%s: version %d arch %q, want 3 %q", base, doc.Version, doc.Architecture, wantArch)
+		}
+		toks, _ := doc.Metadata["tokenizer.ggml.tokens"].([]any)
+		var params int64
+		names := map[string]bool{}
+		for _, tn := range doc.Tensors {
+			names[tn.Name] = true
+			n := int64(1)
+			for _, d := range tn.Shape {
+				n *= d
+			}
+			params += n
+		}
+		if params != doc.Parameters {
+			t.Errorf("%s: parameters %d, tensors sum to %d", base, doc.Parameters, params)
+		}
+		if !names["token_embd.weight"] || !names["blk.0.attn_norm.weight"] {
+			t.Errorf("%s: missing token_embd.weight or blk.0.attn_norm.weight", base)
+		}
+		for _, tn := range doc.Tensors {
+			if tn.Name == "token_embd.weight" && (len(tn.Shape) != 2 || int(tn.Shape[1]) != len(toks)) {
+				t.Errorf("%s: token_embd shape %v, want [n_embd, %d]", base, tn.Shape, len(toks))
+			}
+		}
+		// phi2 fixtures have a fused attn_qkv (oracle README); gpt2 too.
+		if (wantArch == "phi2" || wantArch == "gpt2") && !names["blk.0.attn_qkv.weight"] {
+			t.Errorf("%s: missing fused blk.0.attn_qkv.weight", base)
+		}
+		checkGolden(t, filepath.Join("testdata", "golden", "inspect", strings.TrimSuffix(base, ".gguf")+".json"), out)
+	}
+}
+
+func checkGolden(t *testing.T, path, got string) {
+	t.Helper()
+	if *update {
+		os.MkdirAll(filepath.Dir(path), 0o755)
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update once to create it)", err)
+	}
+	if string(want) != got {
+		t.Errorf("%s differs from the output; inspect the change, then go test -update", path)
+	}
+}
+
+// tokenize equals llama.cpp's tokenize entries for every model (tokens: parse_special off,
+// with_special: on; no BOS added either way).
+func TestTokenizeCommand(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(oracle, "llamacpp-reference.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref struct {
+		Models map[string]struct {
+			Tokenize []struct {
+				Text        string  `json:"text"`
+				Tokens      []int32 `json:"tokens"`
+				WithSpecial []int32 `json:"with_special"`
+			} `json:"tokenize"`
+		} `json:"models"`
+	}
+	if err := json.Unmarshal(raw, &ref); err != nil {
+		t.Fatal(err)
+	}
+	for file, m := range ref.Models {
+		path := filepath.Join(oracle, "models", file)
+		for _, c := range m.Tokenize {
+			for _, special := range []bool{false, true} {
+				a := []string{"tokenize", path, "--json", "--text", c.Text}
+				want := c.Tokens
+				if special {
+					a = append(a, "--special")
+					want = c.WithSpecial
+				}
+				out, errOut, code := runCLI(t, "", a...)
+				if code != 0 {
+					t.Fatalf("%s: exit %d: %s", file, code, errOut)
+				}
+				var got struct{ Tokens []int32 }
+				json.Unmarshal([]byte(out), &got)
+				if !equalIDs(got.Tokens, want) {
+					t.Errorf("%s special=%v %q:\n got %v\nwant %v", file, special, c.Text, got.Tokens, want)
+				}
+			}
+		}
+	}
+	// stdin when --text is absent, and the detokenize round trip.
+	path := filepath.Join(oracle, "models", "stories260K.gguf")
+	out, _, code := runCLI(t, "Once upon a time", "tokenize", path)
+	if code != 0 {
+		t.Fatal("tokenize from stdin failed")
+	}
+	back, _, code := runCLI(t, "", append([]string{"detokenize", path}, strings.Fields(out)...)...)
+	if code != 0 || strings.TrimRight(back, "\n") != " Once upon a time" && strings.TrimRight(back, "\n") != "Once upon a time" {
+		t.Errorf("detokenize(tokenize) = %q", back)
+	}
+}
+
+func equalIDs(a, b []int32) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Bad input: one line on stderr naming the file and the problem, exit status 1; usage
+// mistakes exit 2.
+func TestBadInputExitCodes(t *testing.T) {
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.gguf")
+	os.WriteFile(bad, []byte("GGUF\x01\x00\x00\x00"), 0o644)
+	_, errOut, code := runCLI(t, "", "inspect", bad)
+	if code != 1 || !strings.Contains(errOut, "unsupported GGUF v1, re-convert with a current llama.cpp") || !strings.Contains(errOut, bad) {
+		t.Errorf("v1 file: exit %d, %q", code, errOut)
+	}
+	_, _, code = runCLI(t, "", "inspect")
+	if code != 2 {
+		t.Errorf("missing argument: exit %d, want 2", code)
+	}
+	_, _, code = runCLI(t, "", "inspect", "--no-such-flag", bad)
+	if code != 2 {
+		t.Errorf("unknown flag: exit %d, want 2", code)
+	}
+	_, errOut, code = runCLI(t, "", "detokenize", filepath.Join(oracle, "models", "stories260K.gguf"), "99999")
+	if code != 1 || !strings.Contains(errOut, "outside the vocabulary") {
+		t.Errorf("bad id: exit %d, %q", code, errOut)
+	}
+}

@@ -1,0 +1,130 @@
+// Package builtin registers lilims's own stages. It is the one place that imports every
+// stage package; the runner and the stages themselves know nothing of each other.
+package builtin
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+
+	"github.com/lilims/lilims/pipeline"
+	"github.com/lilims/lilims/pipeline/stage"
+	"github.com/lilims/lilims/stages/compile"
+	"github.com/lilims/lilims/stages/export"
+	"github.com/lilims/lilims/stages/loader"
+	"github.com/lilims/lilims/stages/loader/gguf"
+	lruntime "github.com/lilims/lilims/stages/runtime"
+	"github.com/lilims/lilims/stages/runtime/reference"
+	"github.com/lilims/lilims/stages/sampler"
+)
+
+// Registry returns a registry holding every built-in stage.
+func Registry() *pipeline.Registry {
+	r := pipeline.NewRegistry()
+	r.Register(pipeline.Entry{Spec: loader.Spec, New: func() any { return loader.GGUF{} }})
+	r.Register(pipeline.Entry{Spec: exportSpec, New: func() any { return exporter{} }})
+	r.Register(pipeline.Entry{Spec: compile.Spec, New: func() any { return compile.Stage{} }})
+	r.Register(pipeline.Entry{Spec: runtimeSpec("runtime/reference",
+		"Run the exported package on the pure-Go reference runtime (any OS)."), New: func() any { return referenceRuntime{} }})
+	r.Register(pipeline.Entry{Spec: runtimeSpec("runtime/auto",
+		"Core ML on macOS when available, the reference runtime elsewhere."), New: func() any { return referenceRuntime{} }})
+	r.Register(pipeline.Entry{Spec: samplerSpec, New: func() any { return samplerStage{} }})
+	return r
+}
+
+var exportSpec = stage.Spec{Uses: "export/mil", Kind: stage.KindExport,
+	Doc: "Build the model's MIL program and write a Core ML .mlpackage (spec 9, fp16, stateful KV cache, prefill+decode functions).",
+	Params: []stage.ParamSpec{
+		{Name: "context", Type: stage.Int, Default: 0, Doc: "context length the package is exported for (0: the model's, at most 2048)"},
+		{Name: "prefill_chunk", Type: stage.Int, Default: 64, Doc: "tokens per prefill call"},
+	}}
+
+type exporter struct{}
+
+func (exporter) Build(ctx context.Context, req stage.BuildRequest) (stage.Artifact, error) {
+	in, ok := req.Input("gguf")
+	if !ok {
+		return stage.Artifact{}, fmt.Errorf("export needs a GGUF model from a loader stage")
+	}
+	f, err := gguf.Open(in.Path)
+	if err != nil {
+		return stage.Artifact{}, err
+	}
+	defer f.Close()
+	chunk := req.Params.Int("prefill_chunk")
+	if chunk < 1 || chunk > 4096 {
+		return stage.Artifact{}, fmt.Errorf("prefill_chunk %d out of range [1, 4096]", chunk)
+	}
+	ctxLen := req.Params.Int("context")
+	if ctxLen < 0 {
+		return stage.Artifact{}, fmt.Errorf("context %d must not be negative", ctxLen)
+	}
+	out := req.OutDir + "/model.mlpackage"
+	if err := export.Export(ctx, f, export.Options{ContextLength: ctxLen, PrefillChunk: chunk}, out); err != nil {
+		return stage.Artifact{}, err
+	}
+	return stage.Artifact{Kind: "mlpackage", Path: out}, nil
+}
+
+func runtimeSpec(uses, doc string) stage.Spec {
+	return stage.Spec{Uses: uses, Kind: stage.KindRuntime, Doc: doc, Params: []stage.ParamSpec{
+		{Name: "threads", Type: stage.Int, Default: 0, Doc: "matmul threads (0: all cores)"},
+		{Name: "precision", Type: stage.String, Default: "fp16", Enum: []string{"fp16", "fp32"},
+			Doc: "fp16: round every fp16 op result as the program declares; fp32: keep float32 activations"},
+		{Name: "compute_units", Type: stage.String, Default: "all", Enum: []string{"cpu_only", "cpu_and_gpu", "cpu_and_ne", "all"},
+			Doc: "Core ML compute units (macOS only; ignored by the reference runtime)"},
+	}}
+}
+
+type referenceRuntime struct{}
+
+func (referenceRuntime) Open(ctx context.Context, art stage.Artifact, p stage.Params) (stage.Session, error) {
+	pkg := art.Path
+	if art.Kind != "mlpackage" {
+		if src, ok := art.Meta["package"]; ok {
+			pkg = src // a compiled model keeps its source package beside it
+		} else {
+			return nil, fmt.Errorf("the reference runtime runs a .mlpackage, got a %s artifact (%s)", art.Kind, art.Path)
+		}
+	}
+	threads := p.Int("threads")
+	if threads <= 0 {
+		threads = runtime.NumCPU()
+	}
+	prec := reference.FP16Faithful
+	if p.String("precision") == "fp32" {
+		prec = reference.FP32
+	}
+	return lruntime.OpenReferenceOptions(pkg, reference.Options{Precision: prec, Threads: threads})
+}
+
+var samplerSpec = stage.Spec{Uses: "sampler/default", Kind: stage.KindSampler,
+	Doc: "llama.cpp's sampling chain: penalties → top-k → typical → top-p → min-p → temperature → draw.",
+	Params: []stage.ParamSpec{
+		{Name: "temperature", Type: stage.Float, Default: 0.8, Doc: "≤ 0: greedy"},
+		{Name: "top_k", Type: stage.Int, Default: 40, Doc: "≤ 0: off"},
+		{Name: "top_p", Type: stage.Float, Default: 0.95, Doc: "1: off"},
+		{Name: "min_p", Type: stage.Float, Default: 0.05, Doc: "0: off"},
+		{Name: "typical_p", Type: stage.Float, Default: 1.0, Doc: "1: off"},
+		{Name: "repeat_penalty", Type: stage.Float, Default: 1.0, Doc: "1: off"},
+		{Name: "frequency_penalty", Type: stage.Float, Default: 0.0, Doc: "0: off"},
+		{Name: "presence_penalty", Type: stage.Float, Default: 0.0, Doc: "0: off"},
+		{Name: "penalty_last_n", Type: stage.Int, Default: 64, Doc: "tokens the penalties look back (-1: all)"},
+		{Name: "seed", Type: stage.Int, Default: int64(sampler.RandomSeed), Doc: "4294967295: a random seed"},
+		{Name: "min_keep", Type: stage.Int, Default: 0, Doc: "minimum candidates each filter keeps"},
+		{Name: "stop", Type: stage.Strings, Doc: "stop strings"},
+	}}
+
+type samplerStage struct{}
+
+func (samplerStage) New(p stage.Params, vocab int) (stage.TokenSampler, error) {
+	m := make(map[string]any, len(p))
+	for k, v := range p {
+		m[k] = v
+	}
+	sp, err := sampler.FromMap(m)
+	if err != nil {
+		return nil, err
+	}
+	return sampler.New(sp, vocab)
+}
