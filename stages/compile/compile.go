@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/lilims/lilims/pipeline/stage"
-	"github.com/lilims/lilims/stages/export/mil"
 	"github.com/lilims/lilims/stages/export/mlpackage"
 )
 
@@ -53,7 +52,7 @@ func Validate(pkgDir string) error {
 		return err
 	}
 	defer pkg.Close()
-	errs := mil.CheckModel(pkg.Model)
+	errs := CheckModel(pkg.Model)
 	if len(errs) == 0 {
 		return nil
 	}
