@@ -27,12 +27,12 @@ type value struct {
 }
 
 type compiler struct {
-	m       *Model
-	dir     string // Data/com.apple.CoreML: what @model_path resolves to
-	blobs   map[string]blobFile
-	f       *function
-	vals    map[string]*value
-	fnName  string
+	m      *Model
+	dir    string // Data/com.apple.CoreML: what @model_path resolves to
+	blobs  map[string]blobFile
+	f      *function
+	vals   map[string]*value
+	fnName string
 }
 
 // Open reads the .mlpackage at pkgDir and prepares every function of its ML Program.
@@ -134,7 +134,7 @@ func functionDescriptions(spec *milpb.Model) map[string]*milpb.FunctionDescripti
 	return out
 }
 
-func (c *compiler) compileFunction(name string, fn *milpb.Function, fd *milpb.FunctionDescription) (*function, error) {
+func (c *compiler) compileFunction(name string, fn *milpb.Function, _ *milpb.FunctionDescription) (*function, error) {
 	f := &function{desc: FunctionDescription{Name: name}}
 	c.f, c.fnName = f, name
 	c.vals = map[string]*value{}
@@ -165,18 +165,6 @@ func (c *compiler) compileFunction(name string, fn *milpb.Function, fd *milpb.Fu
 		c.vals[in.GetName()] = &value{t: t}
 		f.inputs = append(f.inputs, t)
 		f.desc.Inputs = append(f.desc.Inputs, Feature{Name: in.GetName(), DType: dt, Shape: shape})
-	}
-	// Inputs with a flexible shape take their default shape from the description, if any.
-	if fd != nil {
-		for i, in := range f.desc.Inputs {
-			for _, d := range fd.GetInput() {
-				if d.GetName() == in.Name && slices.Contains(in.Shape, -1) {
-					if s := d.GetType().GetMultiArrayType().GetShape(); len(s) == len(in.Shape) {
-						_ = i // the MIL type stays authoritative; the default shape is advisory
-					}
-				}
-			}
-		}
 	}
 	for _, op := range blk.GetOperations() {
 		if err := c.compileOp(op); err != nil {

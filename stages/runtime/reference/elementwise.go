@@ -315,7 +315,6 @@ func bcastIndex(i int, out, sh []int) int {
 	return off
 }
 
-
 var unaryFloat = map[string]func(x float32) float32{
 	"sqrt":     func(x float32) float32 { return float32(math.Sqrt(float64(x))) },
 	"exp":      func(x float32) float32 { return float32(math.Exp(float64(x))) },

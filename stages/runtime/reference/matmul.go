@@ -219,10 +219,10 @@ func compileConv(o *opCtx) (func() error, error) {
 
 // matmulTask computes batched products; rows of all batches are split across workers.
 type matmulTask struct {
-	x, y, out          []float32
-	m, k, n            int
-	tx, ty             bool
-	xoff, yoff         []int // per batch: element offset of the x / y matrix
+	x, y, out  []float32
+	m, k, n    int
+	tx, ty     bool
+	xoff, yoff []int // per batch: element offset of the x / y matrix
 }
 
 func (t *matmulTask) runRange(lo, hi int) {

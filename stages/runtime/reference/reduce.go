@@ -128,7 +128,7 @@ func compileReduce(o *opCtx) (func() error, error) {
 			sums[i] = init
 		}
 		var idx [8]int
-		for i, v := range x.f32 {
+		for _, v := range x.f32 {
 			oi := 0
 			for d := range r {
 				if !red[d] {
@@ -142,7 +142,6 @@ func compileReduce(o *opCtx) (func() error, error) {
 				}
 				idx[d] = 0
 			}
-			_ = i
 		}
 		for i, s := range sums {
 			if o.typ == "reduce_mean" {

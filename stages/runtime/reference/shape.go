@@ -276,12 +276,8 @@ func compileSplit(o *opCtx) (func() error, error) {
 		if err != nil {
 			return err
 		}
-		sz := sizes
-		if sz == nil {
-			if x.Shape[a]%nOut != 0 {
-				return fmt.Errorf("axis size %d does not split into %d", x.Shape[a], nOut)
-			}
-			sz = make([]int, 0, 0)
+		if sizes == nil && x.Shape[a]%nOut != 0 {
+			return fmt.Errorf("axis size %d does not split into %d", x.Shape[a], nOut)
 		}
 		outer := numElements(x.Shape[:a])
 		inner := numElements(x.Shape[a+1:])
@@ -305,7 +301,6 @@ func compileSplit(o *opCtx) (func() error, error) {
 		if off != x.Shape[a] {
 			return fmt.Errorf("split sizes cover %d of %d", off, x.Shape[a])
 		}
-		_ = sz
 		return nil
 	}, nil
 }
@@ -313,9 +308,9 @@ func compileSplit(o *opCtx) (func() error, error) {
 // sliceSpec resolves begin/end/stride/masks of slice_by_index and slice_update into
 // per-axis start, step and count.
 type sliceSpec struct {
-	begin, end, stride                *Tensor
-	beginMask, endMask, squeezeMask   []bool
-	start, step, count                [8]int
+	begin, end, stride              *Tensor
+	beginMask, endMask, squeezeMask []bool
+	start, step, count              [8]int
 }
 
 func (o *opCtx) sliceSpec() (*sliceSpec, error) {

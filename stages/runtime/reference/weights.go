@@ -1,10 +1,6 @@
 package reference
 
-import (
-	"slices"
-
-	"github.com/lilims/lilims/stages/export/mil/milpb"
-)
+import "slices"
 
 // weightMatrix is a constant 2-D weight [rows, cols] (an N-D weight is viewed as
 // [shape[0], prod(shape[1:])]) that kernels read row by row without materialising it.
@@ -488,5 +484,3 @@ func compileAffine(o *opCtx) error {
 	o.c.vals[o.op.GetOutputs()[0].GetName()] = &value{t: t, isConst: true}
 	return nil
 }
-
-var _ = milpb.DataType_FLOAT16
