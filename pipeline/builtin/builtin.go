@@ -69,8 +69,8 @@ func (exporter) Build(ctx context.Context, req stage.BuildRequest) (stage.Artifa
 func runtimeSpec(uses, doc string) stage.Spec {
 	return stage.Spec{Uses: uses, Kind: stage.KindRuntime, Doc: doc, Params: []stage.ParamSpec{
 		{Name: "threads", Type: stage.Int, Default: 0, Doc: "matmul threads (0: all cores)"},
-		{Name: "precision", Type: stage.String, Default: "fp16", Enum: []string{"fp16", "fp32"},
-			Doc: "fp16: round every fp16 op result as the program declares; fp32: keep float32 activations"},
+		{Name: "precision", Type: stage.String, Default: "fp32", Enum: []string{"fp16", "fp32"},
+			Doc: "fp32: float32 activations over the fp16 weights and fp16 KV state (meets llama.cpp's tolerances); fp16: round every op result to fp16 as the program declares, emulating fp16 hardware"},
 		{Name: "compute_units", Type: stage.String, Default: "all", Enum: []string{"cpu_only", "cpu_and_gpu", "cpu_and_ne", "all"},
 			Doc: "Core ML compute units (macOS only; ignored by the reference runtime)"},
 	}}

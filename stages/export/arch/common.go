@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"strings"
 
 	"github.com/x448/float16"
 
@@ -120,17 +119,14 @@ func (fn *Func) weightRows(name, tag string, rows []int) *mil.Value {
 	if tag != "" {
 		key += "#" + tag
 	}
-	sc := float32(1)
-	for k, v := range expScale { if strings.Contains(name, k) { sc = v } }
-	return fn.F.Weight(key, mil.FP16, shape, fp16Rows(fn.File, t, rows, sc))
+	return fn.F.Weight(key, mil.FP16, shape, fp16Rows(fn.File, t, rows))
 }
 
 // fp16Rows reads tensor t lazily as fp16 bytes: Build calls it once, when it writes the
 // weight, so only one tensor is dequantized at a time. Any ggml type goes through
 // DequantizeRows (K-quants included); conversion to fp16 rounds to nearest even.
-func fp16Rows(f *gguf.File, t *gguf.Tensor, rows []int, sc float32) mil.WeightSource {
+func fp16Rows(f *gguf.File, t *gguf.Tensor, rows []int) mil.WeightSource {
 	return func() ([]byte, error) {
-		halves := func(dst []byte, v []float32) []byte { for _, x := range v { dst = binary.LittleEndian.AppendUint16(dst, float16.Fromfloat32(x*sc).Bits()) }; return dst }
 		ne0 := int(t.Shape[0])
 		if len(t.Shape) == 1 {
 			all, err := f.Float32s(t)
@@ -341,6 +337,12 @@ func (fn *Func) LinearNormRope(x *mil.Value, prefix string, heads int) *mil.Valu
 		fn.fail(fmt.Errorf("export: %s: NORM rope needs n_rot (%d) = head_dim (%d)", fn.File.Path, fn.Config.RopeDims, d))
 		return nil
 	}
+	return fn.linear(x, prefix, "neox", neoxRows(heads, d))
+}
+
+// neoxRows is the row order that turns NORM pairs into NEOX halves: per head of d rows,
+// the even rows then the odd ones.
+func neoxRows(heads, d int) []int {
 	rows := make([]int, 0, heads*d)
 	for h := 0; h < heads; h++ {
 		for i := 0; i < d; i += 2 {
@@ -350,10 +352,8 @@ func (fn *Func) LinearNormRope(x *mil.Value, prefix string, heads int) *mil.Valu
 			rows = append(rows, h*d+i)
 		}
 	}
-	return fn.linear(x, prefix, "neox", rows)
+	return rows
 }
-
-var expScale = map[string]float32{}
 
 // kvBounds builds, once per function, the slice_update bounds of the chunk's K/V rows:
 // begin [0, 0, current_pos, 0], end [1, n_head_kv, current_pos+N, head_dim].

@@ -22,7 +22,6 @@ import (
 func buildLlama(fn *Func) (*mil.Value, error) {
 	cfg, f := fn.Config, fn.F
 	kqScale := 1 / math.Sqrt(float64(cfg.KeyLength))
-	expScale["attn_q"] = float32(kqScale)
 	x := fn.Embed("token_embd.weight")
 	for l := 0; l < cfg.BlockCount; l++ {
 		blk := func(name string) string { return fmt.Sprintf("blk.%d.%s", l, name) }
@@ -31,7 +30,7 @@ func buildLlama(fn *Func) (*mil.Value, error) {
 		q := fn.LinearNormRope(h, blk("attn_q"), cfg.HeadCount)
 		k := fn.LinearNormRope(h, blk("attn_k"), cfg.HeadCountKV)
 		v := fn.Linear(h, blk("attn_v"))
-		a := fn.Attention(l, q, k, v, 1, 1)
+		a := fn.Attention(l, q, k, v, 1, kqScale)
 		x = f.Add(fn.Linear(a, blk("attn_output")), x)
 
 		h = fn.RMSNorm(x, blk("ffn_norm.weight"))

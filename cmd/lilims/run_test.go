@@ -1,0 +1,123 @@
+package main
+
+import (
+	"encoding/json"
+	"math"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+)
+
+type refPrompt struct {
+	Prompt string  `json:"prompt"`
+	Tokens []int32 `json:"tokens"`
+	Steps  []struct {
+		Pos int          `json:"pos"`
+		Top [][2]float64 `json:"top"`
+	} `json:"steps"`
+	Greedy     []int32 `json:"greedy"`
+	GreedyText string  `json:"greedy_text"`
+}
+
+func loadRef(t *testing.T, model string) []refPrompt {
+	t.Helper()
+	raw, err := os.ReadFile(filepath.Join(oracle, "llamacpp-reference.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref struct {
+		Models map[string]struct {
+			Prompts []refPrompt `json:"prompts"`
+		} `json:"models"`
+	}
+	if err := json.Unmarshal(raw, &ref); err != nil {
+		t.Fatal(err)
+	}
+	return ref.Models[model].Prompts
+}
+
+// The README's main job: greedy generation on stories260K prints llama.cpp's greedy_text.
+func TestRunGreedyMatchesLlamaCpp(t *testing.T) {
+	var want string
+	for _, p := range loadRef(t, "stories260K.gguf") {
+		if p.Prompt == "Once upon a time" {
+			want = p.GreedyText
+		}
+	}
+	if want == "" {
+		t.Fatal("no reference for the prompt")
+	}
+	out, errOut, code := runCLI(t, "", "run", filepath.Join(oracle, "models", "stories260K.gguf"),
+		"--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "24")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	// llama.cpp: ", there was a little girl named Lily. She loved to play outside in the p"
+	if got := strings.TrimSuffix(out, "\n"); got != want {
+		t.Errorf("run printed %q\nllama.cpp greedy_text %q", got, want)
+	}
+	if !strings.Contains(errOut, "tok/s") {
+		t.Errorf("no tokens/s summary on stderr: %q", errOut)
+	}
+}
+
+// score --json through the default pipeline agrees with llama.cpp: max |Δp| ≤ 0.005 over the
+// 20 listed tokens of every step (f16 model), argmax equal where llama.cpp's margin > 0.02.
+func TestScoreMatchesLlamaCpp(t *testing.T) {
+	for _, p := range loadRef(t, "tiny-phi2-f16.gguf") {
+		ids := make([]string, len(p.Tokens))
+		for i, id := range p.Tokens {
+			ids[i] = strconv.Itoa(int(id))
+		}
+		out, errOut, code := runCLI(t, "", "score", filepath.Join(oracle, "models", "tiny-phi2-f16.gguf"),
+			"--tokens", strings.Join(ids, ","), "--top", "1024", "--json")
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		var got struct {
+			Tokens []int32 `json:"tokens"`
+			Steps  []struct {
+				Pos int          `json:"pos"`
+				Top [][2]float64 `json:"top"`
+			} `json:"steps"`
+		}
+		if err := json.Unmarshal([]byte(out), &got); err != nil {
+			t.Fatal(err)
+		}
+		if len(got.Steps) != len(p.Tokens) {
+			t.Fatalf("%d steps for %d tokens", len(got.Steps), len(p.Tokens))
+		}
+		maxD := 0.0
+		for _, rs := range p.Steps {
+			probs := map[int]float64{}
+			for _, e := range got.Steps[rs.Pos].Top {
+				probs[int(e[0])] = e[1]
+			}
+			for _, e := range rs.Top {
+				maxD = math.Max(maxD, math.Abs(probs[int(e[0])]-e[1]))
+			}
+			if rs.Top[0][1]-rs.Top[1][1] > 0.02 && int(got.Steps[rs.Pos].Top[0][0]) != int(rs.Top[0][0]) {
+				t.Errorf("%q pos %d: argmax %v, llama.cpp %v", p.Prompt, rs.Pos, got.Steps[rs.Pos].Top[0][0], rs.Top[0][0])
+			}
+		}
+		t.Logf("%q: max |Δp| = %.5f", p.Prompt, maxD)
+		if maxD > 0.005 {
+			t.Errorf("%q: max |Δp| = %.5f > 0.005", p.Prompt, maxD)
+		}
+	}
+}
+
+// Bad pipeline input: unknown stage parameter via --set, and a prompt longer than the context.
+func TestRunBadInput(t *testing.T) {
+	model := filepath.Join(oracle, "models", "stories260K.gguf")
+	_, errOut, code := runCLI(t, "", "run", model, "--prompt", "x", "--set", "sample.temprature=0")
+	if code != 1 || !strings.Contains(errOut, `"temprature"`) {
+		t.Errorf("unknown parameter: exit %d, %q", code, errOut)
+	}
+	_, errOut, code = runCLI(t, "", "run", model, "--set", "export.context=16", "--prompt", strings.Repeat("Once upon a time ", 10))
+	if code != 1 || !strings.Contains(errOut, "context") {
+		t.Errorf("long prompt: exit %d, %q", code, errOut)
+	}
+}

@@ -1,0 +1,104 @@
+package pipeline_test
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/lilims/lilims/pipeline"
+	"github.com/lilims/lilims/pipeline/builtin"
+)
+
+func noEnv(string) (string, bool) { return "", false }
+
+// Every pipeline shipped in pipelines/ parses and resolves against the built-in stages.
+func TestShippedPipelines(t *testing.T) {
+	files, _ := filepath.Glob("../pipelines/*.yaml")
+	if len(files) == 0 {
+		t.Fatal("no pipelines")
+	}
+	for _, f := range files {
+		spec, err := pipeline.LoadFile(f)
+		if err != nil {
+			t.Errorf("%s: %v", f, err)
+			continue
+		}
+		if _, err := pipeline.Resolve(spec, builtin.Registry()); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+}
+
+// Every problem is reported at once, each as file:line:col.
+func TestPipelineErrors(t *testing.T) {
+	src := `name: bad
+model: m.gguf
+stages:
+  - id: load
+    uses: loader/gguf
+  - id: export
+    uses: export/mil
+    with:
+      context: lots
+      chunk: 3
+  - id: sample
+    uses: sampler/nope
+`
+	spec, err := pipeline.Parse("bad.yaml", []byte(src), noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = pipeline.Resolve(spec, builtin.Registry())
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		`bad.yaml:9:7: stage "export": parameter context: lots (string) is not a valid int`,
+		`bad.yaml:10:7: stage "export": export/mil has no parameter "chunk"`,
+		`bad.yaml:11:5: stage "sample": unknown stage "sampler/nope"`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("missing %q in:\n%v", want, err)
+		}
+	}
+	if _, err := pipeline.Parse("dup.yaml", []byte("name: a\nname: b\nstages: []\n"), noEnv); err == nil ||
+		!strings.Contains(err.Error(), `dup.yaml:2:1: duplicate key "name"`) {
+		t.Errorf("duplicate key: %v", err)
+	}
+}
+
+// ${VAR:-default} expansion and --set overrides, typed at resolution.
+func TestExpandAndSet(t *testing.T) {
+	src := "model: ${M:-default.gguf}\nstages:\n  - {id: load, uses: loader/gguf}\n  - {id: sample, uses: sampler/default, with: {top_k: \"${K:-7}\"}}\n"
+	env := func(k string) (string, bool) {
+		if k == "M" {
+			return "from-env.gguf", true
+		}
+		return "", false
+	}
+	spec, err := pipeline.Parse("p.yaml", []byte(src), env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if spec.Model != "from-env.gguf" {
+		t.Errorf("model %q", spec.Model)
+	}
+	if err := spec.Set("sample.temperature=0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := spec.Set("nostage.x=1"); err == nil {
+		t.Error("--set on an unknown stage should fail")
+	}
+	plan, err := pipeline.Resolve(spec, builtin.Registry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := plan.Steps[1].Params
+	if p.Int("top_k") != 7 || p.Float("temperature") != 0 || p.Float("top_p") != 0.95 {
+		t.Errorf("params %v", p)
+	}
+	if _, err := pipeline.Parse("p.yaml", []byte("model: ${NOPE}\nstages: []\n"), noEnv); err == nil ||
+		!strings.Contains(err.Error(), "NOPE is not set") {
+		t.Errorf("unset variable: %v", err)
+	}
+}
