@@ -7,19 +7,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-
-	"github.com/lilims/lilims/stages/loader/gguf"
-	"github.com/lilims/lilims/stages/loader/tokenizer"
 )
-
-func openTokenizer(path string) (*tokenizer.Tokenizer, error) {
-	f, err := gguf.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return tokenizer.FromGGUF(f)
-}
 
 func newTokenizeCmd() *cobra.Command {
 	var (
@@ -38,7 +26,7 @@ llama.cpp does. Without --text the text is read from standard input. No BOS is a
   echo -n "Hello" | lilims tokenize model.gguf`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			tok, err := openTokenizer(a[0])
+			tok, err := modelTokenizer(a[0])
 			if err != nil {
 				return err
 			}
@@ -81,7 +69,7 @@ func newDetokenizeCmd() *cobra.Command {
   lilims detokenize model.gguf 1 450 --special`,
 		Args: args(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			tok, err := openTokenizer(a[0])
+			tok, err := modelTokenizer(a[0])
 			if err != nil {
 				return err
 			}
