@@ -20,7 +20,13 @@ type Entry struct {
 }
 
 // Registry maps `uses:` names to implementations.
-type Registry struct{ entries map[string]Entry }
+type Registry struct {
+	entries map[string]Entry
+	// External, when set, resolves the stages that run out of process: `uses: plugin:PATH`
+	// (builtin is nil) and built-ins with `isolation: process` (builtin is the in-process
+	// entry). The plugin glue installs it; without it such stages are an error.
+	External func(st *StageSpec, builtin *Entry) (Entry, error)
+}
 
 // NewRegistry returns an empty registry.
 func NewRegistry() *Registry { return &Registry{entries: map[string]Entry{}} }
@@ -86,9 +92,26 @@ func Resolve(spec *Spec, reg *Registry) (*Plan, error) {
 	seen := map[stage.Kind]string{}
 	for _, st := range spec.Stages {
 		e, ok := reg.Lookup(st.Uses)
-		if !ok {
+		external := strings.HasPrefix(st.Uses, "plugin:") || (ok && st.Isolation == "process")
+		if !ok && !external {
 			at(st.Pos, "stage %q: unknown stage %q (run 'lilims stages' for the list)", st.ID, st.Uses)
 			continue
+		}
+		if external {
+			if reg.External == nil {
+				at(st.Pos, "stage %q: %s needs plugin support, which this build lacks", st.ID, st.Uses)
+				continue
+			}
+			var builtin *Entry
+			if ok {
+				builtin = &e
+			}
+			ext, err := reg.External(st, builtin)
+			if err != nil {
+				at(st.Pos, "stage %q: %v", st.ID, err)
+				continue
+			}
+			e = ext
 		}
 		if st.Isolation != "" && st.Isolation != "inprocess" && st.Isolation != "process" {
 			at(st.Pos, "stage %q: isolation must be inprocess or process, not %q", st.ID, st.Isolation)
