@@ -45,9 +45,12 @@ func newRootCmd() *cobra.Command {
 		Long: `lilims takes a GGUF language model (Phi-2, Llama, Gemma, GPT-2 …), quantizes it,
 exports a Core ML ML Program package and runs it — on Apple's Neural Engine on a Mac, and
 anywhere through the pure-Go reference runtime that executes the exported package op by op.`,
-		Example: `  lilims inspect testdata/oracle/models/stories260K.gguf
-  lilims tokenize testdata/oracle/models/stories260K.gguf --text "Once upon a time" --bos
-  lilims detokenize testdata/oracle/models/stories260K.gguf 1 9038 2501 263 931`,
+		Example: `  lilims run testdata/oracle/models/stories260K.gguf --prompt "Once upon a time" --max-tokens 64
+  lilims run pipelines/stories.yaml --prompt "Lily" --temperature 0
+  lilims build model.gguf -o out/ --json
+  lilims score model.gguf --prompt "Hello" --top 5 --json
+  lilims inspect model.gguf
+  lilims tokenize model.gguf --text "Hello world" --bos`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
