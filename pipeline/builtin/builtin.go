@@ -12,7 +12,7 @@ import (
 	"github.com/lilims/lilims/stages/compile"
 	"github.com/lilims/lilims/stages/export"
 	"github.com/lilims/lilims/stages/loader"
-	"github.com/lilims/lilims/stages/loader/gguf"
+	"github.com/lilims/lilims/stages/quantize"
 	lruntime "github.com/lilims/lilims/stages/runtime"
 	"github.com/lilims/lilims/stages/runtime/reference"
 	"github.com/lilims/lilims/stages/sampler"
@@ -22,7 +22,8 @@ import (
 func Registry() *pipeline.Registry {
 	r := pipeline.NewRegistry()
 	r.Register(pipeline.Entry{Spec: loader.Spec, New: func() any { return loader.GGUF{} }})
-	r.Register(pipeline.Entry{Spec: exportSpec, New: func() any { return exporter{} }})
+	r.Register(pipeline.Entry{Spec: quantize.Spec, New: func() any { return quantize.Stage{} }})
+	r.Register(pipeline.Entry{Spec: export.Spec, New: func() any { return export.Stage{} }})
 	r.Register(pipeline.Entry{Spec: compile.Spec, New: func() any { return compile.Stage{} }})
 	r.Register(pipeline.Entry{Spec: runtimeSpec("runtime/reference",
 		"Run the exported package on the pure-Go reference runtime (any OS)."), New: func() any { return referenceRuntime{} }})
@@ -30,40 +31,6 @@ func Registry() *pipeline.Registry {
 		"Core ML on macOS when available, the reference runtime elsewhere."), New: func() any { return referenceRuntime{} }})
 	r.Register(pipeline.Entry{Spec: samplerSpec, New: func() any { return samplerStage{} }})
 	return r
-}
-
-var exportSpec = stage.Spec{Uses: "export/mil", Kind: stage.KindExport,
-	Doc: "Build the model's MIL program and write a Core ML .mlpackage (spec 9, fp16, stateful KV cache, prefill+decode functions).",
-	Params: []stage.ParamSpec{
-		{Name: "context", Type: stage.Int, Default: 0, Doc: "context length the package is exported for (0: the model's, at most 2048)"},
-		{Name: "prefill_chunk", Type: stage.Int, Default: 64, Doc: "tokens per prefill call"},
-	}}
-
-type exporter struct{}
-
-func (exporter) Build(ctx context.Context, req stage.BuildRequest) (stage.Artifact, error) {
-	in, ok := req.Input("gguf")
-	if !ok {
-		return stage.Artifact{}, fmt.Errorf("export needs a GGUF model from a loader stage")
-	}
-	f, err := gguf.Open(in.Path)
-	if err != nil {
-		return stage.Artifact{}, err
-	}
-	defer f.Close()
-	chunk := req.Params.Int("prefill_chunk")
-	if chunk < 1 || chunk > 4096 {
-		return stage.Artifact{}, fmt.Errorf("prefill_chunk %d out of range [1, 4096]", chunk)
-	}
-	ctxLen := req.Params.Int("context")
-	if ctxLen < 0 {
-		return stage.Artifact{}, fmt.Errorf("context %d must not be negative", ctxLen)
-	}
-	out := req.OutDir + "/model.mlpackage"
-	if err := export.Export(ctx, f, export.Options{ContextLength: ctxLen, PrefillChunk: chunk}, out); err != nil {
-		return stage.Artifact{}, err
-	}
-	return stage.Artifact{Kind: "mlpackage", Path: out}, nil
 }
 
 func runtimeSpec(uses, doc string) stage.Spec {
