@@ -4,6 +4,7 @@ package builtin
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"runtime"
 
@@ -14,6 +15,7 @@ import (
 	"github.com/lilims/lilims/stages/loader"
 	"github.com/lilims/lilims/stages/quantize"
 	lruntime "github.com/lilims/lilims/stages/runtime"
+	"github.com/lilims/lilims/stages/runtime/coreml"
 	"github.com/lilims/lilims/stages/runtime/reference"
 	"github.com/lilims/lilims/stages/sampler"
 )
@@ -28,7 +30,9 @@ func Registry() *pipeline.Registry {
 	r.Register(pipeline.Entry{Spec: runtimeSpec("runtime/reference",
 		"Run the exported package on the pure-Go reference runtime (any OS)."), New: func() any { return referenceRuntime{} }})
 	r.Register(pipeline.Entry{Spec: runtimeSpec("runtime/auto",
-		"Core ML on macOS when available, the reference runtime elsewhere."), New: func() any { return referenceRuntime{} }})
+		"Core ML on macOS when available, the reference runtime elsewhere."), New: func() any { return autoRuntime{} }})
+	r.Register(pipeline.Entry{Spec: runtimeSpec("runtime/coreml",
+		"Core ML through purego (macOS 15+); compute_units picks CPU, GPU and Neural Engine."), New: func() any { return coremlRuntime{} }})
 	r.Register(pipeline.Entry{Spec: samplerSpec, New: func() any { return samplerStage{} }})
 	return r
 }
@@ -63,6 +67,29 @@ func (referenceRuntime) Open(ctx context.Context, art stage.Artifact, p stage.Pa
 		prec = reference.FP32
 	}
 	return lruntime.OpenReferenceOptions(pkg, reference.Options{Precision: prec, Threads: threads})
+}
+
+// coremlRuntime runs the compiled model with Core ML; it fails off macOS.
+type coremlRuntime struct{}
+
+func (coremlRuntime) Open(ctx context.Context, art stage.Artifact, p stage.Params) (stage.Session, error) {
+	opts := coreml.Options{ComputeUnits: p.String("compute_units")}
+	if art.Kind == "mlmodelc" {
+		opts.Package = art.Meta["package"]
+	}
+	return coreml.OpenOptions(art.Path, opts)
+}
+
+// autoRuntime prefers Core ML and falls back to the reference runtime where Core ML is not
+// available (any OS but macOS 15+).
+type autoRuntime struct{}
+
+func (autoRuntime) Open(ctx context.Context, art stage.Artifact, p stage.Params) (stage.Session, error) {
+	sess, err := coremlRuntime{}.Open(ctx, art, p)
+	if errors.Is(err, coreml.ErrUnavailable) {
+		return referenceRuntime{}.Open(ctx, art, p)
+	}
+	return sess, err
 }
 
 var samplerSpec = stage.Spec{Uses: "sampler/default", Kind: stage.KindSampler,
