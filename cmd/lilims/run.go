@@ -167,6 +167,13 @@ func (g *generator) generate(ctx context.Context, prompt string) error {
 			return err
 		}
 		next := g.smp.Sample(logits)
+		if next < 0 {
+			// A sampler running as a plugin reports its failure through Err.
+			if e, ok := g.smp.(interface{ Err() error }); ok && e.Err() != nil {
+				return fmt.Errorf("sampler: %w", e.Err())
+			}
+			return fmt.Errorf("the sampler returned no token (logits of length %d)", len(logits))
+		}
 		g.smp.Accept(next)
 		n++
 		if g.tok.IsEOG(next) {

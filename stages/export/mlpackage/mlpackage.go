@@ -15,7 +15,7 @@
 package mlpackage
 
 import (
-	"crypto/rand"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"strconv"
@@ -60,17 +60,12 @@ type ItemInfo struct {
 	Path        string `json:"path"`
 }
 
-// newManifest returns a manifest for the model item and the weights
-// directory item, under fresh random identifiers.
-func newManifest() (*Manifest, error) {
-	modelID, err := newUUID()
-	if err != nil {
-		return nil, err
-	}
-	weightsID, err := newUUID()
-	if err != nil {
-		return nil, err
-	}
+// newManifest returns a manifest for the model item and the weights directory item. The
+// identifiers are derived from the model's bytes (name-based UUIDs, RFC 9562 version 8), so
+// writing the same model twice gives byte-identical packages — which content-addressed
+// caches and reproducible builds rely on. Core ML only needs them to be unique keys.
+func newManifest(spec []byte) *Manifest {
+	modelID, weightsID := contentUUID(spec, "model.mlmodel"), contentUUID(spec, "weights")
 	return &Manifest{
 		FileFormatVersion: FileFormatVersion,
 		ItemInfoEntries: map[string]ItemInfo{
@@ -78,19 +73,20 @@ func newManifest() (*Manifest, error) {
 			weightsID: {Author: Author, Description: "CoreML Model Weights", Name: "weights", Path: Author + "/weights"},
 		},
 		RootModelIdentifier: modelID,
-	}, nil
+	}
 }
 
-// newUUID returns a random (version 4) UUID in its 36-character text form.
-// Core ML only needs identifiers to be unique keys; coremltools uses UUIDs.
-func newUUID() (string, error) {
+// contentUUID is a version-8 UUID made of the first 16 bytes of sha256(item, content).
+func contentUUID(content []byte, item string) string {
+	h := sha256.New()
+	h.Write([]byte(item))
+	h.Write([]byte{0})
+	h.Write(content)
 	var u [16]byte
-	if _, err := rand.Read(u[:]); err != nil {
-		return "", err
-	}
-	u[6] = u[6]&0x0f | 0x40 // version 4
+	copy(u[:], h.Sum(nil))
+	u[6] = u[6]&0x0f | 0x80 // version 8 (custom, RFC 9562)
 	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
-	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16]), nil
+	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
 }
 
 // parseManifest decodes and checks Manifest.json.

@@ -175,7 +175,7 @@ func writeTestPackage(t *testing.T, dir string) *milpb.Model {
 	return model
 }
 
-var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+var uuidRE = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-8[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
 func TestWriteOpen(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "add.mlpackage")
@@ -199,14 +199,14 @@ func TestWriteOpen(t *testing.T) {
 		t.Errorf("const payload % x, %v; want 16 fp16 ones", data, err)
 	}
 
-	// Manifest: version 1.0.0, two items under fresh UUIDs, root = the model.
+	// Manifest: version 1.0.0, two items under content-derived UUIDs, root = the model.
 	man := p.Manifest
 	if man.FileFormatVersion != "1.0.0" || len(man.ItemInfoEntries) != 2 {
 		t.Fatalf("manifest %+v", man)
 	}
 	for id, item := range man.ItemInfoEntries {
 		if !uuidRE.MatchString(id) {
-			t.Errorf("identifier %q is not a v4 UUID", id)
+			t.Errorf("identifier %q is not a version-8 (content-derived) UUID", id)
 		}
 		if item.Author != mlpackage.Author {
 			t.Errorf("item %s author %q", id, item.Author)
@@ -230,15 +230,15 @@ func TestWriteOpen(t *testing.T) {
 		}
 	}
 
-	// Writing again replaces the package, with new identifiers.
+	// Writing the same model again gives the same identifiers: packages are reproducible.
 	writeTestPackage(t, dir)
 	p2, err := mlpackage.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer p2.Close()
-	if p2.Manifest.RootModelIdentifier == man.RootModelIdentifier {
-		t.Error("rewrite reused the root identifier")
+	if p2.Manifest.RootModelIdentifier != man.RootModelIdentifier {
+		t.Error("rewriting the same model changed the root identifier")
 	}
 	assertNoTemp(t, filepath.Dir(dir), "add.mlpackage")
 }

@@ -74,10 +74,7 @@ func build(root string, model *milpb.Model, weights func(w *blob.Writer) error) 
 	if err := writeFile(filepath.Join(root, filepath.FromSlash(ModelFile)), spec); err != nil {
 		return err
 	}
-	m, err := newManifest()
-	if err != nil {
-		return err
-	}
+	m := newManifest(spec)
 	js, err := json.MarshalIndent(m, "", "    ")
 	if err != nil {
 		return err
