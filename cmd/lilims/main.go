@@ -55,16 +55,23 @@ anywhere through the pure-Go reference runtime that executes the exported packag
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{err} })
+	addPluginFlags(root)
 	root.AddCommand(newRunCmd(), newBuildCmd(), newScoreCmd(), newPredictCmd(),
-		newInspectCmd(), newTokenizeCmd(), newDetokenizeCmd())
+		newInspectCmd(), newTokenizeCmd(), newDetokenizeCmd(), newDoctorCmd())
+	root.AddCommand(newPerplexityCmd(), newCompareCmd())
+	root.AddCommand(newValidateCmd(), newStagesCmd(), newCacheCmd())
 	return root
 }
 
 func main() {
+	if serveBuiltinPlugin() {
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	root := newRootCmd()
 	err := root.ExecuteContext(ctx)
+	closePlugins()
 	os.Exit(exitCode(ctx, err))
 }
 

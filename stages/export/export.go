@@ -1,6 +1,6 @@
 // Package export turns a GGUF model into a Core ML ML Program package (.mlpackage) that
-// follows the lilims program contract: spec 9 (opset CoreML8), fp16 weights and compute,
-// two functions sharing every weight —
+// follows the lilims program contract: spec 9 (opset CoreML8), fp16 compute, two functions
+// sharing every weight —
 //
 //	prefill (N = the prefill chunk) and decode (N = 1, the default function)
 //
@@ -9,16 +9,24 @@
 // pair k_cache_<l> [1, n_head_kv, C, head_dim_k], v_cache_<l> [1, n_head_kv, C, head_dim_v]
 // per layer; and the output logits fp32 [1, N, n_vocab]. C is the exported context.
 //
+// Weights are fp16 unless the quantize stage compressed them: those are bound through
+// constexpr_blockwise_shift_scale or constexpr_lut_to_dense (Options.Weights). The
+// activations are laid out as [1, N, n_embd] with linear projections, or channels-first for
+// the Neural Engine (Options.Layout); the interface is the same. A chunked export
+// (Options.Chunks > 1) writes a directory of packages, each holding a run of layers and
+// their KV states, chained by a hidden_states tensor (see ChunkIndex).
+//
 // The graph of each architecture lives in package arch; this package picks the builder,
-// fixes the contract's shapes and metadata, and writes the package atomically. Every GGUF
-// tensor is dequantized and stored as fp16, one tensor at a time. The package does not
+// fixes the contract's shapes and metadata, and writes the packages atomically. It does not
 // quantize weights (the quantize stage does) nor run the result (package runtime).
 package export
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strconv"
 
@@ -35,10 +43,11 @@ import (
 // Contract is the version of the program contract written to the metadata.
 const Contract = "1"
 
-// Defaults of Options.
+// Defaults and limits of Options.
 const (
 	DefaultContextLength = 2048 // capped by the model's own context_length
 	DefaultPrefillChunk  = 64
+	MaxContextLength     = 1 << 20
 )
 
 // Options are the export parameters. Zero fields take the defaults.
@@ -48,12 +57,18 @@ type Options struct {
 	ContextLength int
 	// PrefillChunk is N of the prefill function. Default 64, at most C.
 	PrefillChunk int
+	// Layout is the activation layout: arch.Standard (default) or arch.ANE.
+	Layout arch.Layout
+	// Chunks splits the layers into that many packages (0 and 1: one package).
+	Chunks int
+	// Weights supplies compressed weights; nil exports every weight as fp16.
+	Weights arch.WeightSet
 }
 
 // resolve fills in the defaults and checks the options against the model.
 func (o Options) resolve(cfg *gguf.Config) (Options, error) {
-	if o.ContextLength < 0 || o.PrefillChunk < 0 {
-		return o, fmt.Errorf("export: negative context length (%d) or prefill chunk (%d)", o.ContextLength, o.PrefillChunk)
+	if o.ContextLength < 0 || o.PrefillChunk < 0 || o.Chunks < 0 {
+		return o, fmt.Errorf("export: negative context length (%d), prefill chunk (%d) or chunk count (%d)", o.ContextLength, o.PrefillChunk, o.Chunks)
 	}
 	if o.ContextLength == 0 {
 		o.ContextLength = min(cfg.ContextLength, DefaultContextLength)
@@ -61,22 +76,45 @@ func (o Options) resolve(cfg *gguf.Config) (Options, error) {
 	if o.PrefillChunk == 0 {
 		o.PrefillChunk = min(DefaultPrefillChunk, o.ContextLength)
 	}
+	if o.Chunks == 0 {
+		o.Chunks = 1
+	}
 	if o.ContextLength < 1 {
 		return o, fmt.Errorf("export: context length must be positive (the model declares %d)", cfg.ContextLength)
 	}
 	// A package holds C·n_layer·n_head_kv·head_dim fp16 values per cache; 1<<20 positions is
 	// far beyond any Core ML deployment and keeps the state shapes sane.
-	if o.ContextLength > 1<<20 {
+	if o.ContextLength > MaxContextLength {
 		return o, fmt.Errorf("export: context length %d is too large", o.ContextLength)
 	}
 	if o.PrefillChunk > o.ContextLength {
 		return o, fmt.Errorf("export: prefill chunk %d exceeds the context length %d", o.PrefillChunk, o.ContextLength)
 	}
+	if o.Chunks > cfg.BlockCount {
+		return o, fmt.Errorf("export: %d chunks for %d layers; each chunk needs a layer", o.Chunks, cfg.BlockCount)
+	}
+	if o.Layout != arch.Standard && o.Layout != arch.ANE {
+		return o, fmt.Errorf("export: unknown layout %d", o.Layout)
+	}
 	return o, nil
 }
 
 // Program builds the MIL program of f (both functions and the metadata) without writing it.
+// It is for a one-package export; see Programs for chunks.
 func Program(f *gguf.File, opts Options) (*mil.Program, Options, error) {
+	ps, opts, err := Programs(f, opts)
+	if err != nil {
+		return nil, opts, err
+	}
+	if len(ps) != 1 {
+		return nil, opts, fmt.Errorf("export: %d chunks make %d programs; use Programs", opts.Chunks, len(ps))
+	}
+	return ps[0], opts, nil
+}
+
+// Programs builds one MIL program per chunk: chunk i holds layers [i·L/n, (i+1)·L/n) of the
+// model's L, the first also the embedding, the last the LM head.
+func Programs(f *gguf.File, opts Options) ([]*mil.Program, Options, error) {
 	cfg, err := f.Config()
 	if err != nil {
 		// An architecture without a typed config may still have a registered builder one day;
@@ -95,22 +133,48 @@ func Program(f *gguf.File, opts Options) (*mil.Program, Options, error) {
 	if opts, err = opts.resolve(cfg); err != nil {
 		return nil, opts, err
 	}
+	var progs []*mil.Program
+	for i := 0; i < opts.Chunks; i++ {
+		first, end := chunkLayers(cfg.BlockCount, opts.Chunks, i)
+		p, err := program(f, cfg, b, opts, first, end)
+		if err != nil {
+			return nil, opts, err
+		}
+		p.SetMetadata("lilims.layer_range", fmt.Sprintf("%d-%d", first, end))
+		if opts.Chunks > 1 {
+			p.SetMetadata("lilims.chunk", strconv.Itoa(i))
+			p.SetMetadata("lilims.chunks", strconv.Itoa(opts.Chunks))
+		}
+		progs = append(progs, p)
+	}
+	return progs, opts, nil
+}
+
+// chunkLayers is the layer range [first, end) of chunk i of n over l layers.
+func chunkLayers(l, n, i int) (first, end int) { return i * l / n, (i + 1) * l / n }
+
+// program builds the prefill and decode functions over layers [first, end).
+func program(f *gguf.File, cfg *gguf.Config, b arch.Builder, opts Options, first, end int) (*mil.Program, error) {
 	p := mil.NewProgram()
 	for _, fd := range []struct {
 		name string
 		n    int
 	}{{"prefill", opts.PrefillChunk}, {"decode", 1}} {
-		fn := arch.NewFunc(p, fd.name, f, cfg, fd.n, opts.ContextLength)
-		logits, err := b.Build(fn)
-		if err == nil {
-			err = fn.Err()
-		}
+		fn := arch.NewFunc(p, f, cfg, arch.FuncSpec{
+			Name: fd.name, N: fd.n, C: opts.ContextLength, First: first, End: end,
+			Layout: opts.Layout, Weights: opts.Weights,
+		})
+		out, err := arch.Build(b, fn)
 		if err != nil {
-			return nil, opts, fmt.Errorf("export: %s: %s: %w", filepath.Base(f.Path), fd.name, err)
+			return nil, fmt.Errorf("export: %s: %s: %w", filepath.Base(f.Path), fd.name, err)
 		}
-		fn.F.Output("logits", fn.F.Cast(logits, mil.FP32))
+		if fn.HasHead() {
+			fn.F.Output("logits", fn.F.Cast(out, mil.FP32))
+		} else {
+			fn.F.Output(arch.HiddenOut, out)
+		}
 		if err := fn.F.Err(); err != nil {
-			return nil, opts, fmt.Errorf("export: %s: %s: %w", filepath.Base(f.Path), fd.name, err)
+			return nil, fmt.Errorf("export: %s: %s: %w", filepath.Base(f.Path), fd.name, err)
 		}
 	}
 	p.SetDefaultFunction("decode")
@@ -121,20 +185,82 @@ func Program(f *gguf.File, opts Options) (*mil.Program, Options, error) {
 		"lilims.prefill_chunk":  strconv.Itoa(opts.PrefillChunk),
 		"lilims.vocab_size":     strconv.Itoa(cfg.VocabSize),
 		"lilims.layers":         strconv.Itoa(cfg.BlockCount),
+		"lilims.layout":         opts.Layout.String(),
 		"lilims.source":         filepath.Base(f.Path),
 	} {
 		p.SetMetadata(k, v)
 	}
-	return p, opts, nil
+	return p, nil
 }
 
-// Export writes f as a .mlpackage at outPath (replacing any package there; a failure leaves
-// nothing behind). ctx cancels the export between tensors.
+// Export writes f at outPath, replacing what is there; a failure leaves nothing behind. With
+// one chunk outPath is a .mlpackage; with more it is a directory holding chunk_<i>.mlpackage
+// and ChunkIndexFile. ctx cancels the export between tensors.
 func Export(ctx context.Context, f *gguf.File, opts Options, outPath string) error {
-	p, _, err := Program(f, opts)
+	progs, opts, err := Programs(f, opts)
 	if err != nil {
 		return err
 	}
+	if len(progs) == 1 {
+		return writePackage(ctx, f, progs[0], outPath)
+	}
+	outPath = filepath.Clean(outPath)
+	tmp, err := os.MkdirTemp(filepath.Dir(outPath), "."+filepath.Base(outPath)+".tmp-")
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	defer os.RemoveAll(tmp) // after a successful rename there is nothing left to remove
+	cfg, _ := f.Config()
+	idx := ChunkIndex{Format: ChunkFormat, Version: 1, Layers: cfg.BlockCount}
+	for i, p := range progs {
+		first, end := chunkLayers(cfg.BlockCount, opts.Chunks, i)
+		name := fmt.Sprintf("chunk_%d.mlpackage", i)
+		if err := writePackage(ctx, f, p, filepath.Join(tmp, name)); err != nil {
+			return err
+		}
+		idx.Chunks = append(idx.Chunks, Chunk{Path: name, First: first, End: end})
+	}
+	raw, err := json.MarshalIndent(idx, "", "  ")
+	if err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(tmp, ChunkIndexFile), append(raw, '\n'), 0o644); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	if err := os.RemoveAll(outPath); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	if err := os.Rename(tmp, outPath); err != nil {
+		return fmt.Errorf("export: %w", err)
+	}
+	return nil
+}
+
+// ChunkIndexFile names the index of a chunked export inside its directory.
+const ChunkIndexFile = "chunks.json"
+
+// ChunkFormat is the Format of a ChunkIndex.
+const ChunkFormat = "lilims.chunks"
+
+// ChunkIndex is the JSON index of a chunked export. The packages run in order: the first
+// takes the contract's inputs with input_ids, every later one the same inputs with
+// hidden_states (fp16, the previous package's output hidden_states_out) in place of
+// input_ids; the last outputs logits. Each package holds the KV states of its own layers.
+type ChunkIndex struct {
+	Format  string  `json:"format"`  // ChunkFormat
+	Version int     `json:"version"` // 1
+	Layers  int     `json:"layers"`  // n_layer of the model
+	Chunks  []Chunk `json:"chunks"`
+}
+
+// Chunk is one package of a chunked export.
+type Chunk struct {
+	Path  string `json:"path"`  // relative to the index's directory
+	First int    `json:"first"` // layers [First, End)
+	End   int    `json:"end"`
+}
+
+func writePackage(ctx context.Context, f *gguf.File, p *mil.Program, outPath string) error {
 	model := &milpb.Model{}
 	return mlpackage.Write(outPath, model, func(w *blob.Writer) error {
 		m, err := p.Build(cancellable{ctx, w})

@@ -1,82 +1,233 @@
 package runtime
 
 import (
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
 
 	"github.com/lilims/lilims/stages/runtime/reference"
 )
 
-// ReferenceBackend runs an exported package with the pure-Go reference runtime.
+// The tensors that chain the packages of a chunked export: every package but the last
+// outputs HiddenStatesOut (fp16), which the next package takes as its input HiddenStates
+// (the first takes input_ids instead).
+const (
+	HiddenStates    = "hidden_states"
+	HiddenStatesOut = "hidden_states_out"
+)
+
+// ChunkIndexFile is the index of a chunked export, inside its directory:
+//
+//	{"format": "lilims.chunks", "version": 1, "layers": L,
+//	 "chunks": [{"path": "chunk_0.mlpackage", "first": 0, "end": 3}, …]}
+//
+// The chunks run in the listed order; their layer ranges cover [0, L) without gaps.
+const ChunkIndexFile = "chunks.json"
+
+// maxChunks bounds the chunk count read from an index before anything is opened.
+const maxChunks = 1024
+
+// ReferenceBackend runs an exported package — or the packages of a chunked export, in order,
+// each owning the KV states of its layers — with the pure-Go reference runtime.
 type ReferenceBackend struct {
-	m *reference.Model
-	c int // context length, for the causal mask's shape
+	ms []*reference.Model
+	c  int // context length, for the causal mask's shape
 }
 
-// NewReferenceBackend wraps an opened package and reads its Meta from the function
-// interfaces the contract fixes: C from the KV states' third dimension, N from prefill's
-// input_ids [1, N], V from logits [1, N, V].
-func NewReferenceBackend(m *reference.Model) (*ReferenceBackend, Meta, error) {
-	pre, err := m.Describe(PrefillFunction)
-	if err != nil {
-		return nil, Meta{}, fmt.Errorf("runtime: not a lilims package: %w", err)
-	}
-	dec, err := m.Describe(DecodeFunction)
-	if err != nil {
-		return nil, Meta{}, fmt.Errorf("runtime: not a lilims package: %w", err)
+// NewReferenceBackend wraps opened packages (one, or the chunks of a chunked export in
+// order) and reads its Meta from the function interfaces the contract fixes: C from the KV
+// states' third dimension, N from prefill's position_ids [N], V from logits [1, N, V]. It
+// checks that each chunk's hidden_states input has the shape of the previous chunk's
+// hidden_states_out.
+func NewReferenceBackend(ms ...*reference.Model) (*ReferenceBackend, Meta, error) {
+	if len(ms) == 0 {
+		return nil, Meta{}, errors.New("runtime: no package")
 	}
 	var meta Meta
-	for _, in := range pre.Inputs {
-		if in.Name == "input_ids" && len(in.Shape) == 2 {
-			meta.PrefillChunk = in.Shape[1]
+	var prevHidden map[string][]int // function → shape of the previous chunk's hidden_states
+	for i, m := range ms {
+		hidden := map[string][]int{}
+		for _, fn := range []string{PrefillFunction, DecodeFunction} {
+			d, err := m.Describe(fn)
+			if err != nil {
+				return nil, Meta{}, fmt.Errorf("runtime: chunk %d: not a lilims package: %w", i, err)
+			}
+			want := "input_ids"
+			if i > 0 {
+				want = HiddenStates
+			}
+			found := false
+			for _, in := range d.Inputs {
+				switch {
+				case in.Name == "position_ids" && len(in.Shape) == 1 && fn == PrefillFunction && i == 0:
+					meta.PrefillChunk = in.Shape[0]
+				case in.Name == want && i > 0:
+					if !slices.Equal(in.Shape, prevHidden[fn]) {
+						return nil, Meta{}, fmt.Errorf("runtime: chunk %d %s: input %s %v, the previous chunk outputs %v", i, fn, HiddenStates, in.Shape, prevHidden[fn])
+					}
+				}
+				found = found || in.Name == want
+			}
+			if !found {
+				return nil, Meta{}, fmt.Errorf("runtime: chunk %d %s: no %s input", i, fn, want)
+			}
+			want = "logits"
+			if i < len(ms)-1 {
+				want = HiddenStatesOut
+			}
+			found = false
+			for _, o := range d.Outputs {
+				if o.Name != want {
+					continue
+				}
+				found = true
+				if want == HiddenStatesOut {
+					hidden[fn] = o.Shape
+				} else if len(o.Shape) == 3 && fn == DecodeFunction {
+					meta.VocabSize = o.Shape[2]
+				}
+			}
+			if !found {
+				return nil, Meta{}, fmt.Errorf("runtime: chunk %d %s: no %s output", i, fn, want)
+			}
+			for _, s := range d.States {
+				if len(s.Shape) == 4 {
+					if meta.ContextLength != 0 && meta.ContextLength != s.Shape[2] {
+						return nil, Meta{}, fmt.Errorf("runtime: chunk %d: state %s holds %d positions, another %d", i, s.Name, s.Shape[2], meta.ContextLength)
+					}
+					meta.ContextLength = s.Shape[2]
+				}
+			}
 		}
-	}
-	for _, o := range dec.Outputs {
-		if o.Name == "logits" && len(o.Shape) == 3 {
-			meta.VocabSize = o.Shape[2]
-		}
-	}
-	for _, s := range dec.States {
-		if len(s.Shape) == 4 {
-			meta.ContextLength = s.Shape[2]
-		}
+		prevHidden = hidden
 	}
 	if meta.PrefillChunk < 1 || meta.VocabSize < 1 || meta.ContextLength < 1 {
-		return nil, Meta{}, fmt.Errorf("runtime: package does not follow the prefill/decode contract (input_ids, logits or KV states missing): %+v", meta)
+		return nil, Meta{}, fmt.Errorf("runtime: package does not follow the prefill/decode contract (position_ids, logits or KV states missing): %+v", meta)
 	}
-	return &ReferenceBackend{m: m, c: meta.ContextLength}, meta, nil
+	return &ReferenceBackend{ms: ms, c: meta.ContextLength}, meta, nil
 }
 
-// OpenReference opens the package at pkgDir with the reference runtime (default options,
-// fp16-faithful) and returns a session that owns it.
-func OpenReference(pkgDir string) (*Session, error) {
-	return OpenReferenceOptions(pkgDir, reference.Options{})
+// OpenReference opens path with the reference runtime (default options, fp16-faithful) and
+// returns a session that owns it. path is a .mlpackage or the directory of a chunked export
+// (one holding ChunkIndexFile).
+func OpenReference(path string) (*Session, error) {
+	return OpenReferenceOptions(path, reference.Options{})
 }
 
 // OpenReferenceOptions is OpenReference with explicit reference-runtime options (for
 // example reference.FP32 precision).
-func OpenReferenceOptions(pkgDir string, opts reference.Options) (*Session, error) {
-	m, err := reference.Open(pkgDir, opts)
+func OpenReferenceOptions(path string, opts reference.Options) (*Session, error) {
+	pkgs, err := packagesAt(path)
 	if err != nil {
 		return nil, err
 	}
-	b, meta, err := NewReferenceBackend(m)
+	var ms models
+	for _, p := range pkgs {
+		m, err := reference.Open(p, opts)
+		if err != nil {
+			ms.Close()
+			return nil, err
+		}
+		ms = append(ms, m)
+	}
+	b, meta, err := NewReferenceBackend(ms...)
 	if err != nil {
-		m.Close()
-		return nil, fmt.Errorf("%s: %w", pkgDir, err)
+		ms.Close()
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	s := NewSession(b, meta)
-	s.close = m
+	s.close = ms
 	return s, nil
 }
 
-// NewState implements Backend.
-func (b *ReferenceBackend) NewState() (State, error) { return b.m.NewState(DecodeFunction) }
+// models closes every model it holds.
+type models []*reference.Model
 
-// Predict implements Backend.
+func (ms models) Close() error {
+	var errs []error
+	for _, m := range ms {
+		errs = append(errs, m.Close())
+	}
+	return errors.Join(errs...)
+}
+
+// chunkIndex is ChunkIndexFile's content.
+type chunkIndex struct {
+	Format  string `json:"format"`
+	Version int    `json:"version"`
+	Layers  int    `json:"layers"`
+	Chunks  []struct {
+		Path  string `json:"path"`
+		First int    `json:"first"`
+		End   int    `json:"end"`
+	} `json:"chunks"`
+}
+
+// packagesAt lists the packages at path in run order: path itself, or the chunks its index
+// names.
+func packagesAt(path string) ([]string, error) {
+	raw, err := os.ReadFile(filepath.Join(path, ChunkIndexFile))
+	if errors.Is(err, fs.ErrNotExist) {
+		return []string{path}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("runtime: %w", err)
+	}
+	where := filepath.Join(path, ChunkIndexFile)
+	var idx chunkIndex
+	if err := json.Unmarshal(raw, &idx); err != nil {
+		return nil, fmt.Errorf("runtime: %s: %w", where, err)
+	}
+	if idx.Format != "lilims.chunks" || idx.Version != 1 {
+		return nil, fmt.Errorf("runtime: %s: format %q version %d, want lilims.chunks version 1", where, idx.Format, idx.Version)
+	}
+	if len(idx.Chunks) < 1 || len(idx.Chunks) > maxChunks {
+		return nil, fmt.Errorf("runtime: %s: %d chunks (1 to %d)", where, len(idx.Chunks), maxChunks)
+	}
+	var pkgs []string
+	next := 0
+	for i, c := range idx.Chunks {
+		if !filepath.IsLocal(c.Path) {
+			return nil, fmt.Errorf("runtime: %s: chunk %d: path %q leaves the directory", where, i, c.Path)
+		}
+		if c.First != next || c.End <= c.First {
+			return nil, fmt.Errorf("runtime: %s: chunk %d: layers [%d, %d) do not continue from %d", where, i, c.First, c.End, next)
+		}
+		next = c.End
+		pkgs = append(pkgs, filepath.Join(path, c.Path))
+	}
+	if next != idx.Layers {
+		return nil, fmt.Errorf("runtime: %s: chunks cover %d of %d layers", where, next, idx.Layers)
+	}
+	return pkgs, nil
+}
+
+// chunkStates is the state of a chunked backend: one per package.
+type chunkStates []*reference.State
+
+// NewState implements Backend.
+func (b *ReferenceBackend) NewState() (State, error) {
+	st := make(chunkStates, len(b.ms))
+	for i, m := range b.ms {
+		s, err := m.NewState(DecodeFunction)
+		if err != nil {
+			return nil, err
+		}
+		st[i] = s
+	}
+	return st, nil
+}
+
+// Predict implements Backend: it runs fn of every package in order, handing each the
+// previous one's hidden_states.
 func (b *ReferenceBackend) Predict(fn string, in Inputs, st State) ([]float32, error) {
-	rs, ok := st.(*reference.State)
-	if !ok {
-		return nil, fmt.Errorf("runtime: state %T is not a reference state", st)
+	rs, ok := st.(chunkStates)
+	if !ok || len(rs) != len(b.ms) {
+		return nil, fmt.Errorf("runtime: state %T is not a reference state of this backend", st)
 	}
 	n := len(in.InputIDs)
 	ids, err := reference.FromInt32([]int{1, n}, in.InputIDs)
@@ -97,18 +248,33 @@ func (b *ReferenceBackend) Predict(fn string, in Inputs, st State) ([]float32, e
 	if err != nil {
 		return nil, err
 	}
-	out, err := b.m.Predict(fn, map[string]*reference.Tensor{
+	inputs := map[string]*reference.Tensor{
 		"input_ids": ids, "position_ids": pos, "causal_mask": mask, "current_pos": cur,
-	}, rs)
-	if err != nil {
-		return nil, err
 	}
-	logits, ok := out["logits"]
-	if !ok {
-		return nil, fmt.Errorf("runtime: %s produced no logits", fn)
+	for i, m := range b.ms {
+		out, err := m.Predict(fn, inputs, rs[i])
+		if err != nil {
+			if len(b.ms) > 1 {
+				return nil, fmt.Errorf("chunk %d: %w", i, err)
+			}
+			return nil, err
+		}
+		if i == len(b.ms)-1 {
+			logits, ok := out["logits"]
+			if !ok {
+				return nil, fmt.Errorf("runtime: %s produced no logits", fn)
+			}
+			return logits.Float32s(), nil
+		}
+		h, ok := out[HiddenStatesOut]
+		if !ok {
+			return nil, fmt.Errorf("runtime: chunk %d %s produced no %s", i, fn, HiddenStatesOut)
+		}
+		delete(inputs, "input_ids")
+		inputs[HiddenStates] = h
 	}
-	return logits.Float32s(), nil
+	return nil, errors.New("runtime: backend holds no package")
 }
 
-// Model returns the underlying reference model.
-func (b *ReferenceBackend) Model() *reference.Model { return b.m }
+// Models returns the underlying reference models, in run order.
+func (b *ReferenceBackend) Models() []*reference.Model { return slices.Clone(b.ms) }

@@ -1,12 +1,15 @@
 // Package arch holds the architecture builders of the exporter: one file per GGUF
 // architecture (llama.go, phi2.go, gemma.go, gpt2.go) that reads the model's
-// hyper-parameters and emits its forward pass as a MIL function following the lilims
-// program contract, and the blocks they share (common.go: function inputs, norms, RoPE,
-// attention over the stateful KV cache, LM head).
+// hyper-parameters and emits its forward pass into a MIL function following the lilims
+// program contract, and the blocks they share: function inputs and states (func.go), weight
+// binding, fp16 or compressed (weights.go), projections and norms (layers.go), RoPE
+// (rope.go) and attention over the stateful KV cache (attention.go).
 //
-// A builder only describes the graph. Weights are bound by GGUF tensor name and read,
-// dequantized to fp16, when the program is serialised. The package does not write the
-// .mlpackage (package export does) and knows nothing of runtimes.
+// A builder only describes the graph, in three parts — embedding, one transformer block,
+// LM head — so that a chunked export can place blocks in different packages. Weights are
+// bound by GGUF tensor name and read when the program is serialised. The same builder
+// serves both activation layouts (Standard and ANE): the shared blocks hide the layout. The
+// package does not write the .mlpackage (package export does) and knows nothing of runtimes.
 package arch
 
 import (
@@ -18,18 +21,58 @@ import (
 	"github.com/lilims/lilims/stages/export/mil"
 )
 
-// A Builder emits one function of an architecture's program into fn (its inputs and KV
-// states already declared) and returns the fp16 logits [1, N, n_vocab]; the caller casts
-// them to fp32 and names the output.
+// A Builder emits an architecture's forward pass into a Func, in three parts. Each returns
+// nil after recording an error in fn (see Func.Err).
 type Builder interface {
-	Build(fn *Func) (*mil.Value, error)
+	// Embed returns the hidden state of the input tokens.
+	Embed(fn *Func) *mil.Value
+	// Block applies transformer layer l to the hidden state x.
+	Block(fn *Func, l int, x *mil.Value) *mil.Value
+	// Head returns the fp16 logits [1, N, n_vocab] of the final hidden state x.
+	Head(fn *Func, x *mil.Value) *mil.Value
 }
 
-// BuilderFunc adapts a function to Builder.
-type BuilderFunc func(fn *Func) (*mil.Value, error)
+// Arch is a Builder made of three functions.
+type Arch struct {
+	EmbedFunc func(fn *Func) *mil.Value
+	BlockFunc func(fn *Func, l int, x *mil.Value) *mil.Value
+	HeadFunc  func(fn *Func, x *mil.Value) *mil.Value
+}
 
-// Build implements Builder.
-func (b BuilderFunc) Build(fn *Func) (*mil.Value, error) { return b(fn) }
+// Embed implements Builder.
+func (a Arch) Embed(fn *Func) *mil.Value { return a.EmbedFunc(fn) }
+
+// Block implements Builder.
+func (a Arch) Block(fn *Func, l int, x *mil.Value) *mil.Value { return a.BlockFunc(fn, l, x) }
+
+// Head implements Builder.
+func (a Arch) Head(fn *Func, x *mil.Value) *mil.Value { return a.HeadFunc(fn, x) }
+
+// Build runs b over fn's layers: the embedding when fn embeds (else the hidden_states
+// input), blocks First to End, and the LM head when fn has it. It returns the logits, or
+// the hidden state for a function that stops before the head.
+func Build(b Builder, fn *Func) (*mil.Value, error) {
+	if err := fn.Err(); err != nil {
+		return nil, err
+	}
+	x := fn.Hidden
+	if fn.Embeds() {
+		x = b.Embed(fn)
+	}
+	for l := fn.First; l < fn.End && fn.Err() == nil; l++ {
+		x = b.Block(fn, l, x)
+	}
+	if fn.HasHead() && fn.Err() == nil {
+		x = b.Head(fn, x)
+	}
+	if err := fn.Err(); err != nil {
+		return nil, err
+	}
+	if x == nil {
+		return nil, fmt.Errorf("export: %s: architecture %s built no output", fn.File.Path, fn.Config.Arch)
+	}
+	return x, nil
+}
 
 var (
 	mu       sync.RWMutex
@@ -74,8 +117,8 @@ func supportedLocked() []string {
 }
 
 func init() {
-	Register("llama", BuilderFunc(buildLlama))
-	Register("phi2", BuilderFunc(buildPhi2))
-	Register("gemma", BuilderFunc(buildGemma))
-	Register("gpt2", BuilderFunc(buildGPT2))
+	Register("llama", Arch{llamaEmbed, llamaBlock, llamaHead})
+	Register("phi2", Arch{phi2Embed, phi2Block, phi2Head})
+	Register("gemma", Arch{gemmaEmbed, gemmaBlock, gemmaHead})
+	Register("gpt2", Arch{gpt2Embed, gpt2Block, gpt2Head})
 }

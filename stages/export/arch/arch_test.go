@@ -2,7 +2,6 @@ package arch
 
 import (
 	"math"
-	"slices"
 	"strings"
 	"testing"
 )
@@ -50,14 +49,5 @@ func TestRopeTables(t *testing.T) {
 		if d := math.Abs(float64(sin[k]) - math.Sin(tt.theta)); d > 1e-6 {
 			t.Errorf("sin(p=%d, i=%d) = %v, want %v", tt.p, tt.i, sin[k], math.Sin(tt.theta))
 		}
-	}
-}
-
-func TestNeoxRows(t *testing.T) {
-	// NORM pairs (0,1), (2,3) of each 4-row head become NEOX halves (i, i+2).
-	got := neoxRows(2, 4)
-	want := []int{0, 2, 1, 3, 4, 6, 5, 7}
-	if !slices.Equal(got, want) {
-		t.Errorf("neoxRows(2, 4) = %v, want %v", got, want)
 	}
 }

@@ -7,7 +7,7 @@ import (
 	"github.com/lilims/lilims/stages/export/mil"
 )
 
-// buildGemma emits gemma 1 (gguf-arch.md §4.6):
+// gemma 1 (gguf-arch.md §4.6):
 //
 //	x = token_embd[t]·√n_embd
 //	per layer: h = RMSNorm(x; attn_norm)      (the converter stored the weights as 1 + w)
@@ -16,23 +16,26 @@ import (
 //	           h = RMSNorm(x; ffn_norm)
 //	           x = W_down·(GELU_tanh(W_gate·h) ⊙ W_up·h) + x
 //	logits = token_embd·RMSNorm(x; output_norm)   (always tied)
-func buildGemma(fn *Func) (*mil.Value, error) {
-	cfg, f := fn.Config, fn.F
-	qScale := 1 / math.Sqrt(float64(cfg.KeyLength))
-	x := f.Mul(fn.Embed("token_embd.weight"), fn.Scalar(math.Sqrt(float64(cfg.EmbeddingLen))))
-	for l := 0; l < cfg.BlockCount; l++ {
-		blk := func(name string) string { return fmt.Sprintf("blk.%d.%s", l, name) }
 
-		h := fn.RMSNorm(x, blk("attn_norm.weight"))
-		q, k, v := fn.Linear(h, blk("attn_q")), fn.Linear(h, blk("attn_k")), fn.Linear(h, blk("attn_v"))
-		a := fn.Attention(l, q, k, v, qScale, 1)
-		x = f.Add(fn.Linear(a, blk("attn_output")), x)
+func gemmaEmbed(fn *Func) *mil.Value {
+	return fn.F.Mul(fn.Embed("token_embd.weight"), fn.Scalar(math.Sqrt(float64(fn.Config.EmbeddingLen))))
+}
 
-		h = fn.RMSNorm(x, blk("ffn_norm.weight"))
-		gate := f.Gelu(fn.Linear(h, blk("ffn_gate")), "TANH_APPROXIMATION")
-		up := fn.Linear(h, blk("ffn_up"))
-		x = f.Add(fn.Linear(f.Mul(gate, up), blk("ffn_down")), x)
-	}
-	x = fn.RMSNorm(x, "output_norm.weight")
-	return fn.LMHead(x, "token_embd"), fn.Err()
+func gemmaBlock(fn *Func, l int, x *mil.Value) *mil.Value {
+	f := fn.F
+	blk := func(name string) string { return fmt.Sprintf("blk.%d.%s", l, name) }
+
+	h := fn.RMSNorm(x, blk("attn_norm.weight"))
+	q, k, v := fn.Linear(h, blk("attn_q")), fn.Linear(h, blk("attn_k")), fn.Linear(h, blk("attn_v"))
+	a := fn.Attention(l, q, k, v, 1/math.Sqrt(float64(fn.Config.KeyLength)), 1)
+	x = f.Add(fn.Linear(a, blk("attn_output")), x)
+
+	h = fn.RMSNorm(x, blk("ffn_norm.weight"))
+	gate := f.Gelu(fn.Linear(h, blk("ffn_gate")), "TANH_APPROXIMATION")
+	up := fn.Linear(h, blk("ffn_up"))
+	return f.Add(fn.Linear(f.Mul(gate, up), blk("ffn_down")), x)
+}
+
+func gemmaHead(fn *Func, x *mil.Value) *mil.Value {
+	return fn.LMHead(fn.RMSNorm(x, "output_norm.weight"), "token_embd")
 }

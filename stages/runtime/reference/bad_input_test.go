@@ -74,7 +74,7 @@ func TestOpenErrors(t *testing.T) {
 					break
 				}
 			}
-		}, []string{"blob", "offset 1048576", "weight.bin"}},
+		}, []string{"y_weight_0", "offset 1048576", "weight.bin"}},
 		{"blob dtype mismatch", func(m *milpb.Model) {
 			for _, op := range mainOps(m) {
 				if v := op.GetAttributes()["val"]; v.GetBlobFileValue() != nil {
@@ -82,7 +82,7 @@ func TestOpenErrors(t *testing.T) {
 					break
 				}
 			}
-		}, []string{"blob", "holds FLOAT16"}},
+		}, []string{"y_weight_0", "holds Float16", "FLOAT32"}},
 	}
 	for _, tc := range tests {
 		dir := copyPackage(t, "linear_fp16.mlpackage", tc.edit)
@@ -159,6 +159,33 @@ func TestFloatToHalf(t *testing.T) {
 		}
 		if got != want {
 			t.Fatalf("floatToHalf(%g) = %#x, want %#x", v, got, want)
+		}
+	}
+}
+
+// TestRoundFP16 checks the float32-only rounding against the table path
+// lut[floatToHalf(f)] (itself checked against x448/float16 above) on the fp16 range
+// boundaries — 2^-25 (a tie that rounds to 0), 2^-24 (smallest subnormal), 2^-14 (smallest
+// normal), 65504 (largest finite), 65520 (ties to Inf) — and a million random bit patterns.
+func TestRoundFP16(t *testing.T) {
+	vals := []float32{0, float32(math.Copysign(0, -1)), 1, -2, 65504, 65519.99, 65520, -65520, 1e9,
+		0x1p-25, 0x1.8p-25, 0x1p-24, 0x1.8p-24, 0x1p-14, 0x1.ffcp-15, 0x1.ffep-15, 6.1e-5,
+		float32(math.Inf(1)), float32(math.Inf(-1)), 1.0009765625, 1.00048828125, 1.00146484375}
+	r := rand.New(rand.NewPCG(3, 4))
+	for range 1 << 20 {
+		vals = append(vals, math.Float32frombits(r.Uint32()))
+	}
+	lut := halfLUT()
+	for _, v := range vals {
+		got, want := roundFP16(v), lut[floatToHalf(v)]
+		if v != v {
+			if got == got {
+				t.Errorf("roundFP16(NaN) = %v", got)
+			}
+			continue
+		}
+		if math.Float32bits(got) != math.Float32bits(want) {
+			t.Fatalf("roundFP16(%g [%#x]) = %g, want %g", v, math.Float32bits(v), got, want)
 		}
 	}
 }

@@ -51,8 +51,9 @@ func BenchmarkLinearInt4Blockwise32(b *testing.B) {
 	benchLinear(b, &blockwiseWeight{data: data, scale: scale, rows: benchOut, cols: benchIn, rb: 1, cb: 32, sc: benchIn / 32})
 }
 
-// TestPredictSteadyStateAllocs: after the first call, a decode step allocates only the
-// returned map and output tensors (map + 1 tensor + its shape and data = a handful).
+// TestPredictSteadyStateAllocs: after the first call, a decode step through PredictInto
+// with the same output map allocates nothing; Predict allocates only the returned map and
+// output tensors (map + 1 tensor + its shape and data = a handful).
 func TestPredictSteadyStateAllocs(t *testing.T) {
 	m, err := Open(filepath.Join(coremlDir, "kv_cache_state.mlpackage"), Options{})
 	if err != nil {
@@ -74,5 +75,21 @@ func TestPredictSteadyStateAllocs(t *testing.T) {
 	})
 	if allocs > 6 {
 		t.Errorf("Predict allocates %v times per call in steady state, want ≤ 6", allocs)
+	}
+	out := map[string]*Tensor{}
+	if err := m.PredictInto("", in, st, out); err != nil {
+		t.Fatal(err)
+	}
+	first := out["attn_out"]
+	allocs = testing.AllocsPerRun(20, func() {
+		if err := m.PredictInto("", in, st, out); err != nil {
+			t.Fatal(err)
+		}
+	})
+	if allocs != 0 {
+		t.Errorf("PredictInto allocates %v times per call in steady state, want 0", allocs)
+	}
+	if out["attn_out"] != first {
+		t.Error("PredictInto replaced an output tensor of the right dtype instead of reusing it")
 	}
 }

@@ -1,17 +1,14 @@
 package reference
 
 import (
-	"encoding/json"
 	"fmt"
-	"os"
-	"path/filepath"
+	"maps"
 	"slices"
-	"strings"
 	"unsafe"
 
-	"google.golang.org/protobuf/proto"
-
+	"github.com/lilims/lilims/stages/export/mil/blob"
 	"github.com/lilims/lilims/stages/export/mil/milpb"
+	"github.com/lilims/lilims/stages/export/mlpackage"
 )
 
 // value is a named value of a function being compiled.
@@ -27,64 +24,49 @@ type value struct {
 }
 
 type compiler struct {
-	m      *Model
-	dir    string // Data/com.apple.CoreML: what @model_path resolves to
-	blobs  map[string]blobFile
-	f      *function
-	vals   map[string]*value
-	fnName string
+	m       *Model
+	weights func(fileName string) (*blob.Reader, error) // the package's blob files
+	f       *function
+	vals    map[string]*value
+	fnName  string
+	aliases map[string]*stateAlias // in-place state chains of the function being compiled
 }
 
-// Open reads the .mlpackage at pkgDir and prepares every function of its ML Program.
+// Open reads the .mlpackage at pkgDir (through package mlpackage, which also checks every
+// blob reference of the program against its weight file) and prepares every function of
+// its ML Program. The weight files stay mapped until Close.
 func Open(pkgDir string, opts Options) (*Model, error) {
-	modelPath, err := rootModelPath(pkgDir)
-	if err != nil {
-		return nil, err
-	}
-	raw, err := os.ReadFile(modelPath)
+	p, err := mlpackage.Open(pkgDir)
 	if err != nil {
 		return nil, fmt.Errorf("reference: %w", err)
 	}
-	var spec milpb.Model
-	if err := proto.Unmarshal(raw, &spec); err != nil {
-		return nil, fmt.Errorf("reference: %s: %w", modelPath, err)
-	}
-	return openSpec(&spec, filepath.Dir(modelPath), opts)
-}
-
-// rootModelPath resolves the model spec through Manifest.json: rootModelIdentifier names an
-// item of itemInfoEntries whose path is relative to the package's Data directory (§1).
-func rootModelPath(pkgDir string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(pkgDir, "Manifest.json"))
+	m, err := openSpec(p.Model, p.Weights, opts)
 	if err != nil {
-		return "", fmt.Errorf("reference: %w", err)
+		p.Close()
+		return nil, fmt.Errorf("%w (package %s)", err, pkgDir)
 	}
-	var man struct {
-		ItemInfoEntries map[string]struct {
-			Path string `json:"path"`
-		} `json:"itemInfoEntries"`
-		RootModelIdentifier string `json:"rootModelIdentifier"`
-	}
-	if err := json.Unmarshal(b, &man); err != nil {
-		return "", fmt.Errorf("reference: %s/Manifest.json: %w", pkgDir, err)
-	}
-	item, ok := man.ItemInfoEntries[man.RootModelIdentifier]
-	if !ok || item.Path == "" || !filepath.IsLocal(item.Path) {
-		return "", fmt.Errorf("reference: %s/Manifest.json: root model item %q missing or has a bad path", pkgDir, man.RootModelIdentifier)
-	}
-	return filepath.Join(pkgDir, "Data", filepath.FromSlash(item.Path)), nil
+	m.closers = append(m.closers, p.Close)
+	return m, nil
 }
 
-func openSpec(spec *milpb.Model, modelDir string, opts Options) (_ *Model, err error) {
+// openSpec compiles spec; weights resolves the blob files its values name (nil when the
+// program has none).
+func openSpec(spec *milpb.Model, weights func(string) (*blob.Reader, error), opts Options) (_ *Model, err error) {
 	prog := spec.GetMlProgram()
 	if prog == nil {
-		return nil, fmt.Errorf("reference: %s: model is not an ML Program", modelDir)
+		return nil, fmt.Errorf("reference: model is not an ML Program")
 	}
 	if !littleEndian() {
 		return nil, fmt.Errorf("reference: big-endian hosts are not supported")
 	}
-	m := &Model{opts: opts, funcs: map[string]*function{}, pool: newWorkerPool(opts.Threads)}
-	c := &compiler{m: m, dir: modelDir, blobs: map[string]blobFile{}}
+	if weights == nil {
+		weights = func(name string) (*blob.Reader, error) {
+			return nil, fmt.Errorf("no blob file %q", name)
+		}
+	}
+	m := &Model{opts: opts, funcs: map[string]*function{}, pool: newWorkerPool(opts.Threads),
+		metadata: maps.Clone(spec.GetDescription().GetMetadata().GetUserDefined())}
+	c := &compiler{m: m, weights: weights}
 	defer func() {
 		if err != nil {
 			m.Close()
@@ -100,7 +82,7 @@ func openSpec(spec *milpb.Model, modelDir string, opts Options) (_ *Model, err e
 		m.names = append(m.names, name)
 	}
 	if len(m.names) == 0 {
-		return nil, fmt.Errorf("reference: %s: program has no functions", modelDir)
+		return nil, fmt.Errorf("reference: program has no functions")
 	}
 	switch d := spec.GetDescription().GetDefaultFunctionName(); {
 	case d != "":
@@ -165,6 +147,10 @@ func (c *compiler) compileFunction(name string, fn *milpb.Function, _ *milpb.Fun
 		c.vals[in.GetName()] = &value{t: t}
 		f.inputs = append(f.inputs, t)
 		f.desc.Inputs = append(f.desc.Inputs, Feature{Name: in.GetName(), DType: dt, Shape: shape})
+	}
+	c.aliases = nil
+	if !c.m.opts.copyStates {
+		c.aliases = stateAliases(blk)
 	}
 	for _, op := range blk.GetOperations() {
 		if err := c.compileOp(op); err != nil {
@@ -248,6 +234,9 @@ func (c *compiler) compileOp(op *milpb.Operation) error {
 	run, err := fn(o)
 	if err != nil {
 		return err
+	}
+	if run == nil { // the op has nothing to do at run time
+		return nil
 	}
 	s.run = run
 	for i, t := range o.outs {
@@ -446,26 +435,16 @@ func littleEndian() bool {
 // readBlob points t at its payload in the weight file named by bv.
 func (c *compiler) readBlob(t *Tensor, d milpb.DataType, bv *milpb.Value_BlobFileValue) error {
 	name := bv.GetFileName()
-	rel, ok := strings.CutPrefix(name, "@model_path/")
-	if !ok || !filepath.IsLocal(rel) {
-		return fmt.Errorf("blob file %q is not under @model_path", name)
+	r, err := c.weights(name)
+	if err != nil {
+		return fmt.Errorf("blob file %q: %w", name, err)
 	}
-	bf, ok := c.blobs[rel]
-	if !ok {
-		var err error
-		bf, err = openBlobFile(filepath.Join(c.dir, filepath.FromSlash(rel)))
-		if err != nil {
-			return fmt.Errorf("blob file %q: %w", name, err)
-		}
-		c.blobs[rel] = bf
-		c.m.closers = append(c.m.closers, bf.Close)
-	}
-	bd, data, count, err := bf.Blob(bv.GetOffset())
+	bd, data, count, err := r.Blob(bv.GetOffset())
 	if err != nil {
 		return fmt.Errorf("blob %q at offset %d: %w", name, bv.GetOffset(), err)
 	}
-	if bd != d {
-		return fmt.Errorf("blob %q at offset %d holds %v, the value is declared %v", name, bv.GetOffset(), bd, d)
+	if bd.MIL() != d {
+		return fmt.Errorf("blob %q at offset %d holds %v, the value is declared %v", name, bv.GetOffset(), bd.MIL(), d)
 	}
 	if n := numElements(t.Shape); n != count {
 		return fmt.Errorf("blob %q at offset %d holds %d elements, the value is declared %v%v", name, bv.GetOffset(), count, t.DType, t.Shape)

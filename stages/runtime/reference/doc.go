@@ -2,15 +2,24 @@
 // (.mlpackage, MIL program + weights/weight.bin) op by op, so that Linux machines and CI run
 // exactly the program Core ML would run.
 //
-// Everything is prepared once, at Open: constants and weight blobs are resolved (blob data
+// Everything is prepared once, at Open: the package is read through package mlpackage
+// (which checks every weight reference), constants and weight blobs are resolved (blob data
 // stays memory-mapped), every op is compiled into a kernel with its input and output buffers
 // bound, and an op the runtime does not implement is reported then, naming its type and name.
 // A Predict call copies the inputs in, runs the kernels in program order and copies the
-// outputs out; in steady state it allocates nothing but the returned tensors.
+// outputs out; PredictInto reuses the caller's output tensors, and then a steady-state call
+// allocates nothing.
+//
+// A KV-cache update — read_state, slice_update of the new rows, write_state of the result —
+// runs in place on the state's storage when nothing else reads the old cache, so a decode
+// step touches the new rows, not the whole cache; the result is bit for bit what the copying
+// ops give. Matmul, linear, softmax and attention split their rows (heads, query positions,
+// output channels) over Options.Threads workers.
 //
 // Float ops compute in float32. With Precision FP16Faithful (the default) every op whose
 // declared output dtype is fp16 rounds its result to fp16, as Core ML's fp16 backends do;
-// with FP32 results stay in float32. States are stored as the fp16 tensors they are declared as.
+// with FP32 results stay in float32. States hold fp16 values, as they are declared, kept
+// as float32 so that kernels read them in place.
 //
 // Weights produced by constexpr_blockwise_shift_scale or constexpr_lut_to_dense that feed a
 // linear, matmul or 1×1 conv are never materialised: those ops use fused kernels that

@@ -33,17 +33,22 @@ func broadcastShapes(dst, a, b []int) ([]int, error) {
 	return dst, nil
 }
 
-// bcastIter walks the flat indices of two operands broadcast to an output shape.
+// bcastIter walks two operands broadcast to an output shape in rows: runs of n output
+// elements along which each operand either advances by one element (step 1) or repeats
+// one (step 0, broadcast). Trailing axes are merged into the row as long as both operands
+// stay linear across them, so same-shape operands are one row and a scalar operand is a
+// step-0 row.
 type bcastIter struct {
-	out        []int
-	xs, ys     [8]int // strides of x and y in output dims (0 where broadcast)
-	idx        [8]int
-	sameShapes bool
+	out          []int
+	xs, ys       [8]int // strides of x and y in output dims (0 where broadcast)
+	idx          [8]int
+	n            int // elements per row
+	xstep, ystep int // 0 or 1
+	outer        int // the axes [0, outer) iterate over rows
 }
 
 func (it *bcastIter) init(out, x, y []int) {
 	it.out = out
-	it.sameShapes = sameShape(x, y) && sameShape(x, out)
 	stride := func(s *[8]int, sh []int) {
 		acc := 1
 		for d := len(out) - 1; d >= 0; d-- {
@@ -60,24 +65,34 @@ func (it *bcastIter) init(out, x, y []int) {
 	}
 	stride(&it.xs, x)
 	stride(&it.ys, y)
-}
-
-// each calls f(i, xi, yi) for every output index i.
-func (it *bcastIter) each(f func(i, xi, yi int)) {
-	n := numElements(it.out)
-	if it.sameShapes {
-		for i := 0; i < n; i++ {
-			f(i, i, i)
-		}
+	r := len(out)
+	it.n, it.xstep, it.ystep, it.outer = 1, 1, 1, r
+	if r == 0 {
 		return
 	}
-	r := len(it.out)
-	idx := it.idx[:r]
+	it.n, it.xstep, it.ystep, it.outer = out[r-1], min(it.xs[r-1], 1), min(it.ys[r-1], 1), r-1
+	for d := r - 2; d >= 0; d-- {
+		if out[d] != 1 && (it.xs[d] != it.xstep*it.n || it.ys[d] != it.ystep*it.n) {
+			break
+		}
+		it.n *= out[d]
+		it.outer = d
+	}
+}
+
+// rows calls f(oi, xi, yi) for each row: out[oi : oi+n] pairs with x from xi and y from yi
+// (advancing by xstep and ystep).
+func (it *bcastIter) rows(f func(oi, xi, yi int)) {
+	if it.n == 0 {
+		return
+	}
+	rows := numElements(it.out[:it.outer])
+	idx := it.idx[:it.outer]
 	clear(idx)
 	xi, yi := 0, 0
-	for i := 0; i < n; i++ {
-		f(i, xi, yi)
-		for d := r - 1; d >= 0; d-- {
+	for oi := 0; oi < rows*it.n; oi += it.n {
+		f(oi, xi, yi)
+		for d := it.outer - 1; d >= 0; d-- {
 			idx[d]++
 			xi += it.xs[d]
 			yi += it.ys[d]
@@ -91,18 +106,95 @@ func (it *bcastIter) each(f func(i, xi, yi int)) {
 	}
 }
 
-var binaryFloat = map[string]func(a, b float32) float32{
-	"add":      func(a, b float32) float32 { return a + b },
-	"sub":      func(a, b float32) float32 { return a - b },
-	"mul":      func(a, b float32) float32 { return a * b },
-	"real_div": func(a, b float32) float32 { return a / b },
-	"pow":      func(a, b float32) float32 { return float32(math.Pow(float64(a), float64(b))) },
-	"maximum":  func(a, b float32) float32 { return max(a, b) },
-	"minimum":  func(a, b float32) float32 { return min(a, b) },
-	"floor_div": func(a, b float32) float32 {
-		return float32(math.Floor(float64(a / b)))
-	},
-	"mod": func(a, b float32) float32 { return a - b*float32(math.Floor(float64(a/b))) },
+// each calls f(i, xi, yi) for every output index i (for the rarely hot int32, comparison
+// and logical ops).
+func (it *bcastIter) each(f func(i, xi, yi int)) {
+	it.rows(func(oi, xi, yi int) {
+		for k := range it.n {
+			f(oi+k, xi+k*it.xstep, yi+k*it.ystep)
+		}
+	})
+}
+
+// floatBinary is an elementwise float op; floatRow applies it to whole rows.
+type floatBinary uint8
+
+const (
+	opAdd floatBinary = iota
+	opSub
+	opMul
+	opRealDiv
+	opPow
+	opMaximum
+	opMinimum
+	opFloorDiv
+	opMod
+)
+
+var binaryFloat = map[string]floatBinary{
+	"add": opAdd, "sub": opSub, "mul": opMul, "real_div": opRealDiv, "pow": opPow,
+	"maximum": opMaximum, "minimum": opMinimum, "floor_div": opFloorDiv, "mod": opMod,
+}
+
+// floatRow sets dst[i] = x[i] op y[i]. The switch is outside the loops so that each loop
+// body is a few instructions, not a call.
+func floatRow(op floatBinary, dst, x, y []float32) {
+	x, y = x[:len(dst)], y[:len(dst)]
+	switch op {
+	case opAdd:
+		for i := range dst {
+			dst[i] = x[i] + y[i]
+		}
+	case opSub:
+		for i := range dst {
+			dst[i] = x[i] - y[i]
+		}
+	case opMul:
+		for i := range dst {
+			dst[i] = x[i] * y[i]
+		}
+	case opRealDiv:
+		for i := range dst {
+			dst[i] = x[i] / y[i]
+		}
+	case opPow:
+		for i := range dst {
+			dst[i] = float32(math.Pow(float64(x[i]), float64(y[i])))
+		}
+	case opMaximum:
+		for i := range dst {
+			dst[i] = max(x[i], y[i])
+		}
+	case opMinimum:
+		for i := range dst {
+			dst[i] = min(x[i], y[i])
+		}
+	case opFloorDiv:
+		for i := range dst {
+			dst[i] = float32(math.Floor(float64(x[i] / y[i])))
+		}
+	case opMod:
+		for i := range dst {
+			a, b := x[i], y[i]
+			dst[i] = a - b*float32(math.Floor(float64(a/b)))
+		}
+	}
+}
+
+// rowOperand returns n elements of v from i: a view when step is 1, else v[i] repeated n
+// times in *buf (grown once and reused).
+func rowOperand(v []float32, i, step, n int, buf *[]float32) []float32 {
+	if step == 1 {
+		return v[i : i+n]
+	}
+	if cap(*buf) < n {
+		*buf = make([]float32, n)
+	}
+	b := (*buf)[:n]
+	for k := range b {
+		b[k] = v[i]
+	}
+	return b
 }
 
 var binaryInt = map[string]func(a, b int32) int32{
@@ -146,15 +238,11 @@ var logical = map[string]func(a, b bool) bool{
 }
 
 func compileBinary(o *opCtx) (func() error, error) {
-	x, err := o.tensor("x")
+	x, out, err := o.xAndOut()
 	if err != nil {
 		return nil, err
 	}
 	y, err := o.tensor("y")
-	if err != nil {
-		return nil, err
-	}
-	out, err := o.output(0)
 	if err != nil {
 		return nil, err
 	}
@@ -201,33 +289,19 @@ func compileBinary(o *opCtx) (func() error, error) {
 	}
 	switch {
 	case out.DType.IsFloat() && x.DType.IsFloat():
-		f := binaryFloat[o.typ]
-		if f == nil {
+		op, ok := binaryFloat[o.typ]
+		if !ok {
 			return nil, o.errf("not defined on floats")
 		}
-		// The common cases get plain loops: same shape, or y a scalar.
+		var xbuf, ybuf []float32
 		return func() error {
 			if err := prep(); err != nil {
 				return err
 			}
-			xv, yv, ov := x.f32, y.f32, out.f32
-			switch {
-			case it.sameShapes && o.typ == "add":
-				for i := range ov {
-					ov[i] = xv[i] + yv[i]
-				}
-			case it.sameShapes && o.typ == "mul":
-				for i := range ov {
-					ov[i] = xv[i] * yv[i]
-				}
-			case len(yv) == 1 && len(xv) == len(ov):
-				b := yv[0]
-				for i := range ov {
-					ov[i] = f(xv[i], b)
-				}
-			default:
-				it.each(func(i, xi, yi int) { ov[i] = f(xv[xi], yv[yi]) })
-			}
+			n := it.n
+			it.rows(func(oi, xi, yi int) {
+				floatRow(op, out.f32[oi:oi+n], rowOperand(x.f32, xi, it.xstep, n, &xbuf), rowOperand(y.f32, yi, it.ystep, n, &ybuf))
+			})
 			return nil
 		}, nil
 	case out.DType == Int32 && x.DType == Int32:
@@ -315,43 +389,170 @@ func bcastIndex(i int, out, sh []int) int {
 	return off
 }
 
-var unaryFloat = map[string]func(x float32) float32{
-	"sqrt":     func(x float32) float32 { return float32(math.Sqrt(float64(x))) },
-	"exp":      func(x float32) float32 { return float32(math.Exp(float64(x))) },
-	"exp2":     func(x float32) float32 { return float32(math.Exp2(float64(x))) },
-	"log":      func(x float32) float32 { return float32(math.Log(float64(x))) },
-	"tanh":     func(x float32) float32 { return float32(math.Tanh(float64(x))) },
-	"square":   func(x float32) float32 { return x * x },
-	"abs":      func(x float32) float32 { return float32(math.Abs(float64(x))) },
-	"sin":      func(x float32) float32 { return float32(math.Sin(float64(x))) },
-	"cos":      func(x float32) float32 { return float32(math.Cos(float64(x))) },
-	"erf":      func(x float32) float32 { return float32(math.Erf(float64(x))) },
-	"floor":    func(x float32) float32 { return float32(math.Floor(float64(x))) },
-	"ceil":     func(x float32) float32 { return float32(math.Ceil(float64(x))) },
-	"round":    func(x float32) float32 { return float32(math.RoundToEven(float64(x))) },
-	"sign":     func(x float32) float32 { return sign32(x) },
-	"relu":     func(x float32) float32 { return max(x, 0) },
-	"sigmoid":  func(x float32) float32 { return float32(1 / (1 + math.Exp(-float64(x)))) },
-	"silu":     func(x float32) float32 { return float32(float64(x) / (1 + math.Exp(-float64(x)))) },
-	"identity": func(x float32) float32 { return x },
+// floatUnary is an elementwise float op; unaryRow applies it to a whole tensor.
+type floatUnary uint8
+
+const (
+	opSqrt floatUnary = iota
+	opExp
+	opExp2
+	opLog
+	opTanh
+	opSquare
+	opAbs
+	opSin
+	opCos
+	opErf
+	opFloor
+	opCeil
+	opRound
+	opSign
+	opRelu
+	opSigmoid
+	opSilu
+	opIdentity
+	opRsqrt     // 1/sqrt(x + epsilon)
+	opInverse   // 1/(x + epsilon)
+	opGelu      // mode EXACT: 0.5·x·(1 + erf(x/√2))
+	opGeluTanh  // mode TANH_APPROXIMATION
+	opGeluSigm  // mode SIGMOID_APPROXIMATION: x·σ(1.702·x)
+	opClip      // min(max(x, alpha), beta)
+	opLeakyRelu // x < 0 ? alpha·x : x
+)
+
+var unaryFloat = map[string]floatUnary{
+	"sqrt": opSqrt, "exp": opExp, "exp2": opExp2, "log": opLog, "tanh": opTanh,
+	"square": opSquare, "abs": opAbs, "sin": opSin, "cos": opCos, "erf": opErf,
+	"floor": opFloor, "ceil": opCeil, "round": opRound, "sign": opSign, "relu": opRelu,
+	"sigmoid": opSigmoid, "silu": opSilu, "identity": opIdentity, "rsqrt": opRsqrt,
+	"inverse": opInverse, "gelu": opGelu, "clip": opClip, "leaky_relu": opLeakyRelu,
 }
 
-func sign32(x float32) float32 {
-	switch {
-	case x > 0:
-		return 1
-	case x < 0:
-		return -1
+// unaryParams are the constant operands of the parameterised unary ops.
+type unaryParams struct {
+	eps, alpha, beta float32
+}
+
+// unaryRow sets dst[i] = op(x[i]), computing transcendental functions in float64. The
+// switch is outside the loops so that each loop body is the op itself, not a call.
+func unaryRow(op floatUnary, p unaryParams, dst, x []float32) {
+	x = x[:len(dst)]
+	f64 := func(v float32) float64 { return float64(v) }
+	switch op {
+	case opSqrt:
+		for i, v := range x {
+			dst[i] = float32(math.Sqrt(f64(v)))
+		}
+	case opExp:
+		for i, v := range x {
+			dst[i] = float32(math.Exp(f64(v)))
+		}
+	case opExp2:
+		for i, v := range x {
+			dst[i] = float32(math.Exp2(f64(v)))
+		}
+	case opLog:
+		for i, v := range x {
+			dst[i] = float32(math.Log(f64(v)))
+		}
+	case opTanh:
+		for i, v := range x {
+			dst[i] = float32(math.Tanh(f64(v)))
+		}
+	case opSquare:
+		for i, v := range x {
+			dst[i] = v * v
+		}
+	case opAbs:
+		for i, v := range x {
+			dst[i] = float32(math.Abs(f64(v)))
+		}
+	case opSin:
+		for i, v := range x {
+			dst[i] = float32(math.Sin(f64(v)))
+		}
+	case opCos:
+		for i, v := range x {
+			dst[i] = float32(math.Cos(f64(v)))
+		}
+	case opErf:
+		for i, v := range x {
+			dst[i] = float32(math.Erf(f64(v)))
+		}
+	case opFloor:
+		for i, v := range x {
+			dst[i] = float32(math.Floor(f64(v)))
+		}
+	case opCeil:
+		for i, v := range x {
+			dst[i] = float32(math.Ceil(f64(v)))
+		}
+	case opRound:
+		for i, v := range x {
+			dst[i] = float32(math.RoundToEven(f64(v)))
+		}
+	case opSign:
+		for i, v := range x {
+			switch {
+			case v > 0:
+				dst[i] = 1
+			case v < 0:
+				dst[i] = -1
+			default:
+				dst[i] = 0
+			}
+		}
+	case opRelu:
+		for i, v := range x {
+			dst[i] = max(v, 0)
+		}
+	case opSigmoid:
+		for i, v := range x {
+			dst[i] = float32(1 / (1 + math.Exp(-f64(v))))
+		}
+	case opSilu:
+		for i, v := range x {
+			dst[i] = float32(f64(v) / (1 + math.Exp(-f64(v))))
+		}
+	case opIdentity:
+		copy(dst, x)
+	case opRsqrt:
+		for i, v := range x {
+			dst[i] = float32(1 / math.Sqrt(f64(v+p.eps)))
+		}
+	case opInverse:
+		for i, v := range x {
+			dst[i] = 1 / (v + p.eps)
+		}
+	case opGelu:
+		for i, v := range x {
+			dst[i] = float32(0.5 * f64(v) * (1 + math.Erf(f64(v)/math.Sqrt2)))
+		}
+	case opGeluTanh:
+		for i, v := range x {
+			w := f64(v)
+			dst[i] = float32(0.5 * w * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(w+0.044715*w*w*w))))
+		}
+	case opGeluSigm:
+		for i, v := range x {
+			dst[i] = float32(f64(v) / (1 + math.Exp(-1.702*f64(v))))
+		}
+	case opClip:
+		for i, v := range x {
+			dst[i] = min(max(v, p.alpha), p.beta)
+		}
+	case opLeakyRelu:
+		for i, v := range x {
+			if v < 0 {
+				v *= p.alpha
+			}
+			dst[i] = v
+		}
 	}
-	return 0
 }
 
 func compileUnary(o *opCtx) (func() error, error) {
-	x, err := o.tensor("x")
-	if err != nil {
-		return nil, err
-	}
-	out, err := o.output(0)
+	x, out, err := o.xAndOut()
 	if err != nil {
 		return nil, err
 	}
@@ -374,94 +575,62 @@ func compileUnary(o *opCtx) (func() error, error) {
 	if o.typ == "identity" && x.DType == out.DType {
 		return func() error {
 			out.setShape(x.Shape)
-			switch x.DType {
-			case Bool:
-				copy(out.b, x.b)
-			case Int32:
-				copy(out.i32, x.i32)
-			default:
-				copy(out.f32, x.f32)
-			}
+			copyElems(out, 0, x, 0, x.Len())
 			return nil
 		}, nil
 	}
 	if !x.DType.IsFloat() || !out.DType.IsFloat() {
 		return nil, o.errf("x is %v, want fp16/fp32", x.DType)
 	}
-	f := unaryFloat[o.typ]
-	switch o.typ {
-	case "rsqrt", "inverse":
+	op, ok := unaryFloat[o.typ]
+	if !ok {
+		return nil, o.errf("not defined on floats")
+	}
+	var p unaryParams
+	switch op {
+	case opRsqrt, opInverse:
 		def := float32(1e-12)
-		if o.typ == "inverse" {
+		if op == opInverse {
 			def = 1e-4
 		}
-		eps, err := o.constFloat("epsilon", def)
-		if err != nil {
+		if p.eps, err = o.constFloat("epsilon", def); err != nil {
 			return nil, err
 		}
-		if o.typ == "rsqrt" {
-			f = func(x float32) float32 { return float32(1 / math.Sqrt(float64(x+eps))) }
-		} else {
-			f = func(x float32) float32 { return 1 / (x + eps) }
-		}
-	case "gelu":
+	case opGelu:
 		mode, err := o.constString("mode", "EXACT")
 		if err != nil {
 			return nil, err
 		}
 		switch mode {
 		case "EXACT":
-			f = func(x float32) float32 { v := float64(x); return float32(0.5 * v * (1 + math.Erf(v/math.Sqrt2))) }
 		case "TANH_APPROXIMATION":
-			f = func(x float32) float32 {
-				v := float64(x)
-				return float32(0.5 * v * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(v+0.044715*v*v*v))))
-			}
+			op = opGeluTanh
 		case "SIGMOID_APPROXIMATION":
-			f = func(x float32) float32 { v := float64(x); return float32(v / (1 + math.Exp(-1.702*v))) }
+			op = opGeluSigm
 		default:
 			return nil, o.errf("unknown gelu mode %q", mode)
 		}
-	case "clip":
-		lo, err := o.constFloat("alpha", 0)
-		if err != nil {
+	case opClip:
+		if p.alpha, err = o.constFloat("alpha", 0); err != nil {
 			return nil, err
 		}
-		hi, err := o.constFloat("beta", 1)
-		if err != nil {
+		if p.beta, err = o.constFloat("beta", 1); err != nil {
 			return nil, err
 		}
-		f = func(x float32) float32 { return min(max(x, lo), hi) }
-	case "leaky_relu":
-		a, err := o.constFloat("alpha", 0.01)
-		if err != nil {
+	case opLeakyRelu:
+		if p.alpha, err = o.constFloat("alpha", 0.01); err != nil {
 			return nil, err
 		}
-		f = func(x float32) float32 {
-			if x < 0 {
-				return a * x
-			}
-			return x
-		}
-	}
-	if f == nil {
-		return nil, o.errf("not defined on floats")
 	}
 	return func() error {
 		out.setShape(x.Shape)
-		for i, v := range x.f32 {
-			out.f32[i] = f(v)
-		}
+		unaryRow(op, p, out.f32, x.f32)
 		return nil
 	}, nil
 }
 
 func compileCast(o *opCtx) (func() error, error) {
-	x, err := o.tensor("x")
-	if err != nil {
-		return nil, err
-	}
-	out, err := o.output(0)
+	x, out, err := o.xAndOut()
 	if err != nil {
 		return nil, err
 	}

@@ -30,20 +30,9 @@ func TestPredictFiles(t *testing.T) {
 	if err := PredictFiles(filepath.Join(coremlDir, "kv_cache_state.mlpackage"), "", in, stateIn, stateOut, outDir); err != nil {
 		t.Fatal(err)
 	}
-	load := func(p string) *Tensor {
-		a, err := npy.ReadFile(p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		x, err := tensorFromNpy(a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return x
-	}
-	allClose(t, "attn_out", load(filepath.Join(outDir, "attn_out.npy")), load(filepath.Join(ref, "step1_out_attn_out.npy")), 0.01, 0.01)
+	allClose(t, "attn_out", readTensor(t, filepath.Join(outDir, "attn_out.npy")), readTensor(t, filepath.Join(ref, "step1_out_attn_out.npy")), 0.01, 0.01)
 	for _, s := range []string{"k_cache", "v_cache"} {
-		allClose(t, s, load(filepath.Join(stateOut, s+".npy")), load(filepath.Join(ref, "step1_state_after_"+s+".npy")), 0.01, 0.01)
+		allClose(t, s, readTensor(t, filepath.Join(stateOut, s+".npy")), readTensor(t, filepath.Join(ref, "step1_state_after_"+s+".npy")), 0.01, 0.01)
 	}
 	if err := PredictFiles(filepath.Join(coremlDir, "kv_cache_state.mlpackage"), "", map[string]string{"q": in["q"]}, "", "", outDir); err == nil {
 		t.Error("PredictFiles with missing inputs succeeded")

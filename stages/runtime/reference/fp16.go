@@ -74,12 +74,38 @@ func floatToHalf(f float32) uint16 {
 	return h
 }
 
-// roundFP16 returns f rounded to the nearest fp16 value.
-func roundFP16(f float32) float32 { return halfLUT()[floatToHalf(f)] }
+// roundFP16 returns f rounded to the nearest fp16 value (ties to even), as a float32: the
+// value lut[floatToHalf(f)] would give, computed without leaving float32.
+//
+//   - fp16 normals (2^-14 ≤ |f| < 2^16): round the float32 mantissa to its top 10 bits by
+//     adding 0xFFF plus the lowest kept bit (ties to even) and clearing the 13 dropped bits;
+//     a carry into the exponent is the correct result, and a result ≥ 2^16 (65520 and up)
+//     is past fp16's largest finite 65504, so it becomes ±Inf.
+//   - fp16 subnormals (|f| < 2^-14) are multiples of 2^-24: (|f| + 0.5) − 0.5 rounds |f| to
+//     one, ties to even, because 0.5 + |f| ∈ [0.5, 1) has a float32 ulp of exactly 2^-24.
+//   - other finite values overflow to ±Inf; ±Inf and NaN pass through.
+func roundFP16(f float32) float32 {
+	b := math.Float32bits(f)
+	a := b & 0x7fffffff
+	switch {
+	case a-0x38800000 < 0x47800000-0x38800000: // 2^-14 ≤ |f| < 2^16
+		r := (a + 0xfff + (a>>13)&1) &^ 0x1fff
+		if r >= 0x47800000 {
+			r = 0x7f800000
+		}
+		return math.Float32frombits(b&0x80000000 | r)
+	case a < 0x38800000:
+		r := (math.Float32frombits(a) + 0.5) - 0.5
+		return math.Float32frombits(b&0x80000000 | math.Float32bits(r))
+	case a < 0x7f800000: // finite, ≥ 2^16
+		return math.Float32frombits(b&0x80000000 | 0x7f800000)
+	}
+	return f // ±Inf, NaN
+}
 
+// roundSliceFP16 rounds every element of v to fp16 in place.
 func roundSliceFP16(v []float32) {
-	lut := halfLUT()
 	for i, f := range v {
-		v[i] = lut[floatToHalf(f)]
+		v[i] = roundFP16(f)
 	}
 }

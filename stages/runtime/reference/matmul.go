@@ -8,10 +8,9 @@ type linearTask struct {
 	n, din  int
 	dout    int
 	scratch [][]float32 // per worker, one dequantised row (n > 1)
-	chunk   int
 }
 
-func (t *linearTask) runRange(lo, hi int) {
+func (t *linearTask) runRange(w, lo, hi int) {
 	if t.n == 1 {
 		for r := lo; r < hi; r++ {
 			s := t.w.dotRow(r, t.x)
@@ -23,7 +22,7 @@ func (t *linearTask) runRange(lo, hi int) {
 		return
 	}
 	// Several tokens: dequantise each row once and reuse it for every token.
-	buf := t.scratch[lo/t.chunk]
+	buf := t.scratch[w]
 	for r := lo; r < hi; r++ {
 		t.w.row(r, buf)
 		var b float32
@@ -37,18 +36,15 @@ func (t *linearTask) runRange(lo, hi int) {
 }
 
 func (t *linearTask) run(p *workerPool) {
-	t.chunk = (t.dout + p.workers - 1) / p.workers
 	if t.n > 1 && t.scratch == nil {
-		t.scratch = make([][]float32, p.workers+1)
+		t.scratch = make([][]float32, p.workers)
 		for i := range t.scratch {
 			t.scratch[i] = make([]float32, t.din)
 		}
 	}
-	minRows := 16
-	if t.chunk < minRows {
-		t.chunk = minRows
-	}
-	p.parallel(t.dout, t.chunk, t)
+	// Split only when each worker gets some 16K multiply-adds: below that, waking a
+	// goroutine costs more than it saves.
+	p.parallel(t.dout, max(1, minParallelWork/max(1, t.din*t.n)), t)
 }
 
 // weightArg returns input key as a weight matrix, fused when it comes from a constexpr op.
@@ -87,36 +83,32 @@ func compileLinear(o *opCtx) (func() error, error) {
 		return nil, o.errf("weight shape %v, want [D_out, D_in]", wshape)
 	}
 	dout, din := wshape[0], wshape[1]
-	var bias []float32
-	if o.has("bias") {
-		b, err := o.floatTensor("bias")
-		if err != nil {
-			return nil, err
-		}
-		if b.Len() != dout {
-			return nil, o.errf("bias has %d elements, want %d", b.Len(), dout)
-		}
-		bias = b.Float32s()
+	bias, err := o.bias(dout)
+	if err != nil {
+		return nil, err
 	}
 	out, err := o.floatOutput(0)
 	if err != nil {
 		return nil, err
 	}
-	task := &linearTask{w: w, bias: bias, din: din, dout: dout}
+	return o.linearRun(x, out, &linearTask{w: w, bias: bias, din: din, dout: dout}), nil
+}
+
+// linearRun returns the step computing out[..., dout] = x[..., din]·Wᵀ (+ bias) with task.
+func (o *opCtx) linearRun(x, out *Tensor, task *linearTask) func() error {
 	shape := make([]int, 0, 8)
 	pool := o.c.m.pool
 	return func() error {
 		r := len(x.Shape)
-		if r < 1 || x.Shape[r-1] != din {
-			return errShape("x", x.Shape, "[..., %d]", din)
+		if r < 1 || x.Shape[r-1] != task.din {
+			return errShape("x", x.Shape, "[..., %d]", task.din)
 		}
-		shape = append(append(shape[:0], x.Shape[:r-1]...), dout)
+		shape = append(append(shape[:0], x.Shape[:r-1]...), task.dout)
 		out.setShape(shape)
-		task.x, task.out = x.f32, out.f32
-		task.n = x.Len() / din
+		task.x, task.out, task.n = x.f32, out.f32, x.Len()/task.din
 		task.run(pool)
 		return nil
-	}, nil
+	}
 }
 
 // compileConv supports the ANE form of linear: a 1×1 conv, stride 1, no padding, groups 1,
@@ -161,16 +153,9 @@ func compileConv(o *opCtx) (func() error, error) {
 		}
 	}
 	cout, cin := wshape[0], wshape[1]
-	var bias []float32
-	if o.has("bias") {
-		b, err := o.floatTensor("bias")
-		if err != nil {
-			return nil, err
-		}
-		if b.Len() != cout {
-			return nil, o.errf("bias has %d elements, want %d", b.Len(), cout)
-		}
-		bias = b.Float32s()
+	bias, err := o.bias(cout)
+	if err != nil {
+		return nil, err
 	}
 	out, err := o.floatOutput(0)
 	if err != nil {
@@ -225,29 +210,44 @@ type matmulTask struct {
 	xoff, yoff []int // per batch: element offset of the x / y matrix
 }
 
-func (t *matmulTask) runRange(lo, hi int) {
+func (t *matmulTask) runRange(_, lo, hi int) {
+	m, k, n := t.m, t.k, t.n
 	for row := lo; row < hi; row++ {
-		b, i := row/t.m, row%t.m
+		b, i := row/m, row%m
 		xo, yo := t.xoff[b], t.yoff[b]
-		dst := t.out[row*t.n : (row+1)*t.n]
-		for j := range dst {
-			var s float32
-			for p := 0; p < t.k; p++ {
-				var xv, yv float32
-				if t.tx {
-					xv = t.x[xo+p*t.m+i]
-				} else {
-					xv = t.x[xo+i*t.k+p]
-				}
-				if t.ty {
-					yv = t.y[yo+j*t.k+p]
-				} else {
-					yv = t.y[yo+p*t.n+j]
-				}
-				s += xv * yv
+		dst := t.out[row*n : (row+1)*n]
+		switch {
+		case !t.tx && t.ty: // out[i, j] = x[i, :]·y[j, :], both rows contiguous (q·kᵀ)
+			xr := t.x[xo+i*k : xo+(i+1)*k]
+			for j := range dst {
+				dst[j] = dot(xr, t.y[yo+j*k:yo+(j+1)*k])
 			}
-			dst[j] = s
+		case !t.tx: // out[i, :] = Σ_p x[i, p]·y[p, :], accumulated in p order (p·v)
+			clear(dst)
+			for p, xv := range t.x[xo+i*k : xo+(i+1)*k] {
+				axpy(dst, xv, t.y[yo+p*n:yo+(p+1)*n])
+			}
+		default: // x transposed: x[i, p] is x[p·m + i]
+			for j := range dst {
+				var s float32
+				for p := 0; p < k; p++ {
+					yv := t.y[yo+p*n+j]
+					if t.ty {
+						yv = t.y[yo+j*k+p]
+					}
+					s += t.x[xo+p*m+i] * yv
+				}
+				dst[j] = s
+			}
 		}
+	}
+}
+
+// axpy adds a·x to dst.
+func axpy(dst []float32, a float32, x []float32) {
+	x = x[:len(dst)]
+	for i, v := range x {
+		dst[i] += a * v
 	}
 }
 
@@ -275,20 +275,7 @@ func compileMatmul(o *opCtx) (func() error, error) {
 			if err != nil {
 				return nil, err
 			}
-			task := &linearTask{w: w, din: wshape[1], dout: wshape[0]}
-			shape := make([]int, 0, 8)
-			pool := o.c.m.pool
-			return func() error {
-				r := len(x.Shape)
-				if r < 2 || x.Shape[r-1] != task.din {
-					return errShape("x", x.Shape, "[..., M, %d]", task.din)
-				}
-				shape = append(append(shape[:0], x.Shape[:r-1]...), task.dout)
-				out.setShape(shape)
-				task.x, task.out, task.n = x.f32, out.f32, x.Len()/task.din
-				task.run(pool)
-				return nil
-			}, nil
+			return o.linearRun(x, out, &linearTask{w: w, din: wshape[1], dout: wshape[0]}), nil
 		}
 	}
 	y, err := o.floatTensor("y")
@@ -366,7 +353,7 @@ func compileMatmul(o *opCtx) (func() error, error) {
 		}
 		task.x, task.y, task.out, task.m, task.k, task.n = x.f32, y.f32, out.f32, m, k, n
 		rows := nb * m
-		pool.parallel(rows, max(1, 4096/max(1, n*k)), task)
+		pool.parallel(rows, max(1, minParallelWork/max(1, n*k)), task)
 		return nil
 	}, nil
 }

@@ -205,3 +205,50 @@ func (o *opCtx) floatOutput(i int) (*Tensor, error) {
 	}
 	return t, err
 }
+
+// xAndOut returns input x and output 0: the operands of every op of one tensor input.
+func (o *opCtx) xAndOut() (x, out *Tensor, err error) {
+	if x, err = o.tensor("x"); err != nil {
+		return nil, nil, err
+	}
+	out, err = o.output(0)
+	return x, out, err
+}
+
+// floatXAndOut is xAndOut for ops defined on fp16/fp32 only.
+func (o *opCtx) floatXAndOut() (x, out *Tensor, err error) {
+	if x, err = o.floatTensor("x"); err != nil {
+		return nil, nil, err
+	}
+	out, err = o.floatOutput(0)
+	return x, out, err
+}
+
+// attr decodes attribute key of the op (iOS16 constexpr ops take their operands as
+// attributes).
+func (o *opCtx) attr(key string) (*value, error) {
+	v := o.op.GetAttributes()[key]
+	if v == nil {
+		return nil, o.errf("missing attribute %q", key)
+	}
+	r, err := o.c.decodeValue(v)
+	if err != nil {
+		return nil, o.errf("attribute %q: %v", key, err)
+	}
+	return r, nil
+}
+
+// bias returns the optional float input "bias", which must hold n values.
+func (o *opCtx) bias(n int) ([]float32, error) {
+	if !o.has("bias") {
+		return nil, nil
+	}
+	b, err := o.floatTensor("bias")
+	if err != nil {
+		return nil, err
+	}
+	if b.Len() != n {
+		return nil, o.errf("bias has %d elements, want %d", b.Len(), n)
+	}
+	return b.Float32s(), nil
+}

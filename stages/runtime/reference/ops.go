@@ -1,7 +1,5 @@
 package reference
 
-import "fmt"
-
 // kernels maps every op type the runtime executes to its compiler. const and the constexpr
 // ops are evaluated at Open instead (see compileConst and constexprOps).
 var kernels = map[string]kernelFunc{}
@@ -25,9 +23,6 @@ func init() {
 		kernels[op] = compileBinary
 	}
 	for op := range unaryFloat {
-		kernels[op] = compileUnary
-	}
-	for _, op := range []string{"rsqrt", "inverse", "gelu", "clip", "leaky_relu"} {
 		kernels[op] = compileUnary
 	}
 	for _, op := range []string{"reduce_sum", "reduce_mean", "reduce_max", "reduce_min", "reduce_prod", "reduce_sum_square"} {
@@ -65,11 +60,7 @@ func init() {
 }
 
 func compileLogicalNot(o *opCtx) (func() error, error) {
-	x, err := o.tensor("x")
-	if err != nil {
-		return nil, err
-	}
-	out, err := o.output(0)
+	x, out, err := o.xAndOut()
 	if err != nil {
 		return nil, err
 	}
@@ -80,60 +71,6 @@ func compileLogicalNot(o *opCtx) (func() error, error) {
 		out.setShape(x.Shape)
 		for i, v := range x.b {
 			out.b[i] = !v
-		}
-		return nil
-	}, nil
-}
-
-// stateArg returns the state named by input key.
-func (o *opCtx) stateArg(key string) (*value, error) {
-	v, err := o.arg(key)
-	if err != nil {
-		return nil, err
-	}
-	if v.state == "" {
-		return nil, o.errf("input %q is not a state", key)
-	}
-	return v, nil
-}
-
-// compileReadState widens the fp16 state into the op's buffer.
-func compileReadState(o *opCtx) (func() error, error) {
-	sv, err := o.stateArg("input")
-	if err != nil {
-		return nil, err
-	}
-	out, err := o.floatOutput(0)
-	if err != nil {
-		return nil, err
-	}
-	out.setShape(sv.stShape)
-	f, name := o.c.f, sv.state
-	return func() error {
-		st := f.state.vals[name]
-		halfsToFloats(out.f32, st.bits)
-		return nil
-	}, nil
-}
-
-// compileWriteState stores data into the state, rounding to fp16 (states are fp16, §2.7).
-func compileWriteState(o *opCtx) (func() error, error) {
-	sv, err := o.stateArg("input")
-	if err != nil {
-		return nil, err
-	}
-	data, err := o.floatTensor("data")
-	if err != nil {
-		return nil, err
-	}
-	f, name, shape := o.c.f, sv.state, sv.stShape
-	return func() error {
-		if !sameShape(data.Shape, shape) {
-			return fmt.Errorf("data %v does not match state %q %v", data.Shape, name, shape)
-		}
-		st := f.state.vals[name]
-		for i, v := range data.f32 {
-			st.bits[i] = floatToHalf(v)
 		}
 		return nil
 	}, nil

@@ -31,6 +31,9 @@ func bools(v ...bool) *milpb.Value {
 func str(s string) *milpb.Value {
 	return immediate(ttype(milpb.DataType_STRING), &milpb.TensorValue{Value: &milpb.TensorValue_Strings{Strings: &milpb.TensorValue_RepeatedStrings{Values: []string{s}}}})
 }
+func floatsShaped(shape []int, v ...float32) *milpb.Value {
+	return immediate(ttype(milpb.DataType_FLOAT32, shape...), &milpb.TensorValue{Value: &milpb.TensorValue_Floats{Floats: &milpb.TensorValue_RepeatedFloats{Values: v}}})
+}
 func floats(v ...float32) *milpb.Value {
 	return immediate(ttype(milpb.DataType_FLOAT32, len(v)), &milpb.TensorValue{Value: &milpb.TensorValue_Floats{Floats: &milpb.TensorValue_RepeatedFloats{Values: v}}})
 }
@@ -49,7 +52,7 @@ func runOneOp(t *testing.T, typ string, inShape, outShape []int, params map[stri
 		Inputs:               []*milpb.NamedValueType{{Name: "x", Type: ttype(milpb.DataType_FLOAT32, inShape...)}},
 		BlockSpecializations: map[string]*milpb.Block{"CoreML8": {Outputs: []string{"y"}, Operations: []*milpb.Operation{op}}}}
 	spec := &milpb.Model{SpecificationVersion: 9, Type: &milpb.Model_MlProgram{MlProgram: &milpb.Program{Version: 1, Functions: map[string]*milpb.Function{"main": fn}}}}
-	m, err := openSpec(spec, t.TempDir(), Options{})
+	m, err := openSpec(spec, nil, Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,6 +82,10 @@ func TestOpSemantics(t *testing.T) {
 		{"layer_norm", "layer_norm", []int{1, 3}, []int{1, 3}, map[string]*milpb.Value{"axes": ints(-1), "epsilon": immediate(ttype(milpb.DataType_FLOAT32), &milpb.TensorValue{Value: &milpb.TensorValue_Floats{Floats: &milpb.TensorValue_RepeatedFloats{Values: []float32{0}}}})}, []float32{1, 2, 3}, []float32{-1.224745, 0, 1.224745}},
 		// softmax([0, ln 3]) = [0.25, 0.75].
 		{"softmax", "softmax", []int{2}, []int{2}, map[string]*milpb.Value{"axis": scalarInt(-1)}, []float32{0, float32(math.Log(3))}, []float32{0.25, 0.75}},
+		// A masked position (−1e4, the contract's mask value) gets exactly 0: [0.25, 0, 0.75].
+		{"softmax masked", "softmax", []int{3}, []int{3}, map[string]*milpb.Value{"axis": scalarInt(0)}, []float32{0, -1e4, float32(math.Log(3))}, []float32{0.25, 0, 0.75}},
+		// softmax over axis 0 of [2,2] (strided lanes): columns [0, ln 3] → [0.25, 0.75].
+		{"softmax axis 0", "softmax", []int{2, 2}, []int{2, 2}, map[string]*milpb.Value{"axis": scalarInt(0)}, []float32{0, 0, float32(math.Log(3)), float32(math.Log(3))}, []float32{0.25, 0.25, 0.75, 0.75}},
 		// x[3,4]; rows 2..0 step -2 (begin_mask on axis 1 keeps all columns from 1): numpy x[2::-2, 1:].
 		{"slice_by_index", "slice_by_index", []int{3, 4}, []int{2, 3}, map[string]*milpb.Value{
 			"begin": ints(2, 1), "end": ints(0, 0), "stride": ints(-2, 1), "begin_mask": bools(false, false), "end_mask": bools(true, true)},
@@ -93,6 +100,29 @@ func TestOpSemantics(t *testing.T) {
 		{"reduce_mean", "reduce_mean", []int{2, 3}, []int{2}, map[string]*milpb.Value{"axes": ints(1)}, seq[:6], []float32{1, 4}},
 		// tile [1,2] by [2,2] → [[0,1,0,1],[0,1,0,1]].
 		{"tile", "tile", []int{1, 2}, []int{2, 4}, map[string]*milpb.Value{"reps": ints(2, 2)}, seq[:2], []float32{0, 1, 0, 1, 0, 1, 0, 1}},
+		// Broadcasting in rows: x [2,3] + y [2,1] adds 10 to row 0 and 20 to row 1.
+		{"add column", "add", []int{2, 3}, []int{2, 3}, map[string]*milpb.Value{"y": floatsShaped([]int{2, 1}, 10, 20)}, seq[:6], []float32{10, 11, 12, 23, 24, 25}},
+		// x [2,3] · y [3] scales column j by j+1.
+		{"mul row", "mul", []int{2, 3}, []int{2, 3}, map[string]*milpb.Value{"y": floats(1, 2, 3)}, seq[:6], []float32{0, 2, 6, 3, 8, 15}},
+		// x [2,1,3] − y [2,1] broadcasts both ways to [2,2,3]: out[i,j,k] = x[i,0,k] − y[j].
+		{"sub both ways", "sub", []int{2, 1, 3}, []int{2, 2, 3}, map[string]*milpb.Value{"y": floatsShaped([]int{2, 1}, 1, 2)}, seq[:6],
+			[]float32{-1, 0, 1, -2, -1, 0, 2, 3, 4, 1, 2, 3}},
+		// real_div by a scalar; maximum against a row.
+		{"real_div scalar", "real_div", []int{3}, []int{3}, map[string]*milpb.Value{"y": floatsShaped(nil, 4)}, seq[1:4], []float32{0.25, 0.5, 0.75}},
+		{"maximum row", "maximum", []int{2, 2}, []int{2, 2}, map[string]*milpb.Value{"y": floats(1, 2)}, seq[:4], []float32{1, 2, 2, 3}},
+		// numpy arange(12).reshape(2,3,2).transpose(2,0,1).
+		{"transpose 3-D", "transpose", []int{2, 3, 2}, []int{2, 2, 3}, map[string]*milpb.Value{"perm": ints(2, 0, 1)}, seq, []float32{0, 2, 4, 6, 8, 10, 1, 3, 5, 7, 9, 11}},
+		// silu(1) = 1/(1+e^-1) = 0.731059; silu(-1) = -0.268941.
+		{"silu", "silu", []int{2}, []int{2}, nil, []float32{1, -1}, []float32{0.731059, -0.268941}},
+		// clip to [0, 1]; leaky_relu with alpha 0.1.
+		{"clip", "clip", []int{3}, []int{3}, map[string]*milpb.Value{"alpha": floatsShaped(nil, 0), "beta": floatsShaped(nil, 1)}, []float32{-2, 0.5, 3}, []float32{0, 0.5, 1}},
+		{"leaky_relu", "leaky_relu", []int{2}, []int{2}, map[string]*milpb.Value{"alpha": floatsShaped(nil, 0.1)}, []float32{-2, 3}, []float32{-0.2, 3}},
+		// [[0,1,2],[3,4,5]]·[[1,2],[3,4],[5,6]] = [[13,16],[40,52]], with the operands given
+		// plain or transposed; xᵀ of [[0,1],[2,3],[4,5]] gives [[26,32],[35,44]].
+		{"matmul", "matmul", []int{2, 3}, []int{2, 2}, map[string]*milpb.Value{"y": floatsShaped([]int{3, 2}, 1, 2, 3, 4, 5, 6)}, seq[:6], []float32{13, 16, 40, 52}},
+		{"matmul transpose_y", "matmul", []int{2, 3}, []int{2, 2}, map[string]*milpb.Value{"y": floatsShaped([]int{2, 3}, 1, 3, 5, 2, 4, 6), "transpose_y": bools(true)}, seq[:6], []float32{13, 16, 40, 52}},
+		{"matmul transpose_x", "matmul", []int{3, 2}, []int{2, 2}, map[string]*milpb.Value{"y": floatsShaped([]int{3, 2}, 1, 2, 3, 4, 5, 6), "transpose_x": bools(true)}, seq[:6], []float32{26, 32, 35, 44}},
+		{"matmul both", "matmul", []int{3, 2}, []int{2, 2}, map[string]*milpb.Value{"y": floatsShaped([]int{2, 3}, 1, 3, 5, 2, 4, 6), "transpose_x": bools(true), "transpose_y": bools(true)}, seq[:6], []float32{26, 32, 35, 44}},
 		// rsqrt(4) = 0.5 (eps 1e-12 default).
 		{"rsqrt", "rsqrt", []int{1}, []int{1}, nil, []float32{4}, []float32{0.5}},
 	}

@@ -6,15 +6,20 @@ import (
 )
 
 // rangeTask is work split over [0, n): runRange is called on disjoint sub-ranges from several
-// goroutines. Kernels keep their task structs alive across calls, so handing one to the pool
-// allocates nothing.
+// goroutines, w (< the pool's workers) telling which chunk it is, so that a task can keep
+// per-worker scratch. Kernels keep their task structs alive across calls, so handing one to
+// the pool allocates nothing.
 type rangeTask interface {
-	runRange(lo, hi int)
+	runRange(w, lo, hi int)
 }
 
+// minParallelWork is the least work (in multiply-adds or exps) worth handing to another
+// worker: a channel send and a wake-up cost a few microseconds.
+const minParallelWork = 1 << 14
+
 type poolJob struct {
-	t      rangeTask
-	lo, hi int
+	t         rangeTask
+	w, lo, hi int
 }
 
 // workerPool runs rangeTasks on a fixed set of goroutines. One parallel call runs at a time
@@ -35,7 +40,7 @@ func newWorkerPool(n int) *workerPool {
 	for i := 1; i < n; i++ { // the caller's goroutine is worker 0
 		go func() {
 			for j := range p.jobs {
-				j.t.runRange(j.lo, j.hi)
+				j.t.runRange(j.w, j.lo, j.hi)
 				p.wg.Done()
 			}
 		}()
@@ -57,7 +62,7 @@ func (p *workerPool) parallel(n, minChunk int, t rangeTask) {
 		chunks = c
 	}
 	if chunks <= 1 {
-		t.runRange(0, n)
+		t.runRange(0, 0, n)
 		return
 	}
 	p.mu.Lock()
@@ -67,10 +72,10 @@ func (p *workerPool) parallel(n, minChunk int, t rangeTask) {
 	lo := step
 	for c := 1; c < chunks; c++ {
 		hi := min(lo+step, n)
-		p.jobs <- poolJob{t: t, lo: lo, hi: hi}
+		p.jobs <- poolJob{t: t, w: c, lo: lo, hi: hi}
 		lo = hi
 	}
-	t.runRange(0, min(step, n))
+	t.runRange(0, 0, min(step, n))
 	p.wg.Wait()
 }
 

@@ -3,6 +3,7 @@ package reference
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"sync"
@@ -26,6 +27,10 @@ type Options struct {
 	Precision Precision
 	// Threads is the number of goroutines matmul-like kernels use; 0 means runtime.NumCPU().
 	Threads int
+
+	// copyStates turns off in-place state updates (stateAliases), for tests that check
+	// that both ways compute the same.
+	copyStates bool
 }
 
 // Feature describes one input, output or state of a function.
@@ -51,6 +56,7 @@ type Model struct {
 	funcs    map[string]*function
 	names    []string
 	deflt    string
+	metadata map[string]string
 	closers  []func() error
 	closeErr error
 	once     sync.Once
@@ -63,8 +69,15 @@ type function struct {
 	inputs  []*Tensor // one per desc.Inputs, filled by Predict
 	outputs []*Tensor // the block's output values
 	steps   []step
-	state   *State // the state of the running Predict call
+	state   *State   // the state of the running Predict call
+	finish  []func() // run at the end of every call (see stateAliases)
+	rounder roundTask
 }
+
+// roundTask rounds v to fp16, split over workers for large outputs (attention scores).
+type roundTask struct{ v []float32 }
+
+func (t *roundTask) runRange(_, lo, hi int) { roundSliceFP16(t.v[lo:hi]) }
 
 // step is one compiled op.
 type step struct {
@@ -73,6 +86,15 @@ type step struct {
 	outs      []*Tensor
 	declared  [][]int // declared output shapes (-1 = unknown), checked after run
 	round     []bool  // whether output i is rounded to fp16 after run
+}
+
+// Metadata returns a copy of the user-defined metadata of the model description (for a
+// lilims package: lilims.contract, lilims.arch, lilims.context_length, …).
+func (m *Model) Metadata() map[string]string {
+	if m.metadata == nil {
+		return map[string]string{}
+	}
+	return maps.Clone(m.metadata)
 }
 
 // Functions returns the names of the program's functions, sorted.
@@ -115,9 +137,11 @@ func (m *Model) Close() error {
 	return m.closeErr
 }
 
-// State holds the state tensors of one conversation (the KV cache), zero-initialised and
-// stored as fp16 as the model declares them. A State must not be used by two Predict calls
-// at the same time.
+// State holds the state tensors of one conversation (the KV cache), zero-initialised. States
+// are declared fp16 and every value they hold is rounded to fp16; the values are kept as
+// float32 so that read_state, slice_update and write_state on the same state can work in
+// place (see stateAliases) instead of converting the whole cache on every call. A State must
+// not be used by two Predict calls at the same time.
 type State struct {
 	names []string
 	vals  map[string]*stateTensor
@@ -125,7 +149,7 @@ type State struct {
 
 type stateTensor struct {
 	shape []int
-	bits  []uint16
+	v     []float32 // fp16-exact values
 }
 
 // NewState returns zero-initialised state for function fn ("" = default).
@@ -137,7 +161,7 @@ func (m *Model) NewState(fn string) (*State, error) {
 	st := &State{vals: map[string]*stateTensor{}}
 	for _, s := range f.desc.States {
 		st.names = append(st.names, s.Name)
-		st.vals[s.Name] = &stateTensor{shape: slices.Clone(s.Shape), bits: make([]uint16, numElements(s.Shape))}
+		st.vals[s.Name] = &stateTensor{shape: slices.Clone(s.Shape), v: make([]float32, numElements(s.Shape))}
 	}
 	return st, nil
 }
@@ -152,7 +176,7 @@ func (s *State) Get(name string) (*Tensor, error) {
 		return nil, fmt.Errorf("reference: no state %q", name)
 	}
 	t := NewTensor(Float16, v.shape...)
-	halfsToFloats(t.f32, v.bits)
+	copy(t.f32, v.v)
 	return t, nil
 }
 
@@ -166,7 +190,7 @@ func (s *State) Set(name string, t *Tensor) error {
 		return fmt.Errorf("reference: state %q is fp16%v, got %v", name, v.shape, t)
 	}
 	for i, f := range t.Float32s() {
-		v.bits[i] = floatToHalf(f)
+		v.v[i] = roundFP16(f)
 	}
 	return nil
 }
@@ -174,12 +198,24 @@ func (s *State) Set(name string, t *Tensor) error {
 // Predict runs function fn ("" = default) on inputs, reading and updating st (which may be
 // nil for a function without states). It returns fresh output tensors.
 func (m *Model) Predict(fn string, inputs map[string]*Tensor, st *State) (map[string]*Tensor, error) {
-	f, err := m.function(fn)
-	if err != nil {
+	out := map[string]*Tensor{}
+	if err := m.PredictInto(fn, inputs, st, out); err != nil {
 		return nil, err
 	}
+	return out, nil
+}
+
+// PredictInto is Predict writing into outputs: a tensor already there under an output's
+// name and with its dtype is resized and overwritten, reusing its storage; any other entry
+// is replaced by a new tensor. A caller that passes the same map on every call (a decode
+// loop) makes steady-state calls allocate nothing.
+func (m *Model) PredictInto(fn string, inputs map[string]*Tensor, st *State, outputs map[string]*Tensor) error {
+	f, err := m.function(fn)
+	if err != nil {
+		return err
+	}
 	if err := f.checkInputs(inputs, st); err != nil {
-		return nil, err
+		return err
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -189,10 +225,8 @@ func (m *Model) Predict(fn string, inputs map[string]*Tensor, st *State) (map[st
 		buf.setShape(t.Shape)
 		switch buf.DType {
 		case Float16:
-			src := t.Float32s()
-			lut := halfLUT()
-			for j, v := range src {
-				buf.f32[j] = lut[floatToHalf(v)]
+			for j, v := range t.Float32s() {
+				buf.f32[j] = roundFP16(v)
 			}
 		case Float32:
 			copy(buf.f32, t.Float32s())
@@ -203,27 +237,40 @@ func (m *Model) Predict(fn string, inputs map[string]*Tensor, st *State) (map[st
 		}
 	}
 	f.state = st
-	defer func() { f.state = nil }()
+	defer func() {
+		// Writes to an aliased state are rounded to fp16 last, after the function's other
+		// ops have read the unrounded values, as write_state's copy would have left them.
+		for _, fin := range f.finish {
+			fin()
+		}
+		f.state = nil
+	}()
 	for i := range f.steps {
 		s := &f.steps[i]
 		if err := s.run(); err != nil {
-			return nil, fmt.Errorf("reference: function %s: op %s (%s): %w", f.desc.Name, s.name, s.typ, err)
+			return fmt.Errorf("reference: function %s: op %s (%s): %w", f.desc.Name, s.name, s.typ, err)
 		}
 		for j, o := range s.outs {
 			if d := s.declared[j]; d != nil && !shapeMatches(o.Shape, d) {
-				return nil, fmt.Errorf("reference: function %s: op %s (%s): output %d has shape %v, declared %v",
+				return fmt.Errorf("reference: function %s: op %s (%s): output %d has shape %v, declared %v",
 					f.desc.Name, s.name, s.typ, j, o.Shape, d)
 			}
 			if s.round[j] && m.opts.Precision == FP16Faithful {
-				roundSliceFP16(o.f32)
+				f.rounder.v = o.f32
+				m.pool.parallel(len(o.f32), minParallelWork, &f.rounder)
 			}
 		}
 	}
-	out := make(map[string]*Tensor, len(f.outputs))
 	for i, o := range f.desc.Outputs {
-		out[o.Name] = f.outputs[i].clone()
+		dst := outputs[o.Name]
+		if dst == nil || dst.DType != f.outputs[i].DType {
+			outputs[o.Name] = f.outputs[i].clone()
+			continue
+		}
+		dst.setShape(f.outputs[i].Shape)
+		copyElems(dst, 0, f.outputs[i], 0, dst.Len())
 	}
-	return out, nil
+	return nil
 }
 
 func shapeMatches(got, declared []int) bool {

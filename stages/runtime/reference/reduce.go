@@ -11,7 +11,7 @@ func axisSplit(shape []int, a int) (outer, n, inner int) {
 }
 
 func compileSoftmax(o *opCtx) (func() error, error) {
-	x, err := o.floatTensor("x")
+	x, out, err := o.floatXAndOut()
 	if err != nil {
 		return nil, err
 	}
@@ -19,10 +19,8 @@ func compileSoftmax(o *opCtx) (func() error, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, err := o.floatOutput(0)
-	if err != nil {
-		return nil, err
-	}
+	task := &softmaxTask{}
+	pool := o.c.m.pool
 	return func() error {
 		a, err := normAxis(axis, len(x.Shape))
 		if err != nil {
@@ -30,31 +28,74 @@ func compileSoftmax(o *opCtx) (func() error, error) {
 		}
 		out.setShape(x.Shape)
 		outer, n, inner := axisSplit(x.Shape, a)
-		for b := 0; b < outer; b++ {
-			for j := 0; j < inner; j++ {
-				base := b*n*inner + j
-				m := float32(math.Inf(-1))
-				for k := 0; k < n; k++ {
-					m = max(m, x.f32[base+k*inner])
-				}
-				var sum float64
-				for k := 0; k < n; k++ {
-					e := math.Exp(float64(x.f32[base+k*inner] - m))
-					out.f32[base+k*inner] = float32(e)
-					sum += e
-				}
-				for k := 0; k < n; k++ {
-					out.f32[base+k*inner] = float32(float64(out.f32[base+k*inner]) / sum)
-				}
-			}
-		}
+		*task = softmaxTask{x: x.f32, out: out.f32, n: n, inner: inner}
+		// Lanes (one softmax each: a row per head and query for attention) are independent.
+		pool.parallel(outer*inner, max(1, minParallelWork/max(1, n)), task)
 		return nil
 	}, nil
 }
 
+// softmaxTask computes softmax over lanes of n elements at stride inner: lane l starts at
+// (l/inner)·n·inner + l%inner. Exponentials and their sum are float64.
+type softmaxTask struct {
+	x, out   []float32
+	n, inner int
+}
+
+func (t *softmaxTask) runRange(_, lo, hi int) {
+	n, inner := t.n, t.inner
+	for l := lo; l < hi; l++ {
+		base := (l/inner)*n*inner + l%inner
+		if inner == 1 {
+			softmaxRow(t.out[base:base+n], t.x[base:base+n])
+			continue
+		}
+		m := float32(math.Inf(-1))
+		for k := 0; k < n; k++ {
+			m = max(m, t.x[base+k*inner])
+		}
+		var sum float64
+		for k := 0; k < n; k++ {
+			e := math.Exp(float64(t.x[base+k*inner] - m))
+			t.out[base+k*inner] = float32(e)
+			sum += e
+		}
+		for k := 0; k < n; k++ {
+			t.out[base+k*inner] = float32(float64(t.out[base+k*inner]) / sum)
+		}
+	}
+}
+
+// expUnderflow is below the float64 underflow threshold of exp (≈ −745.13): math.Exp of
+// anything smaller is exactly 0. Attention rows are mostly masked (−1e4) positions.
+const expUnderflow = -746
+
+// softmaxRow is softmax over a contiguous row.
+func softmaxRow(dst, x []float32) {
+	x = x[:len(dst)]
+	m := float32(math.Inf(-1))
+	for _, v := range x {
+		m = max(m, v)
+	}
+	var sum float64
+	for i, v := range x {
+		d := float64(v - m)
+		if d < expUnderflow { // masked out: exp is exactly 0, skip the call
+			dst[i] = 0
+			continue
+		}
+		e := math.Exp(d)
+		dst[i] = float32(e)
+		sum += e
+	}
+	for i, v := range dst {
+		dst[i] = float32(float64(v) / sum)
+	}
+}
+
 // compileReduce covers reduce_sum/mean/max/min/prod over any set of axes.
 func compileReduce(o *opCtx) (func() error, error) {
-	x, err := o.floatTensor("x")
+	x, out, err := o.floatXAndOut()
 	if err != nil {
 		return nil, err
 	}
@@ -63,10 +104,6 @@ func compileReduce(o *opCtx) (func() error, error) {
 		return nil, err
 	}
 	keep, err := o.constBool("keep_dims", false)
-	if err != nil {
-		return nil, err
-	}
-	out, err := o.floatOutput(0)
 	if err != nil {
 		return nil, err
 	}
@@ -259,8 +296,9 @@ func compileSDPA(o *opCtx) (func() error, error) {
 	if err != nil {
 		return nil, err
 	}
-	var scores []float64
-	var ms [8]int
+	pool := o.c.m.pool
+	task := &sdpaTask{q: q, k: k, v: v, mask: mask, out: out, scores: make([][]float64, pool.workers)}
+	var ms, bs [8]int
 	sh := make([]int, 0, 8)
 	return func() error {
 		r := len(q.Shape)
@@ -278,52 +316,67 @@ func compileSDPA(o *opCtx) (func() error, error) {
 		}
 		sh = append(append(sh[:0], batch...), L, EV)
 		out.setShape(sh)
-		full := append(append(ms[:0], batch...), L, S)
+		task.full = append(append(ms[:0], batch...), L, S)
 		if mask != nil {
-			if _, err := broadcastShapes(make([]int, 0, 8)[:0], mask.Shape, full); err != nil {
+			if _, err := broadcastShapes(bs[:0], mask.Shape, task.full); err != nil {
 				return fmt.Errorf("attn_mask %v: %v", mask.Shape, err)
 			}
 		}
-		if cap(scores) < S {
-			scores = make([]float64, S)
-		}
-		scores = scores[:S]
-		scale := 1 / math.Sqrt(float64(E))
-		nb := numElements(batch)
-		for b := 0; b < nb; b++ {
-			for i := 0; i < L; i++ {
-				qr := q.f32[(b*L+i)*E : (b*L+i+1)*E]
-				m := math.Inf(-1)
-				for j := 0; j < S; j++ {
-					s := float64(dot(qr, k.f32[(b*S+j)*E:(b*S+j+1)*E])) * scale
-					if mask != nil {
-						mi := bcastIndex((b*L+i)*S+j, full, mask.Shape)
-						if mask.DType == Bool {
-							if !mask.b[mi] {
-								s = math.Inf(-1)
-							}
-						} else {
-							s += float64(mask.f32[mi])
-						}
-					}
-					scores[j] = s
-					m = math.Max(m, s)
-				}
-				var sum float64
-				for j := range scores {
-					scores[j] = math.Exp(scores[j] - m)
-					sum += scores[j]
-				}
-				dst := out.f32[(b*L+i)*EV : (b*L+i+1)*EV]
-				clear(dst)
-				for j := 0; j < S; j++ {
-					w := float32(scores[j] / sum)
-					for e, x := range v.f32[(b*S+j)*EV : (b*S+j+1)*EV] {
-						dst[e] += w * x
-					}
-				}
-			}
-		}
+		task.L, task.E, task.S, task.EV = L, E, S, EV
+		rows := numElements(batch) * L
+		pool.parallel(rows, max(1, minParallelWork/max(1, S*(E+EV))), task)
 		return nil
 	}, nil
+}
+
+// sdpaTask computes attention for rows (batch·L query rows), each worker with its own
+// float64 score buffer.
+type sdpaTask struct {
+	q, k, v, mask, out *Tensor
+	full               []int // [batch…, L, S]: the shape the mask broadcasts to
+	L, E, S, EV        int
+	scores             [][]float64 // per worker
+}
+
+func (t *sdpaTask) runRange(w, lo, hi int) {
+	L, E, S, EV := t.L, t.E, t.S, t.EV
+	if cap(t.scores[w]) < S {
+		t.scores[w] = make([]float64, S)
+	}
+	scores := t.scores[w][:S]
+	scale := 1 / math.Sqrt(float64(E))
+	for row := lo; row < hi; row++ {
+		b := row / L
+		qr := t.q.f32[row*E : (row+1)*E]
+		m := math.Inf(-1)
+		for j := 0; j < S; j++ {
+			s := float64(dot(qr, t.k.f32[(b*S+j)*E:(b*S+j+1)*E])) * scale
+			if t.mask != nil {
+				mi := bcastIndex(row*S+j, t.full, t.mask.Shape)
+				if t.mask.DType == Bool {
+					if !t.mask.b[mi] {
+						s = math.Inf(-1)
+					}
+				} else {
+					s += float64(t.mask.f32[mi])
+				}
+			}
+			scores[j] = s
+			m = math.Max(m, s)
+		}
+		var sum float64
+		for j, v := range scores {
+			if v-m < expUnderflow {
+				scores[j] = 0
+				continue
+			}
+			scores[j] = math.Exp(v - m)
+			sum += scores[j]
+		}
+		dst := t.out.f32[row*EV : (row+1)*EV]
+		clear(dst)
+		for j := 0; j < S; j++ {
+			axpy(dst, float32(scores[j]/sum), t.v.f32[(b*S+j)*EV:(b*S+j+1)*EV])
+		}
+	}
 }

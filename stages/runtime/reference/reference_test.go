@@ -34,9 +34,15 @@ type refFile struct {
 	Cases               []refCase `json:"cases"`
 }
 
+// loadTensor reads a fixture .npy file, rel to coremlDir.
 func loadTensor(t *testing.T, rel string) *Tensor {
 	t.Helper()
-	a, err := npy.ReadFile(filepath.Join(coremlDir, rel))
+	return readTensor(t, filepath.Join(coremlDir, rel))
+}
+
+func readTensor(t *testing.T, path string) *Tensor {
+	t.Helper()
+	a, err := npy.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,27 @@ func copyElems(dst *Tensor, di int, src *Tensor, si, n int) {
 	}
 }
 
+// gatherStrided copies n elements src[si], src[si+stride], … to dst[di:] (same family).
+func gatherStrided(dst *Tensor, di int, src *Tensor, si, stride, n int) {
+	switch {
+	case dst.DType.IsFloat():
+		d, s := dst.f32[di:di+n], src.Float32s()
+		for k := range d {
+			d[k] = s[si+k*stride]
+		}
+	case dst.DType == Int32:
+		d := dst.i32[di : di+n]
+		for k := range d {
+			d[k] = src.i32[si+k*stride]
+		}
+	case dst.DType == Bool:
+		d := dst.b[di : di+n]
+		for k := range d {
+			d[k] = src.b[si+k*stride]
+		}
+	}
+}
+
 func normAxis(a, rank int) (int, error) {
 	if a < 0 {
 		a += rank
@@ -32,11 +53,7 @@ func sameFamily(a, b DType) bool { return a == b || (a.IsFloat() && b.IsFloat())
 // compileCopyShape handles ops whose output holds x's elements in the same order:
 // reshape, expand_dims, squeeze. The output shape is the declared one, or computed.
 func compileCopyShape(o *opCtx) (func() error, error) {
-	x, err := o.tensor("x")
-	if err != nil {
-		return nil, err
-	}
-	out, err := o.output(0)
+	x, out, err := o.xAndOut()
 	if err != nil {
 		return nil, err
 	}
@@ -135,15 +152,11 @@ func compileCopyShape(o *opCtx) (func() error, error) {
 }
 
 func compileTranspose(o *opCtx) (func() error, error) {
-	x, err := o.tensor("x")
+	x, out, err := o.xAndOut()
 	if err != nil {
 		return nil, err
 	}
 	perm, err := o.constInts("perm", nil)
-	if err != nil {
-		return nil, err
-	}
-	out, err := o.output(0)
 	if err != nil {
 		return nil, err
 	}
@@ -171,11 +184,20 @@ func compileTranspose(o *opCtx) (func() error, error) {
 			stride[d] = xstr[p]
 		}
 		out.setShape(sh[:r])
+		if r == 0 {
+			copyElems(out, 0, x, 0, x.Len())
+			return nil
+		}
+		// Output rows along the last axis gather x at that axis's stride.
+		n := sh[r-1]
+		if n == 0 {
+			return nil
+		}
 		var idx [8]int
 		si := 0
-		for i := range out.Len() {
-			copyElems(out, i, x, si, 1)
-			for d := r - 1; d >= 0; d-- {
+		for di := 0; di < out.Len(); di += n {
+			gatherStrided(out, di, x, si, stride[r-1], n)
+			for d := r - 2; d >= 0; d-- {
 				idx[d]++
 				si += stride[d]
 				if idx[d] < sh[d] {
@@ -394,8 +416,10 @@ func (s *sliceSpec) resolve(shape []int) error {
 	return nil
 }
 
-// walk calls f(flat index into x, k) for the k-th element of the slice.
-func (s *sliceSpec) walk(shape []int, f func(xi, k int)) {
+// walk visits the slice of a tensor of the given shape in order: f(xi, k, n) says that
+// elements k..k+n of the slice are x[xi : xi+n]. Runs are whole rows of the last axis when
+// its stride is 1 (the common case), single elements otherwise.
+func (s *sliceSpec) walk(shape []int, f func(xi, k, n int)) {
 	r := len(shape)
 	var xstr [8]int
 	acc := 1
@@ -403,19 +427,25 @@ func (s *sliceSpec) walk(shape []int, f func(xi, k int)) {
 		xstr[d] = acc
 		acc *= shape[d]
 	}
-	n := 1
+	total := 1
 	for d := range r {
-		n *= s.count[d]
+		total *= s.count[d]
+	}
+	if total == 0 {
+		return
+	}
+	run, axes := 1, r
+	if r > 0 && s.step[r-1] == 1 {
+		run, axes = s.count[r-1], r-1
+	}
+	xi := 0
+	for d := range r {
+		xi += s.start[d] * xstr[d]
 	}
 	var idx [8]int
-	base := 0
-	for d := range r {
-		base += s.start[d] * xstr[d]
-	}
-	xi := base
-	for k := 0; k < n; k++ {
-		f(xi, k)
-		for d := r - 1; d >= 0; d-- {
+	for k := 0; k < total; k += run {
+		f(xi, k, run)
+		for d := axes - 1; d >= 0; d-- {
 			idx[d]++
 			xi += s.step[d] * xstr[d]
 			if idx[d] < s.count[d] {
@@ -428,15 +458,11 @@ func (s *sliceSpec) walk(shape []int, f func(xi, k int)) {
 }
 
 func compileSliceByIndex(o *opCtx) (func() error, error) {
-	x, err := o.tensor("x")
+	x, out, err := o.xAndOut()
 	if err != nil {
 		return nil, err
 	}
 	s, err := o.sliceSpec()
-	if err != nil {
-		return nil, err
-	}
-	out, err := o.output(0)
 	if err != nil {
 		return nil, err
 	}
@@ -452,13 +478,13 @@ func compileSliceByIndex(o *opCtx) (func() error, error) {
 			}
 		}
 		out.setShape(sh)
-		s.walk(x.Shape, func(xi, k int) { copyElems(out, k, x, xi, 1) })
+		s.walk(x.Shape, func(xi, k, n int) { copyElems(out, k, x, xi, n) })
 		return nil
 	}, nil
 }
 
 func compileSliceBySize(o *opCtx) (func() error, error) {
-	x, err := o.tensor("x")
+	x, out, err := o.xAndOut()
 	if err != nil {
 		return nil, err
 	}
@@ -467,10 +493,6 @@ func compileSliceBySize(o *opCtx) (func() error, error) {
 		return nil, err
 	}
 	size, err := o.tensor("size")
-	if err != nil {
-		return nil, err
-	}
-	out, err := o.output(0)
 	if err != nil {
 		return nil, err
 	}
@@ -494,14 +516,16 @@ func compileSliceBySize(o *opCtx) (func() error, error) {
 			s.start[d], s.step[d], s.count[d] = b, 1, n
 		}
 		out.setShape(s.count[:r])
-		s.walk(x.Shape, func(xi, k int) { copyElems(out, k, x, xi, 1) })
+		s.walk(x.Shape, func(xi, k, n int) { copyElems(out, k, x, xi, n) })
 		return nil
 	}, nil
 }
 
-// compileSliceUpdate: out = x with x[begin:end:stride] = update (iOS18).
+// compileSliceUpdate: out = x with x[begin:end:stride] = update (iOS18). In an in-place
+// state chain (stateAliases) x is a view of the state: the update is written into it, out
+// becomes the same view, and the written slice is rounded to fp16 at the end of the call.
 func compileSliceUpdate(o *opCtx) (func() error, error) {
-	x, err := o.tensor("x")
+	x, out, err := o.xAndOut()
 	if err != nil {
 		return nil, err
 	}
@@ -513,11 +537,7 @@ func compileSliceUpdate(o *opCtx) (func() error, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, err := o.output(0)
-	if err != nil {
-		return nil, err
-	}
-	return func() error {
+	check := func() error {
 		if err := s.resolve(x.Shape); err != nil {
 			return err
 		}
@@ -528,9 +548,35 @@ func compileSliceUpdate(o *opCtx) (func() error, error) {
 		if n != upd.Len() {
 			return fmt.Errorf("update %v does not fit slice of %d elements", upd.Shape, n)
 		}
+		return nil
+	}
+	if o.aliased() && out.DType.IsFloat() {
+		out.f32 = nil // never used: the view replaces it on every call
+		written := false
+		o.c.f.finish = append(o.c.f.finish, func() {
+			if written {
+				s.walk(out.Shape, func(xi, _, n int) { roundSliceFP16(out.f32[xi : xi+n]) })
+				written = false
+			}
+		})
+		return func() error {
+			if err := check(); err != nil {
+				return err
+			}
+			out.f32 = x.f32
+			out.setShape(x.Shape)
+			s.walk(x.Shape, func(xi, k, n int) { copyElems(out, xi, upd, k, n) })
+			written = true
+			return nil
+		}, nil
+	}
+	return func() error {
+		if err := check(); err != nil {
+			return err
+		}
 		out.setShape(x.Shape)
 		copyElems(out, 0, x, 0, x.Len())
-		s.walk(x.Shape, func(xi, k int) { copyElems(out, xi, upd, k, 1) })
+		s.walk(x.Shape, func(xi, k, n int) { copyElems(out, xi, upd, k, n) })
 		return nil
 	}, nil
 }
@@ -583,15 +629,11 @@ func compileGather(o *opCtx) (func() error, error) {
 }
 
 func compileTile(o *opCtx) (func() error, error) {
-	x, err := o.tensor("x")
+	x, out, err := o.xAndOut()
 	if err != nil {
 		return nil, err
 	}
 	reps, err := o.tensor("reps")
-	if err != nil {
-		return nil, err
-	}
-	out, err := o.output(0)
 	if err != nil {
 		return nil, err
 	}
@@ -622,7 +664,7 @@ func compileTile(o *opCtx) (func() error, error) {
 }
 
 func compileBandPart(o *opCtx) (func() error, error) {
-	x, err := o.tensor("x")
+	x, out, err := o.xAndOut()
 	if err != nil {
 		return nil, err
 	}
@@ -631,10 +673,6 @@ func compileBandPart(o *opCtx) (func() error, error) {
 		return nil, err
 	}
 	upper, err := o.constInt("upper", -1)
-	if err != nil {
-		return nil, err
-	}
-	out, err := o.output(0)
 	if err != nil {
 		return nil, err
 	}

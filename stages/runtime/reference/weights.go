@@ -37,15 +37,15 @@ func (w *halfWeight) dotRow(r int, x []float32) float32 {
 	x = x[:len(row)]
 	lut := w.lut
 	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= len(row); i += 4 {
-		s0 += lut[row[i]] * x[i]
-		s1 += lut[row[i+1]] * x[i+1]
-		s2 += lut[row[i+2]] * x[i+2]
-		s3 += lut[row[i+3]] * x[i+3]
+	for len(row) >= 4 && len(x) >= 4 {
+		s0 += lut[row[0]] * x[0]
+		s1 += lut[row[1]] * x[1]
+		s2 += lut[row[2]] * x[2]
+		s3 += lut[row[3]] * x[3]
+		row, x = row[4:], x[4:]
 	}
-	for ; i < len(row); i++ {
-		s0 += lut[row[i]] * x[i]
+	for i, h := range row {
+		s0 += lut[h] * x[i]
 	}
 	return (s0 + s1) + (s2 + s3)
 }
@@ -67,18 +67,20 @@ func weightOf(t *Tensor) weightMatrix {
 	return &denseWeight{w: t.Float32s(), rows: rows, cols: cols}
 }
 
+// dot returns a·b (len(b) ≥ len(a)) with four interleaved partial sums. The loop advances
+// the slices rather than an index so that the compiler proves every access in bounds.
 func dot(a, b []float32) float32 {
 	b = b[:len(a)]
 	var s0, s1, s2, s3 float32
-	i := 0
-	for ; i+4 <= len(a); i += 4 {
-		s0 += a[i] * b[i]
-		s1 += a[i+1] * b[i+1]
-		s2 += a[i+2] * b[i+2]
-		s3 += a[i+3] * b[i+3]
+	for len(a) >= 4 && len(b) >= 4 {
+		s0 += a[0] * b[0]
+		s1 += a[1] * b[1]
+		s2 += a[2] * b[2]
+		s3 += a[3] * b[3]
+		a, b = a[4:], b[4:]
 	}
-	for ; i < len(a); i++ {
-		s0 += a[i] * b[i]
+	for i, v := range a {
+		s0 += v * b[i]
 	}
 	return (s0 + s1) + (s2 + s3)
 }
@@ -366,26 +368,15 @@ func compileLUT(o *opCtx) error {
 
 // compileLUT16 is the iOS16 form: attributes indices (packed uint8 bytes), lut (1-D), shape.
 func compileLUT16(o *opCtx) error {
-	attr := func(k string) (*value, error) {
-		v := o.op.GetAttributes()[k]
-		if v == nil {
-			return nil, o.errf("missing attribute %q", k)
-		}
-		r, err := o.c.decodeValue(v)
-		if err != nil {
-			return nil, o.errf("attribute %q: %v", k, err)
-		}
-		return r, nil
-	}
-	iv, err := attr("indices")
+	iv, err := o.attr("indices")
 	if err != nil {
 		return err
 	}
-	lv, err := attr("lut")
+	lv, err := o.attr("lut")
 	if err != nil {
 		return err
 	}
-	sv, err := attr("shape")
+	sv, err := o.attr("shape")
 	if err != nil {
 		return err
 	}
@@ -428,15 +419,11 @@ func compileLUT16(o *opCtx) error {
 // with scale/zero_point scalar or per-channel along axis. It is materialised.
 func compileAffine(o *opCtx) error {
 	get := func(k string) (*Tensor, error) {
-		v := o.op.GetAttributes()[k]
-		if v == nil {
-			return nil, o.errf("missing attribute %q", k)
-		}
-		r, err := o.c.decodeValue(v)
+		v, err := o.attr(k)
 		if err != nil {
-			return nil, o.errf("attribute %q: %v", k, err)
+			return nil, err
 		}
-		return o.c.materialise(r)
+		return o.c.materialise(v)
 	}
 	q, err := get("quantized_data")
 	if err != nil {

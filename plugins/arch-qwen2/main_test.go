@@ -1,0 +1,127 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"math"
+	"os"
+	"testing"
+
+	"github.com/lilims/lilims/pipeline"
+	"github.com/lilims/lilims/pipeline/builtin"
+	"github.com/lilims/lilims/pipeline/plugin"
+	"github.com/lilims/lilims/pipeline/stage"
+)
+
+const (
+	oracleJSON = "../../testdata/oracle/llamacpp-reference.json"
+	qwen2Model = "../../testdata/oracle/models/tiny-qwen2-f16.gguf"
+)
+
+type step struct {
+	Pos int          `json:"pos"`
+	Top [][2]float64 `json:"top"`
+}
+
+type prompt struct {
+	Tokens []int32 `json:"tokens"`
+	Steps  []step  `json:"steps"`
+}
+
+func softmax(logits []float32) []float64 {
+	m := math.Inf(-1)
+	for _, v := range logits {
+		m = math.Max(m, float64(v))
+	}
+	p := make([]float64, len(logits))
+	var sum float64
+	for i, v := range logits {
+		p[i] = math.Exp(float64(v) - m)
+		sum += p[i]
+	}
+	for i := range p {
+		p[i] /= sum
+	}
+	return p
+}
+
+// The plugin, built from this directory by the lilims plugin host (go build into its cache)
+// and run as a separate process, exports tiny-qwen2-f16.gguf — an architecture lilims does not
+// know — into a package that the built-in reference runtime runs within llama.cpp's
+// tolerances (testdata/oracle/README.md): max |Δp| ≤ 0.005 over the 20 listed tokens of every
+// step, and the same argmax wherever llama.cpp's top-1/top-2 margin exceeds 0.02.
+func TestQwen2MatchesLlamaCpp(t *testing.T) {
+	raw, err := os.ReadFile(oracleJSON)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref struct {
+		Models map[string]struct {
+			Prompts []prompt `json:"prompts"`
+		} `json:"models"`
+	}
+	if err := json.Unmarshal(raw, &ref); err != nil {
+		t.Fatal(err)
+	}
+	prompts := ref.Models["tiny-qwen2-f16.gguf"].Prompts
+	if len(prompts) == 0 {
+		t.Fatal("no llama.cpp reference for tiny-qwen2-f16.gguf")
+	}
+
+	h := plugin.NewHost(plugin.Options{CacheDir: t.TempDir()})
+	defer h.Close()
+	reg := builtin.Registry()
+	reg.External = h.External
+	spec := &pipeline.Spec{Name: "qwen2", Model: qwen2Model, Stages: []*pipeline.StageSpec{
+		{ID: "load", Uses: "loader/gguf", With: map[string]any{}},
+		{ID: "export", Uses: "plugin:.", With: map[string]any{"context": 64, "prefill_chunk": 8}},
+		{ID: "runtime", Uses: "runtime/reference", With: map[string]any{"precision": "fp32"}},
+	}}
+	plan, err := pipeline.Resolve(spec, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := plan.Step(stage.KindExport).Entry.Spec.Uses; got != "export/qwen2" {
+		t.Fatalf("the plugin describes itself as %q", got)
+	}
+	ctx := context.Background()
+	built, err := plan.Build(ctx, pipeline.BuildOptions{WorkDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sess, err := plan.OpenSession(ctx, built)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+
+	var worst float64
+	for _, p := range prompts {
+		sess.Reset()
+		rows, err := sess.Prefill(ctx, p.Tokens)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range p.Steps {
+			probs := softmax(rows[st.Pos])
+			for _, tp := range st.Top {
+				worst = math.Max(worst, math.Abs(probs[int(tp[0])]-tp[1]))
+			}
+			if len(st.Top) > 1 && st.Top[0][1]-st.Top[1][1] > 0.02 {
+				best := 0
+				for i, v := range probs {
+					if v > probs[best] {
+						best = i
+					}
+				}
+				if int32(best) != int32(st.Top[0][0]) {
+					t.Errorf("tokens %v, pos %d: argmax %d, llama.cpp %v", p.Tokens, st.Pos, best, st.Top[0][0])
+				}
+			}
+		}
+	}
+	t.Logf("max |Δp| = %.5f over %d prompts", worst, len(prompts))
+	if worst > 0.005 {
+		t.Errorf("max |Δp| = %.5f, llama.cpp tolerance 0.005", worst)
+	}
+}

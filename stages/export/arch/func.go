@@ -1,0 +1,163 @@
+package arch
+
+import (
+	"fmt"
+
+	"github.com/lilims/lilims/stages/export/mil"
+	"github.com/lilims/lilims/stages/loader/gguf"
+)
+
+// MaskedScore is the value the host puts in causal_mask where a query may not attend
+// (Apple's ANE guidance: −1e4, exact in fp16, exp underflows to 0 after softmax).
+const MaskedScore = -1e4
+
+// Layout is how a function lays out its activations.
+type Layout int
+
+const (
+	// Standard keeps the hidden state as [1, N, n_embd] and projects with linear.
+	Standard Layout = iota
+	// ANE keeps it channels-first, [1, n_embd, 1, N], projects with 1×1 conv on
+	// [out, in, 1, 1] weights, runs attention per head with the softmax over the key
+	// (channel) axis and normalises over axis 1 (coreml-mil.md §7.5, after Apple's
+	// ml-ane-transformers). The function interface is the same as Standard's.
+	ANE
+)
+
+func (l Layout) String() string {
+	if l == ANE {
+		return "ane"
+	}
+	return "standard"
+}
+
+// ParseLayout reads a layout name: "standard" (or "") or "ane".
+func ParseLayout(s string) (Layout, error) {
+	switch s {
+	case "", "standard":
+		return Standard, nil
+	case "ane":
+		return ANE, nil
+	}
+	return Standard, fmt.Errorf("export: unknown layout %q (standard, ane)", s)
+}
+
+// HiddenIn and HiddenOut carry the hidden state between the packages of a chunked export:
+// fp16 [1, N, n_embd] (Standard) or [1, n_embd, 1, N] (ANE). Every package but the last
+// outputs HiddenOut, which the next one takes as its input HiddenIn.
+const (
+	HiddenIn  = "hidden_states"
+	HiddenOut = "hidden_states_out"
+)
+
+// FuncSpec says which function to build: its name and chunk size, the exported context,
+// the layers it holds (all of them unless the export is chunked), the activation layout
+// and where compressed weights come from.
+type FuncSpec struct {
+	Name string
+	N    int // tokens per call
+	C    int // exported context length: rows of the KV states
+	// Layers [First, End) are built into this function. The function starts from the token
+	// embedding when First is 0, from the hidden_states input otherwise; it ends with the LM
+	// head (output logits) when End is n_layer, with the hidden_states output otherwise.
+	First, End int
+	Layout     Layout
+	Weights    WeightSet // nil: every weight is fp16
+}
+
+// Func is one function of the exported program under construction (prefill with N = the
+// chunk, or decode with N = 1): the MIL function, the contract's inputs and KV states, and
+// the GGUF file its weights come from.
+type Func struct {
+	F      *mil.Function
+	File   *gguf.File
+	Config *gguf.Config
+	FuncSpec
+
+	InputIDs    *mil.Value // int32 [1, N]; nil unless the function embeds (First == 0)
+	Hidden      *mil.Value // fp16 hidden_states input; nil when the function embeds
+	PositionIDs *mil.Value // int32 [N]: absolute positions of the chunk's tokens
+	CausalMask  *mil.Value // fp16 [1, 1, N, C]: 0 where key j ≤ position_ids[i], else −1e4
+	CurrentPos  *mil.Value // int32 [1]: where the chunk's K/V rows are written
+
+	kCache, vCache []*mil.Value // fp16 [1, n_head_kv, C, head_dim] per layer of [First, End)
+
+	err        error
+	cos, sin   *mil.Value // rope angles of the chunk's positions, gathered once per function
+	maskT      *mil.Value // ANE: causal mask as [1, C, N], transposed once per function
+	kvBegin    *mil.Value // [0, 0, current_pos, 0]
+	kEnd, vEnd *mil.Value // [1, n_head_kv, current_pos+N, head_dim]
+}
+
+// NewFunc adds function spec.Name to p and declares the contract's inputs and one K and one
+// V state per layer of [spec.First, spec.End).
+func NewFunc(p *mil.Program, file *gguf.File, cfg *gguf.Config, spec FuncSpec) *Func {
+	f := p.Function(spec.Name)
+	fn := &Func{F: f, File: file, Config: cfg, FuncSpec: spec}
+	if spec.First < 0 || spec.End > cfg.BlockCount || spec.First > spec.End {
+		fn.fail(fmt.Errorf("export: %s: layers [%d, %d) outside the model's %d", file.Path, spec.First, spec.End, cfg.BlockCount))
+		return fn
+	}
+	n, c := spec.N, spec.C
+	if spec.First == 0 {
+		fn.InputIDs = f.Input("input_ids", mil.Int32, 1, n)
+	} else {
+		fn.Hidden = f.Input(HiddenIn, mil.FP16, fn.hiddenShape()...)
+	}
+	fn.PositionIDs = f.Input("position_ids", mil.Int32, n)
+	fn.CausalMask = f.Input("causal_mask", mil.FP16, 1, 1, n, c)
+	fn.CurrentPos = f.Input("current_pos", mil.Int32, 1)
+	for l := spec.First; l < spec.End; l++ {
+		fn.kCache = append(fn.kCache, f.State(fmt.Sprintf("k_cache_%d", l), mil.FP16, 1, cfg.HeadCountKV, c, cfg.KeyLength))
+		fn.vCache = append(fn.vCache, f.State(fmt.Sprintf("v_cache_%d", l), mil.FP16, 1, cfg.HeadCountKV, c, cfg.ValueLength))
+	}
+	return fn
+}
+
+// hiddenShape is the shape of the hidden state between layers in fn's layout.
+func (fn *Func) hiddenShape() []int {
+	if fn.Layout == ANE {
+		return []int{1, fn.Config.EmbeddingLen, 1, fn.N}
+	}
+	return []int{1, fn.N, fn.Config.EmbeddingLen}
+}
+
+// Embeds reports whether the function starts from the token embedding.
+func (fn *Func) Embeds() bool { return fn.First == 0 }
+
+// HasHead reports whether the function ends with the LM head.
+func (fn *Func) HasHead() bool { return fn.End == fn.Config.BlockCount }
+
+// Err returns the first error met while building: a missing or misshapen tensor, or a
+// graph error from the MIL builder.
+func (fn *Func) Err() error {
+	if fn.err != nil {
+		return fn.err
+	}
+	return fn.F.Err()
+}
+
+func (fn *Func) fail(err error) {
+	if fn.err == nil {
+		fn.err = err
+	}
+}
+
+// Has reports whether the GGUF file holds tensor name.
+func (fn *Func) Has(name string) bool {
+	_, ok := fn.File.Tensor(name)
+	return ok
+}
+
+// Scalar is an fp16 scalar constant.
+func (fn *Func) Scalar(v float64) *mil.Value {
+	return fn.F.Const(mil.FloatScalar(mil.FP16, v))
+}
+
+// channelAxis is the axis of the hidden state's features: last (Standard) or 1 (ANE).
+func (fn *Func) channelAxis() int {
+	if fn.Layout == ANE {
+		return 1
+	}
+	return -1
+}

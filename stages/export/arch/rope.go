@@ -1,0 +1,150 @@
+package arch
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/lilims/lilims/stages/export/mil"
+	"github.com/lilims/lilims/stages/loader/gguf"
+)
+
+// ropeTables returns cos and sin, each [C, n_rot/2] row-major, exactly as ggml's rope cache
+// computes them: theta_scale = powf(base, −2/n_rot) in f32, theta_0 = p and
+// theta_{i+1} = theta_i·theta_scale by repeated f32 multiplication, divided by the optional
+// per-pair frequency factor, times freq_scale, then cosf/sinf.
+func ropeTables(c, nRot int, base, freqScale float32, freqFactors []float32) (cos, sin []float32) {
+	half := nRot / 2
+	cos, sin = make([]float32, c*half), make([]float32, c*half)
+	thetaScale := float32(math.Pow(float64(base), float64(float32(-2)/float32(nRot))))
+	for p := 0; p < c; p++ {
+		theta := float32(p)
+		for i := 0; i < half; i++ {
+			t := theta
+			if freqFactors != nil {
+				t /= freqFactors[i]
+			}
+			t *= freqScale
+			cos[p*half+i] = float32(math.Cos(float64(t)))
+			sin[p*half+i] = float32(math.Sin(float64(t)))
+			theta *= thetaScale
+		}
+	}
+	return cos, sin
+}
+
+// transposed returns the [cols, rows] transpose of row-major m [rows, cols].
+func transposed(m []float32, rows, cols int) []float32 {
+	t := make([]float32, len(m))
+	for r := 0; r < rows; r++ {
+		for c := 0; c < cols; c++ {
+			t[c*rows+r] = m[r*cols+c]
+		}
+	}
+	return t
+}
+
+// ropeAngles gathers the cos/sin of the chunk's positions, once per function:
+// [1, 1, N, n_rot/2] each (Standard), or [1, 1, n_rot/2, N] (ANE, head_dim before sequence).
+func (fn *Func) ropeAngles() (cos, sin *mil.Value) {
+	if fn.cos != nil || fn.err != nil {
+		return fn.cos, fn.sin
+	}
+	cfg := fn.Config
+	half := cfg.RopeDims / 2
+	var ff []float32
+	if t, ok := fn.File.Tensor("rope_freqs.weight"); ok {
+		v, err := fn.File.Float32s(t)
+		if err != nil || len(v) != half {
+			fn.fail(fmt.Errorf("export: %s: tensor rope_freqs.weight: want %d frequency factors (n_rot/2), got %d (%v)", fn.File.Path, half, len(v), err))
+			return nil, nil
+		}
+		ff = v
+	}
+	c, s := ropeTables(fn.C, cfg.RopeDims, cfg.RopeBase, cfg.RopeScale, ff)
+	f := fn.F
+	gather := func(name string, v []float32) *mil.Value {
+		if fn.Layout == ANE {
+			// The table is stored transposed, [n_rot/2, C], so that gathering positions
+			// along axis 1 yields [n_rot/2, N] without a transpose per call.
+			w := f.Weight(name+"T", mil.FP16, []int{half, fn.C}, mil.Bytes(halves(nil, transposed(v, fn.C, half))))
+			return f.Reshape(f.Gather(w, fn.PositionIDs, 1), 1, 1, half, fn.N)
+		}
+		w := f.Weight(name, mil.FP16, []int{fn.C, half}, mil.Bytes(halves(nil, v)))
+		return f.Reshape(f.Gather(w, fn.PositionIDs, 0), 1, 1, fn.N, half)
+	}
+	fn.cos, fn.sin = gather(fmt.Sprintf("rope_cos_%d", fn.C), c), gather(fmt.Sprintf("rope_sin_%d", fn.C), s)
+	return fn.cos, fn.sin
+}
+
+// Rope rotates x by its tokens' positions. x is [1, heads, N, head_dim] (Standard) or
+// [1, heads, head_dim, N] (ANE). The rotation is computed in NEOX form, pairs
+// (x[i], x[i + n_rot/2]) for i < n_rot/2: out = concat(x1·cos − x2·sin, x2·cos + x1·sin,
+// x[n_rot:]); dimensions from n_rot on are left as they are (partial rotary, phi2).
+//
+// A NORM-mode model (llama: adjacent pairs (x[2i], x[2i+1])) first has each head's
+// dimensions reordered in the graph to [0, 2, …, D−2, 1, 3, …, D−1], which turns its pairs
+// into NEOX halves. Q and K are reordered alike, so q·k — the only use of either — is
+// unchanged, and V is untouched. Reordering activations rather than permuting the rows of
+// attn_q/attn_k at export keeps quantized weights exactly as the quantize stage wrote them
+// (a row permutation would split LUT groups and undo lossless Q4_0 transcoding).
+func (fn *Func) Rope(x *mil.Value) *mil.Value {
+	cfg := fn.Config
+	if cfg.Rope == gguf.RopeNorm {
+		x = fn.normToNeox(x)
+	}
+	cos, sin := fn.ropeAngles()
+	if x == nil || cos == nil {
+		return nil
+	}
+	f := fn.F
+	sh := x.Shape()
+	axis := 3
+	if fn.Layout == ANE {
+		axis = 2
+	}
+	r, d := cfg.RopeDims, sh[axis]
+	part := func(from, to int) *mil.Value {
+		begin, end := make([]int, 4), append([]int(nil), sh...)
+		begin[axis], end[axis] = from, to
+		return f.SliceByIndex(x, begin, end)
+	}
+	x1, x2 := part(0, r/2), part(r/2, r)
+	out := []*mil.Value{
+		f.Sub(f.Mul(x1, cos), f.Mul(x2, sin)),
+		f.Add(f.Mul(x2, cos), f.Mul(x1, sin)),
+	}
+	if r < d {
+		out = append(out, part(r, d))
+	}
+	return f.Concat(axis, out...)
+}
+
+// normToNeox reorders the head dimension of x ([1, H, N, D] Standard, [1, H, D, N] ANE) to
+// the even dimensions then the odd ones. It is a reshape that splits D into (D/2, 2), a
+// swap of those two axes and a reshape back — all rank 4, the Neural Engine's native rank
+// (a gather along the last axis would do the same but gathers run on the CPU, §7.4).
+func (fn *Func) normToNeox(x *mil.Value) *mil.Value {
+	if x == nil || fn.err != nil {
+		return nil
+	}
+	cfg := fn.Config
+	sh := x.Shape()
+	if fn.Layout == ANE {
+		h, d, n := sh[1], sh[2], sh[3]
+		if cfg.RopeDims != d || d%2 != 0 {
+			fn.fail(fmt.Errorf("export: %s: NORM rope needs an even n_rot (%d) = head_dim (%d)", fn.File.Path, cfg.RopeDims, d))
+			return nil
+		}
+		// [H, D/2, 2, N] → [H, 2, D/2, N]
+		f := fn.F
+		return f.Reshape(f.Transpose(f.Reshape(x, h, d/2, 2, n), 0, 2, 1, 3), 1, h, d, n)
+	}
+	h, n, d := sh[1], sh[2], sh[3]
+	if cfg.RopeDims != d || d%2 != 0 {
+		fn.fail(fmt.Errorf("export: %s: NORM rope needs an even n_rot (%d) = head_dim (%d)", fn.File.Path, cfg.RopeDims, d))
+		return nil
+	}
+	// [1, H·N, D/2, 2] → [1, H·N, 2, D/2]
+	f := fn.F
+	return f.Reshape(f.Transpose(f.Reshape(x, 1, h*n, d/2, 2), 0, 1, 3, 2), 1, h, n, d)
+}

@@ -1,0 +1,262 @@
+package arch
+
+import (
+	"encoding/binary"
+	"fmt"
+
+	"github.com/x448/float16"
+
+	"github.com/lilims/lilims/stages/export/mil"
+	"github.com/lilims/lilims/stages/loader/gguf"
+)
+
+// Encodings of a Compressed weight.
+const (
+	Blockwise = "blockwise" // constexpr_blockwise_shift_scale
+	LUT       = "lut"       // constexpr_lut_to_dense
+)
+
+// Compressed is a 2-D weight [Out, In] (PyTorch order) that the quantize stage compressed,
+// in the terms of the iOS18 constexpr ops that decompress it (coreml-mil.md §5.7).
+type Compressed struct {
+	Encoding string    // Blockwise or LUT
+	Out, In  int       // logical shape
+	DType    mil.DType // Blockwise: data Int4, UInt4, Int8 or UInt8; LUT: indices UInt4 or UInt8
+	// Data is row-major [Out, In], sub-byte values packed LSB-first as in a MIL blob (§4.4).
+	Data []byte
+
+	// Blockwise: Scale is fp16 [Out, In/BlockSize]; Offset, same shape and of OffsetDType
+	// (the data's dtype or FP16), is nil for symmetric quantization.
+	BlockSize   int
+	Scale       []byte
+	Offset      []byte
+	OffsetDType mil.DType
+
+	// LUT: Palette is fp16 [Out/GroupSize, 1, 2^bits, 1]: one palette per GroupSize rows.
+	GroupSize int
+	Palette   []byte
+}
+
+// WeightSet supplies the compressed weights of an export. Tensors it does not hold stay fp16.
+type WeightSet interface {
+	// Compressed returns rows [r0, r1) of the 2-D GGUF tensor name, or ok false when the
+	// tensor is not compressed. A row range that cuts a block or palette group is an error.
+	Compressed(name string, r0, r1 int) (w *Compressed, ok bool, err error)
+}
+
+// check verifies that w's byte lengths match its shape, so a bad quantize artifact fails
+// at export with the tensor's name rather than in a runtime.
+func (w *Compressed) check() error {
+	if w.Out < 1 || w.In < 1 {
+		return fmt.Errorf("shape [%d %d]", w.Out, w.In)
+	}
+	if got, want := len(w.Data), w.DType.ByteSize(w.Out*w.In); got != want {
+		return fmt.Errorf("%s data of %d bytes, shape [%d %d] needs %d", w.DType, got, w.Out, w.In, want)
+	}
+	switch w.Encoding {
+	case Blockwise:
+		switch w.DType {
+		case mil.Int4, mil.UInt4, mil.Int8, mil.UInt8:
+		default:
+			return fmt.Errorf("blockwise data dtype %s (int4, uint4, int8, uint8)", w.DType)
+		}
+		if w.BlockSize < 1 || w.In%w.BlockSize != 0 {
+			return fmt.Errorf("block size %d does not divide the input dimension %d", w.BlockSize, w.In)
+		}
+		n := w.Out * (w.In / w.BlockSize)
+		if len(w.Scale) != 2*n {
+			return fmt.Errorf("scale of %d bytes, want %d fp16 values", len(w.Scale), n)
+		}
+		if w.Offset != nil {
+			if w.OffsetDType != w.DType && w.OffsetDType != mil.FP16 {
+				return fmt.Errorf("offset dtype %s, want %s or fp16", w.OffsetDType, w.DType)
+			}
+			if len(w.Offset) != w.OffsetDType.ByteSize(n) {
+				return fmt.Errorf("offset of %d bytes, want %d %s values", len(w.Offset), n, w.OffsetDType)
+			}
+		}
+	case LUT:
+		if w.DType != mil.UInt4 && w.DType != mil.UInt8 {
+			return fmt.Errorf("lut indices dtype %s (uint4, uint8)", w.DType)
+		}
+		if w.GroupSize < 1 || w.Out%w.GroupSize != 0 {
+			return fmt.Errorf("palette group of %d rows does not divide %d rows", w.GroupSize, w.Out)
+		}
+		if want := 2 * (w.Out / w.GroupSize) * (1 << w.DType.Bits()); len(w.Palette) != want {
+			return fmt.Errorf("palettes of %d bytes, want %d", len(w.Palette), want)
+		}
+	default:
+		return fmt.Errorf("unknown encoding %q", w.Encoding)
+	}
+	return nil
+}
+
+// Weight binds GGUF tensor name whole: a 1-D tensor as an fp16 vector, a 2-D one as a
+// weight matrix in the function's layout (see matrix).
+func (fn *Func) Weight(name string) *mil.Value {
+	t, ok := fn.tensor(name)
+	if !ok {
+		return nil
+	}
+	if len(t.Shape) == 1 {
+		return fn.vector(name, []int{int(t.Shape[0])})
+	}
+	return fn.matrix(name, 0, int(t.Shape[1]))
+}
+
+func (fn *Func) tensor(name string) (*gguf.Tensor, bool) {
+	if fn.err != nil {
+		return nil, false
+	}
+	t, ok := fn.File.Tensor(name)
+	if !ok {
+		fn.fail(fmt.Errorf("export: %s: tensor %q not found (architecture %s)", fn.File.Path, name, fn.Config.Arch))
+		return nil, false
+	}
+	if len(t.Shape) != 1 && len(t.Shape) != 2 {
+		fn.fail(fmt.Errorf("export: %s: tensor %q has shape %v; only 1-D and 2-D weights are supported", fn.File.Path, name, t.Shape))
+		return nil, false
+	}
+	return t, true
+}
+
+// vector binds 1-D tensor name as fp16 of the given shape (its elements in order; a shape
+// such as [1, n, 1, 1] broadcasts it over the ANE layout's channel axis).
+func (fn *Func) vector(name string, shape []int) *mil.Value {
+	t, ok := fn.tensor(name)
+	if !ok {
+		return nil
+	}
+	if len(t.Shape) != 1 {
+		fn.fail(fmt.Errorf("export: %s: tensor %q has shape %v, want a vector", fn.File.Path, name, t.Shape))
+		return nil
+	}
+	key := name
+	if len(shape) != 1 {
+		key += "#" + fmt.Sprint(len(shape))
+	}
+	return fn.F.Weight(key, mil.FP16, shape, fp16Source(fn.File, t, 0, int(t.Shape[0])))
+}
+
+// vectorRows binds elements [r0, r1) of 1-D tensor name (the bias of a fused projection).
+func (fn *Func) vectorRows(name string, r0, r1 int) *mil.Value {
+	t, ok := fn.tensor(name)
+	if !ok {
+		return nil
+	}
+	n := int(t.Shape[0])
+	if len(t.Shape) != 1 || r0 < 0 || r1 > n || r0 >= r1 {
+		fn.fail(fmt.Errorf("export: %s: tensor %q (shape %v): elements [%d, %d) out of range", fn.File.Path, name, t.Shape, r0, r1))
+		return nil
+	}
+	key := name
+	if r0 != 0 || r1 != n {
+		key = fmt.Sprintf("%s#rows%d_%d", name, r0, r1)
+	}
+	return fn.F.Weight(key, mil.FP16, []int{r1 - r0}, fp16Source(fn.File, t, r0, r1))
+}
+
+// matrix binds rows [r0, r1) of 2-D tensor name as a weight matrix: [rows, in] in the
+// Standard layout (linear, gather), [rows, in, 1, 1] in the ANE layout (1×1 conv). This is
+// the one place that decides how a weight is stored: through the constexpr op of its
+// compressed form when fn.Weights holds it, as fp16 otherwise. The decompressed weight
+// feeds linear, conv or gather directly, so runtimes can fuse the dequantization.
+func (fn *Func) matrix(name string, r0, r1 int) *mil.Value {
+	t, ok := fn.tensor(name)
+	if !ok {
+		return nil
+	}
+	out, in := int(t.Rows()), int(t.Shape[0])
+	if len(t.Shape) != 2 || r0 < 0 || r1 > out || r0 >= r1 {
+		fn.fail(fmt.Errorf("export: %s: tensor %q (shape %v): rows [%d, %d) out of range", fn.File.Path, name, t.Shape, r0, r1))
+		return nil
+	}
+	key := name
+	if r0 != 0 || r1 != out {
+		key = fmt.Sprintf("%s#rows%d_%d", name, r0, r1)
+	}
+	shape := []int{r1 - r0, in}
+	if fn.Layout == ANE {
+		shape = append(shape, 1, 1)
+	}
+	if fn.Weights != nil {
+		w, ok, err := fn.Weights.Compressed(name, r0, r1)
+		if err == nil && ok {
+			if err = w.check(); err == nil && (w.Out != r1-r0 || w.In != in) {
+				err = fmt.Errorf("shape [%d %d], the model has [%d %d]", w.Out, w.In, r1-r0, in)
+			}
+		}
+		if err != nil {
+			fn.fail(fmt.Errorf("export: %s: compressed tensor %q rows [%d, %d): %w", fn.File.Path, name, r0, r1, err))
+			return nil
+		}
+		if ok {
+			return fn.constexpr(key, shape, w)
+		}
+	}
+	return fn.F.Weight(key, mil.FP16, shape, fp16Source(fn.File, t, r0, r1))
+}
+
+// constexpr emits the decompression op of w with output shape (the weight's [out, in],
+// with trailing 1s in the ANE layout). Its operands are named after key, so the prefill
+// and decode functions share one copy of each in weight.bin.
+func (fn *Func) constexpr(key string, shape []int, w *Compressed) *mil.Value {
+	// Operand shapes follow the output's rank: blocks run along axes 0 and 1 only
+	// (coremltools' rule for linear [out, in] and conv [out, in, 1, 1], §5.7).
+	like := func(a, b int) []int { return append([]int{a, b}, shape[2:]...) }
+	f := fn.F
+	switch w.Encoding {
+	case Blockwise:
+		sshape := like(w.Out, w.In/w.BlockSize)
+		var off *mil.WeightTensor
+		if w.Offset != nil {
+			off = &mil.WeightTensor{Name: key + "_offset", DType: w.OffsetDType, Shape: sshape, Data: mil.Bytes(w.Offset)}
+		}
+		return f.BlockwiseShiftScale(key,
+			mil.WeightTensor{Name: key + "_data", DType: w.DType, Shape: shape, Data: mil.Bytes(w.Data)},
+			mil.WeightTensor{Name: key + "_scale", DType: mil.FP16, Shape: sshape, Data: mil.Bytes(w.Scale)},
+			off)
+	default: // LUT, checked
+		lshape := append(like(w.Out/w.GroupSize, 1), 1<<w.DType.Bits(), 1)
+		return f.LUTToDense(key,
+			mil.WeightTensor{Name: key + "_indices", DType: w.DType, Shape: shape, Data: mil.Bytes(w.Data)},
+			mil.WeightTensor{Name: key + "_lut", DType: mil.FP16, Shape: lshape, Data: mil.Bytes(w.Palette)},
+			-1)
+	}
+}
+
+// fp16Source reads rows [r0, r1) of tensor t (for a 1-D tensor: its elements) lazily as
+// fp16 bytes: Build calls it once, when it writes the weight, so only one tensor is
+// dequantized at a time. Any ggml type goes through DequantizeRows (K-quants included);
+// conversion to fp16 rounds to nearest even.
+func fp16Source(f *gguf.File, t *gguf.Tensor, r0, r1 int) mil.WeightSource {
+	return func() ([]byte, error) {
+		if len(t.Shape) == 1 {
+			all, err := f.Float32s(t)
+			if err != nil {
+				return nil, err
+			}
+			return halves(nil, all[r0:r1]), nil
+		}
+		ne0 := int(t.Shape[0])
+		out := make([]byte, 0, 2*(r1-r0)*ne0)
+		const batch = 64
+		buf := make([]float32, batch*ne0)
+		for r := r0; r < r1; r += batch {
+			k := min(batch, r1-r)
+			if err := f.DequantizeRows(t, int64(r), int64(k), buf[:k*ne0]); err != nil {
+				return nil, err
+			}
+			out = halves(out, buf[:k*ne0])
+		}
+		return out, nil
+	}
+}
+
+// halves appends v as little-endian fp16.
+func halves(dst []byte, v []float32) []byte {
+	for _, x := range v {
+		dst = binary.LittleEndian.AppendUint16(dst, float16.Fromfloat32(x).Bits())
+	}
+	return dst
+}

@@ -1,0 +1,101 @@
+package export
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"strconv"
+
+	"github.com/lilims/lilims/pipeline/stage"
+	"github.com/lilims/lilims/stages/export/arch"
+	"github.com/lilims/lilims/stages/loader/gguf"
+)
+
+// Limits of the stage's parameters.
+const (
+	maxStageContext = 2048 // the pipeline's bound on `context` (Options allows more)
+	maxPrefillChunk = 4096
+)
+
+// Spec describes the built-in export stage.
+var Spec = stage.Spec{Uses: "export/mil", Kind: stage.KindExport,
+	Doc: "Build the model's MIL program and write a Core ML .mlpackage (spec 9, fp16 compute, stateful KV cache, " +
+		"prefill+decode functions). Weights from a quantize stage are bound through constexpr " +
+		"dequantization ops; the rest stay fp16.",
+	Params: []stage.ParamSpec{
+		{Name: "context", Type: stage.Int, Default: 0, Doc: "context length the package is exported for (0: the model's, at most 2048)"},
+		{Name: "prefill_chunk", Type: stage.Int, Default: DefaultPrefillChunk, Doc: "tokens per prefill call"},
+		{Name: "layout", Type: stage.String, Default: "standard", Enum: []string{"standard", "ane"},
+			Doc: "standard: [1, N, C] activations and linear; ane: channels-first [1, C, 1, N] activations, 1×1 conv " +
+				"projections, per-head attention with the softmax on the channel axis (Apple's Neural Engine guidance)"},
+		{Name: "chunks", Type: stage.Int, Default: 1,
+			Doc: "split the layers into this many packages, each with its layers' KV states, chained by the runtime " +
+				"(the first embeds, the last holds the LM head); 1: one package"},
+	}}
+
+// Stage is the export build stage. It takes the "gguf" input artifact and, when the pipeline
+// has a quantize stage, its "quantized" artifact.
+type Stage struct{}
+
+// Build implements stage.Builder. The output is the "mlpackage" artifact model.mlpackage,
+// or for chunks > 1 the directory model.chunks (Meta "chunks" gives the count) holding
+// chunk_<i>.mlpackage and chunks.json.
+func (Stage) Build(ctx context.Context, req stage.BuildRequest) (stage.Artifact, error) {
+	in, ok := req.Input("gguf")
+	if !ok {
+		return stage.Artifact{}, fmt.Errorf("export needs a GGUF model from a loader stage")
+	}
+	opts, err := stageOptions(req.Params)
+	if err != nil {
+		return stage.Artifact{}, err
+	}
+	f, err := gguf.Open(in.Path)
+	if err != nil {
+		return stage.Artifact{}, err
+	}
+	defer f.Close()
+	meta := map[string]string{"layout": opts.Layout.String()}
+	if q, ok := req.Input("quantized"); ok {
+		w, err := OpenWeights(q.Path)
+		if err != nil {
+			return stage.Artifact{}, fmt.Errorf("export: quantized weights: %w", err)
+		}
+		defer w.Close()
+		opts.Weights = w
+		meta["quantization"] = w.Manifest().Scheme
+	}
+	out := filepath.Join(req.OutDir, "model.mlpackage")
+	if opts.Chunks > 1 {
+		out = filepath.Join(req.OutDir, "model.chunks")
+		meta["chunks"] = strconv.Itoa(opts.Chunks)
+	}
+	if err := Export(ctx, f, opts, out); err != nil {
+		return stage.Artifact{}, err
+	}
+	return stage.Artifact{Kind: "mlpackage", Path: out, Meta: meta}, nil
+}
+
+// stageOptions checks the stage's parameters and turns them into Options.
+func stageOptions(p stage.Params) (Options, error) {
+	var o Options
+	o.PrefillChunk = p.Int("prefill_chunk")
+	if o.PrefillChunk < 1 || o.PrefillChunk > maxPrefillChunk {
+		return o, fmt.Errorf("export: prefill_chunk %d out of range [1, %d]", o.PrefillChunk, maxPrefillChunk)
+	}
+	o.ContextLength = p.Int("context")
+	if o.ContextLength < 0 || o.ContextLength > maxStageContext {
+		return o, fmt.Errorf("export: context %d out of range [0, %d] (0: the model's)", o.ContextLength, maxStageContext)
+	}
+	var err error
+	if o.Layout, err = arch.ParseLayout(p.String("layout")); err != nil {
+		return o, err
+	}
+	o.Chunks = p.Int("chunks")
+	if _, set := p["chunks"]; !set {
+		o.Chunks = 1
+	}
+	if o.Chunks < 1 {
+		return o, fmt.Errorf("export: chunks %d must be at least 1", o.Chunks)
+	}
+	return o, nil
+}

@@ -1,0 +1,115 @@
+package quantize
+
+import (
+	"context"
+	"encoding/binary"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/lilims/lilims/pipeline/stage"
+	"github.com/lilims/lilims/stages/loader/ggml"
+	"github.com/lilims/lilims/stages/loader/gguf"
+)
+
+// benchModel writes an F16 GGUF of a few 2048×2048 llama-like matrices (16 MiB of fp16
+// weights per matrix) with Gaussian values, through gguf's writer.
+func benchModel(b *testing.B) *gguf.File {
+	b.Helper()
+	path := filepath.Join(b.TempDir(), "bench.gguf")
+	w := gguf.NewBuilder()
+	w.Set("general.architecture", "llama")
+	rng := rand.New(rand.NewPCG(3, 4))
+	const n = 2048
+	for _, name := range []string{"blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.ffn_up.weight", "blk.0.ffn_down.weight"} {
+		data := make([]byte, 2*n*n)
+		for i := 0; i < n*n; i++ {
+			binary.LittleEndian.PutUint16(data[2*i:], toF16(float32(rng.NormFloat64()*0.02)))
+		}
+		if err := w.AddTensorBytes(name, ggml.F16, []int64{n, n}, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	out, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := w.WriteTo(out); err != nil {
+		b.Fatal(err)
+	}
+	out.Close()
+	f, err := gguf.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { f.Close() })
+	return f
+}
+
+// BenchmarkQuantize reports MB/s of fp16 input (b.SetBytes) per scheme; the goal is ≥ 500
+// MB/s for block and channel on 2 cores.
+func BenchmarkQuantize(b *testing.B) {
+	f := benchModel(b)
+	var in int64
+	for _, t := range f.Tensors {
+		in += t.Size
+	}
+	for _, bc := range []struct {
+		name string
+		p    stage.Params
+	}{
+		{"block-rtn", stage.Params{"scheme": "block", "search": int64(0)}},
+		{"block-search2", stage.Params{"scheme": "block"}},
+		{"channel-rtn", stage.Params{"scheme": "channel", "search": int64(0)}},
+		{"channel-search2", stage.Params{"scheme": "channel"}},
+		{"channel-asym-search2", stage.Params{"scheme": "channel", "symmetric": false}},
+		{"lut4", stage.Params{"scheme": "lut4"}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			cfg, err := ParseConfig(bc.p)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.SetBytes(in)
+			b.ReportMetric(float64(runtime.GOMAXPROCS(0)), "threads")
+			for b.Loop() {
+				if _, err := Quantize(context.Background(), f, cfg, b.TempDir(), nil); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkBlockRow measures the int4 kernels alone on one core (no GGUF decoding, no I/O),
+// per MB of fp16 input they stand for.
+func BenchmarkBlockRow(b *testing.B) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	const in = 4096
+	x := make([]float32, in)
+	w := make([]float32, in)
+	for i := range x {
+		x[i], w[i] = float32(rng.NormFloat64()), 1
+	}
+	q := make([]int32, in)
+	scale := make([]uint16, in)
+	zero := make([]int32, in)
+	for _, bc := range []struct {
+		name string
+		c    blockCodec
+	}{
+		{"block32-rtn", blockCodec{dtype: "int4", symmetric: true, block: 32}},
+		{"block32-search2", blockCodec{dtype: "int4", symmetric: true, block: 32, search: 2}},
+		{"channel-rtn", blockCodec{dtype: "int4", symmetric: true, block: in}},
+		{"channel-asym-search2", blockCodec{dtype: "uint4", block: in, search: 2}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(2 * in)
+			for b.Loop() {
+				bc.c.quantizeRow(x, w, q, scale, zero)
+			}
+		})
+	}
+}

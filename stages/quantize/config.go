@@ -1,0 +1,214 @@
+package quantize
+
+import (
+	"fmt"
+	"path"
+	"runtime"
+	"strings"
+
+	"github.com/lilims/lilims/pipeline/stage"
+)
+
+// Schemes a quantize/int4 stage accepts.
+var Schemes = []string{"block", "channel", "lut4", "gguf", "none"}
+
+// Config is a validated quantize/int4 configuration (the stage's `with:` block).
+type Config struct {
+	Scheme      string     // one of Schemes
+	BlockSize   int        // block: elements per block along in (32, 64 or 128)
+	Symmetric   bool       // block, channel: signed int4 without offset; else uint4 + uint4 offset
+	GroupSize   int        // lut4: output channels per palette (0: the fewest keeping the palettes ≤ 0.25 bit/weight)
+	MinElements int        // 2-D weights with fewer elements stay fp16
+	Overrides   []Override // per-tensor choices, first match wins
+	Fallback    string     // gguf: scheme for blocks that cannot be transcoded ("" none: error)
+	Strict      bool       // a block or group size that does not divide a tensor is an error
+	Search      int        // scale/clipping candidates per block each side of round-to-nearest (0: RTN)
+	Threads     int        // workers (0: GOMAXPROCS)
+}
+
+// Override chooses the encoding of the tensors whose name matches Pattern (path.Match
+// syntax: `*` matches any run of characters without '/', so `blk.*.ffn_down.weight` works).
+type Override struct {
+	Pattern string
+	Choice  string // "fp16", "int8", "block", "channel", "lut4" (a value "4" means the stage's scheme)
+}
+
+// choices an override may name, with their aliases.
+var overrideChoices = map[string]string{
+	"fp16": "fp16", "f16": "fp16", "16": "fp16",
+	"int8": "int8", "8": "int8",
+	"block": "block", "channel": "channel", "lut4": "lut4",
+	"int4": "4", "4": "4",
+}
+
+// fallbacks the gguf scheme accepts for blocks it cannot transcode.
+var fallbacks = []string{"", "block", "channel", "lut4", "int8", "fp16"}
+
+// Spec describes the quantize/int4 stage.
+var Spec = stage.Spec{
+	Uses: "quantize/int4",
+	Kind: stage.KindQuantize,
+	Doc: "Quantize the model's 2-D weights (token_embd, output, attn_*, ffn_*) to INT4 or 4-bit palettes " +
+		"and write weights.safetensors + manifest.json for the exporter's constexpr ops. Norms, biases and " +
+		"small tensors stay fp16 and are listed as such. scheme none writes a manifest listing every tensor " +
+		"as fp16 and an empty weights file, so the export is the plain fp16 one.",
+	Params: []stage.ParamSpec{
+		{Name: "scheme", Type: stage.String, Default: "block", Enum: Schemes,
+			Doc: "block: int4 per block of block_size along the input dimension (constexpr_blockwise_shift_scale, GPU friendly); " +
+				"channel: int4 with one scale per output channel (ANE friendly); lut4: 16 fp16 values per group of group_size " +
+				"output channels found by weighted k-means (constexpr_lut_to_dense, ANE friendly); gguf: transcode Q4_0/Q4_1 " +
+				"(int4/uint4 block 32) and Q8_0 (int8 block 32) blocks without a second rounding, other quantized types through " +
+				"fallback; none: every tensor stays fp16"},
+		{Name: "block_size", Type: stage.Int, Default: 32, Enum: []string{"32", "64", "128"},
+			Doc: "block: elements per scale along the input dimension (32, 64 or 128). A tensor it does not divide " +
+				"(stories260K's 172-wide ffn_down) gets the divisor of its width nearest block_size within a factor 2, " +
+				"or per-channel scales, noted in the manifest (an error with strict)"},
+		{Name: "symmetric", Type: stage.Bool, Default: true,
+			Doc: "block, channel: int4 data and no offset (4 + 16/block bits per weight); false: uint4 data with a uint4 " +
+				"zero point per block (4 + 20/block bits)"},
+		{Name: "group_size", Type: stage.Int, Default: 0,
+			Doc: "lut4: output channels sharing one 16-entry palette; 0 picks per tensor the smallest divisor of the " +
+				"output dimension that keeps palettes at ≤ 0.25 bit per weight"},
+		{Name: "min_elements", Type: stage.Int, Default: 1024,
+			Doc: "2-D weights with fewer elements stay fp16 (an override naming them still applies)"},
+		{Name: "overrides", Type: stage.Strings,
+			Doc: "list of \"GLOB=CHOICE\" (first match wins; GLOB uses path.Match syntax on GGUF tensor names; " +
+				"CHOICE: fp16, int8 (or 8), block, channel, lut4, 4 = the stage's scheme), e.g. " +
+				"[\"token_embd.weight=8\", \"output.weight=fp16\"]. A glob matching no tensor is a warning"},
+		{Name: "fallback", Type: stage.String, Default: "", Enum: fallbacks,
+			Doc: "gguf: how to quantize tensors whose ggml type is not Q4_0, Q4_1 or Q8_0 (dequantized first); " +
+				"empty: such a quantized tensor is an error, an F32/F16 one stays fp16"},
+		{Name: "strict", Type: stage.Bool, Default: false,
+			Doc: "make a block_size or group_size that does not divide a tensor an error instead of a noted fallback"},
+		{Name: "search", Type: stage.Int, Default: 2,
+			Doc: "block, channel: scale (symmetric) or clipping (asymmetric) candidates tried per block on each side " +
+				"of round-to-nearest, keeping the one of least importance-weighted squared error; 0: plain " +
+				"round-to-nearest (fastest)"},
+		{Name: "threads", Type: stage.Int, Default: 0, Doc: "worker goroutines (0: all cores)"},
+	},
+}
+
+// ParseConfig validates a stage's parameters; every problem is reported before any work.
+func ParseConfig(p stage.Params) (*Config, error) {
+	known := map[string]bool{}
+	for _, ps := range Spec.Params {
+		known[ps.Name] = true
+	}
+	var errs []string
+	for k := range p {
+		if !known[k] {
+			errs = append(errs, fmt.Sprintf("quantize/int4 has no parameter %q", k))
+		}
+	}
+	get := func(name string) any {
+		if v, ok := p[name]; ok {
+			return v
+		}
+		ps, _ := Spec.Param(name)
+		return ps.Default
+	}
+	c := &Config{
+		Scheme:      asString(get("scheme")),
+		BlockSize:   asInt(get("block_size")),
+		Symmetric:   get("symmetric") == true,
+		GroupSize:   asInt(get("group_size")),
+		MinElements: asInt(get("min_elements")),
+		Fallback:    asString(get("fallback")),
+		Strict:      get("strict") == true,
+		Search:      asInt(get("search")),
+		Threads:     asInt(get("threads")),
+	}
+	if !contains(Schemes, c.Scheme) {
+		errs = append(errs, fmt.Sprintf("scheme %q is not one of %s", c.Scheme, strings.Join(Schemes, ", ")))
+	}
+	if c.BlockSize != 32 && c.BlockSize != 64 && c.BlockSize != 128 {
+		errs = append(errs, fmt.Sprintf("block_size %d is not 32, 64 or 128", c.BlockSize))
+	}
+	if c.GroupSize < 0 {
+		errs = append(errs, fmt.Sprintf("group_size %d must not be negative", c.GroupSize))
+	}
+	if c.MinElements < 0 {
+		errs = append(errs, fmt.Sprintf("min_elements %d must not be negative", c.MinElements))
+	}
+	if c.Search < 0 || c.Search > 64 {
+		errs = append(errs, fmt.Sprintf("search %d is outside [0, 64]", c.Search))
+	}
+	if c.Threads < 0 {
+		errs = append(errs, fmt.Sprintf("threads %d must not be negative", c.Threads))
+	}
+	if c.Threads == 0 {
+		c.Threads = runtime.GOMAXPROCS(0)
+	}
+	if !contains(fallbacks, c.Fallback) {
+		errs = append(errs, fmt.Sprintf("fallback %q is not one of block, channel, lut4, int8, fp16", c.Fallback))
+	}
+	if c.Fallback != "" && c.Scheme != "gguf" {
+		errs = append(errs, fmt.Sprintf("fallback %q applies to scheme gguf only, not %s", c.Fallback, c.Scheme))
+	}
+	var ovs []string
+	switch v := get("overrides").(type) {
+	case nil:
+	case []string:
+		ovs = v
+	default:
+		errs = append(errs, fmt.Sprintf("overrides: %T is not a list of strings", v))
+	}
+	for _, o := range ovs {
+		pat, choice, ok := strings.Cut(o, "=")
+		pat, choice = strings.TrimSpace(pat), strings.ToLower(strings.TrimSpace(choice))
+		if !ok || pat == "" {
+			errs = append(errs, fmt.Sprintf("override %q is not GLOB=CHOICE", o))
+			continue
+		}
+		if _, err := path.Match(pat, ""); err != nil {
+			errs = append(errs, fmt.Sprintf("override %q: bad glob: %v", o, err))
+			continue
+		}
+		ch, ok := overrideChoices[choice]
+		if !ok {
+			errs = append(errs, fmt.Sprintf("override %q: %q is not fp16, int8, 8, block, channel, lut4 or 4", o, choice))
+			continue
+		}
+		c.Overrides = append(c.Overrides, Override{pat, ch})
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("quantize/int4: %s", strings.Join(errs, "; "))
+	}
+	return c, nil
+}
+
+// params is the configuration as recorded in the manifest.
+func (c *Config) params() map[string]any {
+	ovs := make([]string, len(c.Overrides))
+	for i, o := range c.Overrides {
+		ovs[i] = o.Pattern + "=" + o.Choice
+	}
+	return map[string]any{
+		"scheme": c.Scheme, "block_size": c.BlockSize, "symmetric": c.Symmetric, "group_size": c.GroupSize,
+		"min_elements": c.MinElements, "overrides": ovs, "fallback": c.Fallback, "strict": c.Strict,
+		"search": c.Search,
+	}
+}
+
+func asString(v any) string { s, _ := v.(string); return s }
+
+func asInt(v any) int {
+	switch x := v.(type) {
+	case int:
+		return x
+	case int64:
+		return int(x)
+	case float64:
+		return int(x)
+	}
+	return 0
+}
+
+func contains(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

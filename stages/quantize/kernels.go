@@ -1,0 +1,310 @@
+package quantize
+
+import (
+	"math"
+	"slices"
+
+	"github.com/x448/float16"
+)
+
+// f16Table widens every binary16 pattern to float32 (exact, gguf-arch.md §2.3).
+var f16Table = func() *[1 << 16]float32 {
+	var t [1 << 16]float32
+	for i := range t {
+		t[i] = float16.Frombits(uint16(i)).Float32()
+	}
+	return &t
+}()
+
+// toF16 rounds f to binary16, to nearest even.
+func toF16(f float32) uint16 { return float16.Fromfloat32(f).Bits() }
+
+// round rounds to the nearest integer, ties to even, by adding and removing 1.5·2²³: the
+// float32 addition itself rounds away the fraction (the nearest_int trick ggml uses,
+// gguf-arch.md §2.5). Valid for |f| < 2²²; callers clamp quantization levels far below that,
+// and larger inputs only saturate.
+func round(f float32) int32 {
+	const magic = 12582912 // 1.5·2²³
+	f = max(min(f, 1<<22), -(1 << 22))
+	return int32((f + magic) - magic)
+}
+
+func clamp(v, lo, hi int32) int32 { return min(max(v, lo), hi) }
+
+// levels returns the integer range of a blockwise data dtype.
+func levels(dtype string) (lo, hi int32) {
+	switch dtype {
+	case "int4":
+		return -8, 7
+	case "uint4":
+		return 0, 15
+	case "int8":
+		return -128, 127
+	default: // uint8
+		return 0, 255
+	}
+}
+
+// blockCodec quantizes rows into blockwise affine form: out = scale·(q − offset) per block of
+// BlockSize consecutive elements of a row (constexpr_blockwise_shift_scale, coreml-mil.md §5.7).
+type blockCodec struct {
+	dtype     string // data dtype: int4 | uint4 | int8 | uint8
+	symmetric bool   // no offset; data is signed
+	block     int
+	search    int // scale candidates tried per block beyond round-to-nearest (0: plain RTN)
+}
+
+// quantizeRow quantizes x (one row) with per-element importance w (same length) into q
+// (integer values), scale (fp16 bits) and zero (integer offsets; untouched when symmetric),
+// one scale and zero per block. It returns the sums of squared error and of squared input.
+func (c *blockCodec) quantizeRow(x, w []float32, q []int32, scale []uint16, zero []int32) (errSum, sigSum float64) {
+	lo, hi := levels(c.dtype)
+	for b := 0; b*c.block < len(x); b++ {
+		xs := x[b*c.block : (b+1)*c.block]
+		ws := w[b*c.block : (b+1)*c.block]
+		qs := q[b*c.block : (b+1)*c.block]
+		var d float32
+		var z int32
+		if c.symmetric {
+			d = c.symmetricBlock(xs, ws, qs, lo, hi)
+		} else {
+			d, z = c.affineBlock(xs, ws, qs, hi)
+			zero[b] = z
+		}
+		scale[b] = toF16(d)
+		d = f16Table[scale[b]]
+		var es, ss float32 // float32 within a block, float64 across blocks
+		for i, v := range xs {
+			e := v - d*float32(qs[i]-z)
+			es += e * e
+			ss += v * v
+		}
+		errSum += float64(es)
+		sigSum += float64(ss)
+	}
+	return errSum, sigSum
+}
+
+// assign sets qs to the nearest level of each element for scale d and zero z.
+func assign(xs []float32, qs []int32, d float32, z, lo, hi int32) {
+	if d == 0 {
+		for i := range qs {
+			qs[i] = clamp(z, lo, hi)
+		}
+		return
+	}
+	id := 1 / d
+	for i, v := range xs {
+		qs[i] = clamp(round(v*id)+z, lo, hi)
+	}
+}
+
+// symmetricBlock quantizes one block with no offset. Round-to-nearest maps the element of
+// largest magnitude onto the most negative level, as ggml's Q4_0 does (d = max/−8), which
+// uses all 16 levels. The search then tries scales around it, refits each candidate's scale
+// by weighted least squares (d = Σw·x·q / Σw·q²) and keeps the one with the smallest
+// weighted error, the approach of llama.cpp's make_qx_quants.
+func (c *blockCodec) symmetricBlock(xs, ws []float32, qs []int32, lo, hi int32) float32 {
+	var amax, vmax float32
+	for _, v := range xs {
+		if a := abs(v); a > amax {
+			amax, vmax = a, v
+		}
+	}
+	if amax == 0 {
+		clear(qs)
+		return 0
+	}
+	nmax := float32(-lo) // 8 for int4, 128 for int8
+	if hi-lo > 15 {
+		// int8: 255 levels leave no use for the asymmetric extreme; ggml's Q8_0 uses ±127.
+		d := f16Table[toF16(amax/127)]
+		assign(xs, qs, d, 0, -127, 127)
+		return d
+	}
+	d := f16Table[toF16(vmax/-nmax)]
+	if d == 0 { // the block's range underflows fp16
+		clear(qs)
+		return 0
+	}
+	if c.search == 0 {
+		assign(xs, qs, d, 0, lo, hi)
+		return d
+	}
+	bestScore, bestD := float32(-1), d
+	for k := -c.search; k <= c.search; k++ {
+		iscale := -(nmax + float32(k)/float32(c.search)) / vmax // levels nmax±1
+		var sumlx, suml2 float32
+		for i, v := range xs {
+			l := float32(clamp(round(v*iscale), lo, hi))
+			wl := ws[i] * l
+			sumlx += wl * v
+			suml2 += wl * l
+		}
+		if suml2 > 0 && sumlx*sumlx > bestScore*suml2 {
+			bestScore, bestD = sumlx*sumlx/suml2, sumlx/suml2
+		}
+	}
+	d = f16Table[toF16(bestD)]
+	assign(xs, qs, d, 0, lo, hi)
+	return d
+}
+
+// affineBlock quantizes one block to unsigned levels 0..hi with an integer zero point z:
+// x ≈ d·(q − z). The range always includes 0 so that z is a level and exact zeros survive.
+// The search shrinks the range (clipping outliers) and keeps the candidate with the
+// smallest weighted error.
+func (c *blockCodec) affineBlock(xs, ws []float32, qs []int32, hi int32) (float32, int32) {
+	var mn, mx float32
+	for _, v := range xs {
+		mn, mx = min(mn, v), max(mx, v)
+	}
+	if mx == mn {
+		clear(qs)
+		return 0, 0
+	}
+	try := func(shrink float32) (d float32, z int32, werr float32) {
+		d = f16Table[toF16((mx-mn)*shrink/float32(hi))]
+		if d == 0 {
+			return 0, 0, float32(math.Inf(1))
+		}
+		z = clamp(round(-mn*shrink/d), 0, hi)
+		id := 1 / d
+		for i, v := range xs {
+			e := v - d*float32(clamp(round(v*id)+z, 0, hi)-z)
+			werr += ws[i] * e * e
+		}
+		return d, z, werr
+	}
+	bestD, bestZ, bestErr := try(1)
+	for k := 1; k <= c.search; k++ {
+		// Shrink the range by up to 30% in c.search steps.
+		if d, z, e := try(1 - 0.3*float32(k)/float32(c.search)); e < bestErr {
+			bestD, bestZ, bestErr = d, z, e
+		}
+	}
+	assign(xs, qs, bestD, bestZ, 0, hi)
+	return bestD, bestZ
+}
+
+func abs(f float32) float32 { return math.Float32frombits(math.Float32bits(f) &^ (1 << 31)) }
+
+// lutCodec palettizes groups of rows: every element of a group of output channels is one
+// of 16 fp16 values (constexpr_lut_to_dense iOS18 with per-group LUTs, coreml-mil.md §5.7).
+type lutCodec struct {
+	group int // output channels sharing one palette
+	iters int // Lloyd iterations at most
+}
+
+type weighted struct{ v, w float32 }
+
+// quantizeGroup finds the 16 palette values for x (the rows of one group, row-major) by
+// 1-D k-means weighted by w (importance per element), writes them as fp16 into lut and
+// each element's palette index into idx. It returns the sums of squared error and input.
+//
+// In one dimension every cluster is an interval of the sorted values, so after one sort
+// each Lloyd iteration costs 16 binary searches over prefix sums instead of a pass over
+// the data.
+func (c *lutCodec) quantizeGroup(x, w []float32, idx []int32, lut []uint16) (errSum, sigSum float64) {
+	n := len(x)
+	pts := make([]weighted, n)
+	for i, v := range x {
+		pts[i] = weighted{v, w[i] + 1e-12}
+	}
+	slices.SortFunc(pts, func(a, b weighted) int {
+		switch {
+		case a.v < b.v:
+			return -1
+		case a.v > b.v:
+			return 1
+		}
+		return 0
+	})
+	vals := make([]float32, n)
+	cw := make([]float64, n+1) // prefix sums of weight and weight·value
+	cwv := make([]float64, n+1)
+	for i, p := range pts {
+		vals[i] = p.v
+		cw[i+1] = cw[i] + float64(p.w)
+		cwv[i+1] = cwv[i] + float64(p.w)*float64(p.v)
+	}
+	// Start from the weighted quantiles (k+0.5)/16.
+	var cent [16]float64
+	for k := range cent {
+		target := cw[n] * (float64(k) + 0.5) / 16
+		i, _ := slices.BinarySearch(cw[1:], target)
+		cent[k] = float64(vals[min(i, n-1)])
+	}
+	var bounds [17]int
+	bounds[16] = n
+	for it := 0; it < c.iters; it++ {
+		for k := 1; k < 16; k++ {
+			mid := float32((cent[k-1] + cent[k]) / 2)
+			bounds[k], _ = slices.BinarySearchFunc(vals, mid, func(v, t float32) int {
+				if v <= t {
+					return -1
+				}
+				return 1
+			})
+			bounds[k] = max(bounds[k], bounds[k-1])
+		}
+		moved := false
+		for k := range cent {
+			lo, hi := bounds[k], bounds[k+1]
+			if sw := cw[hi] - cw[lo]; hi > lo && sw > 0 {
+				if nc := (cwv[hi] - cwv[lo]) / sw; nc != cent[k] {
+					cent[k], moved = nc, true
+				}
+			}
+		}
+		if !moved {
+			break
+		}
+	}
+	var pal [16]float32
+	for k := range cent {
+		lut[k] = toF16(float32(cent[k]))
+		pal[k] = f16Table[lut[k]]
+	}
+	slices.Sort(pal[:]) // rounding keeps the order; sorting guards ties
+	for k := range pal {
+		lut[k] = toF16(pal[k])
+	}
+	var mids [15]float32
+	for k := range mids {
+		mids[k] = (pal[k] + pal[k+1]) / 2
+	}
+	for i, v := range x {
+		k := 0
+		for step := 8; step > 0; step /= 2 { // branch-light search over the 15 midpoints
+			if k+step <= 15 && v > mids[k+step-1] {
+				k += step
+			}
+		}
+		idx[i] = int32(k)
+		e := v - pal[k]
+		errSum += float64(e * e)
+		sigSum += float64(v * v)
+	}
+	return errSum, sigSum
+}
+
+// pack4 packs 4-bit values LSB-first, element 2k in the low nibble of byte k (MIL sub-byte
+// packing, coreml-mil.md §4.4); int4 values are stored two's complement in the nibble.
+func pack4(dst []byte, vals []int32) {
+	for i := 0; i+1 < len(vals); i += 2 {
+		dst[i/2] = byte(vals[i]&0xF) | byte(vals[i+1]&0xF)<<4
+	}
+	if len(vals)%2 == 1 {
+		dst[len(vals)/2] = byte(vals[len(vals)-1] & 0xF)
+	}
+}
+
+// nibble reads 4-bit element i of a packed stream, sign-extended when signed.
+func nibble(b []byte, i int, signed bool) int32 {
+	v := int32(b[i/2]>>(4*(i%2))) & 0xF
+	if signed && v >= 8 {
+		v -= 16
+	}
+	return v
+}

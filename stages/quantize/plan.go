@@ -1,0 +1,228 @@
+package quantize
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"path"
+	"strings"
+
+	"github.com/lilims/lilims/stages/loader/ggml"
+	"github.com/lilims/lilims/stages/loader/gguf"
+)
+
+// job says what happens to one GGUF tensor.
+type job struct {
+	src   *gguf.Tensor
+	info  TensorInfo
+	trans bool        // transcode the GGUF blocks as they are
+	block *blockCodec // re-quantize blockwise
+	lut   *lutCodec   // re-quantize to palettes
+}
+
+func (j *job) quantized() bool { return j.info.Encoding != FP16 }
+
+// isWeight reports whether a tensor is a weight of a linear layer or an embedding, the
+// only tensors quantized: 2-D `.weight` tensors named token_embd, output, attn_* or ffn_*.
+func isWeight(t *gguf.Tensor) bool {
+	if len(t.Shape) != 2 || !strings.HasSuffix(t.Name, ".weight") {
+		return false
+	}
+	base := strings.TrimSuffix(t.Name, ".weight")
+	if i := strings.LastIndexByte(base, '.'); i >= 0 {
+		base = base[i+1:]
+	}
+	return base == "token_embd" || base == "output" || strings.HasPrefix(base, "attn_") || strings.HasPrefix(base, "ffn_")
+}
+
+// plan decides every tensor's encoding before any work, collecting every error at once.
+func (c *Config) plan(f *gguf.File) ([]*job, []string, error) {
+	var errs []error
+	var warnings []string
+	used := make([]bool, len(c.Overrides))
+	jobs := make([]*job, 0, len(f.Tensors))
+	for _, t := range f.Tensors {
+		j := &job{src: t, info: TensorInfo{Name: t.Name, Encoding: FP16, BitsPerWeight: 16}}
+		for i := len(t.Shape) - 1; i >= 0; i-- {
+			j.info.Shape = append(j.info.Shape, int(t.Shape[i]))
+		}
+		jobs = append(jobs, j)
+		if !isWeight(t) {
+			if len(t.Shape) < 2 {
+				j.info.Note = "1-D: norms and biases stay fp16"
+			} else {
+				j.info.Note = "not a linear or embedding weight"
+			}
+			continue
+		}
+		choice, explicit := c.Scheme, false
+		for i, o := range c.Overrides {
+			if ok, _ := path.Match(o.Pattern, t.Name); ok {
+				used[i], explicit = true, true
+				choice = o.Choice
+				j.info.Note = "override " + o.Pattern + "=" + o.Choice
+				break
+			}
+		}
+		if choice == "4" {
+			choice = c.Scheme
+			if choice == "none" || choice == "gguf" {
+				choice = "block"
+			}
+		}
+		if choice == "none" {
+			j.info.Note = "scheme none"
+			continue
+		}
+		if !explicit && t.Elements() < int64(c.MinElements) {
+			j.info.Note = fmt.Sprintf("%d elements < min_elements %d", t.Elements(), c.MinElements)
+			continue
+		}
+		if choice == "gguf" {
+			switch t.Type {
+			case ggml.Q4_0, ggml.Q4_1, ggml.Q8_0:
+				j.trans = true
+				j.info.Encoding, j.info.BlockSize = Blockwise, 32
+				switch t.Type {
+				case ggml.Q4_0:
+					// d·(q − 8) is d times a signed int4: symmetric int4, no offset needed.
+					j.info.DType, j.info.Note = "int4", "Q4_0 transcoded"
+				case ggml.Q4_1:
+					// d·q + m = d·(q − (−m/d)): uint4 data with an fp16 offset.
+					j.info.DType, j.info.Offset, j.info.Note = "uint4", "fp16", "Q4_1 transcoded (offset −m/d in fp16)"
+				case ggml.Q8_0:
+					j.info.DType, j.info.Note = "int8", "Q8_0 transcoded"
+				}
+				continue
+			case ggml.F32, ggml.F16, ggml.BF16:
+				if c.Fallback == "" {
+					j.info.Note = t.Type.String() + " source has no blocks to transcode (set fallback to quantize it)"
+					continue
+				}
+			default:
+				if c.Fallback == "" {
+					errs = append(errs, fmt.Errorf("tensor %q: scheme gguf cannot transcode %v and no fallback is set", t.Name, t.Type))
+					continue
+				}
+			}
+			choice = c.Fallback
+			j.info.Note = t.Type.String() + ": fallback " + choice
+			if choice == "fp16" {
+				continue
+			}
+		}
+		if choice == "fp16" {
+			continue
+		}
+		if !ggml.CanDequantize(t.Type) {
+			errs = append(errs, fmt.Errorf("tensor %q: cannot dequantize ggml type %v to re-quantize it", t.Name, t.Type))
+			continue
+		}
+		if err := c.choose(j, choice); err != nil {
+			errs = append(errs, fmt.Errorf("tensor %q: %w", t.Name, err))
+		}
+	}
+	for i, o := range c.Overrides {
+		if !used[i] {
+			warnings = append(warnings, fmt.Sprintf("override %s=%s matches no tensor", o.Pattern, o.Choice))
+		}
+	}
+	for _, j := range jobs {
+		if j.quantized() {
+			bits, err := j.info.storedBits()
+			if err != nil {
+				errs = append(errs, fmt.Errorf("tensor %q: %w", j.info.Name, err))
+				continue
+			}
+			j.info.BitsPerWeight = float64(bits) / float64(j.src.Elements())
+		}
+	}
+	return jobs, warnings, errors.Join(errs...)
+}
+
+// choose fills in a re-quantizing job's encoding.
+func (c *Config) choose(j *job, choice string) error {
+	out, in := j.info.Shape[0], j.info.Shape[1]
+	note := func(s string) {
+		if j.info.Note != "" {
+			j.info.Note += "; "
+		}
+		j.info.Note += s
+	}
+	switch choice {
+	case "int8":
+		// 8 bits keep sensitive tensors close to fp16; per-block scales when the stage is
+		// block-wise anyway, else per-channel ones (ANE friendly).
+		bs := in
+		if c.Scheme == "block" && in%c.BlockSize == 0 {
+			bs = c.BlockSize
+		}
+		j.info.Encoding, j.info.DType, j.info.BlockSize = Blockwise, "int8", bs
+		j.block = &blockCodec{dtype: "int8", symmetric: true, block: bs}
+	case "block", "channel":
+		bs := in
+		if choice == "block" {
+			bs = c.BlockSize
+			if in%bs != 0 {
+				if c.Strict {
+					return fmt.Errorf("block_size %d does not divide its input dimension %d (strict)", bs, in)
+				}
+				bs = nearestDivisor(in, c.BlockSize)
+				if bs == in {
+					note(fmt.Sprintf("block %d does not divide %d: per-channel", c.BlockSize, in))
+				} else {
+					note(fmt.Sprintf("block %d does not divide %d: block %d", c.BlockSize, in, bs))
+				}
+			}
+		}
+		j.info.Encoding, j.info.BlockSize = Blockwise, bs
+		j.block = &blockCodec{block: bs, symmetric: c.Symmetric, search: c.Search}
+		if c.Symmetric {
+			j.info.DType, j.block.dtype = "int4", "int4"
+		} else {
+			j.info.DType, j.info.Offset, j.block.dtype = "uint4", "uint4", "uint4"
+		}
+	case "lut4":
+		g := c.GroupSize
+		if g == 0 {
+			// The palette costs 256 bits per group: ≤ 0.25 bit/weight needs group·in ≥ 1024.
+			g = out
+			for d := 1; d <= out; d++ {
+				if out%d == 0 && d*in >= 1024 {
+					g = d
+					break
+				}
+			}
+		} else if out%g != 0 {
+			if c.Strict {
+				return fmt.Errorf("group_size %d does not divide its output dimension %d (strict)", g, out)
+			}
+			d := g
+			for out%d != 0 {
+				d--
+			}
+			note(fmt.Sprintf("group %d does not divide %d: group %d", g, out, d))
+			g = d
+		}
+		j.info.Encoding, j.info.DType, j.info.GroupSize = LUT, "uint4", g
+		j.lut = &lutCodec{group: g, iters: 200} // 1-D Lloyd from quantiles converges slowly; iterations are cheap
+	default:
+		return fmt.Errorf("unknown choice %q", choice)
+	}
+	return nil
+}
+
+// nearestDivisor returns the divisor of n within a factor 2 of want that is nearest to it
+// on a log scale (the smaller on ties), or n itself (per-channel) when there is none.
+func nearestDivisor(n, want int) int {
+	best, bestDist := n, math.Inf(1)
+	for d := (want + 1) / 2; d <= 2*want && d <= n; d++ {
+		if n%d != 0 {
+			continue
+		}
+		if dist := math.Abs(math.Log(float64(d) / float64(want))); dist < bestDist {
+			best, bestDist = d, dist
+		}
+	}
+	return best
+}

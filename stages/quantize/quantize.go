@@ -1,0 +1,473 @@
+// Package quantize is the quantize/int4 build stage: it turns the 2-D weights of a GGUF
+// model into INT4 (or INT8) block-wise affine data or 4-bit palettes, the forms Core ML's
+// constexpr_blockwise_shift_scale and constexpr_lut_to_dense ops (iOS18) decode, and writes
+// them to weights.safetensors with a manifest.json naming every tensor's encoding, bits per
+// weight and error (DESIGN decision 5).
+//
+// Schemes: block (int4 per block along the input dimension), channel (int4 per output
+// channel), lut4 (16 fp16 values per group of output channels, weighted k-means), gguf
+// (lossless transcoding of Q4_0/Q4_1/Q8_0 blocks) and none (everything fp16). Norms,
+// biases and small tensors stay fp16; the manifest lists them too, so nothing is left fp16
+// silently. The package does not build MIL ops (the exporter does, reading the artifact
+// through Open) nor measure perplexity.
+//
+// Arrays are laid out exactly as MIL blobs want them: a tensor with GGUF ne = [in, out] is
+// the row-major [out, in] matrix, quantized along in; 4-bit values are packed LSB-first.
+package quantize
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/lilims/lilims/pipeline/stage"
+	"github.com/lilims/lilims/stages/loader/ggml"
+	"github.com/lilims/lilims/stages/loader/gguf"
+	"github.com/lilims/lilims/stages/quantize/safetensors"
+)
+
+// Stage is the quantize/int4 build stage.
+type Stage struct{}
+
+// Build quantizes the GGUF of the loader stage into req.OutDir. The artifact is of kind
+// "quantized", its Path the directory holding ManifestFile and WeightsFile, and
+// Meta["source"] the GGUF path. With scheme none the manifest lists every tensor as fp16
+// and the weights file holds no tensor: the exporter then writes the plain fp16 program.
+func (Stage) Build(ctx context.Context, req stage.BuildRequest) (stage.Artifact, error) {
+	cfg, err := ParseConfig(req.Params)
+	if err != nil {
+		return stage.Artifact{}, err
+	}
+	in, ok := req.Input("gguf")
+	if !ok {
+		return stage.Artifact{}, fmt.Errorf("quantize/int4 needs a GGUF model from a loader stage")
+	}
+	f, err := gguf.Open(in.Path)
+	if err != nil {
+		return stage.Artifact{}, err
+	}
+	defer f.Close()
+	report := req.Report
+	if report == nil {
+		report = func(stage.Event) {}
+	}
+	m, err := Quantize(ctx, f, cfg, req.OutDir, func(ev stage.Event) {
+		ev.Stage = req.ID
+		report(ev)
+	})
+	if err != nil {
+		return stage.Artifact{}, err
+	}
+	return stage.Artifact{Kind: "quantized", Path: req.OutDir, Meta: map[string]string{
+		"source":          in.Path,
+		"scheme":          m.Scheme,
+		"bits_per_weight": fmt.Sprintf("%.3f", m.BitsPerWeight),
+	}}, nil
+}
+
+// Quantize writes the quantized weights of f into dir (ManifestFile and WeightsFile) and
+// returns the manifest. Every tensor's encoding is decided, and every configuration error
+// reported, before any tensor is touched. Tensors stream through cfg.Threads workers in
+// chunks of rows, so memory stays bounded whatever the model size. report (may be nil)
+// receives "log" events for notes and warnings and "progress" events in tensors.
+func Quantize(ctx context.Context, f *gguf.File, cfg *Config, dir string, report stage.Reporter) (*Manifest, error) {
+	if report == nil {
+		report = func(stage.Event) {}
+	}
+	jobs, warnings, err := cfg.plan(f)
+	if err != nil {
+		return nil, fmt.Errorf("quantize/int4: %s: %w", f.Path, err)
+	}
+	for _, w := range warnings {
+		report(stage.Event{Event: "log", Msg: "warning: " + w})
+	}
+	// Importance per input channel weights every error the codecs minimise. Activation
+	// statistics from a calibration text are not computed yet, so it is uniform (nil).
+	var imp map[string][]float32
+
+	var entries []safetensors.Entry
+	var work []*job
+	for _, j := range jobs {
+		if !j.quantized() {
+			continue
+		}
+		work = append(work, j)
+		ps, _ := j.info.parts() // validated by plan
+		for _, p := range ps {
+			entries = append(entries, safetensors.Entry{Name: j.info.Name + "." + p.key, DType: p.dtype, Shape: p.shape})
+		}
+		if j.info.Note != "" {
+			report(stage.Event{Event: "log", Msg: j.info.Name + ": " + j.info.Note})
+		}
+	}
+	w, err := safetensors.Create(filepath.Join(dir, WeightsFile), entries, map[string]string{
+		"format": "lilims-quantized", "scheme": cfg.Scheme})
+	if err != nil {
+		return nil, fmt.Errorf("quantize/int4: %w", err)
+	}
+	if err := run(ctx, f, cfg, work, imp, w, report); err != nil {
+		w.Abort()
+		return nil, err
+	}
+	if err := w.Close(); err != nil {
+		return nil, fmt.Errorf("quantize/int4: %w", err)
+	}
+
+	m := &Manifest{Scheme: cfg.Scheme, Params: cfg.params(), Source: f.Path, Warnings: warnings}
+	var bits, elems float64
+	for _, j := range jobs {
+		m.Tensors = append(m.Tensors, j.info)
+		if j.quantized() {
+			bits += j.info.BitsPerWeight * float64(j.src.Elements())
+			elems += float64(j.src.Elements())
+		}
+	}
+	if elems > 0 {
+		m.BitsPerWeight = bits / elems
+	}
+	js, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(filepath.Join(dir, ManifestFile), append(js, '\n')); err != nil {
+		return nil, fmt.Errorf("quantize/int4: %w", err)
+	}
+	return m, nil
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
+
+// chunk is rows [r0, r1) of one tensor, the unit of parallel work.
+type chunk struct {
+	j      *job
+	r0, r1 int
+	state  *tensorState
+}
+
+// tensorState gathers a tensor's error over its chunks.
+type tensorState struct {
+	mu             sync.Mutex
+	left           int
+	errSum, sigSum float64
+	imp            []float32 // importance per element of a row (LUT: of a group of rows)
+}
+
+// chunkRows picks how many rows a chunk holds: about 64K elements, a multiple of the
+// palette group and even, so that every packed 4-bit array of a chunk starts on a byte.
+func chunkRows(j *job) int {
+	in := j.info.Shape[1]
+	unit := 2
+	if j.lut != nil {
+		unit = lcm(2, j.lut.group)
+	}
+	n := max(1, (1<<16)/(in*unit)) * unit
+	return n
+}
+
+func lcm(a, b int) int {
+	x, y := a, b
+	for y != 0 {
+		x, y = y, x%y
+	}
+	return a / x * b
+}
+
+func run(ctx context.Context, f *gguf.File, cfg *Config, work []*job, imp map[string][]float32, w *safetensors.Writer, report stage.Reporter) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	chunks := make(chan chunk)
+	var firstErr error
+	var errOnce sync.Once
+	fail := func(err error) {
+		errOnce.Do(func() { firstErr = err; cancel() })
+	}
+	var doneMu sync.Mutex
+	done := 0
+	total := int64(len(work))
+	report(stage.Event{Event: "progress", Done: 0, Total: total, Unit: "tensors"})
+
+	var wg sync.WaitGroup
+	for range max(1, cfg.Threads) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var buf workspace
+			for c := range chunks {
+				if ctx.Err() != nil {
+					continue
+				}
+				e, s, err := buf.do(f, c, w)
+				if err != nil {
+					fail(fmt.Errorf("quantize/int4: tensor %q rows [%d, %d): %w", c.j.info.Name, c.r0, c.r1, err))
+					continue
+				}
+				st := c.state
+				st.mu.Lock()
+				st.errSum += e
+				st.sigSum += s
+				st.left--
+				last := st.left == 0
+				st.mu.Unlock()
+				if last {
+					if st.sigSum > 0 {
+						c.j.info.RelRMSE = math.Sqrt(st.errSum / st.sigSum)
+					}
+					doneMu.Lock()
+					done++
+					report(stage.Event{Event: "progress", Done: int64(done), Total: total, Unit: "tensors", Msg: c.j.info.Name})
+					doneMu.Unlock()
+				}
+			}
+		}()
+	}
+feed:
+	for _, j := range work {
+		out, in := j.info.Shape[0], j.info.Shape[1]
+		n := chunkRows(j)
+		st := &tensorState{left: (out + n - 1) / n}
+		st.imp = importanceFor(imp[j.info.Name], in, j)
+		for r0 := 0; r0 < out; r0 += n {
+			select {
+			case chunks <- chunk{j, r0, min(out, r0+n), st}:
+			case <-ctx.Done():
+				break feed
+			}
+		}
+	}
+	close(chunks)
+	wg.Wait()
+	if firstErr != nil {
+		return firstErr
+	}
+	return ctx.Err()
+}
+
+// importanceFor expands per-input-channel importance (nil: uniform) to the element
+// weights a codec takes: one row's worth for blockwise, one group's for LUT. It is scaled
+// to mean 1, which leaves every argmin unchanged.
+func importanceFor(col []float32, in int, j *job) []float32 {
+	w := make([]float32, in)
+	if len(col) == in {
+		var sum float64
+		for _, v := range col {
+			sum += float64(v)
+		}
+		mean := float32(sum / float64(in))
+		for i, v := range col {
+			if mean > 0 {
+				w[i] = v / mean
+			} else {
+				w[i] = 1
+			}
+		}
+	} else {
+		for i := range w {
+			w[i] = 1
+		}
+	}
+	if j.lut == nil {
+		return w
+	}
+	g := make([]float32, 0, in*j.lut.group)
+	for range j.lut.group {
+		g = append(g, w...)
+	}
+	return g
+}
+
+// workspace holds one worker's buffers, reused across chunks.
+type workspace struct {
+	x, ref []float32
+	q, z   []int32
+	scale  []uint16
+	bytes  []byte
+}
+
+func grow[T any](s []T, n int) []T {
+	if cap(s) < n {
+		return make([]T, n)
+	}
+	return s[:n]
+}
+
+// do quantizes one chunk and writes its part of every array.
+func (ws *workspace) do(f *gguf.File, c chunk, w *safetensors.Writer) (errSum, sigSum float64, err error) {
+	j := c.j
+	in := j.info.Shape[1]
+	rows := c.r1 - c.r0
+	n := rows * in
+	ws.x = grow(ws.x, n)
+	if err := f.DequantizeRows(j.src, int64(c.r0), int64(rows), ws.x); err != nil {
+		return 0, 0, err
+	}
+	ws.q = grow(ws.q, n)
+	name := j.info.Name
+	switch {
+	case j.trans:
+		return ws.transcode(f, c, w)
+	case j.lut != nil:
+		g := j.lut.group
+		groups := rows / g
+		ws.scale = grow(ws.scale, groups*16)
+		for k := 0; k < groups; k++ {
+			e, s := j.lut.quantizeGroup(ws.x[k*g*in:(k+1)*g*in], c.state.imp, ws.q[k*g*in:(k+1)*g*in], ws.scale[k*16:(k+1)*16])
+			errSum += e
+			sigSum += s
+		}
+		if err := ws.write4(w, name+".data", c.r0*in, ws.q[:n]); err != nil {
+			return 0, 0, err
+		}
+		return errSum, sigSum, ws.writeF16(w, name+".lut", c.r0/g*16, ws.scale[:groups*16])
+	default:
+		b := j.block
+		nb := in / b.block
+		ws.scale = grow(ws.scale, rows*nb)
+		ws.z = grow(ws.z, rows*nb)
+		for r := 0; r < rows; r++ {
+			e, s := b.quantizeRow(ws.x[r*in:(r+1)*in], c.state.imp, ws.q[r*in:(r+1)*in], ws.scale[r*nb:(r+1)*nb], ws.z[r*nb:(r+1)*nb])
+			errSum += e
+			sigSum += s
+		}
+		return errSum, sigSum, ws.writeBlockwise(w, j, c.r0, rows, nil)
+	}
+}
+
+// writeBlockwise writes data (ws.q), scales (ws.scale) and offsets (ws.z, or fp16 offsets
+// when given) of rows [r0, r0+rows).
+func (ws *workspace) writeBlockwise(w *safetensors.Writer, j *job, r0, rows int, f16off []uint16) error {
+	in, nb := j.info.Shape[1], j.info.Shape[1]/j.info.BlockSize
+	name := j.info.Name
+	n := rows * in
+	var err error
+	if j.info.DType == "int4" || j.info.DType == "uint4" {
+		err = ws.write4(w, name+".data", r0*in, ws.q[:n])
+	} else {
+		err = ws.write8(w, name+".data", r0*in, ws.q[:n])
+	}
+	if err != nil {
+		return err
+	}
+	if err := ws.writeF16(w, name+".scale", r0*nb, ws.scale[:rows*nb]); err != nil {
+		return err
+	}
+	switch j.info.Offset {
+	case "":
+		return nil
+	case "fp16":
+		return ws.writeF16(w, name+".offset", r0*nb, f16off)
+	case "int4", "uint4":
+		return ws.write4(w, name+".offset", r0*nb, ws.z[:rows*nb])
+	default:
+		return ws.write8(w, name+".offset", r0*nb, ws.z[:rows*nb])
+	}
+}
+
+// write4 packs vals, which start at element e0 (even) of the array.
+func (ws *workspace) write4(w *safetensors.Writer, name string, e0 int, vals []int32) error {
+	ws.bytes = grow(ws.bytes, packedBytes(len(vals)))
+	pack4(ws.bytes, vals)
+	return w.WriteTensorAt(name, int64(e0/2), ws.bytes)
+}
+
+func (ws *workspace) write8(w *safetensors.Writer, name string, e0 int, vals []int32) error {
+	ws.bytes = grow(ws.bytes, len(vals))
+	for i, v := range vals {
+		ws.bytes[i] = byte(v)
+	}
+	return w.WriteTensorAt(name, int64(e0), ws.bytes)
+}
+
+func (ws *workspace) writeF16(w *safetensors.Writer, name string, e0 int, vals []uint16) error {
+	ws.bytes = grow(ws.bytes, 2*len(vals))
+	for i, v := range vals {
+		binary.LittleEndian.PutUint16(ws.bytes[2*i:], v)
+	}
+	return w.WriteTensorAt(name, int64(2*e0), ws.bytes)
+}
+
+// transcode maps Q4_0, Q4_1 and Q8_0 blocks (gguf-arch.md §2.2, §2.4) onto block-32
+// shift/scale without re-rounding any quant: the block's d is already fp16 and becomes
+// the scale. ws.x holds ggml's own dequantization of the rows, the reference for the error.
+func (ws *workspace) transcode(f *gguf.File, c chunk, w *safetensors.Writer) (errSum, sigSum float64, err error) {
+	j := c.j
+	t := j.src
+	in := j.info.Shape[1]
+	rows := c.r1 - c.r0
+	rowBytes, err := t.Type.RowBytes(int64(in))
+	if err != nil {
+		return 0, 0, err
+	}
+	raw := f.Data(t)[int64(c.r0)*rowBytes : int64(c.r1)*rowBytes]
+	nblk := rows * in / 32
+	ws.scale = grow(ws.scale, nblk)
+	var off []uint16
+	if t.Type == ggml.Q4_1 {
+		off = make([]uint16, nblk)
+	}
+	bb := t.Type.BlockBytes()
+	for b := 0; b < nblk; b++ {
+		blk := raw[b*bb : (b+1)*bb]
+		q := ws.q[b*32 : (b+1)*32]
+		ws.scale[b] = binary.LittleEndian.Uint16(blk)
+		switch t.Type {
+		case ggml.Q4_0:
+			// Low nibbles are elements 0..15, high nibbles 16..31; value (q − 8)·d.
+			for i := 0; i < 16; i++ {
+				q[i] = int32(blk[2+i]&0xF) - 8
+				q[i+16] = int32(blk[2+i]>>4) - 8
+			}
+		case ggml.Q4_1:
+			for i := 0; i < 16; i++ {
+				q[i] = int32(blk[4+i] & 0xF)
+				q[i+16] = int32(blk[4+i] >> 4)
+			}
+			d := f16Table[ws.scale[b]]
+			m := f16Table[binary.LittleEndian.Uint16(blk[2:])]
+			if d == 0 {
+				// A constant block m: scale m with offset −1 and zero quants gives m·(0+1).
+				ws.scale[b] = binary.LittleEndian.Uint16(blk[2:])
+				off[b] = toF16(-1)
+				clear(q)
+			} else {
+				off[b] = toF16(-m / d)
+			}
+		case ggml.Q8_0:
+			for i := 0; i < 32; i++ {
+				q[i] = int32(int8(blk[2+i]))
+			}
+		}
+		// Error of our representation against ggml's dequantization.
+		d := f16Table[ws.scale[b]]
+		var o float32
+		if off != nil {
+			o = f16Table[off[b]]
+		}
+		for i := 0; i < 32; i++ {
+			ref := ws.x[b*32+i]
+			e := ref - d*(float32(q[i])-o)
+			errSum += float64(e * e)
+			sigSum += float64(ref * ref)
+		}
+	}
+	return errSum, sigSum, ws.writeBlockwise(w, j, c.r0, rows, off)
+}

@@ -1,0 +1,137 @@
+package quantize
+
+import (
+	"context"
+	"math"
+	"testing"
+
+	"github.com/lilims/lilims/pipeline/stage"
+	"github.com/lilims/lilims/stages/loader/ggml"
+	"github.com/lilims/lilims/stages/loader/gguf"
+)
+
+const models = "../../testdata/oracle/models/"
+
+func openModel(t testing.TB, name string) *gguf.File {
+	t.Helper()
+	f, err := gguf.Open(models + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// quantizeModel runs the stage on a model and opens the result.
+func quantizeModel(t testing.TB, model string, p stage.Params) (*Set, *gguf.File) {
+	t.Helper()
+	f := openModel(t, model)
+	cfg, err := ParseConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if _, err := Quantize(context.Background(), f, cfg, dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s, f
+}
+
+// TestTranscodeExact checks that scheme gguf reproduces ggml's own dequantization bit for bit
+// for Q4_0 and Q8_0 blocks: the block's fp16 d becomes the scale and q − 8 (Q4_0) or q (Q8_0)
+// the data, so d·(q − 8) is the same float32 product ggml computes.
+func TestTranscodeExact(t *testing.T) {
+	for _, tc := range []struct {
+		model string
+		typ   ggml.Type
+		dtype string
+		n     int // tensors of that type in the model
+	}{
+		{"tiny-phi2-q4_0.gguf", ggml.Q4_0, "int4", 14},
+		{"tiny-phi2-q8_0.gguf", ggml.Q8_0, "int8", 14},
+		// stories260K's ffn_down (172 wide) is F16 in the Q4_0 file; it stays fp16.
+		{"stories260K-q4_0.gguf", ggml.Q4_0, "int4", 32}, // token_embd, output + 5 layers × 6
+	} {
+		t.Run(tc.model, func(t *testing.T) {
+			s, f := quantizeModel(t, tc.model, stage.Params{"scheme": "gguf"})
+			n := 0
+			for _, gt := range f.Tensors {
+				qt, ok := s.Lookup(gt.Name)
+				if gt.Type != tc.typ {
+					if ok {
+						t.Errorf("%s (%v) quantized without a fallback", gt.Name, gt.Type)
+					}
+					continue
+				}
+				n++
+				if !ok {
+					t.Fatalf("%s not transcoded", gt.Name)
+				}
+				if qt.Info.DType != tc.dtype || qt.Info.BlockSize != 32 || qt.Info.Offset != "" || qt.Info.RelRMSE != 0 {
+					t.Errorf("%s: %+v", gt.Name, qt.Info)
+				}
+				want, err := f.Float32s(gt)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := qt.Dequantize()
+				for i := range want {
+					if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+						t.Fatalf("%s[%d] = %g, ggml %g", gt.Name, i, got[i], want[i])
+					}
+				}
+			}
+			if n != tc.n {
+				t.Errorf("%d %v tensors, want %d", n, tc.typ, tc.n)
+			}
+			// Q4_0 stores 4 bits + a 16-bit scale per 32: 4.5 bits/weight; Q8_0 8.5.
+			want := 4.5
+			if tc.typ == ggml.Q8_0 {
+				want = 8.5
+			}
+			if got := s.Manifest().BitsPerWeight; got != want {
+				t.Errorf("bits/weight %g, want %g", got, want)
+			}
+		})
+	}
+}
+
+// TestTranscodeQ4_1 measures the one inexact transcoding: Q4_1's d·q + m becomes
+// d·(q − o) with o = fp16(−m/d). The offset's rounding (relative 2⁻¹¹) moves each value by
+// at most |m|·2⁻¹¹ — no more than the fp16 rounding of m itself, below the fp16 output
+// precision Core ML computes in.
+func TestTranscodeQ4_1(t *testing.T) {
+	s, f := quantizeModel(t, "tiny-llama256-q4_1.gguf", stage.Params{"scheme": "gguf"})
+	var maxRel, maxRMSE float64
+	n := 0
+	for _, gt := range f.Tensors {
+		if gt.Type != ggml.Q4_1 {
+			continue
+		}
+		n++
+		qt, ok := s.Lookup(gt.Name)
+		if !ok || qt.Info.DType != "uint4" || qt.Info.Offset != "fp16" {
+			t.Fatalf("%s: %v %+v", gt.Name, ok, qt)
+		}
+		want, _ := f.Float32s(gt)
+		got := qt.Dequantize()
+		raw := f.Data(gt)
+		for i := range want {
+			// |m| of the element's block bounds the error.
+			m := math.Abs(float64(f16Table[uint16(raw[i/32*20+2])|uint16(raw[i/32*20+3])<<8]))
+			if d := math.Abs(float64(got[i] - want[i])); d > 0 {
+				maxRel = max(maxRel, d/m)
+			}
+		}
+		maxRMSE = max(maxRMSE, qt.Info.RelRMSE)
+	}
+	t.Logf("%d Q4_1 tensors: max |error|/|m| = %.3g (2⁻¹¹ = %.3g), max rel RMSE %.3g", n, maxRel, math.Exp2(-11), maxRMSE)
+	if n != 16 || maxRel > math.Exp2(-11)*1.01 || maxRMSE > 1e-3 {
+		t.Errorf("%d tensors, max |error|/|m| %g (want ≤ 2⁻¹¹), rel RMSE %g (want < 1e-3)", n, maxRel, maxRMSE)
+	}
+}
