@@ -180,7 +180,7 @@ type comparison struct {
 // succeeded and how many of the others failed; failures are reported on the log as they
 // happen. When the base fails nothing is returned.
 func (c *comparison) run(ctx context.Context, choices []schemeChoice) ([]eval.SchemeResult, int) {
-	show := c.verbose || writesToTerminal(c.log)
+	show := c.verbose || isTerminalWriter(c.log)
 	var (
 		rows   []eval.SchemeResult
 		base   *eval.Result

@@ -219,7 +219,7 @@ func (ef *evalFlags) run(ctx context.Context, t *evalTarget, tokens []int32, bas
 // progress returns a maker of per-run progress callbacks that print llama.cpp's running
 // "[i]ppl," sequence to w, only on a terminal or with -v (quick work prints nothing extra).
 func (ef *evalFlags) progress(w io.Writer, verbose bool) func(label string) func(int, int, float64) {
-	show := verbose || writesToTerminal(w)
+	show := verbose || isTerminalWriter(w)
 	return func(label string) func(int, int, float64) {
 		if !show {
 			return nil
@@ -238,12 +238,6 @@ func (ef *evalFlags) progress(w io.Writer, verbose bool) func(label string) func
 			}
 		}
 	}
-}
-
-// writesToTerminal reports whether w is a terminal, where progress is worth showing.
-func writesToTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	return ok && isTerminal(f)
 }
 
 // evalTarget is a pipeline built and opened for scoring.

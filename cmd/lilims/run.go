@@ -116,10 +116,7 @@ terminal it is an interactive prompt loop; otherwise the prompt is read from std
 	return cmd
 }
 
-func isTerminal(f *os.File) bool {
-	st, err := f.Stat()
-	return err == nil && st.Mode()&os.ModeCharDevice != 0
-}
+func isTerminal(f *os.File) bool { return isTerminalWriter(f) }
 
 // generator runs the generation loop on an open session.
 type generator struct {

@@ -7,7 +7,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -49,7 +51,8 @@ type testExport struct{ behaviour string }
 func (t testExport) Build(ctx context.Context, req stage.BuildRequest) (stage.Artifact, error) {
 	// Half an artifact, as a stage killed mid-way would leave it.
 	os.WriteFile(filepath.Join(req.OutDir, "partial.bin"), []byte("half"), 0o644)
-	req.Report(stage.Event{Event: "progress", Done: 1, Total: 2, Unit: "tensors"})
+	// The event names the plugin's own pid, so a test can kill exactly this process.
+	req.Report(stage.Event{Event: "progress", Done: 1, Total: 2, Unit: "tensors", Msg: strconv.Itoa(os.Getpid())})
 	switch t.behaviour {
 	case "slow": // until cancelled
 		<-ctx.Done()
@@ -245,18 +248,25 @@ func TestKilledMidStage(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := h.procs["ext:"+path+"@"]
-	pid := make(chan int, 1)
+	// Kill the plugin at its first progress event, which carries its pid; later events (it
+	// may send more before the signal lands) must not block the reporter.
+	var once sync.Once
+	killed := make(chan int, 1)
 	report := func(e stage.Event) {
-		if e.Event == "progress" {
-			pid <- p.pid()
+		// Only the plugin's own event: the runner reports progress too (hashing the model).
+		if e.Event == "progress" && e.Stage == "export" && e.Msg != "" {
+			once.Do(func() {
+				n, err := strconv.Atoi(e.Msg)
+				if err != nil || n <= 1 {
+					t.Errorf("progress event without a pid: %q", e.Msg)
+					killed <- 0
+					return
+				}
+				syscall.Kill(n, syscall.SIGKILL)
+				killed <- n
+			})
 		}
 	}
-	go func() {
-		n := <-pid
-		syscall.Kill(n, syscall.SIGKILL)
-		pid <- n
-	}()
 	work := t.TempDir()
 	_, err = plan.Build(context.Background(), pipeline.BuildOptions{WorkDir: work, Report: report})
 	if err == nil {
@@ -268,7 +278,7 @@ func TestKilledMidStage(t *testing.T) {
 		}
 	}
 	assertNoPartial(t, work)
-	assertGone(t, <-pid)
+	assertGone(t, <-killed)
 }
 
 // A hung plugin never hangs lilims: the stage timeout stops it.
