@@ -120,6 +120,8 @@ type keyDesc struct {
 	Params  stage.Params `json:"params"`
 	Inputs  []string     `json:"inputs"`
 	Model   string       `json:"model"`
+	// Files holds the digests of path-valued parameters' files, by parameter name.
+	Files map[string]string `json:"files,omitempty"`
 }
 
 func (c *Cache) key(s *Step, model string, inputs []string) (keyDesc, string, error) {
@@ -131,6 +133,20 @@ func (c *Cache) key(s *Step, model string, inputs []string) (keyDesc, string, er
 		}
 	}
 	d := keyDesc{Format: cacheFormat, Uses: s.Uses, Version: version, Params: s.Params, Inputs: inputs, Model: model}
+	for _, ps := range s.Entry.Spec.Params {
+		path, _ := s.Params[ps.Name].(string)
+		if ps.Type != stage.Path || path == "" {
+			continue
+		}
+		digest, err := c.FileDigest(path, nil)
+		if err != nil {
+			return keyDesc{}, "", fmt.Errorf("stage %q: parameter %s: %w", s.ID, ps.Name, err)
+		}
+		if d.Files == nil {
+			d.Files = map[string]string{}
+		}
+		d.Files[ps.Name] = digest
+	}
 	if d.Params == nil {
 		d.Params = stage.Params{}
 	}

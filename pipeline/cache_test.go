@@ -473,3 +473,46 @@ func BenchmarkStoriesBuild(b *testing.B) {
 		}
 	})
 }
+
+// textStage is a build stage with a path-valued parameter; it copies the file's bytes.
+type textStage struct{}
+
+func (textStage) Build(ctx context.Context, req stage.BuildRequest) (stage.Artifact, error) {
+	data, err := os.ReadFile(req.Params.String("text"))
+	if err != nil {
+		return stage.Artifact{}, err
+	}
+	out := filepath.Join(req.OutDir, "copy.txt")
+	return stage.Artifact{Kind: "quantized", Path: out}, os.WriteFile(out, data, 0o644)
+}
+
+// A path-valued parameter keys the stage on the file's contents: editing the file in place
+// (same path, same parameters) rebuilds the stage.
+func TestCacheKeysPathParamsOnContent(t *testing.T) {
+	reg := builtin.Registry()
+	reg.Register(pipeline.Entry{Spec: stage.Spec{Uses: "quantize/text", Kind: stage.KindQuantize,
+		Params: []stage.ParamSpec{{Name: "text", Type: stage.Path, Required: true}}},
+		New: func() any { return textStage{} }})
+	text := filepath.Join(t.TempDir(), "calibration.txt")
+	os.WriteFile(text, []byte("one"), 0o644)
+	spec := &pipeline.Spec{Name: "t", Model: storiesModel, Stages: []*pipeline.StageSpec{
+		{ID: "load", Uses: "loader/gguf", With: map[string]any{}},
+		{ID: "q", Uses: "quantize/text", With: map[string]any{"text": text}},
+	}}
+	plan, err := pipeline.Resolve(spec, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cache := openCache(t)
+	build(t, plan, cache)
+	_, ev := build(t, plan, cache)
+	wantOutcome(t, ev, map[string]string{"load": "cached", "q": "cached"})
+	os.WriteFile(text, []byte("two"), 0o644)
+	later := time.Now().Add(time.Minute)
+	os.Chtimes(text, later, later)
+	built, ev := build(t, plan, cache)
+	wantOutcome(t, ev, map[string]string{"load": "cached", "q": "done"})
+	if got, _ := os.ReadFile(built[1].Artifact.Path); string(got) != "two" {
+		t.Errorf("stage output %q, want the edited file's contents", got)
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/lilims/lilims/stages/export"
 	"github.com/lilims/lilims/stages/loader"
 	"github.com/lilims/lilims/stages/quantize"
+	"github.com/lilims/lilims/stages/quantize/calibrate"
 	lruntime "github.com/lilims/lilims/stages/runtime"
 	"github.com/lilims/lilims/stages/runtime/coreml"
 	"github.com/lilims/lilims/stages/runtime/reference"
@@ -24,7 +25,7 @@ import (
 func Registry() *pipeline.Registry {
 	r := pipeline.NewRegistry()
 	r.Register(pipeline.Entry{Spec: loader.Spec, New: func() any { return loader.GGUF{} }})
-	r.Register(pipeline.Entry{Spec: quantize.Spec, New: func() any { return quantize.Stage{} }})
+	r.Register(pipeline.Entry{Spec: quantize.Spec, New: func() any { return quantize.Stage{Calibrate: calibrate.File} }})
 	r.Register(pipeline.Entry{Spec: export.Spec, New: func() any { return export.Stage{} }})
 	r.Register(pipeline.Entry{Spec: compile.Spec, New: func() any { return compile.Stage{} }})
 	r.Register(pipeline.Entry{Spec: runtimeSpec("runtime/reference",

@@ -110,10 +110,13 @@ type Sampler interface {
 type ParamType string
 
 const (
-	Int     ParamType = "int"
-	Float   ParamType = "float"
-	Bool    ParamType = "bool"
-	String  ParamType = "string"
+	Int    ParamType = "int"
+	Float  ParamType = "float"
+	Bool   ParamType = "bool"
+	String ParamType = "string"
+	// Path is a string naming a file whose contents matter to the result (a calibration
+	// text, …): the build cache keys the stage on the file's digest, not only its name.
+	Path    ParamType = "path"
 	Strings ParamType = "[]string"
 )
 
@@ -224,7 +227,7 @@ func (ps ParamSpec) Coerce(v any) (any, error) {
 				return false, nil
 			}
 		}
-	case String:
+	case String, Path:
 		switch x := v.(type) {
 		case string:
 			if len(ps.Enum) > 0 && !contains(ps.Enum, x) {

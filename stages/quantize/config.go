@@ -23,7 +23,13 @@ type Config struct {
 	Fallback    string     // gguf: scheme for blocks that cannot be transcoded ("" none: error)
 	Strict      bool       // a block or group size that does not divide a tensor is an error
 	Search      int        // scale/clipping candidates per block each side of round-to-nearest (0: RTN)
-	Threads     int        // workers (0: GOMAXPROCS)
+	Calibration string     // text whose activations weight the errors ("" data-free)
+	GPTQ        bool       // with a calibration: GPTQ error feedback
+
+	// Activations measured on Calibration (Stage.Build fills it in through its Calibrator);
+	// nil quantizes data-free. Not a parameter.
+	Activations *Activations
+	Threads     int // workers (0: GOMAXPROCS)
 }
 
 // Override chooses the encoding of the tensors whose name matches Pattern (path.Match
@@ -51,7 +57,13 @@ var Spec = stage.Spec{
 	Doc: "Quantize the model's 2-D weights (token_embd, output, attn_*, ffn_*) to INT4 or 4-bit palettes " +
 		"and write weights.safetensors + manifest.json for the exporter's constexpr ops. Norms, biases and " +
 		"small tensors stay fp16 and are listed as such. scheme none writes a manifest listing every tensor " +
-		"as fp16 and an empty weights file, so the export is the plain fp16 one.",
+		"as fp16 and an empty weights file, so the export is the plain fp16 one. With calibration: TEXT the stage " +
+		"first measures each weight's input activations by exporting the fp16 model and running it on the reference " +
+		"runtime (package stages/quantize/calibrate imports the export stage and the runtime as libraries: a deliberate " +
+		"exception to \"stages do not import each other\", so that calibration observes exactly the exported program), " +
+		"then quantizes with GPTQ error feedback and activation-weighted searches. On stories260K (little-stories.txt, " +
+		"ctx 128) Δppl vs fp16 goes from +11.4/+13.1/+14.2% (block:32, channel, lut4) to +8.4/+4.5/+10.9%, and " +
+		"+3.7% for channel with symmetric: false (4.28 bits/weight); llama.cpp Q4_0: +11.6%.",
 	Params: []stage.ParamSpec{
 		{Name: "scheme", Type: stage.String, Default: "block", Enum: Schemes,
 			Doc: "block: int4 per block of block_size along the input dimension (constexpr_blockwise_shift_scale, GPU friendly); " +
@@ -84,6 +96,13 @@ var Spec = stage.Spec{
 			Doc: "block, channel: scale (symmetric) or clipping (asymmetric) candidates tried per block on each side " +
 				"of round-to-nearest, keeping the one of least importance-weighted squared error; 0: plain " +
 				"round-to-nearest (fastest)"},
+		{Name: "calibration", Type: stage.Path, Default: "",
+			Doc: "path of a text run through the fp16 model (exported and run on the reference runtime) to measure " +
+				"each weight's input activations: their second moments weight the scale search and the k-means, and " +
+				"their covariance drives GPTQ. Empty: data-free. The build cache keys on the file's contents"},
+		{Name: "gptq", Type: stage.Bool, Default: true,
+			Doc: "with a calibration: GPTQ error feedback (each rounding error is compensated on the columns not yet " +
+				"quantized, minimising the layer's output error on the calibration activations)"},
 		{Name: "threads", Type: stage.Int, Default: 0, Doc: "worker goroutines (0: all cores)"},
 	},
 }
@@ -116,6 +135,8 @@ func ParseConfig(p stage.Params) (*Config, error) {
 		Fallback:    asString(get("fallback")),
 		Strict:      get("strict") == true,
 		Search:      asInt(get("search")),
+		Calibration: asString(get("calibration")),
+		GPTQ:        get("gptq") == true,
 		Threads:     asInt(get("threads")),
 	}
 	if !contains(Schemes, c.Scheme) {
@@ -186,7 +207,7 @@ func (c *Config) params() map[string]any {
 	return map[string]any{
 		"scheme": c.Scheme, "block_size": c.BlockSize, "symmetric": c.Symmetric, "group_size": c.GroupSize,
 		"min_elements": c.MinElements, "overrides": ovs, "fallback": c.Fallback, "strict": c.Strict,
-		"search": c.Search,
+		"search": c.Search, "calibration": c.Calibration, "gptq": c.GPTQ,
 	}
 }
 

@@ -201,11 +201,25 @@ type weighted struct{ v, w float32 }
 // quantizeGroup finds the 16 palette values for x (the rows of one group, row-major) by
 // 1-D k-means weighted by w (importance per element), writes them as fp16 into lut and
 // each element's palette index into idx. It returns the sums of squared error and input.
+func (c *lutCodec) quantizeGroup(x, w []float32, idx []int32, lut []uint16) (errSum, sigSum float64) {
+	pal, mids := c.palette(x, w, lut)
+	for i, v := range x {
+		k := nearest(&mids, v)
+		idx[i] = k
+		e := v - pal[k]
+		errSum += float64(e * e)
+		sigSum += float64(v * v)
+	}
+	return errSum, sigSum
+}
+
+// palette runs the weighted k-means of quantizeGroup and returns the palette (fp16 values,
+// ascending, also written to lut as fp16 bits) and the midpoints between its entries.
 //
 // In one dimension every cluster is an interval of the sorted values, so after one sort
 // each Lloyd iteration costs 16 binary searches over prefix sums instead of a pass over
 // the data.
-func (c *lutCodec) quantizeGroup(x, w []float32, idx []int32, lut []uint16) (errSum, sigSum float64) {
+func (c *lutCodec) palette(x, w []float32, lut []uint16) (pal [16]float32, mids [15]float32) {
 	n := len(x)
 	pts := make([]weighted, n)
 	for i, v := range x {
@@ -261,32 +275,17 @@ func (c *lutCodec) quantizeGroup(x, w []float32, idx []int32, lut []uint16) (err
 			break
 		}
 	}
-	var pal [16]float32
 	for k := range cent {
-		lut[k] = toF16(float32(cent[k]))
-		pal[k] = f16Table[lut[k]]
+		pal[k] = f16Table[toF16(float32(cent[k]))]
 	}
 	slices.Sort(pal[:]) // rounding keeps the order; sorting guards ties
 	for k := range pal {
 		lut[k] = toF16(pal[k])
 	}
-	var mids [15]float32
 	for k := range mids {
 		mids[k] = (pal[k] + pal[k+1]) / 2
 	}
-	for i, v := range x {
-		k := 0
-		for step := 8; step > 0; step /= 2 { // branch-light search over the 15 midpoints
-			if k+step <= 15 && v > mids[k+step-1] {
-				k += step
-			}
-		}
-		idx[i] = int32(k)
-		e := v - pal[k]
-		errSum += float64(e * e)
-		sigSum += float64(v * v)
-	}
-	return errSum, sigSum
+	return pal, mids
 }
 
 // pack4 packs 4-bit values LSB-first, element 2k in the low nibble of byte k (MIL sub-byte

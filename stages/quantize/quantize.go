@@ -24,6 +24,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"time"
 
 	"github.com/lilims/lilims/pipeline/stage"
 	"github.com/lilims/lilims/stages/loader/ggml"
@@ -32,13 +33,17 @@ import (
 )
 
 // Stage is the quantize/int4 build stage.
-type Stage struct{}
+type Stage struct {
+	// Calibrate measures activations for the calibration parameter (package calibrate's
+	// File); nil makes a calibration an error.
+	Calibrate Calibrator
+}
 
 // Build quantizes the GGUF of the loader stage into req.OutDir. The artifact is of kind
 // "quantized", its Path the directory holding ManifestFile and WeightsFile, and
 // Meta["source"] the GGUF path. With scheme none the manifest lists every tensor as fp16
 // and the weights file holds no tensor: the exporter then writes the plain fp16 program.
-func (Stage) Build(ctx context.Context, req stage.BuildRequest) (stage.Artifact, error) {
+func (s Stage) Build(ctx context.Context, req stage.BuildRequest) (stage.Artifact, error) {
 	cfg, err := ParseConfig(req.Params)
 	if err != nil {
 		return stage.Artifact{}, err
@@ -55,6 +60,17 @@ func (Stage) Build(ctx context.Context, req stage.BuildRequest) (stage.Artifact,
 	report := req.Report
 	if report == nil {
 		report = func(stage.Event) {}
+	}
+	if cfg.Calibration != "" {
+		if s.Calibrate == nil {
+			return stage.Artifact{}, fmt.Errorf("quantize/int4: calibration %s: this build of the stage has no calibrator", cfg.Calibration)
+		}
+		start := time.Now()
+		if cfg.Activations, err = s.Calibrate(ctx, f, cfg.Calibration); err != nil {
+			return stage.Artifact{}, fmt.Errorf("quantize/int4: %w", err)
+		}
+		report(stage.Event{Stage: req.ID, Event: "log", Msg: fmt.Sprintf("calibration: %d tokens of %s in %.1fs",
+			cfg.Activations.Tokens, cfg.Calibration, time.Since(start).Seconds())})
 	}
 	m, err := Quantize(ctx, f, cfg, req.OutDir, func(ev stage.Event) {
 		ev.Stage = req.ID
@@ -86,9 +102,12 @@ func Quantize(ctx context.Context, f *gguf.File, cfg *Config, dir string, report
 	for _, w := range warnings {
 		report(stage.Event{Event: "log", Msg: "warning: " + w})
 	}
-	// Importance per input channel weights every error the codecs minimise. Activation
-	// statistics from a calibration text are not computed yet, so it is uniform (nil).
-	var imp map[string][]float32
+	// Activation statistics from a calibration text weight every error the codecs minimise
+	// (importance per input feature) and drive GPTQ; without a text they are uniform.
+	stats := cfg.Activations
+	if cfg.Calibration != "" && stats == nil {
+		return nil, fmt.Errorf("quantize/int4: calibration %s was not measured (Config.Activations is nil)", cfg.Calibration)
+	}
 
 	var entries []safetensors.Entry
 	var work []*job
@@ -110,7 +129,7 @@ func Quantize(ctx context.Context, f *gguf.File, cfg *Config, dir string, report
 	if err != nil {
 		return nil, fmt.Errorf("quantize/int4: %w", err)
 	}
-	if err := run(ctx, f, cfg, work, imp, w, report); err != nil {
+	if err := run(ctx, f, cfg, work, stats, w, report); err != nil {
 		w.Abort()
 		return nil, err
 	}
@@ -169,7 +188,8 @@ type tensorState struct {
 	mu             sync.Mutex
 	left           int
 	errSum, sigSum float64
-	imp            []float32 // importance per element of a row (LUT: of a group of rows)
+	imp            []float32  // importance per element of a row (LUT: of a group of rows)
+	gptq           *gptqState // GPTQ error feedback; nil: none
 }
 
 // chunkRows picks how many rows a chunk holds: about 64K elements, a multiple of the
@@ -192,7 +212,7 @@ func lcm(a, b int) int {
 	return a / x * b
 }
 
-func run(ctx context.Context, f *gguf.File, cfg *Config, work []*job, imp map[string][]float32, w *safetensors.Writer, report stage.Reporter) error {
+func run(ctx context.Context, f *gguf.File, cfg *Config, work []*job, stats *Activations, w *safetensors.Writer, report stage.Reporter) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	chunks := make(chan chunk)
@@ -240,12 +260,30 @@ func run(ctx context.Context, f *gguf.File, cfg *Config, work []*job, imp map[st
 			}
 		}()
 	}
+	factors := map[*InputStats]*gptqState{} // tensors reading one activation share U
 feed:
 	for _, j := range work {
 		out, in := j.info.Shape[0], j.info.Shape[1]
 		n := chunkRows(j)
 		st := &tensorState{left: (out + n - 1) / n}
-		st.imp = importanceFor(imp[j.info.Name], in, j)
+		var col []float64
+		if stats != nil {
+			if si := stats.Inputs[j.info.Name]; si != nil && si.Dim == in {
+				col = si.SecondMoment
+				if cfg.GPTQ && si.Hessian != nil && !j.trans {
+					g, ok := factors[si]
+					if !ok {
+						var err error
+						if g, err = newGPTQState(si); err != nil {
+							report(stage.Event{Event: "log", Msg: fmt.Sprintf("warning: %s: no GPTQ: %v", j.info.Name, err)})
+						}
+						factors[si] = g
+					}
+					st.gptq = g
+				}
+			}
+		}
+		st.imp = importanceFor(col, in, j)
 		for r0 := 0; r0 < out; r0 += n {
 			select {
 			case chunks <- chunk{j, r0, min(out, r0+n), st}:
@@ -265,17 +303,18 @@ feed:
 // importanceFor expands per-input-channel importance (nil: uniform) to the element
 // weights a codec takes: one row's worth for blockwise, one group's for LUT. It is scaled
 // to mean 1, which leaves every argmin unchanged.
-func importanceFor(col []float32, in int, j *job) []float32 {
+func importanceFor(col []float64, in int, j *job) []float32 {
 	w := make([]float32, in)
 	if len(col) == in {
 		var sum float64
 		for _, v := range col {
 			sum += float64(v)
 		}
-		mean := float32(sum / float64(in))
+		mean := sum / float64(in)
 		for i, v := range col {
 			if mean > 0 {
-				w[i] = v / mean
+				// A floor keeps features the text never excites from being ignored.
+				w[i] = float32(max(v/mean, 1e-3))
 			} else {
 				w[i] = 1
 			}
@@ -298,9 +337,13 @@ func importanceFor(col []float32, in int, j *job) []float32 {
 // workspace holds one worker's buffers, reused across chunks.
 type workspace struct {
 	x, ref []float32
-	q, z   []int32
-	scale  []uint16
-	bytes  []byte
+	w      []float32 // GPTQ: the row being compensated
+	// GPTQ per-channel scratch: dequantized candidate, its difference, its levels.
+	deq, diff []float32
+	qp        []int32
+	q, z      []int32
+	scale     []uint16
+	bytes     []byte
 }
 
 func grow[T any](s []T, n int) []T {
@@ -330,7 +373,14 @@ func (ws *workspace) do(f *gguf.File, c chunk, w *safetensors.Writer) (errSum, s
 		groups := rows / g
 		ws.scale = grow(ws.scale, groups*16)
 		for k := 0; k < groups; k++ {
-			e, s := j.lut.quantizeGroup(ws.x[k*g*in:(k+1)*g*in], c.state.imp, ws.q[k*g*in:(k+1)*g*in], ws.scale[k*16:(k+1)*16])
+			xs, qs, lut := ws.x[k*g*in:(k+1)*g*in], ws.q[k*g*in:(k+1)*g*in], ws.scale[k*16:(k+1)*16]
+			if c.state.gptq == nil {
+				e, s := j.lut.quantizeGroup(xs, c.state.imp, qs, lut)
+				errSum += e
+				sigSum += s
+				continue
+			}
+			e, s := j.lut.groupGPTQ(xs, c.state.imp, g, c.state.gptq, ws, qs, lut)
 			errSum += e
 			sigSum += s
 		}
@@ -343,8 +393,18 @@ func (ws *workspace) do(f *gguf.File, c chunk, w *safetensors.Writer) (errSum, s
 		nb := in / b.block
 		ws.scale = grow(ws.scale, rows*nb)
 		ws.z = grow(ws.z, rows*nb)
+		ws.w = grow(ws.w, in)
 		for r := 0; r < rows; r++ {
-			e, s := b.quantizeRow(ws.x[r*in:(r+1)*in], c.state.imp, ws.q[r*in:(r+1)*in], ws.scale[r*nb:(r+1)*nb], ws.z[r*nb:(r+1)*nb])
+			x, q, sc, z := ws.x[r*in:(r+1)*in], ws.q[r*in:(r+1)*in], ws.scale[r*nb:(r+1)*nb], ws.z[r*nb:(r+1)*nb]
+			var e, s float64
+			switch g := c.state.gptq; {
+			case g != nil && b.block == in:
+				e, s = b.channelRowGPTQ(x, c.state.imp, g, ws, q, sc, z)
+			case g != nil:
+				e, s = b.quantizeRowGPTQ(x, c.state.imp, g.u, ws.w, q, sc, z)
+			default:
+				e, s = b.quantizeRow(x, c.state.imp, q, sc, z)
+			}
 			errSum += e
 			sigSum += s
 		}

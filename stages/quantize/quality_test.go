@@ -1,0 +1,189 @@
+package quantize_test
+
+import (
+	"context"
+	"encoding/binary"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/lilims/lilims/pipeline/stage"
+	"github.com/lilims/lilims/stages/eval"
+	"github.com/lilims/lilims/stages/export"
+	"github.com/lilims/lilims/stages/loader/gguf"
+	"github.com/lilims/lilims/stages/quantize"
+	"github.com/lilims/lilims/stages/quantize/calibrate"
+	"github.com/lilims/lilims/stages/runtime"
+)
+
+const (
+	oracle      = "../../testdata/oracle/"
+	stories     = oracle + "models/stories260K.gguf"
+	evalText    = oracle + "eval/little-stories.txt"
+	calibration = "testdata/calibration.txt" // written for these tests; not the evaluation text
+)
+
+// measured is one scheme's quantize → export → reference runtime → perplexity run.
+type measured struct {
+	bits, ppl, seconds float64
+	weightBytes        int64
+	m                  *quantize.Manifest
+}
+
+// measure quantizes stories260K with params (none: the fp16 export), exports it with
+// context 128 and scores little-stories.txt as llama-perplexity does (ctx 128).
+func measure(t *testing.T, params map[string]any) measured {
+	t.Helper()
+	ctx := context.Background()
+	f, err := gguf.Open(stories)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	p, errs := quantize.Spec.Resolve(params)
+	if len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	cfg, err := quantize.ParseConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	start := time.Now()
+	if cfg.Calibration != "" {
+		if cfg.Activations, err = calibrate.File(ctx, f, cfg.Calibration); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, err := quantize.Quantize(ctx, f, cfg, dir, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := measured{bits: m.BitsPerWeight, seconds: time.Since(start).Seconds(), m: m}
+	// The arrays' bytes: the file less its 8-byte header length and JSON header (safetensors).
+	if raw, err := os.ReadFile(filepath.Join(dir, quantize.WeightsFile)); err == nil && len(raw) >= 8 {
+		r.weightBytes = int64(len(raw)) - 8 - int64(binary.LittleEndian.Uint64(raw))
+	}
+	opts := export.Options{ContextLength: 128, PrefillChunk: 64}
+	if cfg.Scheme != "none" {
+		ws, err := export.OpenWeights(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		opts.Weights = ws
+	}
+	pkg := filepath.Join(t.TempDir(), "model.mlpackage")
+	if err := export.Export(ctx, f, opts, pkg); err != nil {
+		t.Fatal(err)
+	}
+	sess, err := runtime.OpenReference(pkg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+	text, err := os.ReadFile(evalText)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids, bos, err := calibrate.Tokens(f, string(text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := eval.Perplexity(ctx, sess, ids, eval.Options{Context: 128, BOS: bos, AddBOS: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.ppl = res.PPL
+	return r
+}
+
+// TestCalibratedPerplexity quantizes stories260K with a calibration text (GPTQ error
+// feedback, importance-weighted searches) and scores little-stories.txt with context 128 as
+// llama-perplexity does, through export and the reference runtime. The goal (issue 4): at
+// ≤ 4.5 bits per quantized weight, Δppl vs fp16 below llama.cpp Q4_0's +11.6%
+// (perplexity.json: 4.706 vs 4.2179), aiming at Q4_K_M's +2.9% (4.342).
+//
+// Measured (fp16: 4.2177), data-free → calibrated:
+//
+//	block 32   4.476 bits  +11.43% → +8.3…8.5% (runs differ in float summation order)
+//	channel    4.220 bits  +13.11% → +4.52%
+//	channel asymmetric 4.276 bits  → +3.72%
+//	lut4       4.179 bits  +14.22% → +10.84%
+//
+// Each bound is the measured figure plus a margin for float summation order; all are below
+// Q4_0's +11.6%. The stored arrays must be within 3% of what bits/weight predicts.
+func TestCalibratedPerplexity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs four quantize → export → perplexity pipelines")
+	}
+	base := measure(t, map[string]any{"scheme": "none"})
+	// llama.cpp: 4.2179 on the F32 model; our fp16 package within 0.5% (eval's parity test).
+	if math.Abs(base.ppl/4.2179-1) > 0.005 {
+		t.Fatalf("fp16 perplexity %.4f, llama.cpp 4.2179", base.ppl)
+	}
+	for _, tc := range []struct {
+		params   map[string]any
+		bits     float64 // from the geometry: 4 + 16/block (channel: 16/in), lut: + 256/(group·in)
+		maxDelta float64 // percent
+	}{
+		{map[string]any{"scheme": "block"}, 4.476, 9.5},
+		{map[string]any{"scheme": "channel"}, 4.220, 5.5},
+		{map[string]any{"scheme": "channel", "symmetric": false}, 4.276, 4.8},
+		{map[string]any{"scheme": "lut4"}, 4.179, 11.5},
+	} {
+		tc.params["calibration"] = calibration
+		r := measure(t, tc.params)
+		delta := 100 * (r.ppl/base.ppl - 1)
+		var elems float64
+		for _, ti := range r.m.Tensors {
+			if ti.Encoding != quantize.FP16 {
+				elems += float64(ti.Shape[0] * ti.Shape[1])
+			}
+		}
+		size := float64(r.weightBytes) / (r.bits * elems / 8)
+		t.Logf("%v: %.3f bits/weight, ppl %.4f (%+.2f%%), weight arrays %.2f%% over prediction, %.2fs",
+			tc.params, r.bits, r.ppl, delta, 100*(size-1), r.seconds)
+		if math.Abs(r.bits-tc.bits) > 0.001 || r.bits > 4.5 {
+			t.Errorf("%v: %.4f bits/weight, want %.3f (≤ 4.5)", tc.params, r.bits, tc.bits)
+		}
+		if delta > tc.maxDelta {
+			t.Errorf("%v: Δppl %+.2f%%, want ≤ %+.1f%% (Q4_0: +11.6%%)", tc.params, delta, tc.maxDelta)
+		}
+		if size < 1 || size > 1.03 {
+			t.Errorf("%v: weight arrays of %d bytes, %.0f predicted", tc.params, r.weightBytes, r.bits*elems/8)
+		}
+	}
+}
+
+// TestCalibrationErrors: a calibration that was not measured, or a stage without a
+// calibrator, fails before any tensor is written.
+func TestCalibrationErrors(t *testing.T) {
+	f, err := gguf.Open(stories)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cfg, err := quantize.ParseConfig(map[string]any{"calibration": calibration})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := quantize.Quantize(context.Background(), f, cfg, t.TempDir(), nil); err == nil || !strings.Contains(err.Error(), "was not measured") {
+		t.Errorf("unmeasured calibration: %v", err)
+	}
+	_, err = quantize.Stage{}.Build(context.Background(), stage.BuildRequest{
+		Params: map[string]any{"calibration": calibration}, OutDir: t.TempDir(),
+		Inputs: []stage.Artifact{{Kind: "gguf", Path: stories}}})
+	if err == nil || !strings.Contains(err.Error(), "has no calibrator") {
+		t.Errorf("stage without calibrator: %v", err)
+	}
+	_, err = quantize.Stage{Calibrate: calibrate.File}.Build(context.Background(), stage.BuildRequest{
+		Params: map[string]any{"calibration": "no/such.txt"}, OutDir: t.TempDir(),
+		Inputs: []stage.Artifact{{Kind: "gguf", Path: stories}}})
+	if err == nil || !strings.Contains(err.Error(), "no/such.txt") {
+		t.Errorf("missing calibration file: %v", err)
+	}
+}
