@@ -22,6 +22,9 @@ type Entry struct {
 	// Empty means "this lilims binary" (see Cache), right for built-ins; a plugin entry sets
 	// it to its binary's digest.
 	Version string
+	// DefaultIsolation is the isolation used when the pipeline names none: "process" keeps a
+	// stage whose crash could take the host down (Core ML through purego) out of process.
+	DefaultIsolation string
 }
 
 // Registry maps `uses:` names to implementations.
@@ -106,7 +109,11 @@ func Resolve(spec *Spec, reg *Registry) (*Plan, error) {
 	kinds := map[string]stage.Kind{} // stage id → kind, for the inputs check
 	for _, st := range spec.Stages {
 		e, ok := reg.Lookup(st.Uses)
-		external := strings.HasPrefix(st.Uses, "plugin:") || (ok && st.Isolation == "process")
+		iso := st.Isolation
+		if iso == "" && ok {
+			iso = e.DefaultIsolation
+		}
+		external := strings.HasPrefix(st.Uses, "plugin:") || (ok && iso == "process")
 		if !ok && !external {
 			if st.Uses != "" {
 				errs = append(errs, &PosError{Path: spec.Path, Pos: st.Pos, Err: ErrUnknownStage,

@@ -473,7 +473,8 @@ func parseOverride(raw string) any {
 	return raw
 }
 
-// Set applies a command-line override "id.param=value". The value is read as a YAML scalar
+// Set applies a command-line override "id.param=value"; "id.uses=NAME" swaps the stage's
+// implementation (e.g. to a plugin) and clears its parameters. The value is read as a YAML scalar
 // (so 0.7 is a float and true a bool) and coerced to the parameter's type at resolution.
 func (s *Spec) Set(assign string) error {
 	eq := strings.IndexByte(assign, '=')
@@ -483,6 +484,11 @@ func (s *Spec) Set(assign string) error {
 	}
 	id, param, raw := assign[:dot], assign[dot+1:eq], assign[eq+1:]
 	if st := s.Stage(id); st != nil {
+		if param == "uses" {
+			// Swapping the implementation drops the parameters written for the old one.
+			st.Uses, st.With, st.WithPos = raw, map[string]any{}, map[string]Pos{}
+			return nil
+		}
 		st.With[param] = parseOverride(raw)
 		st.WithPos[param] = Pos{}
 		return nil

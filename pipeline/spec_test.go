@@ -120,3 +120,43 @@ func TestExpandAndSet(t *testing.T) {
 		t.Errorf("unset variable: %v", err)
 	}
 }
+
+// --set STAGE.uses=NAME swaps the implementation and drops the old one's parameters.
+func TestSetUses(t *testing.T) {
+	spec := pipeline.Default("m.gguf")
+	if err := spec.Set("quantize.block_size=64"); err != nil {
+		t.Fatal(err)
+	}
+	if err := spec.Set("quantize.uses=plugin:./plugins/quant-nf4"); err != nil {
+		t.Fatal(err)
+	}
+	st := spec.Stage("quantize")
+	if st.Uses != "plugin:./plugins/quant-nf4" || len(st.With) != 0 {
+		t.Errorf("after --set quantize.uses: uses %q, with %v", st.Uses, st.With)
+	}
+}
+
+// An entry's DefaultIsolation sends the stage out of process unless the pipeline says
+// otherwise (Core ML on macOS).
+func TestDefaultIsolation(t *testing.T) {
+	reg := builtin.Registry()
+	e, _ := reg.Lookup("sampler/default")
+	e.DefaultIsolation = "process"
+	reg.Register(e)
+	var external []string
+	reg.External = func(st *pipeline.StageSpec, b *pipeline.Entry) (pipeline.Entry, error) {
+		external = append(external, st.ID)
+		return *b, nil
+	}
+	spec := pipeline.Default("m.gguf")
+	if _, err := pipeline.Resolve(spec, reg); err != nil {
+		t.Fatal(err)
+	}
+	spec.Stage("sample").Isolation = "inprocess"
+	if _, err := pipeline.Resolve(spec, reg); err != nil {
+		t.Fatal(err)
+	}
+	if len(external) != 1 || external[0] != "sample" {
+		t.Errorf("stages resolved out of process: %v, want [sample] once", external)
+	}
+}

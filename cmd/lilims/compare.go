@@ -44,6 +44,15 @@ func parseSchemes(list []string, qid string) ([]schemeChoice, error) {
 		if s == "" {
 			continue
 		}
+		if strings.HasPrefix(s, "plugin:") {
+			// A quantization plugin replaces the stage (with its own defaults).
+			if seen[s] {
+				return nil, usagef("--schemes: %q is listed twice", s)
+			}
+			seen[s] = true
+			out = append(out, schemeChoice{label: s, sets: []string{qid + ".uses=" + s}})
+			continue
+		}
 		name, arg, hasArg := strings.Cut(s, ":")
 		if name == "" {
 			return nil, usagef("--schemes: %q has no scheme name", s)

@@ -164,6 +164,9 @@ func TestParseSchemes(t *testing.T) {
 			{"gguf", []string{"q.scheme=gguf"}},
 		}},
 		{in: []string{" lut4:16 ", ""}, want: []schemeChoice{{"lut4:16", []string{"q.scheme=lut4", "q.group_size=16"}}}},
+		{in: []string{"plugin:./plugins/quant-nf4"}, want: []schemeChoice{
+			{"plugin:./plugins/quant-nf4", []string{"q.uses=plugin:./plugins/quant-nf4"}}}},
+		{in: []string{"plugin:x", "plugin:x"}, bad: true},
 		{in: []string{"channel:4"}, bad: true}, // channel takes no argument
 		{in: []string{"block:0"}, bad: true},
 		{in: []string{"block:x"}, bad: true},

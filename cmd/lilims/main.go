@@ -60,6 +60,7 @@ anywhere through the pure-Go reference runtime that executes the exported packag
 		newInspectCmd(), newTokenizeCmd(), newDetokenizeCmd(), newDoctorCmd())
 	root.AddCommand(newPerplexityCmd(), newCompareCmd())
 	root.AddCommand(newValidateCmd(), newStagesCmd(), newCacheCmd())
+	root.AddCommand(newBenchCmd())
 	return root
 }
 

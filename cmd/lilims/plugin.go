@@ -93,13 +93,16 @@ var isolation isolationValue
 func addPluginFlags(root *cobra.Command) {
 	isolation = ""
 	root.PersistentFlags().Var(&isolation, "isolation",
-		"process: run every stage as a plugin process (re-executing lilims); inprocess: as the pipeline says (default)")
+		"process: run every stage as a plugin process (re-executing lilims); inprocess: every built-in in this process (default: as the pipeline and each stage say)")
 }
 
 // isolate applies --isolation to a pipeline before it is resolved.
 func isolate(spec *pipeline.Spec) *pipeline.Spec {
-	if isolation == "process" {
+	switch isolation {
+	case "process":
 		plugin.ForceProcess(spec)
+	case "inprocess":
+		plugin.ForceInProcess(spec)
 	}
 	return spec
 }

@@ -30,10 +30,18 @@ func Registry() *pipeline.Registry {
 	r.Register(pipeline.Entry{Spec: compile.Spec, New: func() any { return compile.Stage{} }})
 	r.Register(pipeline.Entry{Spec: runtimeSpec("runtime/reference",
 		"Run the exported package on the pure-Go reference runtime (any OS)."), New: func() any { return referenceRuntime{} }})
+	// Core ML runs in a plugin process by default on macOS (DESIGN decision 7): an
+	// Objective-C exception or a wrong call signature kills the plugin, not lilims.
+	coremlIsolation := ""
+	if runtime.GOOS == "darwin" {
+		coremlIsolation = "process"
+	}
 	r.Register(pipeline.Entry{Spec: runtimeSpec("runtime/auto",
-		"Core ML on macOS when available, the reference runtime elsewhere."), New: func() any { return autoRuntime{} }})
+		"Core ML on macOS when available, the reference runtime elsewhere."), New: func() any { return autoRuntime{} },
+		DefaultIsolation: coremlIsolation})
 	r.Register(pipeline.Entry{Spec: runtimeSpec("runtime/coreml",
-		"Core ML through purego (macOS 15+); compute_units picks CPU, GPU and Neural Engine."), New: func() any { return coremlRuntime{} }})
+		"Core ML through purego (macOS 15+); compute_units picks CPU, GPU and Neural Engine."), New: func() any { return coremlRuntime{} },
+		DefaultIsolation: coremlIsolation})
 	r.Register(pipeline.Entry{Spec: samplerSpec, New: func() any { return samplerStage{} }})
 	return r
 }

@@ -134,6 +134,17 @@ func ForceProcess(spec *pipeline.Spec) {
 	}
 }
 
+// ForceInProcess marks every built-in stage of spec `isolation: inprocess` (the --isolation
+// inprocess flag), overriding the process isolation a stage may have by default (Core ML on
+// darwin, DESIGN decision 7); third-party plugins run out of process anyway.
+func ForceInProcess(spec *pipeline.Spec) {
+	for _, st := range spec.Stages {
+		if !strings.HasPrefix(st.Uses, "plugin:") {
+			st.Isolation = "inprocess"
+		}
+	}
+}
+
 // ServeBuiltin serves one built-in stage of reg as a plugin when the process was started
 // as such (ServeEnv is set), and then returns true: main should exit. Otherwise it returns
 // false at once. Call it first thing in main.
@@ -509,13 +520,35 @@ func (p *proc) pid() int {
 // kill stops the process (gracefully, then by force after go-plugin's 2 s) and waits for it.
 func (p *proc) kill() {
 	p.mu.Lock()
-	client := p.client
+	client, cmd := p.client, p.cmd
 	p.client, p.rpc = nil, nil
 	p.mu.Unlock()
-	if client != nil {
+	if client == nil {
+		return
+	}
+	done := make(chan struct{})
+	go func() {
 		client.Kill()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(killGrace):
+		// go-plugin's graceful Kill first asks the plugin to shut down over gRPC and waits
+		// for the answer without a deadline: a frozen process (stopped, deadlocked) never
+		// answers, and lilims would hang on the plugin it meant to stop (found by
+		// TestCallTimeout with a SIGSTOPped plugin). Kill it by pid; the dropped connection
+		// then lets client.Kill return.
+		if cmd != nil && cmd.Process != nil {
+			cmd.Process.Kill()
+		}
+		<-done
 	}
 }
+
+// killGrace is how long kill lets go-plugin's graceful shutdown run (which itself allows the
+// plugin 2 s to exit after answering) before killing the process outright.
+const killGrace = 3 * time.Second
 
 // tail keeps the last lines a plugin wrote to stderr, for error messages.
 type tail struct {

@@ -80,7 +80,8 @@ type Builder interface {
 type Session interface {
 	// Prefill consumes tokens and returns the logits after each of them.
 	Prefill(ctx context.Context, tokens []int32) ([][]float32, error)
-	// Decode consumes one token and returns the logits after it.
+	// Decode consumes one token and returns the logits after it. The slice may be reused by
+	// the session: it is valid until the session's next call (copy it to keep it).
 	Decode(ctx context.Context, token int32) ([]float32, error)
 	Pos() int
 	ContextLength() int

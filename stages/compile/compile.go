@@ -2,6 +2,11 @@
 // exported ML Program — every op type- and shape-checked against the op signatures, as Core
 // ML's compiler does first — and on macOS it then runs `xcrun coremlcompiler` to produce the
 // .mlmodelc that Core ML loads.
+//
+// A chunked export (a directory holding chunks.json and one package per run of layers) is
+// validated package by package, with the hidden-state chain between them, and passed on as
+// it is: the Core ML runtime does not run chunk directories yet, so there is nothing to
+// compile them for.
 package compile
 
 import (
@@ -31,10 +36,23 @@ func (Stage) Build(ctx context.Context, req stage.BuildRequest) (stage.Artifact,
 	if !ok {
 		return stage.Artifact{}, fmt.Errorf("compile needs a .mlpackage from an export stage")
 	}
+	mode := req.Params.String("coremlcompiler")
+	if IsChunked(in.Path) {
+		if err := ValidateChunks(in.Path); err != nil {
+			return stage.Artifact{}, err
+		}
+		if mode == "always" {
+			return stage.Artifact{}, fmt.Errorf("compile: %s is a chunked export; coremlcompiler: always compiles single packages only (the Core ML runtime does not run chunks yet): export with chunks: 1", in.Path)
+		}
+		meta := map[string]string{"validated": "true"}
+		if n, ok := in.Meta["chunks"]; ok {
+			meta["chunks"] = n
+		}
+		return stage.Artifact{Kind: "mlpackage", Path: in.Path, Meta: meta}, nil
+	}
 	if err := Validate(in.Path); err != nil {
 		return stage.Artifact{}, err
 	}
-	mode := req.Params.String("coremlcompiler")
 	if mode == "never" || (mode == "auto" && !compilerAvailable()) {
 		return stage.Artifact{Kind: "mlpackage", Path: in.Path, Meta: map[string]string{"validated": "true"}}, nil
 	}

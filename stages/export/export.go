@@ -63,6 +63,10 @@ type Options struct {
 	Chunks int
 	// Weights supplies compressed weights; nil exports every weight as fp16.
 	Weights arch.WeightSet
+	// Progress, when set, is called by Export after each model weight (a GGUF tensor, or
+	// the row range of one a chunk holds) is written: done of total, total fixed before
+	// the first call.
+	Progress func(done, total int)
 }
 
 // resolve fills in the defaults and checks the options against the model.
@@ -113,32 +117,30 @@ func Program(f *gguf.File, opts Options) (*mil.Program, Options, error) {
 }
 
 // Programs builds one MIL program per chunk: chunk i holds layers [i·L/n, (i+1)·L/n) of the
-// model's L, the first also the embedding, the last the LM head.
+// model's L, the first also the embedding, the last the LM head. The builder and the
+// hyper-parameters come from arch.Resolve: a built-in architecture, or one a plugin
+// registered with arch.Register (with its own configuration reader).
 func Programs(f *gguf.File, opts Options) ([]*mil.Program, Options, error) {
-	cfg, err := f.Config()
+	progs, _, opts, err := programs(f, opts, nil)
+	return progs, opts, err
+}
+
+// programs is Programs, also returning the configuration and counting the weights bound
+// into progress (may be nil).
+func programs(f *gguf.File, opts Options, progress *arch.WeightProgress) ([]*mil.Program, *gguf.Config, Options, error) {
+	cfg, b, err := arch.Resolve(f)
 	if err != nil {
-		// An architecture without a typed config may still have a registered builder one day;
-		// today every built-in has one, so report the unknown architecture plainly.
-		if name := f.Architecture(); name != "" {
-			if _, lerr := arch.Lookup(name); lerr != nil {
-				return nil, opts, lerr
-			}
-		}
-		return nil, opts, fmt.Errorf("export: %w", err)
-	}
-	b, err := arch.Lookup(cfg.Arch)
-	if err != nil {
-		return nil, opts, err
+		return nil, nil, opts, err
 	}
 	if opts, err = opts.resolve(cfg); err != nil {
-		return nil, opts, err
+		return nil, nil, opts, err
 	}
 	var progs []*mil.Program
 	for i := 0; i < opts.Chunks; i++ {
 		first, end := chunkLayers(cfg.BlockCount, opts.Chunks, i)
-		p, err := program(f, cfg, b, opts, first, end)
+		p, err := program(f, cfg, b, opts, first, end, progress)
 		if err != nil {
-			return nil, opts, err
+			return nil, nil, opts, err
 		}
 		p.SetMetadata("lilims.layer_range", fmt.Sprintf("%d-%d", first, end))
 		if opts.Chunks > 1 {
@@ -147,14 +149,14 @@ func Programs(f *gguf.File, opts Options) ([]*mil.Program, Options, error) {
 		}
 		progs = append(progs, p)
 	}
-	return progs, opts, nil
+	return progs, cfg, opts, nil
 }
 
 // chunkLayers is the layer range [first, end) of chunk i of n over l layers.
 func chunkLayers(l, n, i int) (first, end int) { return i * l / n, (i + 1) * l / n }
 
 // program builds the prefill and decode functions over layers [first, end).
-func program(f *gguf.File, cfg *gguf.Config, b arch.Builder, opts Options, first, end int) (*mil.Program, error) {
+func program(f *gguf.File, cfg *gguf.Config, b arch.Builder, opts Options, first, end int, progress *arch.WeightProgress) (*mil.Program, error) {
 	p := mil.NewProgram()
 	for _, fd := range []struct {
 		name string
@@ -162,7 +164,7 @@ func program(f *gguf.File, cfg *gguf.Config, b arch.Builder, opts Options, first
 	}{{"prefill", opts.PrefillChunk}, {"decode", 1}} {
 		fn := arch.NewFunc(p, f, cfg, arch.FuncSpec{
 			Name: fd.name, N: fd.n, C: opts.ContextLength, First: first, End: end,
-			Layout: opts.Layout, Weights: opts.Weights,
+			Layout: opts.Layout, Weights: opts.Weights, Progress: progress,
 		})
 		out, err := arch.Build(b, fn)
 		if err != nil {
@@ -195,9 +197,14 @@ func program(f *gguf.File, cfg *gguf.Config, b arch.Builder, opts Options, first
 
 // Export writes f at outPath, replacing what is there; a failure leaves nothing behind. With
 // one chunk outPath is a .mlpackage; with more it is a directory holding chunk_<i>.mlpackage
-// and ChunkIndexFile. ctx cancels the export between tensors.
+// and ChunkIndexFile. ctx cancels the export between tensors; opts.Progress hears of each
+// weight written.
 func Export(ctx context.Context, f *gguf.File, opts Options, outPath string) error {
-	progs, opts, err := Programs(f, opts)
+	var progress *arch.WeightProgress
+	if opts.Progress != nil {
+		progress = arch.NewWeightProgress(opts.Progress)
+	}
+	progs, cfg, opts, err := programs(f, opts, progress)
 	if err != nil {
 		return err
 	}
@@ -210,7 +217,6 @@ func Export(ctx context.Context, f *gguf.File, opts Options, outPath string) err
 		return fmt.Errorf("export: %w", err)
 	}
 	defer os.RemoveAll(tmp) // after a successful rename there is nothing left to remove
-	cfg, _ := f.Config()
 	idx := ChunkIndex{Format: ChunkFormat, Version: 1, Layers: cfg.BlockCount}
 	for i, p := range progs {
 		first, end := chunkLayers(cfg.BlockCount, opts.Chunks, i)

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lilims/lilims/pipeline/stage"
 	"github.com/lilims/lilims/stages/export/mil/milpb"
 	"github.com/lilims/lilims/stages/export/mlpackage"
 	"github.com/lilims/lilims/stages/loader/gguf"
@@ -135,6 +136,38 @@ func TestDefaultOptions(t *testing.T) {
 		}
 		if opts.ContextLength != tt.ctx || opts.PrefillChunk != tt.chnk {
 			t.Errorf("%s: defaults %+v, want context %d, chunk %d", tt.model, opts, tt.ctx, tt.chnk)
+		}
+	}
+}
+
+// TestProgress checks the stage's progress events: one per weight written, in tensors.
+// stories260K holds 48 tensors (embedding, output norm, output, and 9 per layer × 5), each
+// bound once by the llama builder — also across two chunks, since its output is untied —
+// so the events count 1 … 48 of 48.
+func TestProgress(t *testing.T) {
+	gg := filepath.Join(models, "stories260K.gguf")
+	for _, chunks := range []int{1, 2} {
+		p, errs := Spec.Resolve(map[string]any{"context": 32, "prefill_chunk": 8, "chunks": chunks})
+		if len(errs) > 0 {
+			t.Fatal(errs)
+		}
+		var events []stage.Event
+		_, err := Stage{}.Build(context.Background(), stage.BuildRequest{
+			ID: "export", Params: p, OutDir: t.TempDir(),
+			Inputs: []stage.Artifact{{Kind: "gguf", Path: gg}},
+			Report: func(ev stage.Event) { events = append(events, ev) },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		const want = 48 // len(stories260K's tensors)
+		if len(events) != want {
+			t.Fatalf("chunks %d: %d events, want %d", chunks, len(events), want)
+		}
+		for i, ev := range events {
+			if ev.Stage != "export" || ev.Event != "progress" || ev.Unit != "tensors" || ev.Done != int64(i+1) || ev.Total != want {
+				t.Fatalf("chunks %d: event %d is %+v, want progress %d of %d tensors", chunks, i, ev, i+1, want)
+			}
 		}
 	}
 }

@@ -34,8 +34,23 @@ var Spec = stage.Spec{Uses: "export/mil", Kind: stage.KindExport,
 	}}
 
 // Stage is the export build stage. It takes the "gguf" input artifact and, when the pipeline
-// has a quantize stage, its "quantized" artifact.
+// has a quantize stage, its "quantized" artifact. It reports a "progress" event in tensors
+// after each weight it writes.
+//
+// An architecture plugin serves this same stage for the architecture it registers with
+// arch.Register: its main is the architecture's graph and
+//
+//	sdk.Serve(sdk.Export(export.PluginSpec("export/qwen2", doc), export.Stage{}))
 type Stage struct{}
+
+// PluginSpec is Spec under another name, for an architecture plugin that serves Stage: the
+// same parameters, so a pipeline configures the plugin's export as it does the built-in one.
+func PluginSpec(uses, doc string) stage.Spec {
+	s := Spec
+	s.Uses, s.Doc = uses, doc
+	s.Params = append([]stage.ParamSpec(nil), Spec.Params...)
+	return s
+}
 
 // Build implements stage.Builder. The output is the "mlpackage" artifact model.mlpackage,
 // or for chunks > 1 the directory model.chunks (Meta "chunks" gives the count) holding
@@ -63,6 +78,11 @@ func (Stage) Build(ctx context.Context, req stage.BuildRequest) (stage.Artifact,
 		defer w.Close()
 		opts.Weights = w
 		meta["quantization"] = w.Manifest().Scheme
+	}
+	if req.Report != nil {
+		opts.Progress = func(done, total int) {
+			req.Report(stage.Event{Stage: req.ID, Event: "progress", Done: int64(done), Total: int64(total), Unit: "tensors"})
+		}
 	}
 	out := filepath.Join(req.OutDir, "model.mlpackage")
 	if opts.Chunks > 1 {

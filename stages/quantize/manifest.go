@@ -59,6 +59,9 @@ type part struct {
 
 func packedBytes(n int) int { return (n + 1) / 2 }
 
+// maxTensorElements bounds out·in of a manifest tensor.
+const maxTensorElements = 1 << 48
+
 // parts lists the arrays a tensor is stored as in the safetensors file. 4-bit arrays are
 // stored as U8 byte streams in MIL's sub-byte packing (safetensors has no 4-bit dtype).
 func (ti *TensorInfo) parts() ([]part, error) {
@@ -66,6 +69,13 @@ func (ti *TensorInfo) parts() ([]part, error) {
 		return nil, fmt.Errorf("shape %v is not a 2-D [out, in]", ti.Shape)
 	}
 	out, in := ti.Shape[0], ti.Shape[1]
+	// The element count must not overflow: an out·in that wraps to a small number would
+	// pass the array-size checks below, and Rows/Dequantize would then index far past the
+	// arrays (found by FuzzOpen). 2^48 elements is far beyond any weight matrix and leaves
+	// room for the byte-offset arithmetic (·2 for fp16, ·32 per palette) in an int.
+	if in > maxTensorElements/out {
+		return nil, fmt.Errorf("shape %v has more than 2^48 elements", ti.Shape)
+	}
 	switch ti.Encoding {
 	case Blockwise:
 		if ti.BlockSize <= 0 || in%ti.BlockSize != 0 {

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -68,7 +69,7 @@ func promptLogits(t *testing.T, o *oracle, file, path string, prec reference.Pre
 			if err != nil {
 				t.Fatal(err)
 			}
-			l = append(l, d)
+			l = append(l, slices.Clone(d)) // Decode's logits last until the next call
 		}
 		out = append(out, l)
 	}

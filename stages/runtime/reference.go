@@ -33,9 +33,44 @@ const maxChunks = 1024
 
 // ReferenceBackend runs an exported package — or the packages of a chunked export, in order,
 // each owning the KV states of its layers — with the pure-Go reference runtime.
+//
+// It keeps the input and output tensors of each function between calls and runs the models
+// through PredictInto, so a steady decode loop allocates nothing; in exchange it is not safe
+// for concurrent use, and the logits Predict returns are overwritten by its next call.
 type ReferenceBackend struct {
-	ms []*reference.Model
-	c  int // context length, for the causal mask's shape
+	ms    []*reference.Model
+	c     int              // context length, for the causal mask's shape
+	calls map[string]*call // by function name
+}
+
+// call holds the tensors of one function's calls: the contract's inputs, and per package
+// the input map (the contract's inputs, or hidden_states for a later chunk) and the outputs
+// PredictInto overwrites.
+type call struct {
+	n                   int // tokens per call
+	ids, pos, cur, mask *reference.Tensor
+	ins, outs           []map[string]*reference.Tensor
+}
+
+// newCall allocates the tensors of fn's calls with n tokens over nm packages.
+func newCall(n, c, nm int) *call {
+	cl := &call{n: n,
+		ids:  reference.NewTensor(reference.Int32, 1, n),
+		pos:  reference.NewTensor(reference.Int32, n),
+		cur:  reference.NewTensor(reference.Int32, 1),
+		mask: reference.NewTensor(reference.Float16, 1, 1, n, c),
+	}
+	for i := 0; i < nm; i++ {
+		in := map[string]*reference.Tensor{"position_ids": cl.pos, "causal_mask": cl.mask, "current_pos": cl.cur}
+		if i == 0 {
+			in["input_ids"] = cl.ids
+		} else {
+			in[HiddenStates] = nil // set to the previous package's output at each call
+		}
+		cl.ins = append(cl.ins, in)
+		cl.outs = append(cl.outs, map[string]*reference.Tensor{})
+	}
+	return cl
 }
 
 // NewReferenceBackend wraps opened packages (one, or the chunks of a chunked export in
@@ -108,7 +143,7 @@ func NewReferenceBackend(ms ...*reference.Model) (*ReferenceBackend, Meta, error
 	if meta.PrefillChunk < 1 || meta.VocabSize < 1 || meta.ContextLength < 1 {
 		return nil, Meta{}, fmt.Errorf("runtime: package does not follow the prefill/decode contract (position_ids, logits or KV states missing): %+v", meta)
 	}
-	return &ReferenceBackend{ms: ms, c: meta.ContextLength}, meta, nil
+	return &ReferenceBackend{ms: ms, c: meta.ContextLength, calls: map[string]*call{}}, meta, nil
 }
 
 // OpenReference opens path with the reference runtime (default options, fp16-faithful) and
@@ -223,55 +258,46 @@ func (b *ReferenceBackend) NewState() (State, error) {
 }
 
 // Predict implements Backend: it runs fn of every package in order, handing each the
-// previous one's hidden_states.
+// previous one's hidden_states. The returned logits stay valid until the next call.
 func (b *ReferenceBackend) Predict(fn string, in Inputs, st State) ([]float32, error) {
 	rs, ok := st.(chunkStates)
 	if !ok || len(rs) != len(b.ms) {
 		return nil, fmt.Errorf("runtime: state %T is not a reference state of this backend", st)
 	}
 	n := len(in.InputIDs)
-	ids, err := reference.FromInt32([]int{1, n}, in.InputIDs)
-	if err != nil {
-		return nil, err
+	if n < 1 || len(in.PositionIDs) != n || len(in.CausalMask) != n*b.c {
+		return nil, fmt.Errorf("runtime: %s: %d input ids, %d positions and %d mask values; want N ≥ 1, N and N·%d",
+			fn, n, len(in.PositionIDs), len(in.CausalMask), b.c)
 	}
-	pos, err := reference.FromInt32([]int{n}, in.PositionIDs)
-	if err != nil {
-		return nil, err
+	cl := b.calls[fn]
+	if cl == nil || cl.n != n {
+		cl = newCall(n, b.c, len(b.ms))
+		b.calls[fn] = cl
 	}
-	cur, err := reference.FromInt32([]int{1}, []int32{in.CurrentPos})
-	if err != nil {
-		return nil, err
-	}
-	// FromFloat32 rounds fp16 in place and keeps the slice: hand it a copy so the caller's
-	// mask stays as built (its values are exact in fp16 anyway).
-	mask, err := reference.FromFloat32(reference.Float16, []int{1, 1, n, b.c}, append([]float32(nil), in.CausalMask...))
-	if err != nil {
-		return nil, err
-	}
-	inputs := map[string]*reference.Tensor{
-		"input_ids": ids, "position_ids": pos, "causal_mask": mask, "current_pos": cur,
-	}
+	copy(cl.ids.Int32s(), in.InputIDs)
+	copy(cl.pos.Int32s(), in.PositionIDs)
+	cl.cur.Int32s()[0] = in.CurrentPos
+	// The mask's values (0 and −1e4) are exact in fp16; PredictInto rounds fp16 inputs anyway.
+	copy(cl.mask.Float32s(), in.CausalMask)
 	for i, m := range b.ms {
-		out, err := m.Predict(fn, inputs, rs[i])
-		if err != nil {
+		if err := m.PredictInto(fn, cl.ins[i], rs[i], cl.outs[i]); err != nil {
 			if len(b.ms) > 1 {
 				return nil, fmt.Errorf("chunk %d: %w", i, err)
 			}
 			return nil, err
 		}
 		if i == len(b.ms)-1 {
-			logits, ok := out["logits"]
+			logits, ok := cl.outs[i]["logits"]
 			if !ok {
 				return nil, fmt.Errorf("runtime: %s produced no logits", fn)
 			}
 			return logits.Float32s(), nil
 		}
-		h, ok := out[HiddenStatesOut]
+		h, ok := cl.outs[i][HiddenStatesOut]
 		if !ok {
 			return nil, fmt.Errorf("runtime: chunk %d %s produced no %s", i, fn, HiddenStatesOut)
 		}
-		delete(inputs, "input_ids")
-		inputs[HiddenStates] = h
+		cl.ins[i+1][HiddenStates] = h
 	}
 	return nil, errors.New("runtime: backend holds no package")
 }

@@ -48,7 +48,8 @@ type Backend interface {
 	// NewState returns a zeroed KV state usable by both functions.
 	NewState() (State, error)
 	// Predict runs function fn on in with st, returning the logits, N·V float32 values
-	// (row i holds the logits after token i).
+	// (row i holds the logits after token i). The logits may be overwritten by the next
+	// call (the reference backend reuses its buffers); in is not retained.
 	Predict(fn string, in Inputs, st State) ([]float32, error)
 }
 
@@ -57,12 +58,15 @@ var ErrContextFull = errors.New("runtime: exported context is full")
 
 // Session is one conversation over a Backend. It is not safe for concurrent use.
 type Session struct {
-	b     Backend
-	meta  Meta
-	st    State
-	pos   int
-	mask  []float32 // scratch for the causal mask
-	close io.Closer // closed by Close, if the session owns the backend's resources
+	b    Backend
+	meta Meta
+	st   State
+	pos  int
+	// Scratch inputs, reused by every call so that a decode step allocates nothing.
+	ids, positions []int32
+	tok            [1]int32
+	mask           []float32
+	close          io.Closer // closed by Close, if the session owns the backend's resources
 }
 
 // NewSession returns a session at position 0 over b.
@@ -114,7 +118,17 @@ func (s *Session) Prefill(ctx context.Context, tokens []int32) ([][]float32, err
 		return nil, fmt.Errorf("runtime: prompt of %d tokens exceeds the exported context of %d (%d already used); re-export with a larger context",
 			len(tokens), s.meta.ContextLength, s.pos)
 	}
+	// The backend's logits last until its next call: copy each row into one fresh buffer.
+	v := s.meta.VocabSize
+	buf := make([]float32, len(tokens)*v)
 	out := make([][]float32, 0, len(tokens))
+	keep := func(rows []float32) {
+		i := len(out)
+		copy(buf[i*v:], rows)
+		for k := 0; k < len(rows)/v; k++ {
+			out = append(out, buf[(i+k)*v:(i+k+1)*v:(i+k+1)*v])
+		}
+	}
 	n := s.meta.PrefillChunk
 	for len(tokens) > 0 {
 		if err := ctx.Err(); err != nil {
@@ -125,7 +139,7 @@ func (s *Session) Prefill(ctx context.Context, tokens []int32) ([][]float32, err
 			if err != nil {
 				return nil, err
 			}
-			out = append(out, l)
+			keep(l)
 			tokens = tokens[1:]
 			continue
 		}
@@ -134,16 +148,15 @@ func (s *Session) Prefill(ctx context.Context, tokens []int32) ([][]float32, err
 		if err != nil {
 			return nil, err
 		}
-		v := s.meta.VocabSize
-		for i := 0; i < k; i++ {
-			out = append(out, logits[i*v:(i+1)*v:(i+1)*v])
-		}
+		keep(logits[:k*v])
 		tokens = tokens[k:]
 	}
 	return out, nil
 }
 
-// Decode consumes one token and returns the logits after it.
+// Decode consumes one token and returns the logits after it. They stay valid until the
+// session's next Prefill or Decode (copy them to keep them): a decode step allocates nothing
+// when the backend does not.
 func (s *Session) Decode(ctx context.Context, token int32) ([]float32, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -151,7 +164,8 @@ func (s *Session) Decode(ctx context.Context, token int32) ([]float32, error) {
 	if s.pos >= s.meta.ContextLength {
 		return nil, fmt.Errorf("%w (%d tokens)", ErrContextFull, s.meta.ContextLength)
 	}
-	return s.run(DecodeFunction, []int32{token}, 1)
+	s.tok[0] = token
+	return s.run(DecodeFunction, s.tok[:], 1)
 }
 
 // run feeds tokens (k ≤ n of them) through function fn, whose chunk size is n: the rest of
@@ -168,16 +182,20 @@ func (s *Session) run(fn string, tokens []int32, n int) ([]float32, error) {
 	if err != nil {
 		return nil, err
 	}
-	in := Inputs{
-		InputIDs:    make([]int32, n),
-		PositionIDs: make([]int32, n),
-		CurrentPos:  int32(s.pos),
+	if cap(s.ids) < n {
+		s.ids, s.positions = make([]int32, n), make([]int32, n)
 	}
-	copy(in.InputIDs, tokens)
 	if cap(s.mask) < n*c {
 		s.mask = make([]float32, n*c)
 	}
-	in.CausalMask = s.mask[:n*c]
+	in := Inputs{
+		InputIDs:    s.ids[:n],
+		PositionIDs: s.positions[:n],
+		CausalMask:  s.mask[:n*c],
+		CurrentPos:  int32(s.pos),
+	}
+	copy(in.InputIDs, tokens)
+	clear(in.InputIDs[len(tokens):]) // padding: token 0, hidden by the mask
 	for i := 0; i < n; i++ {
 		p := s.pos + i
 		in.PositionIDs[i] = int32(p)

@@ -99,7 +99,7 @@ func SpecFromPB(p *pluginpb.Spec) (stage.Spec, error) {
 		ps := stage.ParamSpec{Name: pp.GetName(), Type: stage.ParamType(pp.GetType()), Required: pp.GetRequired(),
 			Enum: pp.GetEnum(), Doc: pp.GetDoc()}
 		switch ps.Type {
-		case stage.Int, stage.Float, stage.Bool, stage.String, stage.Strings:
+		case stage.Int, stage.Float, stage.Bool, stage.String, stage.Path, stage.Strings:
 		default:
 			return s, fmt.Errorf("stage %q: parameter %q has unknown type %q", s.Uses, ps.Name, ps.Type)
 		}

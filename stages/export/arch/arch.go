@@ -19,6 +19,7 @@ import (
 	"sync"
 
 	"github.com/lilims/lilims/stages/export/mil"
+	"github.com/lilims/lilims/stages/loader/gguf"
 )
 
 // A Builder emits an architecture's forward pass into a Func, in three parts. Each returns
@@ -32,11 +33,15 @@ type Builder interface {
 	Head(fn *Func, x *mil.Value) *mil.Value
 }
 
-// Arch is a Builder made of three functions.
+// Arch is a Builder made of three functions, and a ConfigReader.
 type Arch struct {
 	EmbedFunc func(fn *Func) *mil.Value
 	BlockFunc func(fn *Func, l int, x *mil.Value) *mil.Value
 	HeadFunc  func(fn *Func, x *mil.Value) *mil.Value
+	// ConfigFunc reads the model's hyper-parameters; nil means gguf.File.Config, which
+	// knows the built-in architectures. A plugin's architecture sets it, often to
+	// StandardConfig.
+	ConfigFunc func(f *gguf.File) (*gguf.Config, error)
 }
 
 // Embed implements Builder.
@@ -80,7 +85,8 @@ var (
 )
 
 // Register makes a builder available for GGUF files whose general.architecture is name.
-// Registering a name twice replaces the earlier builder.
+// Registering a name twice replaces the earlier builder. An architecture package gguf has
+// no typed configuration for needs a builder that is also a ConfigReader (see Resolve).
 func Register(name string, b Builder) {
 	mu.Lock()
 	defer mu.Unlock()
@@ -117,8 +123,8 @@ func supportedLocked() []string {
 }
 
 func init() {
-	Register("llama", Arch{llamaEmbed, llamaBlock, llamaHead})
-	Register("phi2", Arch{phi2Embed, phi2Block, phi2Head})
-	Register("gemma", Arch{gemmaEmbed, gemmaBlock, gemmaHead})
-	Register("gpt2", Arch{gpt2Embed, gpt2Block, gpt2Head})
+	Register("llama", Arch{EmbedFunc: llamaEmbed, BlockFunc: llamaBlock, HeadFunc: llamaHead})
+	Register("phi2", Arch{EmbedFunc: phi2Embed, BlockFunc: phi2Block, HeadFunc: phi2Head})
+	Register("gemma", Arch{EmbedFunc: gemmaEmbed, BlockFunc: gemmaBlock, HeadFunc: gemmaHead})
+	Register("gpt2", Arch{EmbedFunc: gpt2Embed, BlockFunc: gpt2Block, HeadFunc: gpt2Head})
 }

@@ -63,6 +63,9 @@ type FuncSpec struct {
 	First, End int
 	Layout     Layout
 	Weights    WeightSet // nil: every weight is fp16
+	// Progress, when set, counts the weights the function binds and reports their writing.
+	// The functions of one export share it.
+	Progress *WeightProgress
 }
 
 // Func is one function of the exported program under construction (prefill with N = the
@@ -82,6 +85,7 @@ type Func struct {
 
 	kCache, vCache []*mil.Value // fp16 [1, n_head_kv, C, head_dim] per layer of [First, End)
 
+	prog       *mil.Program // for WeightProgress: weights are shared within a program
 	err        error
 	cos, sin   *mil.Value // rope angles of the chunk's positions, gathered once per function
 	maskT      *mil.Value // ANE: causal mask as [1, C, N], transposed once per function
@@ -93,7 +97,7 @@ type Func struct {
 // V state per layer of [spec.First, spec.End).
 func NewFunc(p *mil.Program, file *gguf.File, cfg *gguf.Config, spec FuncSpec) *Func {
 	f := p.Function(spec.Name)
-	fn := &Func{F: f, File: file, Config: cfg, FuncSpec: spec}
+	fn := &Func{F: f, File: file, Config: cfg, FuncSpec: spec, prog: p}
 	if spec.First < 0 || spec.End > cfg.BlockCount || spec.First > spec.End {
 		fn.fail(fmt.Errorf("export: %s: layers [%d, %d) outside the model's %d", file.Path, spec.First, spec.End, cfg.BlockCount))
 		return fn

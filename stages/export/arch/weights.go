@@ -135,7 +135,7 @@ func (fn *Func) vector(name string, shape []int) *mil.Value {
 	if len(shape) != 1 {
 		key += "#" + fmt.Sprint(len(shape))
 	}
-	return fn.F.Weight(key, mil.FP16, shape, fp16Source(fn.File, t, 0, int(t.Shape[0])))
+	return fn.F.Weight(key, mil.FP16, shape, fn.track(key, fp16Source(fn.File, t, 0, int(t.Shape[0]))))
 }
 
 // vectorRows binds elements [r0, r1) of 1-D tensor name (the bias of a fused projection).
@@ -153,7 +153,7 @@ func (fn *Func) vectorRows(name string, r0, r1 int) *mil.Value {
 	if r0 != 0 || r1 != n {
 		key = fmt.Sprintf("%s#rows%d_%d", name, r0, r1)
 	}
-	return fn.F.Weight(key, mil.FP16, []int{r1 - r0}, fp16Source(fn.File, t, r0, r1))
+	return fn.F.Weight(key, mil.FP16, []int{r1 - r0}, fn.track(key, fp16Source(fn.File, t, r0, r1)))
 }
 
 // matrix binds rows [r0, r1) of 2-D tensor name as a weight matrix: [rows, in] in the
@@ -194,7 +194,7 @@ func (fn *Func) matrix(name string, r0, r1 int) *mil.Value {
 			return fn.constexpr(key, shape, w)
 		}
 	}
-	return fn.F.Weight(key, mil.FP16, shape, fp16Source(fn.File, t, r0, r1))
+	return fn.F.Weight(key, mil.FP16, shape, fn.track(key, fp16Source(fn.File, t, r0, r1)))
 }
 
 // constexpr emits the decompression op of w with output shape (the weight's [out, in],
@@ -213,13 +213,13 @@ func (fn *Func) constexpr(key string, shape []int, w *Compressed) *mil.Value {
 			off = &mil.WeightTensor{Name: key + "_offset", DType: w.OffsetDType, Shape: sshape, Data: mil.Bytes(w.Offset)}
 		}
 		return f.BlockwiseShiftScale(key,
-			mil.WeightTensor{Name: key + "_data", DType: w.DType, Shape: shape, Data: mil.Bytes(w.Data)},
+			mil.WeightTensor{Name: key + "_data", DType: w.DType, Shape: shape, Data: fn.track(key, mil.Bytes(w.Data))},
 			mil.WeightTensor{Name: key + "_scale", DType: mil.FP16, Shape: sshape, Data: mil.Bytes(w.Scale)},
 			off)
 	default: // LUT, checked
 		lshape := append(like(w.Out/w.GroupSize, 1), 1<<w.DType.Bits(), 1)
 		return f.LUTToDense(key,
-			mil.WeightTensor{Name: key + "_indices", DType: w.DType, Shape: shape, Data: mil.Bytes(w.Data)},
+			mil.WeightTensor{Name: key + "_indices", DType: w.DType, Shape: shape, Data: fn.track(key, mil.Bytes(w.Data))},
 			mil.WeightTensor{Name: key + "_lut", DType: mil.FP16, Shape: lshape, Data: mil.Bytes(w.Palette)},
 			-1)
 	}

@@ -83,6 +83,11 @@ func (t *Tensor) Rows() int64 {
 	if len(t.Shape) == 0 {
 		return 1
 	}
+	// A zero-length row holds nothing: count no rows, as tensorInfo does when sizing the
+	// tensor (found by FuzzTensorIndex: dividing by Shape[0] = 0 panicked).
+	if t.Shape[0] == 0 {
+		return 0
+	}
 	return t.Elements() / t.Shape[0]
 }
 
@@ -473,6 +478,17 @@ func (f *File) DequantizeRows(t *Tensor, row, n int64, dst []float32) error {
 	src := f.Data(t)[row*rowBytes : (row+n)*rowBytes]
 	if err := ggml.DequantizeRow(t.Type, src, dst); err != nil {
 		return fmt.Errorf("gguf: %s: tensor %q: %w", f.Path, t.Name, err)
+	}
+	// A NaN or Inf weight — in practice a corrupt block scale d, which spreads to its whole
+	// block — would flow silently into the exported package and make logits garbage. Refuse
+	// it here, naming the tensor, as llama.cpp's ggml_validate_row_data refuses non-finite
+	// f16/f32 values and block scales when it checks tensors.
+	for i, v := range dst {
+		if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+			r := row + int64(i)/max(ne0, 1)
+			return &FormatError{Path: f.Path, Offset: f.DataOffset + int64(t.Offset) + r*rowBytes, Key: t.Name,
+				Msg: fmt.Sprintf("%s tensor has a non-finite value (%v) in row %d, element %d: corrupt data or block scale", t.Type, v, r, int64(i)%max(ne0, 1))}
+		}
 	}
 	return nil
 }

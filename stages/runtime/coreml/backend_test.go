@@ -91,7 +91,9 @@ func generate(t *testing.T, s interface {
 		if last, err = s.Decode(ctx, tok); err != nil {
 			t.Fatal(err)
 		}
-		rows = append(rows, last)
+		// Decode's logits last until the session's next call (the reference session
+		// reuses its buffers): keep a copy.
+		rows = append(rows, slices.Clone(last))
 	}
 	return rows, greedy
 }

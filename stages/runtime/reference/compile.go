@@ -74,6 +74,12 @@ func openSpec(spec *milpb.Model, weights func(string) (*blob.Reader, error), opt
 	}()
 	descs := functionDescriptions(spec)
 	for _, name := range sortedKeys(prog.GetFunctions()) {
+		// "" means "the default function" to Predict, Describe and NewState, so a function
+		// may not be called that (found by FuzzOpen: Functions listed "", Describe("")
+		// looked up the default instead).
+		if name == "" {
+			return nil, fmt.Errorf("reference: the program has a function with an empty name")
+		}
 		f, err := c.compileFunction(name, prog.GetFunctions()[name], descs[name])
 		if err != nil {
 			return nil, err
@@ -239,6 +245,9 @@ func (c *compiler) compileOp(op *milpb.Operation) error {
 		return nil
 	}
 	s.run = run
+	if c.m.opts.Observe != nil {
+		s.observed = c.observed(o)
+	}
 	for i, t := range o.outs {
 		s.outs = append(s.outs, t)
 		s.declared = append(s.declared, o.declared[i])

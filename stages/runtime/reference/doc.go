@@ -22,8 +22,16 @@
 // as float32 so that kernels read them in place.
 //
 // Weights produced by constexpr_blockwise_shift_scale or constexpr_lut_to_dense that feed a
-// linear, matmul or 1×1 conv are never materialised: those ops use fused kernels that
-// dequantize the packed int4/LUT data row by row while computing dot products.
+// linear, matmul, 1×1 conv or an axis-0 gather (an embedding table) are never materialised:
+// those ops use fused kernels that dequantize the packed int4/LUT data row by row while
+// computing dot products, and fp16 weights and scales stay fp16 as mapped, so the memory a
+// model takes is about its package's size plus the KV state. A single token (decode) goes
+// through a fused int4 dot; several tokens (prefill) through a tile that dequantizes two
+// rows once and multiplies them with four tokens at a time. On amd64 with AVX2, FMA and F16C
+// these inner loops are assembly (kernels_amd64.s); kernels_generic.go is the portable form
+// they are tested against and the path elsewhere (or with -tags purego). The float dots of
+// decode and prefill add in the same order, so a token's logits do not depend on which
+// function computed them.
 //
 // The package does not compile or validate models for Core ML, nor does it run control flow
 // (ops with nested blocks).

@@ -27,13 +27,6 @@ func halfLUT() *[1 << 16]float32 {
 
 func halfToFloat(h uint16) float32 { return halfLUT()[h] }
 
-func halfsToFloats(dst []float32, src []uint16) {
-	lut := halfLUT()
-	for i, h := range src[:len(dst)] {
-		dst[i] = lut[h]
-	}
-}
-
 // floatToHalf rounds f to the nearest fp16 (ties to even), overflowing to ±Inf and keeping
 // NaN a quiet NaN, as IEEE-754 binary16 conversion does.
 func floatToHalf(f float32) uint16 {

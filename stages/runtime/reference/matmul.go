@@ -1,36 +1,76 @@
 package reference
 
 // linearTask computes out[n, r] = W[r,:]·x[n,:] + bias[r] for rows split across workers.
+//
+// One token (decode) reads each row once through the weight's fused dot. Several tokens
+// (prefill) take rows two at a time: each pair is dequantized once into the worker's scratch
+// and multiplied with four tokens at a time (dot2x4), so a weight is read from memory once
+// per product and every loaded weight vector serves eight multiply-adds.
 type linearTask struct {
 	x, out  []float32
 	bias    []float32
 	w       weightMatrix
 	n, din  int
 	dout    int
-	scratch [][]float32 // per worker, one dequantised row (n > 1)
+	scratch [][]float32 // per worker, two dequantised rows (n > 1)
+
+	// Fused int4 (n == 1): x deinterleaved and per-block corrections, made once per call.
+	bw       *blockwiseWeight
+	xd, corr []float32
 }
 
 func (t *linearTask) runRange(w, lo, hi int) {
 	if t.n == 1 {
-		for r := lo; r < hi; r++ {
-			s := t.w.dotRow(r, t.x)
-			if t.bias != nil {
-				s += t.bias[r]
+		if t.bw != nil {
+			for r := lo; r < hi; r++ {
+				t.out[r] = t.bw.dotFused(r, t.xd, t.corr)
 			}
-			t.out[r] = s
+		} else {
+			for r := lo; r < hi; r++ {
+				t.out[r] = t.w.dotRow(r, t.x)
+			}
+		}
+		if t.bias != nil {
+			for r := lo; r < hi; r++ {
+				t.out[r] += t.bias[r]
+			}
 		}
 		return
 	}
-	// Several tokens: dequantise each row once and reuse it for every token.
 	buf := t.scratch[w]
-	for r := lo; r < hi; r++ {
-		t.w.row(r, buf)
-		var b float32
-		if t.bias != nil {
-			b = t.bias[r]
+	r0, r1 := buf[:t.din], buf[t.din:2*t.din]
+	var acc [8]float32
+	for r := lo; r < hi; r += 2 {
+		pair := r+1 < hi
+		t.w.row(r, r0)
+		if pair {
+			t.w.row(r+1, r1)
+		} else {
+			copy(r1, r0)
 		}
-		for i := 0; i < t.n; i++ {
-			t.out[i*t.dout+r] = dot(buf, t.x[i*t.din:(i+1)*t.din]) + b
+		var b0, b1 float32
+		if t.bias != nil {
+			b0 = t.bias[r]
+			if pair {
+				b1 = t.bias[r+1]
+			}
+		}
+		i := 0
+		for ; i+4 <= t.n; i += 4 {
+			dot2x4(r0, r1, t.x[i*t.din:], t.din, &acc)
+			for k := range 4 {
+				t.out[(i+k)*t.dout+r] = acc[k] + b0
+				if pair {
+					t.out[(i+k)*t.dout+r+1] = acc[4+k] + b1
+				}
+			}
+		}
+		for ; i < t.n; i++ {
+			xi := t.x[i*t.din : (i+1)*t.din]
+			t.out[i*t.dout+r] = dot(r0, xi) + b0
+			if pair {
+				t.out[i*t.dout+r+1] = dot(r1, xi) + b1
+			}
 		}
 	}
 }
@@ -39,12 +79,32 @@ func (t *linearTask) run(p *workerPool) {
 	if t.n > 1 && t.scratch == nil {
 		t.scratch = make([][]float32, p.workers)
 		for i := range t.scratch {
-			t.scratch[i] = make([]float32, t.din)
+			t.scratch[i] = make([]float32, 2*t.din)
 		}
+	}
+	t.bw = nil
+	if bw, ok := t.w.(*blockwiseWeight); ok && t.n == 1 && bw.fused() {
+		if t.xd == nil {
+			t.xd, t.corr = make([]float32, t.din), make([]float32, bw.sc)
+		}
+		bw.prepare(t.x, t.xd, t.corr)
+		t.bw = bw
+	}
+	if t.n > 1 {
+		// Even chunks keep row pairs whole.
+		p.parallel((t.dout+1)/2, max(1, minParallelWork/max(1, 2*t.din*t.n)), (*rowPairs)(t))
+		return
 	}
 	// Split only when each worker gets some 16K multiply-adds: below that, waking a
 	// goroutine costs more than it saves.
 	p.parallel(t.dout, max(1, minParallelWork/max(1, t.din*t.n)), t)
+}
+
+// rowPairs runs a linearTask over pairs of rows, so that chunk boundaries fall on even rows.
+type rowPairs linearTask
+
+func (p *rowPairs) runRange(w, lo, hi int) {
+	(*linearTask)(p).runRange(w, 2*lo, min(2*hi, p.dout))
 }
 
 // weightArg returns input key as a weight matrix, fused when it comes from a constexpr op.
@@ -59,6 +119,10 @@ func (o *opCtx) weightArg(key string) (weightMatrix, []int, error) {
 	}
 	if !v.isConst {
 		return nil, nil, o.errf("input %q must be a constant", key)
+	}
+	// An fp16 constant stays fp16 (mapped, half the memory): its kernels widen as they read.
+	if t := v.t; t != nil && t.DType == Float16 && t.f32 == nil && t.half != nil {
+		return weightOf(t), t.Shape, nil
 	}
 	t, err := o.c.materialise(v)
 	if err != nil {
@@ -105,6 +169,18 @@ func (o *opCtx) linearRun(x, out *Tensor, task *linearTask) func() error {
 		}
 		shape = append(append(shape[:0], x.Shape[:r-1]...), task.dout)
 		out.setShape(shape)
+		if task.din == 0 || x.Len() == 0 {
+			// An empty operand (a zero dimension in x or the weight): each output row is
+			// the empty sum plus the bias. The kernels assume at least one row and column
+			// (found by FuzzOpen: a zero-row x indexed absent scratch).
+			for i := range out.f32 {
+				out.f32[i] = 0
+				if task.bias != nil {
+					out.f32[i] = task.bias[i%task.dout]
+				}
+			}
+			return nil
+		}
 		task.x, task.out, task.n = x.f32, out.f32, x.Len()/task.din
 		task.run(pool)
 		return nil
@@ -172,6 +248,9 @@ func compileConv(o *opCtx) (func() error, error) {
 		n, sp := x.Shape[0], numElements(x.Shape[2:])
 		shape = append(append(shape[:0], n, cout), x.Shape[2:]...)
 		out.setShape(shape)
+		if n*sp == 0 {
+			return nil // no positions: the output is empty, and the kernel needs a row
+		}
 		if cap(xt) < n*sp*cin {
 			xt, yt = make([]float32, n*sp*cin), make([]float32, n*sp*cout)
 		}

@@ -28,6 +28,10 @@ type Options struct {
 	// Threads is the number of goroutines matmul-like kernels use; 0 means runtime.NumCPU().
 	Threads int
 
+	// Observe, when set, is called after every op of every Predict call with the op and
+	// its inputs (see ObservedOp), from the goroutine running Predict. Nil costs nothing.
+	Observe func(op *ObservedOp)
+
 	// copyStates turns off in-place state updates (stateAliases), for tests that check
 	// that both ways compute the same.
 	copyStates bool
@@ -84,8 +88,9 @@ type step struct {
 	typ, name string
 	run       func() error
 	outs      []*Tensor
-	declared  [][]int // declared output shapes (-1 = unknown), checked after run
-	round     []bool  // whether output i is rounded to fp16 after run
+	declared  [][]int     // declared output shapes (-1 = unknown), checked after run
+	round     []bool      // whether output i is rounded to fp16 after run
+	observed  *ObservedOp // what Options.Observe is shown after run (nil: no observer)
 }
 
 // Metadata returns a copy of the user-defined metadata of the model description (for a
@@ -259,6 +264,9 @@ func (m *Model) PredictInto(fn string, inputs map[string]*Tensor, st *State, out
 				f.rounder.v = o.f32
 				m.pool.parallel(len(o.f32), minParallelWork, &f.rounder)
 			}
+		}
+		if s.observed != nil {
+			m.opts.Observe(s.observed)
 		}
 	}
 	for i, o := range f.desc.Outputs {

@@ -582,6 +582,9 @@ func compileSliceUpdate(o *opCtx) (func() error, error) {
 }
 
 func compileGather(o *opCtx) (func() error, error) {
+	if run, ok, err := compileGatherRows(o); ok || err != nil {
+		return run, err
+	}
 	x, err := o.tensor("x")
 	if err != nil {
 		return nil, err
@@ -782,4 +785,57 @@ func compileFill(o *opCtx) (func() error, error) {
 		}
 		return nil
 	}, nil
+}
+
+// compileGatherRows handles gather along axis 0 of a constexpr weight (an embedding table
+// quantized to int4 or a LUT): it dequantizes only the rows the indices pick, so the table
+// is never materialised (for a 51200×2560 vocabulary that would be 500 MB of float32).
+// ok is false when the op is not of that form.
+func compileGatherRows(o *opCtx) (run func() error, ok bool, err error) {
+	v, err := o.arg("x")
+	if err != nil || v.w == nil || v.t != nil {
+		return nil, false, nil
+	}
+	axis, err := o.constInt("axis", 0)
+	if err != nil || axis != 0 {
+		return nil, false, nil
+	}
+	if bd, err := o.constInt("batch_dims", 0); err != nil || bd != 0 {
+		return nil, false, nil
+	}
+	dt, wshape, err := tensorTypeOf(v.wType)
+	if err != nil || len(wshape) != 2 {
+		return nil, false, nil
+	}
+	ind, err := o.tensor("indices")
+	if err != nil {
+		return nil, true, err
+	}
+	out, err := o.floatOutput(0)
+	if err != nil {
+		return nil, true, err
+	}
+	w := v.w
+	rows, cols := w.dims()
+	sh := make([]int, 0, 8)
+	return func() error {
+		sh = append(append(sh[:0], ind.Shape...), cols)
+		out.setShape(sh)
+		for j := range ind.Len() {
+			k := int(ind.intAt(j))
+			if k < 0 {
+				k += rows // iOS15/16 semantics; iOS17 calls negatives out of bounds
+			}
+			if k < 0 || k >= rows {
+				return fmt.Errorf("index %d out of range [0, %d)", ind.intAt(j), rows)
+			}
+			dst := out.f32[j*cols : (j+1)*cols]
+			w.row(k, dst)
+			if dt == Float16 {
+				// As materialise would have rounded the dense weight (constexpr output fp16).
+				roundSliceFP16(dst)
+			}
+		}
+		return nil
+	}, true, nil
 }

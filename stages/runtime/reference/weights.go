@@ -33,21 +33,7 @@ type halfWeight struct {
 
 func (w *halfWeight) dims() (int, int) { return w.rows, w.cols }
 func (w *halfWeight) dotRow(r int, x []float32) float32 {
-	row := w.w[r*w.cols : (r+1)*w.cols]
-	x = x[:len(row)]
-	lut := w.lut
-	var s0, s1, s2, s3 float32
-	for len(row) >= 4 && len(x) >= 4 {
-		s0 += lut[row[0]] * x[0]
-		s1 += lut[row[1]] * x[1]
-		s2 += lut[row[2]] * x[2]
-		s3 += lut[row[3]] * x[3]
-		row, x = row[4:], x[4:]
-	}
-	for i, h := range row {
-		s0 += lut[h] * x[i]
-	}
-	return (s0 + s1) + (s2 + s3)
+	return dotHalf(w.w[r*w.cols:(r+1)*w.cols], x, w.lut)
 }
 func (w *halfWeight) row(r int, dst []float32) { halfsToFloats(dst, w.w[r*w.cols:(r+1)*w.cols]) }
 
@@ -67,32 +53,18 @@ func weightOf(t *Tensor) weightMatrix {
 	return &denseWeight{w: t.Float32s(), rows: rows, cols: cols}
 }
 
-// dot returns a·b (len(b) ≥ len(a)) with four interleaved partial sums. The loop advances
-// the slices rather than an index so that the compiler proves every access in bounds.
-func dot(a, b []float32) float32 {
-	b = b[:len(a)]
-	var s0, s1, s2, s3 float32
-	for len(a) >= 4 && len(b) >= 4 {
-		s0 += a[0] * b[0]
-		s1 += a[1] * b[1]
-		s2 += a[2] * b[2]
-		s3 += a[3] * b[3]
-		a, b = a[4:], b[4:]
-	}
-	for i, v := range a {
-		s0 += v * b[i]
-	}
-	return (s0 + s1) + (s2 + s3)
-}
-
 // blockwiseWeight is constexpr_blockwise_shift_scale over integer data (§5.7):
 // W[r,c] = scale[r/rb, c/cb]·(data[r,c] − offset[r/rb, c/cb]).
 // The fused dot computes, per block, s·(Σ x·q − o·Σ x), never forming W. It is exact in real
 // arithmetic; Core ML rounds the materialised W to fp16 first, a difference far below the
 // fp16 rounding of the op's result.
+//
+// An fp16 scale stays fp16 (scaleH, read from the mapped blob) so that the runtime's memory
+// is the package's size: widened to float32 it would add 1 bit per weight at block 32.
 type blockwiseWeight struct {
-	data       *Tensor // Int4, Uint4, Int8 or Uint8
-	scale      []float32
+	data       *Tensor   // Int4, Uint4, Int8 or Uint8
+	scale      []float32 // nil when scaleH holds the scales
+	scaleH     []uint16
 	offset     []float32 // nil when absent
 	rows, cols int
 	rb, cb     int // block sizes
@@ -100,6 +72,45 @@ type blockwiseWeight struct {
 }
 
 func (w *blockwiseWeight) dims() (int, int) { return w.rows, w.cols }
+
+// scaleAt returns scale i (row-major over the scale tensor).
+func (w *blockwiseWeight) scaleAt(i int) float32 {
+	if w.scale != nil {
+		return w.scale[i]
+	}
+	return halfLUT()[w.scaleH[i]]
+}
+
+// fused reports whether rows go through the fused int4 kernel (dotInt4): 4-bit codes
+// without offset, fp16 scales, one scale per row (rb 1) per block of a multiple of 32.
+func (w *blockwiseWeight) fused() bool {
+	return (w.data.DType == Int4 || w.data.DType == Uint4) && w.offset == nil && w.scaleH != nil &&
+		w.rb == 1 && w.cb%32 == 0 && hasInt4Kernel()
+}
+
+// prepare fills xd (x deinterleaved, see deinterleave16) and corr (per block: Σ x for int4,
+// 0 for uint4) for dotFused; both are shared by every row of one product.
+func (w *blockwiseWeight) prepare(x, xd, corr []float32) {
+	deinterleave16(xd, x[:w.cols])
+	for b := range w.sc {
+		var s float32
+		if w.data.DType == Int4 {
+			for _, v := range x[b*w.cb : (b+1)*w.cb] {
+				s += v
+			}
+		}
+		corr[b] = s
+	}
+}
+
+// dotFused is dotRow through the fused kernel, on inputs made by prepare.
+func (w *blockwiseWeight) dotFused(r int, xd, corr []float32) float32 {
+	flip := byte(0)
+	if w.data.DType == Int4 {
+		flip = 0x88 // int4 nibble n → n+8 in 0..15 (two's complement, blob v2 §4.4)
+	}
+	return dotInt4(w.data.raw[r*w.cols/2:(r+1)*w.cols/2], w.scaleH[r*w.sc:(r+1)*w.sc], xd, corr, w.cb/32, flip)
+}
 
 func (w *blockwiseWeight) dotRow(r int, x []float32) float32 {
 	srow := (r / w.rb) * w.sc
@@ -142,7 +153,7 @@ func (w *blockwiseWeight) dotRow(r int, x []float32) float32 {
 			}
 			dq -= w.offset[srow+b] * sx
 		}
-		sum += w.scale[srow+b] * dq
+		sum += w.scaleAt(srow+b) * dq
 	}
 	return sum
 }
@@ -150,15 +161,44 @@ func (w *blockwiseWeight) dotRow(r int, x []float32) float32 {
 func (w *blockwiseWeight) row(r int, dst []float32) {
 	srow := (r / w.rb) * w.sc
 	base := r * w.cols
+	if (w.data.DType == Int4 || w.data.DType == Uint4) && base%2 == 0 && w.cb%2 == 0 {
+		// Two codes per byte, element 2k in the low nibble: a byte at a time.
+		tab := &nibbleValues[0]
+		if w.data.DType == Int4 {
+			tab = &nibbleValues[1]
+		}
+		for b := range w.sc {
+			s := w.scaleAt(srow + b)
+			var o float32
+			if w.offset != nil {
+				o = w.offset[srow+b]
+			}
+			d := dst[b*w.cb : (b+1)*w.cb]
+			for k, v := range w.data.raw[(base+b*w.cb)/2 : (base+(b+1)*w.cb)/2] {
+				d[2*k] = s * (tab[v&15] - o)
+				d[2*k+1] = s * (tab[v>>4] - o)
+			}
+		}
+		return
+	}
 	for c := 0; c < w.cols; c++ {
 		b := srow + c/w.cb
 		q := float32(w.data.intAt(base + c))
 		if w.offset != nil {
 			q -= w.offset[b]
 		}
-		dst[c] = w.scale[b] * q
+		dst[c] = w.scaleAt(b) * q
 	}
 }
+
+// nibbleValues maps a 4-bit code to its value: [0] as uint4, [1] as int4 (two's complement).
+var nibbleValues = func() (t [2][16]float32) {
+	for n := range 16 {
+		t[0][n] = float32(n)
+		t[1][n] = float32(int8(n<<4) >> 4)
+	}
+	return t
+}()
 
 // lutWeight is constexpr_lut_to_dense (iOS18) with VECTOR_SIZE 1 (§5.7):
 // W[r,c] = lut[r/rg, c/cg, indices[r,c]].
@@ -232,8 +272,11 @@ func compileBlockwise(o *opCtx) error {
 	if err != nil {
 		return err
 	}
-	scale, err := o.floatTensor("scale")
-	if err != nil {
+	// An fp16 scale constant is taken as it is stored (tensor would widen it to float32).
+	var scale *Tensor
+	if v, err := o.arg("scale"); err == nil && v.t != nil && v.t.DType == Float16 && v.t.f32 == nil && v.t.half != nil {
+		scale = v.t
+	} else if scale, err = o.floatTensor("scale"); err != nil {
 		return err
 	}
 	var offset *Tensor
@@ -271,7 +314,13 @@ func compileBlockwise(o *opCtx) error {
 			off[i] = float32(offset.Float64At(i))
 		}
 	}
-	sv := scale.Float32s()
+	var sv []float32
+	var svH []uint16
+	if scale.f32 == nil && scale.half != nil && twoD {
+		svH = scale.half
+	} else {
+		sv = scale.Float32s()
+	}
 	switch data.DType {
 	case Int4, Uint4, Int8, Uint8:
 	default:
@@ -285,6 +334,9 @@ func compileBlockwise(o *opCtx) error {
 		}
 		if !sameShape(shape, data.Shape) {
 			return o.errf("output declared %v, data is %v", shape, data.Shape)
+		}
+		if sv == nil {
+			sv = scale.Float32s()
 		}
 		t := NewTensor(dt, shape...)
 		dv := data
@@ -315,7 +367,7 @@ func compileBlockwise(o *opCtx) error {
 		o.c.vals[o.op.GetOutputs()[0].GetName()] = &value{t: t, isConst: true}
 		return nil
 	}
-	w := &blockwiseWeight{data: data, scale: sv, offset: off, rows: rows, cols: cols,
+	w := &blockwiseWeight{data: data, scale: sv, scaleH: svH, offset: off, rows: rows, cols: cols,
 		rb: rows / scale.Shape[0], cb: cols / sc, sc: sc}
 	return o.defineWeight(w)
 }

@@ -1,0 +1,331 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/lilims/lilims/pipeline/stage"
+)
+
+func newBenchCmd() *cobra.Command {
+	var (
+		pf               pipelineFlags
+		nPrompt, nGen    int
+		reps, threads    int
+		asJSON           bool
+		llamaPP, llamaTG float64
+	)
+	cmd := &cobra.Command{
+		Use:   "bench MODEL.gguf|PIPELINE.yaml [-p 64] [-n 32] [-r 5] [-t THREADS] [--json]",
+		Short: "Measure prompt processing and generation speed, build time and peak memory",
+		Long: `Build the pipeline (timing each build stage), open its runtime and measure, like
+llama-bench, prompt processing (pp: -p tokens into an empty context, one Prefill call) and
+text generation (tg: -n tokens decoded one by one from an empty context), each repeated -r
+times after one warm-up. Speeds are tokens per second, reported as mean ± standard deviation.
+
+Peak RSS is the process's high-water mark (VmHWM on Linux): once for the whole run
+(peak_rss_mb, which includes the build stages when they run in-process) and once for the
+runtime alone (runtime_peak_rss_mb, measured from after the build where the kernel can
+reset the mark). With --llama-pp/--llama-tg (llama.cpp's tokens/s on the same machine) the
+ratios are printed too.`,
+		Example: `  lilims bench model.gguf --set quantize.scheme=block -t 2
+  lilims bench pipelines/phi2.yaml -p 64 -n 32 -r 3 --json
+  lilims bench model.gguf --set quantize.scheme=block --llama-pp 52 --llama-tg 18.3`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if nPrompt < 0 || nGen < 0 || nPrompt+nGen == 0 {
+				return usagef("-p and -n must be ≥ 0 and not both 0")
+			}
+			if reps < 1 {
+				return usagef("-r must be at least 1")
+			}
+			sets := pf.sets
+			plan, err := loadPlan(a[0], sets)
+			if err != nil {
+				return err
+			}
+			if threads > 0 {
+				rt := plan.Step(stage.KindRuntime)
+				if rt == nil {
+					return fmt.Errorf("%s: the pipeline has no runtime stage", a[0])
+				}
+				sets = append(slices.Clone(sets), rt.ID+".threads="+strconv.Itoa(threads))
+				if plan, err = loadPlan(a[0], sets); err != nil {
+					return err
+				}
+			}
+			ctx := cmd.Context()
+			start := time.Now()
+			b, err := buildPlan(ctx, plan, pf.workDir, pf.verbose)
+			if err != nil {
+				return err
+			}
+			defer b.cleanup()
+			r := benchResult{Model: b.model(), Prompt: nPrompt, Gen: nGen, Reps: reps, Threads: threads,
+				BuildSeconds: time.Since(start).Seconds()}
+			for _, s := range b.artifacts {
+				r.Stages = append(r.Stages, benchStage{ID: s.ID, Seconds: s.Seconds, Cached: s.Cached})
+			}
+			if len(b.artifacts) > 0 {
+				if n, err := dirSize(b.artifacts[len(b.artifacts)-1].Artifact.Path); err == nil {
+					r.PackageMB = float64(n) / (1 << 20)
+				}
+			}
+			r.BuildPeakRSSMB = peakRSSMB()
+			resetPeakRSS()
+			start = time.Now()
+			sess, err := plan.OpenSession(ctx, b.artifacts)
+			if err != nil {
+				return err
+			}
+			defer sess.Close()
+			r.OpenSeconds = time.Since(start).Seconds()
+			if nPrompt > sess.ContextLength() || nGen > sess.ContextLength() {
+				return usagef("-p %d / -n %d exceed the exported context of %d (--set export.context=N)", nPrompt, nGen, sess.ContextLength())
+			}
+			r.RSSAfterOpenMB = rssMB()
+			if err := runBench(ctx, sess, &r); err != nil {
+				return err
+			}
+			r.RuntimePeakRSSMB = peakRSSMB()
+			r.PeakRSSMB = max(r.BuildPeakRSSMB, r.RuntimePeakRSSMB)
+			if llamaPP > 0 && r.PP.Mean > 0 {
+				r.PPRatio = r.PP.Mean / llamaPP
+			}
+			if llamaTG > 0 && r.TG.Mean > 0 {
+				r.TGRatio = r.TG.Mean / llamaTG
+			}
+			if asJSON {
+				return writeJSON(cmd.OutOrStdout(), r.jsonObject())
+			}
+			r.writeText(cmd.OutOrStdout(), llamaPP, llamaTG)
+			return nil
+		},
+	}
+	cmd.Flags().IntVarP(&nPrompt, "prompt", "p", 64, "prompt tokens processed in one Prefill (0: skip pp)")
+	cmd.Flags().IntVarP(&nGen, "gen", "n", 32, "tokens generated one by one (0: skip tg)")
+	cmd.Flags().IntVarP(&reps, "reps", "r", 5, "repetitions of each test (after one warm-up)")
+	cmd.Flags().IntVarP(&threads, "threads", "t", 0, "runtime threads (sets RUNTIME.threads; 0: the pipeline's)")
+	cmd.Flags().BoolVar(&asJSON, "json", false, `print one JSON object {"pp_tps", "tg_tps", "build_seconds", "peak_rss_mb", …}`)
+	cmd.Flags().Float64Var(&llamaPP, "llama-pp", 0, "llama.cpp's prompt tokens/s on this machine, to print the ratio")
+	cmd.Flags().Float64Var(&llamaTG, "llama-tg", 0, "llama.cpp's generation tokens/s on this machine, to print the ratio")
+	pf.register(cmd)
+	return cmd
+}
+
+// speed is a tokens/s figure over repetitions.
+type speed struct {
+	Mean, Std float64
+	Samples   []float64
+}
+
+func newSpeed(samples []float64) speed {
+	s := speed{Samples: samples}
+	if len(samples) == 0 {
+		return s
+	}
+	for _, v := range samples {
+		s.Mean += v
+	}
+	s.Mean /= float64(len(samples))
+	if len(samples) > 1 {
+		var ss float64
+		for _, v := range samples {
+			ss += (v - s.Mean) * (v - s.Mean)
+		}
+		s.Std = math.Sqrt(ss / float64(len(samples)-1))
+	}
+	return s
+}
+
+type benchStage struct {
+	ID      string  `json:"id"`
+	Seconds float64 `json:"seconds"`
+	Cached  bool    `json:"cached,omitempty"`
+}
+
+type benchResult struct {
+	Model             string
+	Prompt, Gen, Reps int
+	Threads           int
+	BuildSeconds      float64
+	Stages            []benchStage
+	PackageMB         float64
+	OpenSeconds       float64
+	PP, TG            speed
+	PPRatio, TGRatio  float64
+	BuildPeakRSSMB    float64
+	RuntimePeakRSSMB  float64
+	PeakRSSMB         float64
+	RSSAfterOpenMB    float64
+}
+
+// benchTokens returns n ordinary token ids (no BOS, none of the low byte ids) below vocab.
+func benchTokens(n, vocab int) []int32 {
+	t := make([]int32, n)
+	for i := range t {
+		t[i] = int32((300 + 37*i) % max(vocab, 1))
+	}
+	return t
+}
+
+// runBench runs one warm-up and r.Reps timed repetitions of pp and tg.
+func runBench(ctx context.Context, sess stage.Session, r *benchResult) error {
+	prompt := benchTokens(r.Prompt, sess.VocabSize())
+	var pp, tg []float64
+	for rep := -1; rep < r.Reps; rep++ {
+		if r.Prompt > 0 {
+			sess.Reset()
+			t0 := time.Now()
+			if _, err := sess.Prefill(ctx, prompt); err != nil {
+				return err
+			}
+			if rep >= 0 {
+				pp = append(pp, float64(r.Prompt)/time.Since(t0).Seconds())
+			}
+		}
+		if r.Gen > 0 {
+			sess.Reset()
+			tok := int32(300 % max(sess.VocabSize(), 1))
+			t0 := time.Now()
+			for range r.Gen {
+				logits, err := sess.Decode(ctx, tok)
+				if err != nil {
+					return err
+				}
+				tok = argmaxLogit(logits)
+			}
+			if rep >= 0 {
+				tg = append(tg, float64(r.Gen)/time.Since(t0).Seconds())
+			}
+		}
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	r.PP, r.TG = newSpeed(pp), newSpeed(tg)
+	return nil
+}
+
+func argmaxLogit(v []float32) int32 {
+	best := 0
+	for i, x := range v {
+		if x > v[best] {
+			best = i
+		}
+	}
+	return int32(best)
+}
+
+func (r *benchResult) jsonObject() map[string]any {
+	round := func(f float64) float64 { return math.Round(f*1000) / 1000 }
+	o := map[string]any{
+		"model": r.Model, "n_prompt": r.Prompt, "n_gen": r.Gen, "reps": r.Reps, "threads": r.Threads,
+		"pp_tps": round(r.PP.Mean), "pp_tps_std": round(r.PP.Std), "pp_samples": r.PP.Samples,
+		"tg_tps": round(r.TG.Mean), "tg_tps_std": round(r.TG.Std), "tg_samples": r.TG.Samples,
+		"build_seconds": round(r.BuildSeconds), "stages": r.Stages, "open_seconds": round(r.OpenSeconds),
+		"package_mb": round(r.PackageMB), "peak_rss_mb": round(r.PeakRSSMB),
+		"build_peak_rss_mb": round(r.BuildPeakRSSMB), "runtime_peak_rss_mb": round(r.RuntimePeakRSSMB),
+		"rss_after_open_mb": round(r.RSSAfterOpenMB),
+	}
+	if r.PPRatio > 0 {
+		o["pp_ratio"] = round(r.PPRatio)
+	}
+	if r.TGRatio > 0 {
+		o["tg_ratio"] = round(r.TGRatio)
+	}
+	return o
+}
+
+func (r *benchResult) writeText(w io.Writer, llamaPP, llamaTG float64) {
+	fmt.Fprintf(w, "model: %s (package %.1f MB)\n", r.Model, r.PackageMB)
+	fmt.Fprintf(w, "build: %.2f s", r.BuildSeconds)
+	for _, s := range r.Stages {
+		c := ""
+		if s.Cached {
+			c = " cached"
+		}
+		fmt.Fprintf(w, "  %s %.2f s%s", s.ID, s.Seconds, c)
+	}
+	fmt.Fprintf(w, "\nopen:  %.2f s\n", r.OpenSeconds)
+	fmt.Fprintf(w, "%-8s %8s %20s %14s\n", "test", "threads", "t/s", "vs llama.cpp")
+	row := func(name string, s speed, ref, ratio float64) {
+		vs := "-"
+		if ref > 0 {
+			vs = fmt.Sprintf("%.3f×", ratio)
+		}
+		fmt.Fprintf(w, "%-8s %8s %20s %14s\n", name, threadsString(r.Threads),
+			fmt.Sprintf("%.2f ± %.2f", s.Mean, s.Std), vs)
+	}
+	if r.Prompt > 0 {
+		row(fmt.Sprintf("pp%d", r.Prompt), r.PP, llamaPP, r.PPRatio)
+	}
+	if r.Gen > 0 {
+		row(fmt.Sprintf("tg%d", r.Gen), r.TG, llamaTG, r.TGRatio)
+	}
+	fmt.Fprintf(w, "peak RSS: %.0f MB (build %.0f MB, runtime %.0f MB; %.0f MB after open)\n",
+		r.PeakRSSMB, r.BuildPeakRSSMB, r.RuntimePeakRSSMB, r.RSSAfterOpenMB)
+}
+
+func threadsString(n int) string {
+	if n <= 0 {
+		return "default"
+	}
+	return strconv.Itoa(n)
+}
+
+// procStatusMB returns a "Key:  N kB" field of /proc/self/status in MB, ok false when absent.
+func procStatusMB(key string) (float64, bool) {
+	f, err := os.Open("/proc/self/status")
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if v, ok := strings.CutPrefix(line, key+":"); ok {
+			fields := strings.Fields(v)
+			if len(fields) >= 1 {
+				kb, err := strconv.ParseFloat(fields[0], 64)
+				if err == nil {
+					return kb / 1024, true
+				}
+			}
+		}
+	}
+	return 0, false
+}
+
+// peakRSSMB is the process's peak resident set: VmHWM on Linux, getrusage's maxrss elsewhere.
+func peakRSSMB() float64 {
+	if v, ok := procStatusMB("VmHWM"); ok {
+		return v
+	}
+	return maxRSSMB()
+}
+
+// rssMB is the current resident set (VmRSS), or the peak where it is not available.
+func rssMB() float64 {
+	if v, ok := procStatusMB("VmRSS"); ok {
+		return v
+	}
+	return maxRSSMB()
+}
+
+// resetPeakRSS resets VmHWM to the current RSS (Linux ≥ 4.0: writing 5 to
+// /proc/self/clear_refs), so that the runtime's peak is measured apart from the build's.
+// Where it cannot, the runtime's figure includes the build.
+func resetPeakRSS() {
+	os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
+}

@@ -1,0 +1,202 @@
+package compile
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/lilims/lilims/stages/export/mil/milpb"
+	"github.com/lilims/lilims/stages/export/mlpackage"
+)
+
+// ChunkIndexFile is the index of a chunked export (the export stage's model.chunks
+// directory):
+//
+//	{"format": "lilims.chunks", "version": 1, "layers": L,
+//	 "chunks": [{"path": "chunk_0.mlpackage", "first": 0, "end": 3}, …]}
+//
+// The packages run in the listed order, their layer ranges covering [0, L) without gaps;
+// every package but the last outputs hidden_states_out, which the next takes as its input
+// hidden_states (the first takes input_ids), and the last outputs logits.
+const ChunkIndexFile = "chunks.json"
+
+// maxChunks bounds the chunk count of an index before anything is opened; maxIndexBytes
+// bounds the index itself (a thousand entries take ~70 KB).
+const (
+	maxChunks     = 1024
+	maxIndexBytes = 1 << 20
+)
+
+type chunkIndex struct {
+	Format  string `json:"format"`
+	Version int    `json:"version"`
+	Layers  int    `json:"layers"`
+	Chunks  []struct {
+		Path  string `json:"path"`
+		First int    `json:"first"`
+		End   int    `json:"end"`
+	} `json:"chunks"`
+}
+
+// IsChunked reports whether path is the directory of a chunked export.
+func IsChunked(path string) bool {
+	fi, err := os.Stat(filepath.Join(path, ChunkIndexFile))
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// ChunkPackages reads the index of the chunked export at dir and returns its packages in
+// run order, after checking that the index is well-formed: format and version, 1 to
+// maxChunks chunks, paths inside dir, layer ranges that continue one another and cover
+// the model's layers.
+func ChunkPackages(dir string) ([]string, error) {
+	where := filepath.Join(dir, ChunkIndexFile)
+	fi, err := os.Stat(where)
+	if err != nil {
+		return nil, fmt.Errorf("compile: %w", err)
+	}
+	if fi.Size() > maxIndexBytes {
+		return nil, fmt.Errorf("compile: %s: %d bytes, an index holds at most %d", where, fi.Size(), maxIndexBytes)
+	}
+	raw, err := os.ReadFile(where)
+	if err != nil {
+		return nil, fmt.Errorf("compile: %w", err)
+	}
+	var idx chunkIndex
+	if err := json.Unmarshal(raw, &idx); err != nil {
+		return nil, fmt.Errorf("compile: %s: %w", where, err)
+	}
+	if idx.Format != "lilims.chunks" || idx.Version != 1 {
+		return nil, fmt.Errorf("compile: %s: format %q version %d, want lilims.chunks version 1", where, idx.Format, idx.Version)
+	}
+	if len(idx.Chunks) < 1 || len(idx.Chunks) > maxChunks {
+		return nil, fmt.Errorf("compile: %s: %d chunks (1 to %d)", where, len(idx.Chunks), maxChunks)
+	}
+	var pkgs []string
+	next := 0
+	for i, c := range idx.Chunks {
+		if !filepath.IsLocal(c.Path) {
+			return nil, fmt.Errorf("compile: %s: chunk %d: path %q leaves the directory", where, i, c.Path)
+		}
+		if c.First != next || c.End <= c.First {
+			return nil, fmt.Errorf("compile: %s: chunk %d: layers [%d, %d) do not continue from %d", where, i, c.First, c.End, next)
+		}
+		next = c.End
+		pkgs = append(pkgs, filepath.Join(dir, c.Path))
+	}
+	if next != idx.Layers {
+		return nil, fmt.Errorf("compile: %s: chunks cover %d of %d layers", where, next, idx.Layers)
+	}
+	return pkgs, nil
+}
+
+// ValidateChunks validates every package of the chunked export at dir and the chain between
+// them: each package's program (as Validate does), and for every function, that chunk i > 0
+// takes hidden_states of the shape and dtype chunk i−1 outputs as hidden_states_out, that
+// only the first takes input_ids and only the last outputs logits. Every problem of every
+// chunk is reported.
+func ValidateChunks(dir string) error {
+	pkgs, err := ChunkPackages(dir)
+	if err != nil {
+		return err
+	}
+	var problems []string
+	var prevOut map[string]*milpb.FeatureDescription // function → previous chunk's hidden_states_out
+	for i, p := range pkgs {
+		name := filepath.Base(p)
+		out, errs := validateChunk(p, i, len(pkgs), prevOut)
+		for _, e := range errs {
+			problems = append(problems, name+": "+e)
+		}
+		prevOut = out
+	}
+	if len(problems) > 0 {
+		return &ValidationError{Path: dir, Problems: problems}
+	}
+	return nil
+}
+
+// validateChunk checks chunk i of n and returns its hidden_states_out per function.
+func validateChunk(path string, i, n int, prevOut map[string]*milpb.FeatureDescription) (map[string]*milpb.FeatureDescription, []string) {
+	pkg, err := mlpackage.Open(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, []string{"the index lists it, but it does not exist"}
+		}
+		return nil, []string{err.Error()}
+	}
+	defer pkg.Close()
+	var problems []string
+	for _, e := range CheckModel(pkg.Model) {
+		problems = append(problems, e.Error())
+	}
+	out := map[string]*milpb.FeatureDescription{}
+	fds := pkg.Model.GetDescription().GetFunctions()
+	if len(fds) == 0 {
+		return out, append(problems, "not a multifunction (prefill/decode) package")
+	}
+	for _, fd := range fds {
+		fn := fd.GetName()
+		in := feature(fd.GetInput(), "hidden_states")
+		if ids := feature(fd.GetInput(), "input_ids"); (ids != nil) != (i == 0) {
+			problems = append(problems, fmt.Sprintf("function %s: input_ids %s", fn, want(i == 0, "the first chunk only")))
+		}
+		if (in != nil) != (i > 0) {
+			problems = append(problems, fmt.Sprintf("function %s: hidden_states input %s", fn, want(i > 0, "every chunk but the first")))
+		}
+		if in != nil && prevOut != nil {
+			if prev, ok := prevOut[fn]; !ok {
+				problems = append(problems, fmt.Sprintf("function %s: the previous chunk has no such function", fn))
+			} else if !sameFeature(in, prev) {
+				problems = append(problems, fmt.Sprintf("function %s: hidden_states is %s, the previous chunk outputs %s", fn, describe(in), describe(prev)))
+			}
+		}
+		last := i == n-1
+		if logits := feature(fd.GetOutput(), "logits"); (logits != nil) != last {
+			problems = append(problems, fmt.Sprintf("function %s: logits output %s", fn, want(last, "the last chunk only")))
+		}
+		h := feature(fd.GetOutput(), "hidden_states_out")
+		if (h != nil) == last {
+			problems = append(problems, fmt.Sprintf("function %s: hidden_states_out output %s", fn, want(!last, "every chunk but the last")))
+		}
+		out[fn] = h
+	}
+	return out, problems
+}
+
+func want(should bool, who string) string {
+	if should {
+		return "is missing: it belongs to " + who
+	}
+	return "is unexpected: it belongs to " + who
+}
+
+func feature(fds []*milpb.FeatureDescription, name string) *milpb.FeatureDescription {
+	for _, fd := range fds {
+		if fd.GetName() == name {
+			return fd
+		}
+	}
+	return nil
+}
+
+func sameFeature(a, b *milpb.FeatureDescription) bool {
+	x, y := a.GetType().GetMultiArrayType(), b.GetType().GetMultiArrayType()
+	return x != nil && y != nil && x.GetDataType() == y.GetDataType() && slices.Equal(x.GetShape(), y.GetShape())
+}
+
+func describe(fd *milpb.FeatureDescription) string {
+	a := fd.GetType().GetMultiArrayType()
+	if a == nil {
+		return "not a multi-array"
+	}
+	dims := make([]string, len(a.GetShape()))
+	for i, d := range a.GetShape() {
+		dims[i] = fmt.Sprint(d)
+	}
+	return fmt.Sprintf("%v [%s]", a.GetDataType(), strings.Join(dims, ", "))
+}

@@ -1,0 +1,91 @@
+//go:build amd64 && !purego
+
+package reference
+
+import "golang.org/x/sys/cpu"
+
+// useAVX2 selects the assembly kernels: AVX2 and FMA for float32 and int4, F16C for fp16
+// (all three on every x86-64 CPU since Haswell). Tests flip it to compare both paths.
+var useAVX2 = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
+
+//go:noescape
+func dotAVX2(a, b *float32, n int) float32
+
+//go:noescape
+func dotHalfAVX2(w *uint16, x *float32, n int) float32
+
+//go:noescape
+func halfToFloatAVX2(dst *float32, src *uint16, n int)
+
+//go:noescape
+func dot2x4AVX2(w0, w1, x *float32, stride, n int, out *[8]float32)
+
+//go:noescape
+func dotInt4AVX2(q *byte, scale *uint16, xd, corr *float32, nblk, sub int, flip uint32) float32
+
+// dot returns a·b (len(b) ≥ len(a)).
+func dot(a, b []float32) float32 {
+	b = b[:len(a)]
+	if !useAVX2 || len(a) < 8 {
+		return dotGeneric(a, b)
+	}
+	n := len(a) &^ 7
+	return dotAVX2(&a[0], &b[0], n) + dotGeneric(a[n:], b[n:])
+}
+
+// dotHalf returns Σ fp16(w[i])·x[i] (len(x) ≥ len(w)).
+func dotHalf(w []uint16, x []float32, lut *[1 << 16]float32) float32 {
+	x = x[:len(w)]
+	if !useAVX2 || len(w) < 8 {
+		return dotHalfGeneric(w, x, lut)
+	}
+	n := len(w) &^ 7
+	return dotHalfAVX2(&w[0], &x[0], n) + dotHalfGeneric(w[n:], x[n:], lut)
+}
+
+// halfsToFloats widens src into dst (len(src) ≥ len(dst)).
+func halfsToFloats(dst []float32, src []uint16) {
+	src = src[:len(dst)]
+	n := 0
+	if useAVX2 && len(dst) >= 8 {
+		n = len(dst) &^ 7
+		halfToFloatAVX2(&dst[0], &src[0], n)
+	}
+	halfsToFloatsGeneric(dst[n:], src[n:])
+}
+
+// dot2x4 sets out[4·r+i] = w_r·x[i·stride:][:len(w0)] for r < 2, i < 4.
+func dot2x4(w0, w1, x []float32, stride int, out *[8]float32) {
+	k := len(w0)
+	w1 = w1[:k]
+	_ = x[3*stride+k-1]
+	if !useAVX2 || k < 8 {
+		dot2x4Generic(w0, w1, x, stride, out)
+		return
+	}
+	n := k &^ 7
+	dot2x4AVX2(&w0[0], &w1[0], &x[0], stride, n, out)
+	if n < k {
+		var t [8]float32
+		dot2x4Generic(w0[n:], w1[n:], x[n:], stride, &t)
+		for i := range out {
+			out[i] += t[i]
+		}
+	}
+}
+
+// hasInt4Kernel reports whether dotInt4 runs in assembly (else the caller keeps the
+// portable row loop, which needs no deinterleaved input).
+func hasInt4Kernel() bool { return useAVX2 }
+
+// dotInt4 is the fused int4 block dot (see dotInt4Generic for the arguments).
+func dotInt4(q []byte, scale []uint16, xd, corr []float32, sub int, flip byte) float32 {
+	nblk := len(scale)
+	_ = q[nblk*sub*16-1]
+	_ = xd[nblk*sub*32-1]
+	_ = corr[nblk-1]
+	if !useAVX2 {
+		return dotInt4Generic(q, scale, xd, corr, sub, flip)
+	}
+	return dotInt4AVX2(&q[0], &scale[0], &xd[0], &corr[0], nblk, sub, uint32(flip))
+}

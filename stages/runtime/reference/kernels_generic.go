@@ -1,0 +1,93 @@
+package reference
+
+// Portable kernels: the reference the assembly versions (kernels_amd64.s) are tested
+// against, and the path on other architectures.
+
+// dotGeneric returns a·b (len(b) ≥ len(a)) with four interleaved partial sums. The loop
+// advances the slices rather than an index so that the compiler proves every access in bounds.
+func dotGeneric(a, b []float32) float32 {
+	b = b[:len(a)]
+	var s0, s1, s2, s3 float32
+	for len(a) >= 4 && len(b) >= 4 {
+		s0 += a[0] * b[0]
+		s1 += a[1] * b[1]
+		s2 += a[2] * b[2]
+		s3 += a[3] * b[3]
+		a, b = a[4:], b[4:]
+	}
+	for i, v := range a {
+		s0 += v * b[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// dotHalfGeneric returns Σ fp16(w[i])·x[i], widening through lut.
+func dotHalfGeneric(w []uint16, x []float32, lut *[1 << 16]float32) float32 {
+	x = x[:len(w)]
+	var s0, s1, s2, s3 float32
+	for len(w) >= 4 && len(x) >= 4 {
+		s0 += lut[w[0]] * x[0]
+		s1 += lut[w[1]] * x[1]
+		s2 += lut[w[2]] * x[2]
+		s3 += lut[w[3]] * x[3]
+		w, x = w[4:], x[4:]
+	}
+	for i, h := range w {
+		s0 += lut[h] * x[i]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+func halfsToFloatsGeneric(dst []float32, src []uint16) {
+	lut := halfLUT()
+	for i, h := range src[:len(dst)] {
+		dst[i] = lut[h]
+	}
+}
+
+// dot2x4Generic sets out[4·r+i] = w_r·x[i·stride:][:len(w0)] for rows r < 2, tokens i < 4.
+func dot2x4Generic(w0, w1, x []float32, stride int, out *[8]float32) {
+	k := len(w0)
+	for i := range 4 {
+		xi := x[i*stride : i*stride+k]
+		out[i] = dotGeneric(w0, xi)
+		out[4+i] = dotGeneric(w1, xi)
+	}
+}
+
+// deinterleave16 writes x with each run of 16 elements reordered as its 8 even-indexed
+// elements, then its 8 odd ones (len(x) a multiple of 16): the order in which an int4 row's
+// low nibbles (elements 2k) and high nibbles (2k+1) of 8 consecutive bytes come out.
+func deinterleave16(dst, x []float32) {
+	dst = dst[:len(x)]
+	for c := 0; c+16 <= len(x); c += 16 {
+		s, d := x[c:c+16], dst[c:c+16]
+		for j := range 8 {
+			d[j] = s[2*j]
+			d[8+j] = s[2*j+1]
+		}
+	}
+}
+
+// dotInt4Generic is the fused dot of one row of 4-bit codes against x: len(scale) blocks of
+// sub·32 elements, block b worth fp16(scale[b])·(Σ_k u_k·x_k − 8·corr[b]) where u_k is the
+// k-th code of the row XORed with flip (flip 0x88 turns an int4 nibble n into u = n + 8 in
+// 0..15; 0 keeps uint4 codes), xd is x deinterleaved (deinterleave16) and corr[b] is Σ x over
+// the block for int4 (so that the sum is Σ (u−8)·x = Σ n·x) and 0 for uint4.
+func dotInt4Generic(q []byte, scale []uint16, xd, corr []float32, sub int, flip byte) float32 {
+	lut := halfLUT()
+	var sum float32
+	for b, s := range scale {
+		var acc float32
+		for c := range 2 * sub { // 16-element runs: 8 bytes
+			bytes := q[(b*2*sub+c)*8:][:8]
+			x := xd[(b*2*sub+c)*16:][:16]
+			for j, v := range bytes {
+				v ^= flip
+				acc += float32(v&15)*x[j] + float32(v>>4)*x[8+j]
+			}
+		}
+		sum += lut[s] * (acc - 8*corr[b])
+	}
+	return sum
+}

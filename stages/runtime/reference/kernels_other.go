@@ -1,0 +1,25 @@
+//go:build !amd64 || purego
+
+package reference
+
+// Without assembly kernels every kernel is its portable form.
+
+var useAVX2 = false // no assembly here; tests set it on amd64 only
+
+func dot(a, b []float32) float32 { return dotGeneric(a, b[:len(a)]) }
+
+func dotHalf(w []uint16, x []float32, lut *[1 << 16]float32) float32 {
+	return dotHalfGeneric(w, x[:len(w)], lut)
+}
+
+func halfsToFloats(dst []float32, src []uint16) { halfsToFloatsGeneric(dst, src[:len(dst)]) }
+
+func dot2x4(w0, w1, x []float32, stride int, out *[8]float32) {
+	dot2x4Generic(w0, w1[:len(w0)], x, stride, out)
+}
+
+func hasInt4Kernel() bool { return false }
+
+func dotInt4(q []byte, scale []uint16, xd, corr []float32, sub int, flip byte) float32 {
+	return dotInt4Generic(q, scale, xd, corr, sub, flip)
+}

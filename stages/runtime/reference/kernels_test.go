@@ -1,0 +1,137 @@
+package reference
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// The assembly kernels against their portable forms, on lengths around the vector widths
+// (8 lanes, 32-element int4 chunks) so that every tail path runs. The float kernels sum in a
+// different order than dotGeneric, so they agree to float32 rounding of the sum: |Δ| ≤
+// 1e-5·Σ|a·b| (n ≤ 1000 products, each rounding ≤ 2^-24 relative, far below that bound).
+
+var kernelLengths = []int{0, 1, 7, 8, 9, 15, 16, 31, 32, 33, 63, 64, 65, 100, 257, 1000}
+
+func randFloats(r *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return v
+}
+
+func absDot(a, b []float32) float64 {
+	var s float64
+	for i := range a {
+		s += math.Abs(float64(a[i]) * float64(b[i]))
+	}
+	return s
+}
+
+func withKernels(t *testing.T, fast bool, f func()) {
+	t.Helper()
+	saved := useAVX2
+	useAVX2 = useAVX2 && fast
+	defer func() { useAVX2 = saved }()
+	f()
+}
+
+func TestDotKernels(t *testing.T) {
+	r := rand.New(rand.NewPCG(1, 2))
+	lut := halfLUT()
+	for _, n := range kernelLengths {
+		a, b := randFloats(r, n), randFloats(r, n)
+		h := make([]uint16, n)
+		for i := range h {
+			h[i] = floatToHalf(a[i])
+		}
+		aw := make([]float32, n)
+		halfsToFloatsGeneric(aw, h)
+		tol := 1e-5*absDot(a, b) + 1e-30
+		if got, want := dot(a, b), dotGeneric(a, b); math.Abs(float64(got-want)) > tol {
+			t.Errorf("dot n=%d: %v, portable %v", n, got, want)
+		}
+		if got, want := dotHalf(h, b, lut), dotGeneric(aw, b); math.Abs(float64(got-want)) > tol {
+			t.Errorf("dotHalf n=%d: %v, portable %v", n, got, want)
+		}
+		// Widening is exact: bit-identical.
+		got := make([]float32, n)
+		halfsToFloats(got, h)
+		for i := range got {
+			if got[i] != aw[i] {
+				t.Fatalf("halfsToFloats n=%d [%d] = %v, want %v", n, i, got[i], aw[i])
+			}
+		}
+	}
+}
+
+// TestDot2x4MatchesDot checks that the prefill tile gives bit for bit what dot gives for
+// each (row, token): prefill and decode must produce identical logits.
+func TestDot2x4MatchesDot(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, k := range kernelLengths[1:] {
+		stride := k + 3
+		w0, w1, x := randFloats(r, k), randFloats(r, k), randFloats(r, 3*stride+k)
+		var out [8]float32
+		dot2x4(w0, w1, x, stride, &out)
+		for i := range 4 {
+			xi := x[i*stride : i*stride+k]
+			if out[i] != dot(w0, xi) || out[4+i] != dot(w1, xi) {
+				t.Errorf("k=%d token %d: dot2x4 %v %v, dot %v %v", k, i, out[i], out[4+i], dot(w0, xi), dot(w1, xi))
+			}
+			if want := dotGeneric(w0, xi); math.Abs(float64(out[i]-want)) > 1e-5*absDot(w0, xi) {
+				t.Errorf("k=%d token %d: %v, portable %v", k, i, out[i], want)
+			}
+		}
+	}
+}
+
+// TestInt4Kernel compares the fused int4 dot (assembly when available) with the portable
+// kernel and with a plain dot over the dequantized row, for int4 and uint4 codes, blocks of
+// 32, 64 and 128 and 1 to 9 blocks per row.
+func TestInt4Kernel(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, dt := range []DType{Int4, Uint4} {
+		for _, cb := range []int{32, 64, 128} {
+			for _, nb := range []int{1, 2, 3, 9} {
+				cols := cb * nb
+				q := make([]byte, cols/2)
+				for i := range q {
+					q[i] = byte(r.Uint32())
+				}
+				scale := make([]uint16, nb)
+				for i := range scale {
+					scale[i] = floatToHalf(float32(0.01 + 0.1*r.Float64()))
+				}
+				w := &blockwiseWeight{data: &Tensor{DType: dt, Shape: []int{1, cols}, raw: q}, scaleH: scale,
+					rows: 1, cols: cols, rb: 1, cb: cb, sc: nb}
+				x := randFloats(r, cols)
+				dense := make([]float32, cols)
+				w.row(0, dense)
+				want := dotGeneric(dense, x)
+				tol := 1e-5 * absDot(dense, x)
+				if got := w.dotRow(0, x); math.Abs(float64(got-want)) > tol {
+					t.Errorf("%v cb=%d nb=%d: dotRow %v, dense %v", dt, cb, nb, got, want)
+				}
+				xd, corr := make([]float32, cols), make([]float32, nb)
+				w.prepare(x, xd, corr)
+				flip := byte(0)
+				if dt == Int4 {
+					flip = 0x88
+				}
+				portable := dotInt4Generic(q, scale, xd, corr, cb/32, flip)
+				withKernels(t, true, func() {
+					got := dotInt4(q, scale, xd, corr, cb/32, flip)
+					// Σ(u·x) − 8·Σx cancels: allow for float32 rounding of both sums.
+					if math.Abs(float64(got-portable)) > tol+1e-5*8*float64(nb*cb) {
+						t.Errorf("%v cb=%d nb=%d: kernel %v, portable %v", dt, cb, nb, got, portable)
+					}
+				})
+				if math.Abs(float64(portable-want)) > tol+1e-5*8*float64(nb*cb) {
+					t.Errorf("%v cb=%d nb=%d: portable fused %v, dense %v", dt, cb, nb, portable, want)
+				}
+			}
+		}
+	}
+}
