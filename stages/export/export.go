@@ -38,6 +38,7 @@ import (
 	"github.com/lilims/lilims/stages/export/mil/milpb"
 	"github.com/lilims/lilims/stages/export/mlpackage"
 	"github.com/lilims/lilims/stages/loader/gguf"
+	"github.com/lilims/lilims/stages/quantize"
 )
 
 // Contract is the version of the program contract written to the metadata.
@@ -278,7 +279,8 @@ func writePackage(ctx context.Context, f *gguf.File, p *mil.Program, outPath str
 	})
 }
 
-// cancellable checks ctx before each weight record it writes.
+// cancellable checks ctx before each weight record it writes and releases the mapped
+// pages of each record it has written.
 type cancellable struct {
 	ctx context.Context
 	w   mil.BlobWriter
@@ -288,5 +290,10 @@ func (c cancellable) Add(dtype blob.DataType, data []byte, elemCount int) (uint6
 	if err := c.ctx.Err(); err != nil {
 		return 0, errors.Join(errors.New("export cancelled"), err)
 	}
-	return c.w.Add(dtype, data, elemCount)
+	off, err := c.w.Add(dtype, data, elemCount)
+	// Weights stream from the mapped GGUF or quantized safetensors into weight.bin once
+	// each: dropping their pages once written keeps the resident set bounded by the largest
+	// tensor rather than the model. Data built in memory is left alone.
+	quantize.ReleaseMapped(data)
+	return off, err
 }

@@ -24,7 +24,6 @@ func toF16(f float32) uint16 { return float16.Fromfloat32(f).Bits() }
 // gguf-arch.md §2.5). Valid for |f| < 2²²; callers clamp quantization levels far below that,
 // and larger inputs only saturate.
 func round(f float32) int32 {
-	const magic = 12582912 // 1.5·2²³
 	f = max(min(f, 1<<22), -(1 << 22))
 	return int32((f + magic) - magic)
 }
@@ -93,9 +92,28 @@ func assign(xs []float32, qs []int32, d float32, z, lo, hi int32) {
 		}
 		return
 	}
+	qs = qs[:len(xs)]
 	id := 1 / d
-	for i, v := range xs {
-		qs[i] = clamp(round(v*id)+z, lo, hi)
+	flo, fhi, fz := float32(lo), float32(hi), float32(z)
+	if abs(fz)+abs(flo)+abs(fhi) > 1<<20 {
+		for i, v := range xs {
+			qs[i] = clamp(round(v*id)+z, lo, hi)
+		}
+		return
+	}
+	// Levels and zero are small integers: round, shift and clamp in float32, convert once.
+	// v·id may be huge for a clipped outlier, which the rounding trick does not cover, so
+	// clamp before rounding too (one level beyond the range keeps the rounding exact).
+	// Round before adding z, as round(v·id)+z, so that ties go the same way.
+	i := 0
+	if haveFitLevels4 && len(xs) >= 4 {
+		i = len(xs) &^ 3
+		assign4(&xs[0], &qs[0], i, id, fz, flo, fhi)
+	}
+	for ; i < len(xs); i++ {
+		v := xs[i]
+		t := clampf(v*id, flo-fz-1, fhi-fz+1)
+		qs[i] = int32(clampf((t+magic)-magic+fz, flo, fhi))
 	}
 }
 
@@ -105,12 +123,7 @@ func assign(xs []float32, qs []int32, d float32, z, lo, hi int32) {
 // by weighted least squares (d = Σw·x·q / Σw·q²) and keeps the one with the smallest
 // weighted error, the approach of llama.cpp's make_qx_quants.
 func (c *blockCodec) symmetricBlock(xs, ws []float32, qs []int32, lo, hi int32) float32 {
-	var amax, vmax float32
-	for _, v := range xs {
-		if a := abs(v); a > amax {
-			amax, vmax = a, v
-		}
-	}
+	amax, vmax := signedAbsMax(xs)
 	if amax == 0 {
 		clear(qs)
 		return 0
@@ -132,15 +145,10 @@ func (c *blockCodec) symmetricBlock(xs, ws []float32, qs []int32, lo, hi int32) 
 		return d
 	}
 	bestScore, bestD := float32(-1), d
+	flo, fhi := float32(lo), float32(hi)
 	for k := -c.search; k <= c.search; k++ {
 		iscale := -(nmax + float32(k)/float32(c.search)) / vmax // levels nmax±1
-		var sumlx, suml2 float32
-		for i, v := range xs {
-			l := float32(clamp(round(v*iscale), lo, hi))
-			wl := ws[i] * l
-			sumlx += wl * v
-			suml2 += wl * l
-		}
+		sumlx, suml2 := fitLevels(xs, ws, iscale, flo, fhi)
 		if suml2 > 0 && sumlx*sumlx > bestScore*suml2 {
 			bestScore, bestD = sumlx*sumlx/suml2, sumlx/suml2
 		}
@@ -148,6 +156,116 @@ func (c *blockCodec) symmetricBlock(xs, ws []float32, qs []int32, lo, hi int32) 
 	d = f16Table[toF16(bestD)]
 	assign(xs, qs, d, 0, lo, hi)
 	return d
+}
+
+// magic is 1.5·2²³: adding and removing it rounds a float32 of magnitude below 2²² to the
+// nearest integer, ties to even (see round).
+const magic = 12582912
+
+// fitLevels returns Σw·x·l and Σw·l² for the levels l = clamp(round(x·iscale), lo, hi).
+// It is the inner loop of the scale search, so it stays in float32 (the levels are small
+// integers, exact in float32) and keeps four independent pairs of sums, which lets the
+// additions overlap instead of waiting on one another. |x·iscale| ≤ nmax+1 here, far
+// inside the range where the rounding trick holds.
+//
+// The four pairs are the four lanes of the SSE version (fitLevels4, amd64): lane j sums
+// the elements i ≡ j (mod 4), the tail goes to lane 0, and the lanes are added pairwise, so
+// both give bit-identical sums. fitLevelsGo is the portable reference.
+func fitLevels(xs, ws []float32, iscale, lo, hi float32) (sumlx, suml2 float32) {
+	ws = ws[:len(xs)]
+	if haveFitLevels4 && len(xs) >= 4 {
+		var acc [8]float32
+		n := len(xs) &^ 3
+		fitLevels4(&xs[0], &ws[0], n, iscale, lo, hi, &acc)
+		a0, b0 := acc[0], acc[4]
+		for i := n; i < len(xs); i++ {
+			l := clampf((xs[i]*iscale+magic)-magic, lo, hi)
+			wl := ws[i] * l
+			a0 += wl * xs[i]
+			b0 += wl * l
+		}
+		return (a0 + acc[1]) + (acc[2] + acc[3]), (b0 + acc[5]) + (acc[6] + acc[7])
+	}
+	return fitLevelsGo(xs, ws, iscale, lo, hi)
+}
+
+func fitLevelsGo(xs, ws []float32, iscale, lo, hi float32) (sumlx, suml2 float32) {
+	ws = ws[:len(xs)]
+	var a0, a1, a2, a3, b0, b1, b2, b3 float32
+	i := 0
+	for ; i+4 <= len(xs); i += 4 {
+		x0, x1, x2, x3 := xs[i], xs[i+1], xs[i+2], xs[i+3]
+		l0 := clampf((x0*iscale+magic)-magic, lo, hi)
+		l1 := clampf((x1*iscale+magic)-magic, lo, hi)
+		l2 := clampf((x2*iscale+magic)-magic, lo, hi)
+		l3 := clampf((x3*iscale+magic)-magic, lo, hi)
+		w0, w1, w2, w3 := ws[i]*l0, ws[i+1]*l1, ws[i+2]*l2, ws[i+3]*l3
+		a0 += w0 * x0
+		a1 += w1 * x1
+		a2 += w2 * x2
+		a3 += w3 * x3
+		b0 += w0 * l0
+		b1 += w1 * l1
+		b2 += w2 * l2
+		b3 += w3 * l3
+	}
+	for ; i < len(xs); i++ {
+		l := clampf((xs[i]*iscale+magic)-magic, lo, hi)
+		wl := ws[i] * l
+		a0 += wl * xs[i]
+		b0 += wl * l
+	}
+	return (a0 + a1) + (a2 + a3), (b0 + b1) + (b2 + b3)
+}
+
+// clampf clamps f to [lo, hi]; written with branches because float min and max also order
+// NaNs and signed zeros, which costs instructions this loop does not need.
+func clampf(f, lo, hi float32) float32 {
+	if f < lo {
+		return lo
+	}
+	if f > hi {
+		return hi
+	}
+	return f
+}
+
+// signedAbsMax returns the largest magnitude in xs and the first element having it, as
+// ggml's reference quantizers pick it. The scan keeps a running minimum and maximum, which
+// compile without branches; comparing |v| element by element instead mispredicts on random
+// weights (minMax4 does it four lanes at a time on amd64). Only when the extremes tie in magnitude with opposite signs does a second pass
+// find which comes first.
+func signedAbsMax(xs []float32) (amax, vmax float32) {
+	var mn, mx float32
+	i := 0
+	if haveFitLevels4 && len(xs) >= 4 {
+		var acc [8]float32
+		i = len(xs) &^ 3
+		minMax4(&xs[0], i, &acc)
+		mn, mx = min(acc[0], acc[1], acc[2], acc[3]), max(acc[4], acc[5], acc[6], acc[7])
+	}
+	for _, v := range xs[i:] {
+		if v < mn {
+			mn = v
+		}
+		if v > mx {
+			mx = v
+		}
+	}
+	switch {
+	case mx > -mn:
+		return mx, mx
+	case -mn > mx:
+		return -mn, mn
+	case mx == 0:
+		return 0, 0
+	}
+	for _, v := range xs {
+		if v == mx || v == mn {
+			return mx, v
+		}
+	}
+	return mx, mx
 }
 
 // affineBlock quantizes one block to unsigned levels 0..hi with an integer zero point z:

@@ -227,6 +227,14 @@ func run(ctx context.Context, f *gguf.File, cfg *Config, work []*job, stats *Act
 	total := int64(len(work))
 	report(stage.Event{Event: "progress", Done: 0, Total: total, Unit: "tensors"})
 
+	// Every source byte is read once, so a chunk's rows are handed back to the kernel as
+	// soon as they are quantized: the resident set stays at the workers' buffers, not the
+	// model's size (the mapping is found once; all tensors lie in it).
+	var src region
+	var srcMapped bool
+	if len(work) > 0 {
+		src, srcMapped = mappedRegion(f.Data(work[0].src))
+	}
 	var wg sync.WaitGroup
 	for range max(1, cfg.Threads) {
 		wg.Add(1)
@@ -238,6 +246,9 @@ func run(ctx context.Context, f *gguf.File, cfg *Config, work []*job, stats *Act
 					continue
 				}
 				e, s, err := buf.do(f, c, w)
+				if srcMapped {
+					src.release(chunkBytes(f, c))
+				}
 				if err != nil {
 					fail(fmt.Errorf("quantize/int4: tensor %q rows [%d, %d): %w", c.j.info.Name, c.r0, c.r1, err))
 					continue
@@ -301,6 +312,17 @@ feed:
 	return ctx.Err()
 }
 
+// chunkBytes is the source bytes of a chunk's rows (nil if the row size is invalid, which
+// plan has ruled out).
+func chunkBytes(f *gguf.File, c chunk) []byte {
+	t := c.j.src
+	rb, err := t.Type.RowBytes(int64(c.j.info.Shape[1]))
+	if err != nil {
+		return nil
+	}
+	return f.Data(t)[int64(c.r0)*rb : int64(c.r1)*rb]
+}
+
 // importanceFor expands per-input-channel importance (nil: uniform) to the element
 // weights a codec takes: one row's worth for blockwise, one group's for LUT. It is scaled
 // to mean 1, which leaves every argmin unchanged.
@@ -361,7 +383,7 @@ func (ws *workspace) do(f *gguf.File, c chunk, w *safetensors.Writer) (errSum, s
 	rows := c.r1 - c.r0
 	n := rows * in
 	ws.x = grow(ws.x, n)
-	if err := f.DequantizeRows(j.src, int64(c.r0), int64(rows), ws.x); err != nil {
+	if err := decodeRows(f, j.src, c.r0, rows, ws.x); err != nil {
 		return 0, 0, err
 	}
 	ws.q = grow(ws.q, n)
@@ -411,6 +433,34 @@ func (ws *workspace) do(f *gguf.File, c chunk, w *safetensors.Writer) (errSum, s
 		}
 		return errSum, sigSum, ws.writeBlockwise(w, j, c.r0, rows, nil)
 	}
+}
+
+// decodeRows widens rows [r0, r0+n) of t into dst, as f.DequantizeRows does. F16, the
+// usual source of a quantization, takes a fast path: a table lookup per element and a
+// non-finite test on the bits (exponent all ones, gguf-arch.md §2.3) folded into one OR per
+// row; a row that fails it goes to f.DequantizeRows for the loader's error, which names the
+// tensor, row and element.
+func decodeRows(f *gguf.File, t *gguf.Tensor, r0, n int, dst []float32) error {
+	if t.Type != ggml.F16 || len(t.Shape) == 0 || int64(len(dst)) != int64(n)*t.Shape[0] || r0 < 0 || int64(r0+n) > t.Rows() {
+		return f.DequantizeRows(t, int64(r0), int64(n), dst)
+	}
+	in := int(t.Shape[0])
+	src := f.Data(t)[2*r0*in : 2*(r0+n)*in]
+	for r := 0; r < n; r++ {
+		row, out := src[2*r*in:2*(r+1)*in], dst[r*in:(r+1)*in]
+		var inf uint16
+		for i := range out {
+			h := binary.LittleEndian.Uint16(row[2*i:])
+			// Non-finite iff h&0x7c00 == 0x7c00; (h&0x7c00)+0x0400 carries into bit 15
+			// exactly then, so OR-ing it over the row tests every element at once.
+			inf |= (h & 0x7c00) + 0x0400
+			out[i] = f16Table[h]
+		}
+		if inf&0x8000 != 0 {
+			return f.DequantizeRows(t, int64(r0+r), 1, out)
+		}
+	}
+	return nil
 }
 
 // writeBlockwise writes data (ws.q), scales (ws.scale) and offsets (ws.z, or fp16 offsets

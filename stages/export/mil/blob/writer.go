@@ -81,25 +81,34 @@ func (w *Writer) Add(dtype DataType, data []byte, elemCount int) (offset uint64,
 	meta := alignUp(w.end)
 	padBits := uint64(len(data)*8 - elemCount*bits) // < 8 by the size check
 
-	rec := make([]byte, MetadataSize, MetadataSize+len(data))
-	binary.LittleEndian.PutUint32(rec[0:], Sentinel)
-	binary.LittleEndian.PutUint32(rec[4:], uint32(dtype))
-	binary.LittleEndian.PutUint64(rec[8:], uint64(len(data)))
-	binary.LittleEndian.PutUint64(rec[16:], meta+MetadataSize)
-	binary.LittleEndian.PutUint64(rec[24:], padBits)
-	// rec[32:64] are the four reserved u64s, zero.
-	rec = append(rec, data...)
+	rec := make([]byte, meta-w.end+MetadataSize)
+	hdr := rec[meta-w.end:] // gap bytes before it are zeros
+	binary.LittleEndian.PutUint32(hdr[0:], Sentinel)
+	binary.LittleEndian.PutUint32(hdr[4:], uint32(dtype))
+	binary.LittleEndian.PutUint64(hdr[8:], uint64(len(data)))
+	binary.LittleEndian.PutUint64(hdr[16:], meta+MetadataSize)
+	binary.LittleEndian.PutUint64(hdr[24:], padBits)
+	// hdr[32:64] are the four reserved u64s, zero.
+	// Gap bytes between records are zeros, written explicitly: seeking past the end
+	// zero-fills files but not every io.WriteSeeker. The payload is written from the
+	// caller's slice, not copied: a weight may be hundreds of megabytes.
+	if err := w.writeAt(int64(w.end), rec); err != nil {
+		return 0, err
+	}
+	payload := data
 	if padBits > 0 {
 		// Clear the unused high bits of the last byte so the file does not
 		// depend on whatever the caller left there.
-		rec[len(rec)-1] &= byte(1)<<(8-padBits) - 1
+		payload = data[:len(data)-1]
 	}
-
-	// Gap bytes between records are zeros. Write them explicitly: seeking
-	// past the end zero-fills files but not every io.WriteSeeker.
-	gap := make([]byte, meta-w.end)
-	if err := w.writeAt(int64(w.end), append(gap, rec...)); err != nil {
+	if err := w.writeAt(int64(meta+MetadataSize), payload); err != nil {
 		return 0, err
+	}
+	if padBits > 0 {
+		last := []byte{data[len(data)-1] & (byte(1)<<(8-padBits) - 1)}
+		if err := w.writeAt(int64(meta+MetadataSize)+int64(len(payload)), last); err != nil {
+			return 0, err
+		}
 	}
 	w.count++
 	w.end = meta + MetadataSize + uint64(len(data))
