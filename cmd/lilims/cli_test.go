@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	llamacpp "github.com/lilims/lilims/internal/oracle"
 )
 
 var update = flag.Bool("update", false, "rewrite golden files in testdata/golden")
@@ -126,20 +128,8 @@ func checkGolden(t *testing.T, path, got string) {
 // tokenize equals llama.cpp's tokenize entries for every model (tokens: parse_special off,
 // with_special: on; no BOS added either way).
 func TestTokenizeCommand(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join(oracle, "llamacpp-reference.json"))
+	ref, err := llamacpp.Load(oracle)
 	if err != nil {
-		t.Fatal(err)
-	}
-	var ref struct {
-		Models map[string]struct {
-			Tokenize []struct {
-				Text        string  `json:"text"`
-				Tokens      []int32 `json:"tokens"`
-				WithSpecial []int32 `json:"with_special"`
-			} `json:"tokenize"`
-		} `json:"models"`
-	}
-	if err := json.Unmarshal(raw, &ref); err != nil {
 		t.Fatal(err)
 	}
 	for file, m := range ref.Models {

@@ -3,36 +3,18 @@ package main
 import (
 	"encoding/json"
 	"math"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+
+	llamacpp "github.com/lilims/lilims/internal/oracle"
 )
 
-type refPrompt struct {
-	Prompt string  `json:"prompt"`
-	Tokens []int32 `json:"tokens"`
-	Steps  []struct {
-		Pos int          `json:"pos"`
-		Top [][2]float64 `json:"top"`
-	} `json:"steps"`
-	Greedy     []int32 `json:"greedy"`
-	GreedyText string  `json:"greedy_text"`
-}
-
-func loadRef(t *testing.T, model string) []refPrompt {
+func loadRef(t *testing.T, model string) []llamacpp.Prompt {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(oracle, "llamacpp-reference.json"))
+	ref, err := llamacpp.Load(oracle)
 	if err != nil {
-		t.Fatal(err)
-	}
-	var ref struct {
-		Models map[string]struct {
-			Prompts []refPrompt `json:"prompts"`
-		} `json:"models"`
-	}
-	if err := json.Unmarshal(raw, &ref); err != nil {
 		t.Fatal(err)
 	}
 	return ref.Models[model].Prompts
@@ -95,10 +77,8 @@ func TestScoreMatchesLlamaCpp(t *testing.T) {
 			for _, e := range got.Steps[rs.Pos].Top {
 				probs[int(e[0])] = e[1]
 			}
-			for _, e := range rs.Top {
-				maxD = math.Max(maxD, math.Abs(probs[int(e[0])]-e[1]))
-			}
-			if rs.Top[0][1]-rs.Top[1][1] > 0.02 && int(got.Steps[rs.Pos].Top[0][0]) != int(rs.Top[0][0]) {
+			maxD = math.Max(maxD, rs.MaxDeltaP(func(id int) float64 { return probs[id] }))
+			if rs.Decisive() && int(got.Steps[rs.Pos].Top[0][0]) != int(rs.Top[0][0]) {
 				t.Errorf("%q pos %d: argmax %v, llama.cpp %v", p.Prompt, rs.Pos, got.Steps[rs.Pos].Top[0][0], rs.Top[0][0])
 			}
 		}

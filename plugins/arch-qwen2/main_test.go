@@ -2,11 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"math"
-	"os"
 	"testing"
 
+	"github.com/lilims/lilims/internal/oracle"
 	"github.com/lilims/lilims/pipeline"
 	"github.com/lilims/lilims/pipeline/builtin"
 	"github.com/lilims/lilims/pipeline/plugin"
@@ -14,36 +13,9 @@ import (
 )
 
 const (
-	oracleJSON = "../../testdata/oracle/llamacpp-reference.json"
+	oracleDir  = "../../testdata/oracle"
 	qwen2Model = "../../testdata/oracle/models/tiny-qwen2-f16.gguf"
 )
-
-type step struct {
-	Pos int          `json:"pos"`
-	Top [][2]float64 `json:"top"`
-}
-
-type prompt struct {
-	Tokens []int32 `json:"tokens"`
-	Steps  []step  `json:"steps"`
-}
-
-func softmax(logits []float32) []float64 {
-	m := math.Inf(-1)
-	for _, v := range logits {
-		m = math.Max(m, float64(v))
-	}
-	p := make([]float64, len(logits))
-	var sum float64
-	for i, v := range logits {
-		p[i] = math.Exp(float64(v) - m)
-		sum += p[i]
-	}
-	for i := range p {
-		p[i] /= sum
-	}
-	return p
-}
 
 // The plugin, built from this directory by the lilims plugin host (go build into its cache)
 // and run as a separate process, exports tiny-qwen2-f16.gguf — an architecture lilims does not
@@ -51,16 +23,8 @@ func softmax(logits []float32) []float64 {
 // tolerances (testdata/oracle/README.md): max |Δp| ≤ 0.005 over the 20 listed tokens of every
 // step, and the same argmax wherever llama.cpp's top-1/top-2 margin exceeds 0.02.
 func TestQwen2MatchesLlamaCpp(t *testing.T) {
-	raw, err := os.ReadFile(oracleJSON)
+	ref, err := oracle.Load(oracleDir)
 	if err != nil {
-		t.Fatal(err)
-	}
-	var ref struct {
-		Models map[string]struct {
-			Prompts []prompt `json:"prompts"`
-		} `json:"models"`
-	}
-	if err := json.Unmarshal(raw, &ref); err != nil {
 		t.Fatal(err)
 	}
 	prompts := ref.Models["tiny-qwen2-f16.gguf"].Prompts
@@ -103,20 +67,10 @@ func TestQwen2MatchesLlamaCpp(t *testing.T) {
 			t.Fatal(err)
 		}
 		for _, st := range p.Steps {
-			probs := softmax(rows[st.Pos])
-			for _, tp := range st.Top {
-				worst = math.Max(worst, math.Abs(probs[int(tp[0])]-tp[1]))
-			}
-			if len(st.Top) > 1 && st.Top[0][1]-st.Top[1][1] > 0.02 {
-				best := 0
-				for i, v := range probs {
-					if v > probs[best] {
-						best = i
-					}
-				}
-				if int32(best) != int32(st.Top[0][0]) {
-					t.Errorf("tokens %v, pos %d: argmax %d, llama.cpp %v", p.Tokens, st.Pos, best, st.Top[0][0])
-				}
+			d, best, ok := st.Check(rows[st.Pos])
+			worst = math.Max(worst, d)
+			if !ok {
+				t.Errorf("tokens %v, pos %d: argmax %d, llama.cpp %v", p.Tokens, st.Pos, best, st.Top[0][0])
 			}
 		}
 	}

@@ -1,11 +1,9 @@
 package compile
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,96 +12,17 @@ import (
 	"github.com/lilims/lilims/stages/export/mlpackage"
 )
 
-// ChunkIndexFile is the index of a chunked export (the export stage's model.chunks
-// directory):
-//
-//	{"format": "lilims.chunks", "version": 1, "layers": L,
-//	 "chunks": [{"path": "chunk_0.mlpackage", "first": 0, "end": 3}, …]}
-//
-// The packages run in the listed order, their layer ranges covering [0, L) without gaps;
-// every package but the last outputs hidden_states_out, which the next takes as its input
-// hidden_states (the first takes input_ids), and the last outputs logits.
-const ChunkIndexFile = "chunks.json"
-
-// maxChunks bounds the chunk count of an index before anything is opened; maxIndexBytes
-// bounds the index itself (a thousand entries take ~70 KB).
-const (
-	maxChunks     = 1024
-	maxIndexBytes = 1 << 20
-)
-
-type chunkIndex struct {
-	Format  string `json:"format"`
-	Version int    `json:"version"`
-	Layers  int    `json:"layers"`
-	Chunks  []struct {
-		Path  string `json:"path"`
-		First int    `json:"first"`
-		End   int    `json:"end"`
-	} `json:"chunks"`
-}
-
-// IsChunked reports whether path is the directory of a chunked export.
-func IsChunked(path string) bool {
-	fi, err := os.Stat(filepath.Join(path, ChunkIndexFile))
-	return err == nil && fi.Mode().IsRegular()
-}
-
-// ChunkPackages reads the index of the chunked export at dir and returns its packages in
-// run order, after checking that the index is well-formed: format and version, 1 to
-// maxChunks chunks, paths inside dir, layer ranges that continue one another and cover
-// the model's layers.
-func ChunkPackages(dir string) ([]string, error) {
-	where := filepath.Join(dir, ChunkIndexFile)
-	fi, err := os.Stat(where)
-	if err != nil {
-		return nil, fmt.Errorf("compile: %w", err)
-	}
-	if fi.Size() > maxIndexBytes {
-		return nil, fmt.Errorf("compile: %s: %d bytes, an index holds at most %d", where, fi.Size(), maxIndexBytes)
-	}
-	raw, err := os.ReadFile(where)
-	if err != nil {
-		return nil, fmt.Errorf("compile: %w", err)
-	}
-	var idx chunkIndex
-	if err := json.Unmarshal(raw, &idx); err != nil {
-		return nil, fmt.Errorf("compile: %s: %w", where, err)
-	}
-	if idx.Format != "lilims.chunks" || idx.Version != 1 {
-		return nil, fmt.Errorf("compile: %s: format %q version %d, want lilims.chunks version 1", where, idx.Format, idx.Version)
-	}
-	if len(idx.Chunks) < 1 || len(idx.Chunks) > maxChunks {
-		return nil, fmt.Errorf("compile: %s: %d chunks (1 to %d)", where, len(idx.Chunks), maxChunks)
-	}
-	var pkgs []string
-	next := 0
-	for i, c := range idx.Chunks {
-		if !filepath.IsLocal(c.Path) {
-			return nil, fmt.Errorf("compile: %s: chunk %d: path %q leaves the directory", where, i, c.Path)
-		}
-		if c.First != next || c.End <= c.First {
-			return nil, fmt.Errorf("compile: %s: chunk %d: layers [%d, %d) do not continue from %d", where, i, c.First, c.End, next)
-		}
-		next = c.End
-		pkgs = append(pkgs, filepath.Join(dir, c.Path))
-	}
-	if next != idx.Layers {
-		return nil, fmt.Errorf("compile: %s: chunks cover %d of %d layers", where, next, idx.Layers)
-	}
-	return pkgs, nil
-}
-
 // ValidateChunks validates every package of the chunked export at dir and the chain between
 // them: each package's program (as Validate does), and for every function, that chunk i > 0
 // takes hidden_states of the shape and dtype chunk i−1 outputs as hidden_states_out, that
 // only the first takes input_ids and only the last outputs logits. Every problem of every
 // chunk is reported.
 func ValidateChunks(dir string) error {
-	pkgs, err := ChunkPackages(dir)
+	idx, err := mlpackage.ReadChunkIndex(dir)
 	if err != nil {
 		return err
 	}
+	pkgs := idx.Packages(dir)
 	var problems []string
 	var prevOut map[string]*milpb.FeatureDescription // function → previous chunk's hidden_states_out
 	for i, p := range pkgs {

@@ -11,6 +11,7 @@ import (
 	"github.com/lilims/lilims/pipeline/stage"
 	"github.com/lilims/lilims/stages/export"
 	"github.com/lilims/lilims/stages/export/mil/milpb"
+	"github.com/lilims/lilims/stages/export/mlpackage"
 	"github.com/lilims/lilims/stages/loader/gguf"
 )
 
@@ -32,7 +33,7 @@ func chunked(t *testing.T) string {
 
 func editIndex(t *testing.T, dir string, edit func(idx map[string]any)) {
 	t.Helper()
-	path := filepath.Join(dir, ChunkIndexFile)
+	path := filepath.Join(dir, mlpackage.ChunkIndexFile)
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		t.Fatal(err)
@@ -54,10 +55,11 @@ func chunkList(idx map[string]any) []any { return idx["chunks"].([]any) }
 
 func TestValidateChunks(t *testing.T) {
 	dir := chunked(t)
-	pkgs, err := ChunkPackages(dir)
+	idx, err := mlpackage.ReadChunkIndex(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
+	pkgs := idx.Packages(dir)
 	if len(pkgs) != 3 || filepath.Base(pkgs[2]) != "chunk_2.mlpackage" {
 		t.Fatalf("packages %v, want chunk_0 … chunk_2", pkgs)
 	}

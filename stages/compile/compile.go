@@ -37,7 +37,7 @@ func (Stage) Build(ctx context.Context, req stage.BuildRequest) (stage.Artifact,
 		return stage.Artifact{}, fmt.Errorf("compile needs a .mlpackage from an export stage")
 	}
 	mode := req.Params.String("coremlcompiler")
-	if IsChunked(in.Path) {
+	if mlpackage.IsChunked(in.Path) {
 		if err := ValidateChunks(in.Path); err != nil {
 			return stage.Artifact{}, err
 		}

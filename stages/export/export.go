@@ -14,7 +14,7 @@
 // activations are laid out as [1, N, n_embd] with linear projections, or channels-first for
 // the Neural Engine (Options.Layout); the interface is the same. A chunked export
 // (Options.Chunks > 1) writes a directory of packages, each holding a run of layers and
-// their KV states, chained by a hidden_states tensor (see ChunkIndex).
+// their KV states, chained by a hidden_states tensor (see mlpackage.ChunkIndex).
 //
 // The graph of each architecture lives in package arch; this package picks the builder,
 // fixes the contract's shapes and metadata, and writes the packages atomically. It does not
@@ -23,7 +23,6 @@ package export
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -198,7 +197,7 @@ func program(f *gguf.File, cfg *gguf.Config, b arch.Builder, opts Options, first
 
 // Export writes f at outPath, replacing what is there; a failure leaves nothing behind. With
 // one chunk outPath is a .mlpackage; with more it is a directory holding chunk_<i>.mlpackage
-// and ChunkIndexFile. ctx cancels the export between tensors; opts.Progress hears of each
+// and mlpackage.ChunkIndexFile. ctx cancels the export between tensors; opts.Progress hears of each
 // weight written.
 func Export(ctx context.Context, f *gguf.File, opts Options, outPath string) error {
 	var progress *arch.WeightProgress
@@ -218,20 +217,16 @@ func Export(ctx context.Context, f *gguf.File, opts Options, outPath string) err
 		return fmt.Errorf("export: %w", err)
 	}
 	defer os.RemoveAll(tmp) // after a successful rename there is nothing left to remove
-	idx := ChunkIndex{Format: ChunkFormat, Version: 1, Layers: cfg.BlockCount}
+	idx := mlpackage.ChunkIndex{Format: mlpackage.ChunkFormat, Version: mlpackage.ChunkVersion, Layers: cfg.BlockCount}
 	for i, p := range progs {
 		first, end := chunkLayers(cfg.BlockCount, opts.Chunks, i)
 		name := fmt.Sprintf("chunk_%d.mlpackage", i)
 		if err := writePackage(ctx, f, p, filepath.Join(tmp, name)); err != nil {
 			return err
 		}
-		idx.Chunks = append(idx.Chunks, Chunk{Path: name, First: first, End: end})
+		idx.Chunks = append(idx.Chunks, mlpackage.Chunk{Path: name, First: first, End: end})
 	}
-	raw, err := json.MarshalIndent(idx, "", "  ")
-	if err != nil {
-		return fmt.Errorf("export: %w", err)
-	}
-	if err := os.WriteFile(filepath.Join(tmp, ChunkIndexFile), append(raw, '\n'), 0o644); err != nil {
+	if err := mlpackage.WriteChunkIndex(tmp, &idx); err != nil {
 		return fmt.Errorf("export: %w", err)
 	}
 	if err := os.RemoveAll(outPath); err != nil {
@@ -241,30 +236,6 @@ func Export(ctx context.Context, f *gguf.File, opts Options, outPath string) err
 		return fmt.Errorf("export: %w", err)
 	}
 	return nil
-}
-
-// ChunkIndexFile names the index of a chunked export inside its directory.
-const ChunkIndexFile = "chunks.json"
-
-// ChunkFormat is the Format of a ChunkIndex.
-const ChunkFormat = "lilims.chunks"
-
-// ChunkIndex is the JSON index of a chunked export. The packages run in order: the first
-// takes the contract's inputs with input_ids, every later one the same inputs with
-// hidden_states (fp16, the previous package's output hidden_states_out) in place of
-// input_ids; the last outputs logits. Each package holds the KV states of its own layers.
-type ChunkIndex struct {
-	Format  string  `json:"format"`  // ChunkFormat
-	Version int     `json:"version"` // 1
-	Layers  int     `json:"layers"`  // n_layer of the model
-	Chunks  []Chunk `json:"chunks"`
-}
-
-// Chunk is one package of a chunked export.
-type Chunk struct {
-	Path  string `json:"path"`  // relative to the index's directory
-	First int    `json:"first"` // layers [First, End)
-	End   int    `json:"end"`
 }
 
 func writePackage(ctx context.Context, f *gguf.File, p *mil.Program, outPath string) error {

@@ -153,7 +153,7 @@ func TestStage(t *testing.T) {
 	if art.Kind != "mlpackage" || art.Meta["chunks"] != "2" || art.Meta["layout"] != "ane" || art.Meta["quantization"] != "block" {
 		t.Errorf("artifact %+v", art)
 	}
-	for _, name := range []string{ChunkIndexFile, "chunk_0.mlpackage", "chunk_1.mlpackage"} {
+	for _, name := range []string{mlpackage.ChunkIndexFile, "chunk_0.mlpackage", "chunk_1.mlpackage"} {
 		if _, err := os.Stat(filepath.Join(art.Path, name)); err != nil {
 			t.Error(err)
 		}

@@ -83,6 +83,56 @@ func BenchmarkQuantize(b *testing.B) {
 	}
 }
 
+// BenchmarkTranscode reports MB/s of Q4_0 input for the lossless gguf scheme on the same
+// four matrices as benchModel, stored as Q4_0 blocks (18 bytes per 32 weights) of random
+// nibbles and scales.
+func BenchmarkTranscode(b *testing.B) {
+	path := filepath.Join(b.TempDir(), "bench-q4_0.gguf")
+	w := gguf.NewBuilder()
+	w.Set("general.architecture", "llama")
+	rng := rand.New(rand.NewPCG(3, 4))
+	const n = 2048
+	for _, name := range []string{"blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.ffn_up.weight", "blk.0.ffn_down.weight"} {
+		data := make([]byte, n*n/32*18)
+		for blk := 0; blk < len(data); blk += 18 {
+			binary.LittleEndian.PutUint16(data[blk:], toF16(float32(0.001+rng.Float64()*0.01)))
+			for i := 2; i < 18; i++ {
+				data[blk+i] = byte(rng.Uint32())
+			}
+		}
+		if err := w.AddTensorBytes(name, ggml.Q4_0, []int64{n, n}, data); err != nil {
+			b.Fatal(err)
+		}
+	}
+	out, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if _, err := w.WriteTo(out); err != nil {
+		b.Fatal(err)
+	}
+	out.Close()
+	f, err := gguf.Open(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	var in int64
+	for _, t := range f.Tensors {
+		in += t.Size
+	}
+	cfg, err := ParseConfig(stage.Params{"scheme": "gguf"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(in)
+	for b.Loop() {
+		if _, err := Quantize(context.Background(), f, cfg, b.TempDir(), nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // BenchmarkBlockRow measures the int4 kernels alone on one core (no GGUF decoding, no I/O),
 // per MB of fp16 input they stand for.
 func BenchmarkBlockRow(b *testing.B) {

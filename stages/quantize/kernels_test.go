@@ -1,6 +1,7 @@
 package quantize
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"math"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lilims/lilims/pipeline/stage"
 	"github.com/lilims/lilims/stages/loader/ggml"
 	"github.com/lilims/lilims/stages/loader/gguf"
 )
@@ -175,5 +177,48 @@ func TestSignedAbsMax(t *testing.T) {
 		if ga != wa || gv != wv {
 			t.Errorf("%v: (%v, %v), want (%v, %v)", xs, ga, gv, wa, wv)
 		}
+	}
+}
+
+// TestTranscodeNonFiniteScale checks that a Q4_0 block whose fp16 scale is Inf (which
+// the transcoder reads without the loader's dequantization) is still refused with the
+// loader's error naming the tensor and row, rather than copied into the package.
+func TestTranscodeNonFiniteScale(t *testing.T) {
+	const in, out = 64, 64
+	data := make([]byte, in*out/32*18)
+	for blk := 0; blk < len(data); blk += 18 {
+		binary.LittleEndian.PutUint16(data[blk:], toF16(0.01))
+		for i := 2; i < 18; i++ {
+			data[blk+i] = byte(blk + i)
+		}
+	}
+	binary.LittleEndian.PutUint16(data[(9*in/32+1)*18:], 0x7c00) // row 9, second block: d = +Inf
+	b := gguf.NewBuilder()
+	b.Set("general.architecture", "llama")
+	if err := b.AddTensorBytes("blk.0.attn_q.weight", ggml.Q4_0, []int64{in, out}, data); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "q4.gguf")
+	w, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.WriteTo(w); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	cfg, err := ParseConfig(stage.Params{"scheme": "gguf"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = Quantize(context.Background(), f, cfg, t.TempDir(), nil)
+	var fe *gguf.FormatError
+	if !errors.As(err, &fe) || !strings.Contains(err.Error(), "blk.0.attn_q.weight") || !strings.Contains(err.Error(), "row 9") {
+		t.Fatalf("Inf scale in row 9: err = %v, want the loader's FormatError naming the tensor and row 9", err)
 	}
 }

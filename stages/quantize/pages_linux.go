@@ -70,15 +70,21 @@ func (r region) release(b []byte) {
 	if len(b) == 0 {
 		return
 	}
-	page := uintptr(os.Getpagesize())
 	start := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
-	lo := max(start&^(page-1), r.lo)
-	hi := min((start+uintptr(len(b))+page-1)&^(page-1), r.hi)
-	if lo >= hi || start < r.lo || start >= r.hi {
+	r.releaseRange(start, start+uintptr(len(b)))
+}
+
+// releaseRange drops the pages of addresses [lo, hi), rounded out to whole pages and
+// clipped to r.
+func (r region) releaseRange(lo, hi uintptr) {
+	page := uintptr(os.Getpagesize())
+	lo = max(lo&^(page-1), r.lo)
+	hi = min((hi+page-1)&^(page-1), r.hi)
+	if lo >= hi {
 		return
 	}
 	// The range is a read-only file mapping found in /proc/self/maps, so dropping it loses
-	// nothing; an error (an unusual kernel) only means the pages stay resident.
-	// The raw call takes addresses, since lo and hi may lie outside b.
+	// nothing; an error (an unusual kernel) only means the pages stay resident. The raw
+	// call takes addresses, since lo and hi may lie outside any one slice.
 	unix.Syscall(unix.SYS_MADVISE, lo, hi-lo, unix.MADV_DONTNEED)
 }

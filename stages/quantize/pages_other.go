@@ -13,3 +13,5 @@ type region struct{}
 func mappedRegion(b []byte) (region, bool) { return region{}, false }
 
 func (region) release(b []byte) {}
+
+func (region) releaseRange(lo, hi uintptr) {}

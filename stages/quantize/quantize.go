@@ -25,6 +25,7 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+	"unsafe"
 
 	"github.com/lilims/lilims/pipeline/stage"
 	"github.com/lilims/lilims/stages/loader/ggml"
@@ -193,15 +194,17 @@ type tensorState struct {
 	gptq           *gptqState // GPTQ error feedback; nil: none
 }
 
-// chunkRows picks how many rows a chunk holds: about 64K elements, a multiple of the
-// palette group and even, so that every packed 4-bit array of a chunk starts on a byte.
+// chunkRows picks how many rows a chunk holds: about 256K elements (a 1 MiB float32
+// buffer per worker, and writes large enough that their system calls cost little), a
+// multiple of the palette group and even, so that every packed 4-bit array of a chunk
+// starts on a byte.
 func chunkRows(j *job) int {
 	in := j.info.Shape[1]
 	unit := 2
 	if j.lut != nil {
 		unit = lcm(2, j.lut.group)
 	}
-	n := max(1, (1<<16)/(in*unit)) * unit
+	n := max(1, (1<<18)/(in*unit)) * unit
 	return n
 }
 
@@ -241,13 +244,17 @@ func run(ctx context.Context, f *gguf.File, cfg *Config, work []*job, stats *Act
 		go func() {
 			defer wg.Done()
 			var buf workspace
+			// Source pages go back in batches: one madvise per chunk would cost a TLB
+			// shootdown per 100 KB.
+			released := pending{r: src}
+			defer released.flush()
 			for c := range chunks {
 				if ctx.Err() != nil {
 					continue
 				}
 				e, s, err := buf.do(f, c, w)
 				if srcMapped {
-					src.release(chunkBytes(f, c))
+					released.add(chunkBytes(f, c))
 				}
 				if err != nil {
 					fail(fmt.Errorf("quantize/int4: tensor %q rows [%d, %d): %w", c.j.info.Name, c.r0, c.r1, err))
@@ -310,6 +317,40 @@ feed:
 		return firstErr
 	}
 	return ctx.Err()
+}
+
+// pending gathers the source bytes a worker has finished with into one span of the
+// mapping r, released once it reaches pendingBytes. The span may cover chunks another
+// worker is still reading; releasing a read-only file mapping under a reader only makes
+// it fault the pages in again.
+type pending struct {
+	r      region
+	lo, hi uintptr
+}
+
+const pendingBytes = 32 << 20
+
+func (p *pending) add(b []byte) {
+	if len(b) == 0 {
+		return
+	}
+	lo := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	hi := lo + uintptr(len(b))
+	if p.hi == 0 {
+		p.lo, p.hi = lo, hi
+	} else {
+		p.lo, p.hi = min(p.lo, lo), max(p.hi, hi)
+	}
+	if p.hi-p.lo >= pendingBytes {
+		p.flush()
+	}
+}
+
+func (p *pending) flush() {
+	if p.hi > p.lo {
+		p.r.releaseRange(p.lo, p.hi)
+	}
+	p.lo, p.hi = 0, 0
 }
 
 // chunkBytes is the source bytes of a chunk's rows (nil if the row size is invalid, which
@@ -382,15 +423,16 @@ func (ws *workspace) do(f *gguf.File, c chunk, w *safetensors.Writer) (errSum, s
 	in := j.info.Shape[1]
 	rows := c.r1 - c.r0
 	n := rows * in
+	ws.q = grow(ws.q, n)
+	if j.trans {
+		return ws.transcode(f, c, w)
+	}
 	ws.x = grow(ws.x, n)
 	if err := decodeRows(f, j.src, c.r0, rows, ws.x); err != nil {
 		return 0, 0, err
 	}
-	ws.q = grow(ws.q, n)
 	name := j.info.Name
 	switch {
-	case j.trans:
-		return ws.transcode(f, c, w)
 	case j.lut != nil:
 		g := j.lut.group
 		groups := rows / g
@@ -518,7 +560,11 @@ func (ws *workspace) writeF16(w *safetensors.Writer, name string, e0 int, vals [
 
 // transcode maps Q4_0, Q4_1 and Q8_0 blocks (gguf-arch.md §2.2, §2.4) onto block-32
 // shift/scale without re-rounding any quant: the block's d is already fp16 and becomes
-// the scale. ws.x holds ggml's own dequantization of the rows, the reference for the error.
+// the scale. The error is measured against ggml's own dequantization of each block, which
+// is computed inline as the loader's DequantizeRows computes it (q·d for Q4_0 and Q8_0,
+// (q·d) + m for Q4_1; for Q4_0 and Q8_0 the error is therefore exactly zero); a row with a
+// non-finite d or m goes to DequantizeRows for the loader's error, as no finite weight
+// comes from it.
 func (ws *workspace) transcode(f *gguf.File, c chunk, w *safetensors.Writer) (errSum, sigSum float64, err error) {
 	j := c.j
 	t := j.src
@@ -536,10 +582,24 @@ func (ws *workspace) transcode(f *gguf.File, c chunk, w *safetensors.Writer) (er
 		off = make([]uint16, nblk)
 	}
 	bb := t.Type.BlockBytes()
+	var ref [32]float32
 	for b := 0; b < nblk; b++ {
 		blk := raw[b*bb : (b+1)*bb]
 		q := ws.q[b*32 : (b+1)*32]
 		ws.scale[b] = binary.LittleEndian.Uint16(blk)
+		nonFinite := ws.scale[b]&0x7c00 == 0x7c00
+		if t.Type == ggml.Q4_1 {
+			nonFinite = nonFinite || binary.LittleEndian.Uint16(blk[2:])&0x7c00 == 0x7c00
+		}
+		if nonFinite {
+			r := int64(c.r0 + b*32/in)
+			ws.x = grow(ws.x, in)
+			if err := f.DequantizeRows(t, r, 1, ws.x); err != nil {
+				return 0, 0, err
+			}
+			return 0, 0, fmt.Errorf("tensor %q row %d: block %d has a non-finite scale", t.Name, r, b%(in/32))
+		}
+		dd := f16Table[ws.scale[b]]
 		switch t.Type {
 		case ggml.Q4_0:
 			// Low nibbles are elements 0..15, high nibbles 16..31; value (q − 8)·d.
@@ -547,24 +607,31 @@ func (ws *workspace) transcode(f *gguf.File, c chunk, w *safetensors.Writer) (er
 				q[i] = int32(blk[2+i]&0xF) - 8
 				q[i+16] = int32(blk[2+i]>>4) - 8
 			}
+			for i := range ref {
+				ref[i] = float32(q[i]) * dd
+			}
 		case ggml.Q4_1:
 			for i := 0; i < 16; i++ {
 				q[i] = int32(blk[4+i] & 0xF)
 				q[i+16] = int32(blk[4+i] >> 4)
 			}
-			d := f16Table[ws.scale[b]]
 			m := f16Table[binary.LittleEndian.Uint16(blk[2:])]
-			if d == 0 {
+			for i := range ref {
+				// The conversion keeps the product rounded before m is added, as ggml does.
+				ref[i] = float32(float32(q[i])*dd) + m
+			}
+			if dd == 0 {
 				// A constant block m: scale m with offset −1 and zero quants gives m·(0+1).
 				ws.scale[b] = binary.LittleEndian.Uint16(blk[2:])
 				off[b] = toF16(-1)
 				clear(q)
 			} else {
-				off[b] = toF16(-m / d)
+				off[b] = toF16(-m / dd)
 			}
 		case ggml.Q8_0:
 			for i := 0; i < 32; i++ {
 				q[i] = int32(int8(blk[2+i]))
+				ref[i] = float32(q[i]) * dd
 			}
 		}
 		// Error of our representation against ggml's dequantization.
@@ -573,12 +640,14 @@ func (ws *workspace) transcode(f *gguf.File, c chunk, w *safetensors.Writer) (er
 		if off != nil {
 			o = f16Table[off[b]]
 		}
-		for i := 0; i < 32; i++ {
-			ref := ws.x[b*32+i]
-			e := ref - d*(float32(q[i])-o)
-			errSum += float64(e * e)
-			sigSum += float64(ref * ref)
+		var es, ss float32 // float32 within a block, float64 across blocks
+		for i, r := range ref {
+			e := r - d*(float32(q[i])-o)
+			es += e * e
+			ss += r * r
 		}
+		errSum += float64(es)
+		sigSum += float64(ss)
 	}
 	return errSum, sigSum, ws.writeBlockwise(w, j, c.r0, rows, off)
 }

@@ -10,8 +10,10 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lilims/lilims/internal/oracle"
 	"github.com/lilims/lilims/stages/export"
 	"github.com/lilims/lilims/stages/export/arch"
+	"github.com/lilims/lilims/stages/export/mlpackage"
 	"github.com/lilims/lilims/stages/loader/gguf"
 	"github.com/lilims/lilims/stages/quantize"
 	"github.com/lilims/lilims/stages/runtime"
@@ -49,7 +51,7 @@ func quantizedWeights(t testing.TB, file string, raw map[string]any) *export.Qua
 
 // promptLogits runs every oracle prompt of file through the package (or chunk directory) at
 // path and returns the logits after each prompt token, prompt by prompt.
-func promptLogits(t *testing.T, o *oracle, file, path string, prec reference.Precision) [][][]float32 {
+func promptLogits(t *testing.T, o *oracle.Reference, file, path string, prec reference.Precision) [][][]float32 {
 	t.Helper()
 	s, err := runtime.OpenReferenceOptions(path, reference.Options{Precision: prec})
 	if err != nil {
@@ -64,7 +66,7 @@ func promptLogits(t *testing.T, o *oracle, file, path string, prec reference.Pre
 			t.Fatal(err)
 		}
 		// Two decode steps after the prompt exercise the decode function too.
-		for _, tok := range []int32{argmax(l[len(l)-1]), 1} {
+		for _, tok := range []int32{oracle.Argmax(l[len(l)-1]), 1} {
 			d, err := s.Decode(context.Background(), tok)
 			if err != nil {
 				t.Fatal(err)
@@ -78,14 +80,12 @@ func promptLogits(t *testing.T, o *oracle, file, path string, prec reference.Pre
 
 // maxOracleDiff is max |Δp| against llama.cpp over the prompts' steps (the decode rows that
 // promptLogits appends have no oracle entry and are skipped).
-func maxOracleDiff(o *oracle, file string, logits [][][]float32) float64 {
+func maxOracleDiff(o *oracle.Reference, file string, logits [][][]float32) float64 {
 	var worst float64
 	for i, pr := range o.Models[file].Prompts {
 		for j, st := range pr.Steps {
-			p := softmax(logits[i][j])
-			for _, top := range st.Top {
-				worst = math.Max(worst, math.Abs(p[int(top[0])]-top[1]))
-			}
+			d, _, _ := st.Check(logits[i][j])
+			worst = math.Max(worst, d)
 		}
 	}
 	return worst
@@ -97,7 +97,7 @@ func maxDiff(a, b [][][]float32, probs bool) float64 {
 	for i := range a {
 		for j := range a[i] {
 			if probs {
-				pa, pb := softmax(a[i][j]), softmax(b[i][j])
+				pa, pb := oracle.Softmax(a[i][j]), oracle.Softmax(b[i][j])
 				for k := range pa {
 					worst = math.Max(worst, math.Abs(pa[k]-pb[k]))
 				}
@@ -220,7 +220,7 @@ func TestChunks(t *testing.T) {
 	} {
 		one := exportModel(t, tt.file, export.Options{ContextLength: 64, PrefillChunk: 16, Layout: tt.layout})
 		dir := exportModel(t, tt.file, export.Options{ContextLength: 64, PrefillChunk: 16, Layout: tt.layout, Chunks: tt.chunks})
-		if _, err := os.Stat(filepath.Join(dir, runtime.ChunkIndexFile)); err != nil {
+		if _, err := os.Stat(filepath.Join(dir, mlpackage.ChunkIndexFile)); err != nil {
 			t.Fatalf("%s: chunked export has no index: %v", tt.file, err)
 		}
 		d := maxDiff(promptLogits(t, o, tt.file, one, reference.FP16Faithful), promptLogits(t, o, tt.file, dir, reference.FP16Faithful), false)
@@ -234,7 +234,7 @@ func TestChunks(t *testing.T) {
 // TestChunkIndexErrors: a damaged index is reported with its path, before any package opens.
 func TestChunkIndexErrors(t *testing.T) {
 	dir := exportModel(t, "stories260K.gguf", export.Options{ContextLength: 32, PrefillChunk: 8, Chunks: 2})
-	index := filepath.Join(dir, runtime.ChunkIndexFile)
+	index := filepath.Join(dir, mlpackage.ChunkIndexFile)
 	good, err := os.ReadFile(index)
 	if err != nil {
 		t.Fatal(err)

@@ -2,16 +2,15 @@ package runtime_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
-	"os"
 	"path/filepath"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
 
+	"github.com/lilims/lilims/internal/oracle"
 	"github.com/lilims/lilims/stages/export"
 	"github.com/lilims/lilims/stages/loader/gguf"
 	"github.com/lilims/lilims/stages/runtime"
@@ -20,33 +19,13 @@ import (
 
 const oracleDir = "../../testdata/oracle"
 
-// oracle is the part of llamacpp-reference.json these tests read.
-type oracle struct {
-	Models map[string]struct {
-		Prompts []struct {
-			Prompt string  `json:"prompt"`
-			Tokens []int32 `json:"tokens"`
-			Steps  []struct {
-				Pos    int          `json:"pos"`
-				Argmax int32        `json:"argmax"`
-				Top    [][2]float64 `json:"top"`
-			} `json:"steps"`
-			Greedy []int32 `json:"greedy"`
-		} `json:"prompts"`
-	} `json:"models"`
-}
-
-func loadOracle(t *testing.T) *oracle {
+func loadOracle(t *testing.T) *oracle.Reference {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(oracleDir, "llamacpp-reference.json"))
+	o, err := oracle.Load(oracleDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var o oracle
-	if err := json.Unmarshal(raw, &o); err != nil {
-		t.Fatal(err)
-	}
-	return &o
+	return o
 }
 
 // exportModel exports testdata model file into a temp dir with a small context.
@@ -62,33 +41,6 @@ func exportModel(t testing.TB, file string, opts export.Options) string {
 		t.Fatal(err)
 	}
 	return out
-}
-
-func softmax(logits []float32) []float64 {
-	m := math.Inf(-1)
-	for _, l := range logits {
-		m = math.Max(m, float64(l))
-	}
-	p := make([]float64, len(logits))
-	var sum float64
-	for i, l := range logits {
-		p[i] = math.Exp(float64(l) - m)
-		sum += p[i]
-	}
-	for i := range p {
-		p[i] /= sum
-	}
-	return p
-}
-
-func argmax(v []float32) int32 {
-	best := 0
-	for i, x := range v {
-		if x > v[best] {
-			best = i
-		}
-	}
-	return int32(best)
 }
 
 // tolerance is the oracle's bound on max |Δp| over the 20 tokens llama.cpp lists per step
@@ -143,13 +95,11 @@ func TestOracle(t *testing.T) {
 						t.Fatalf("%q: %d logit rows for %d steps", pr.Prompt, len(logits), len(pr.Steps))
 					}
 					for i, st := range pr.Steps {
-						p := softmax(logits[i])
-						for _, top := range st.Top {
-							worst = math.Max(worst, math.Abs(p[int(top[0])]-top[1]))
-						}
 						// Same argmax wherever llama.cpp's top-1/top-2 margin exceeds 0.02.
-						if st.Top[0][1]-st.Top[1][1] > 0.02 && argmax(logits[i]) != st.Argmax {
-							argmaxErrs = append(argmaxErrs, fmt.Sprintf("%q step %d: argmax %d, llama.cpp %d", pr.Prompt, i, argmax(logits[i]), st.Argmax))
+						d, am, ok := st.Check(logits[i])
+						worst = math.Max(worst, d)
+						if !ok {
+							argmaxErrs = append(argmaxErrs, fmt.Sprintf("%q step %d: argmax %d, llama.cpp %d", pr.Prompt, i, am, st.Argmax))
 						}
 					}
 				}
@@ -196,7 +146,7 @@ func TestGreedy(t *testing.T) {
 	last := logits[len(logits)-1]
 	var got []int32
 	for len(got) < len(want) {
-		next := argmax(last)
+		next := oracle.Argmax(last)
 		got = append(got, next)
 		if last, err = s.Decode(ctx, next); err != nil {
 			t.Fatal(err)

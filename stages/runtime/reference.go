@@ -1,14 +1,11 @@
 package runtime
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"slices"
 
+	"github.com/lilims/lilims/stages/export/mlpackage"
 	"github.com/lilims/lilims/stages/runtime/reference"
 )
 
@@ -19,17 +16,6 @@ const (
 	HiddenStates    = "hidden_states"
 	HiddenStatesOut = "hidden_states_out"
 )
-
-// ChunkIndexFile is the index of a chunked export, inside its directory:
-//
-//	{"format": "lilims.chunks", "version": 1, "layers": L,
-//	 "chunks": [{"path": "chunk_0.mlpackage", "first": 0, "end": 3}, …]}
-//
-// The chunks run in the listed order; their layer ranges cover [0, L) without gaps.
-const ChunkIndexFile = "chunks.json"
-
-// maxChunks bounds the chunk count read from an index before anything is opened.
-const maxChunks = 1024
 
 // ReferenceBackend runs an exported package — or the packages of a chunked export, in order,
 // each owning the KV states of its layers — with the pure-Go reference runtime.
@@ -148,7 +134,7 @@ func NewReferenceBackend(ms ...*reference.Model) (*ReferenceBackend, Meta, error
 
 // OpenReference opens path with the reference runtime (default options, fp16-faithful) and
 // returns a session that owns it. path is a .mlpackage or the directory of a chunked export
-// (one holding ChunkIndexFile).
+// (one holding mlpackage.ChunkIndexFile).
 func OpenReference(path string) (*Session, error) {
 	return OpenReferenceOptions(path, reference.Options{})
 }
@@ -156,7 +142,7 @@ func OpenReference(path string) (*Session, error) {
 // OpenReferenceOptions is OpenReference with explicit reference-runtime options (for
 // example reference.FP32 precision).
 func OpenReferenceOptions(path string, opts reference.Options) (*Session, error) {
-	pkgs, err := packagesAt(path)
+	pkgs, err := mlpackage.PackagesAt(path)
 	if err != nil {
 		return nil, err
 	}
@@ -188,57 +174,6 @@ func (ms models) Close() error {
 		errs = append(errs, m.Close())
 	}
 	return errors.Join(errs...)
-}
-
-// chunkIndex is ChunkIndexFile's content.
-type chunkIndex struct {
-	Format  string `json:"format"`
-	Version int    `json:"version"`
-	Layers  int    `json:"layers"`
-	Chunks  []struct {
-		Path  string `json:"path"`
-		First int    `json:"first"`
-		End   int    `json:"end"`
-	} `json:"chunks"`
-}
-
-// packagesAt lists the packages at path in run order: path itself, or the chunks its index
-// names.
-func packagesAt(path string) ([]string, error) {
-	raw, err := os.ReadFile(filepath.Join(path, ChunkIndexFile))
-	if errors.Is(err, fs.ErrNotExist) {
-		return []string{path}, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("runtime: %w", err)
-	}
-	where := filepath.Join(path, ChunkIndexFile)
-	var idx chunkIndex
-	if err := json.Unmarshal(raw, &idx); err != nil {
-		return nil, fmt.Errorf("runtime: %s: %w", where, err)
-	}
-	if idx.Format != "lilims.chunks" || idx.Version != 1 {
-		return nil, fmt.Errorf("runtime: %s: format %q version %d, want lilims.chunks version 1", where, idx.Format, idx.Version)
-	}
-	if len(idx.Chunks) < 1 || len(idx.Chunks) > maxChunks {
-		return nil, fmt.Errorf("runtime: %s: %d chunks (1 to %d)", where, len(idx.Chunks), maxChunks)
-	}
-	var pkgs []string
-	next := 0
-	for i, c := range idx.Chunks {
-		if !filepath.IsLocal(c.Path) {
-			return nil, fmt.Errorf("runtime: %s: chunk %d: path %q leaves the directory", where, i, c.Path)
-		}
-		if c.First != next || c.End <= c.First {
-			return nil, fmt.Errorf("runtime: %s: chunk %d: layers [%d, %d) do not continue from %d", where, i, c.First, c.End, next)
-		}
-		next = c.End
-		pkgs = append(pkgs, filepath.Join(path, c.Path))
-	}
-	if next != idx.Layers {
-		return nil, fmt.Errorf("runtime: %s: chunks cover %d of %d layers", where, next, idx.Layers)
-	}
-	return pkgs, nil
 }
 
 // chunkStates is the state of a chunked backend: one per package.

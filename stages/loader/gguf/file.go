@@ -17,6 +17,7 @@ import (
 	"os"
 	"sort"
 
+	"github.com/lilims/lilims/internal/mmap"
 	"github.com/lilims/lilims/stages/loader/ggml"
 )
 
@@ -120,7 +121,7 @@ func Open(path string) (*File, error) {
 	if st.IsDir() {
 		return nil, fmt.Errorf("gguf: %s: is a directory", path)
 	}
-	data, unmap, err := mapFile(osf, st.Size())
+	data, unmap, err := mmap.Map(osf, st.Size())
 	if err != nil {
 		return nil, fmt.Errorf("gguf: %s: map: %w", path, err)
 	}

@@ -1,7 +1,6 @@
 package tokenizer
 
 import (
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -9,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lilims/lilims/internal/oracle"
 	"github.com/lilims/lilims/stages/loader/gguf"
 )
 
@@ -100,24 +100,9 @@ func TestVocabOracle(t *testing.T) {
 // TestLlamaCppReference checks the tokenizations recorded from llama.cpp itself on the model
 // fixtures: tokens = Encode(text, false, false), with_special = Encode(text, false, true).
 func TestLlamaCppReference(t *testing.T) {
-	raw, err := os.ReadFile(filepath.Join(oracleDir, "llamacpp-reference.json"))
+	ref, err := oracle.Load(oracleDir)
 	if err != nil {
 		t.Fatal(err)
-	}
-	var ref struct {
-		Models map[string]struct {
-			Tokenize []struct {
-				Text        string  `json:"text"`
-				Tokens      []int32 `json:"tokens"`
-				WithSpecial []int32 `json:"with_special"`
-			} `json:"tokenize"`
-		} `json:"models"`
-	}
-	if err := json.Unmarshal(raw, &ref); err != nil {
-		t.Fatal(err)
-	}
-	if len(ref.Models) == 0 {
-		t.Fatal("no models in llamacpp-reference.json")
 	}
 	for file, m := range ref.Models {
 		t.Run(file, func(t *testing.T) {

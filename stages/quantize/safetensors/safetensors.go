@@ -18,6 +18,8 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+
+	"github.com/lilims/lilims/internal/mmap"
 )
 
 // MaxHeaderBytes bounds the JSON header a reader accepts (the reference implementation
@@ -230,7 +232,7 @@ func Open(path string) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	data, unmap, err := mapFile(osf, st.Size())
+	data, unmap, err := mmap.Map(osf, st.Size())
 	if err != nil {
 		return nil, fmt.Errorf("safetensors: %s: map: %w", path, err)
 	}

@@ -2,7 +2,6 @@ package coreml
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"math"
 	"os"
@@ -11,62 +10,18 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lilims/lilims/internal/oracle"
 	"github.com/lilims/lilims/stages/runtime"
 	"github.com/lilims/lilims/stages/runtime/reference"
 )
 
-type oraclePrompt struct {
-	Prompt string  `json:"prompt"`
-	Tokens []int32 `json:"tokens"`
-	Steps  []struct {
-		Argmax int32        `json:"argmax"`
-		Top    [][2]float64 `json:"top"`
-	} `json:"steps"`
-	Greedy []int32 `json:"greedy"`
-}
-
-func oraclePrompts(t *testing.T, file string) []oraclePrompt {
+func oraclePrompts(t *testing.T, file string) []oracle.Prompt {
 	t.Helper()
-	raw, err := os.ReadFile(filepath.Join(oracleDir, "llamacpp-reference.json"))
+	o, err := oracle.Load(oracleDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var o struct {
-		Models map[string]struct {
-			Prompts []oraclePrompt `json:"prompts"`
-		} `json:"models"`
-	}
-	if err := json.Unmarshal(raw, &o); err != nil {
-		t.Fatal(err)
-	}
 	return o.Models[file].Prompts
-}
-
-func softmax(logits []float32) []float64 {
-	m := math.Inf(-1)
-	for _, l := range logits {
-		m = math.Max(m, float64(l))
-	}
-	p := make([]float64, len(logits))
-	var sum float64
-	for i, l := range logits {
-		p[i] = math.Exp(float64(l) - m)
-		sum += p[i]
-	}
-	for i := range p {
-		p[i] /= sum
-	}
-	return p
-}
-
-func argmax(v []float32) int32 {
-	best := 0
-	for i, x := range v {
-		if x > v[best] {
-			best = i
-		}
-	}
-	return int32(best)
 }
 
 // generate prefills the prompt and decodes greedily, returning every logit row and the
@@ -86,7 +41,7 @@ func generate(t *testing.T, s interface {
 	var greedy []int32
 	last := rows[len(rows)-1]
 	for len(greedy) < n {
-		tok := argmax(last)
+		tok := oracle.Argmax(last)
 		greedy = append(greedy, tok)
 		if last, err = s.Decode(ctx, tok); err != nil {
 			t.Fatal(err)
@@ -135,10 +90,8 @@ func TestSessionMatchesReference(t *testing.T) {
 			t.Errorf("%q: greedy %v, llama.cpp %v", pr.Prompt, greedy, pr.Greedy)
 		}
 		for i, st := range pr.Steps {
-			p := softmax(got[i])
-			for _, top := range st.Top {
-				worst = math.Max(worst, math.Abs(p[int(top[0])]-top[1]))
-			}
+			d, _, _ := st.Check(got[i])
+			worst = math.Max(worst, d)
 		}
 	}
 	t.Logf("max |Δp| against llama.cpp: %.5f", worst)

@@ -6,6 +6,7 @@ import (
 	"math"
 	"os"
 
+	"github.com/lilims/lilims/internal/mmap"
 	"github.com/lilims/lilims/stages/export/mil/milpb"
 )
 
@@ -37,7 +38,7 @@ func Open(path string) (*Reader, error) {
 	if uint64(size) > math.MaxInt {
 		return nil, &FormatError{Path: path, Msg: fmt.Sprintf("file of %d bytes does not fit in memory", size)}
 	}
-	data, release, err := mapFile(f, int(size))
+	data, release, err := mmap.Map(f, size)
 	if err != nil {
 		return nil, fmt.Errorf("blob: %s: %w", path, err)
 	}
