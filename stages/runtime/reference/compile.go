@@ -30,6 +30,7 @@ type compiler struct {
 	vals    map[string]*value
 	fnName  string
 	aliases map[string]*stateAlias // in-place state chains of the function being compiled
+	plan    *bufferPlan            // output storage sharing of the function being compiled
 }
 
 // Open reads the .mlpackage at pkgDir (through package mlpackage, which also checks every
@@ -158,10 +159,13 @@ func (c *compiler) compileFunction(name string, fn *milpb.Function, _ *milpb.Fun
 	if !c.m.opts.copyStates {
 		c.aliases = stateAliases(blk)
 	}
-	for _, op := range blk.GetOperations() {
+	c.plan = newBufferPlan(blk.GetOperations(), blk.GetOutputs())
+	defer func() { c.plan = nil }()
+	for i, op := range blk.GetOperations() {
 		if err := c.compileOp(op); err != nil {
 			return nil, err
 		}
+		c.plan.after(c, op, i)
 	}
 	for _, o := range blk.GetOutputs() {
 		v, ok := c.vals[o]

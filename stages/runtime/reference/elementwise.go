@@ -622,12 +622,26 @@ func compileUnary(o *opCtx) (func() error, error) {
 			return nil, err
 		}
 	}
+	task := &unaryTask{op: op, p: p}
+	pool := o.c.m.pool
 	return func() error {
 		out.setShape(x.Shape)
-		unaryRow(op, p, out.f32, x.f32)
+		task.dst, task.x = out.f32, x.f32
+		// Each element is computed on its own, so splitting changes nothing in the result;
+		// a transcendental costs some tens of operations, hence the smaller grain.
+		pool.parallel(len(task.dst), minParallelWork/16, task)
 		return nil
 	}, nil
 }
+
+// unaryTask applies one float unary op element-wise over ranges of dst.
+type unaryTask struct {
+	op     floatUnary
+	p      unaryParams
+	dst, x []float32
+}
+
+func (t *unaryTask) runRange(_, lo, hi int) { unaryRow(t.op, t.p, t.dst[lo:hi], t.x[lo:hi]) }
 
 func compileCast(o *opCtx) (func() error, error) {
 	x, out, err := o.xAndOut()

@@ -21,6 +21,15 @@ func halfToFloatAVX2(dst *float32, src *uint16, n int)
 func dot2x4AVX2(w0, w1, x *float32, stride, n int, out *[8]float32)
 
 //go:noescape
+func rowInt4AVX2(dst *float32, q *byte, scale *uint16, nblk, sub int, flip uint32, bias float32)
+
+//go:noescape
+func dot3x4AVX2(w0, w1, w2, x *float32, stride, n int, out *[12]float32)
+
+//go:noescape
+func axpyAVX2(dst *float32, a float32, x *float32, n int)
+
+//go:noescape
 func dotInt4AVX2(q *byte, scale *uint16, xd, corr *float32, nblk, sub int, flip uint32) float32
 
 // dot returns a·b (len(b) ≥ len(a)).
@@ -88,4 +97,52 @@ func dotInt4(q []byte, scale []uint16, xd, corr []float32, sub int, flip byte) f
 		return dotInt4Generic(q, scale, xd, corr, sub, flip)
 	}
 	return dotInt4AVX2(&q[0], &scale[0], &xd[0], &corr[0], nblk, sub, uint32(flip))
+}
+
+// rowInt4 writes one row of 4-bit codes dequantized (see rowInt4Generic for the arguments).
+func rowInt4(dst []float32, q []byte, scale []uint16, sub int, signed bool) {
+	nblk := len(scale)
+	_ = q[nblk*sub*16-1]
+	_ = dst[nblk*sub*32-1]
+	if !useAVX2 {
+		rowInt4Generic(dst, q, scale, sub, signed)
+		return
+	}
+	flip, bias := uint32(0), float32(0)
+	if signed {
+		flip, bias = 0x88, 8
+	}
+	rowInt4AVX2(&dst[0], &q[0], &scale[0], nblk, sub, flip, bias)
+}
+
+// axpy adds a·x to dst (len(x) ≥ len(dst)); elements are independent, so the vector kernel
+// (a product then a sum, not fused) gives the portable loop's results bit for bit.
+func axpy(dst []float32, a float32, x []float32) {
+	x = x[:len(dst)]
+	n := 0
+	if useAVX2 && len(dst) >= 8 {
+		n = len(dst) &^ 7
+		axpyAVX2(&dst[0], a, &x[0], n)
+	}
+	axpyGeneric(dst[n:], a, x[n:])
+}
+
+// dot3x4 sets out[4·r+i] = w_r·x[i·stride:][:len(w0)] for r < 3, i < 4.
+func dot3x4(w0, w1, w2, x []float32, stride int, out *[12]float32) {
+	k := len(w0)
+	w1, w2 = w1[:k], w2[:k]
+	_ = x[3*stride+k-1]
+	if !useAVX2 || k < 8 {
+		dot3x4Generic(w0, w1, w2, x, stride, out)
+		return
+	}
+	n := k &^ 7
+	dot3x4AVX2(&w0[0], &w1[0], &w2[0], &x[0], stride, n, out)
+	if n < k {
+		var t [12]float32
+		dot3x4Generic(w0[n:], w1[n:], w2[n:], x[n:], stride, &t)
+		for i := range out {
+			out[i] += t[i]
+		}
+	}
 }

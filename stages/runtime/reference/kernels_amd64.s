@@ -143,6 +143,58 @@ d24done:
 	VZEROUPPER
 	RET
 
+// Q4BLOCK32 adds one 32-element block of dotInt4AVX2 to Y0: codes at qo(SI), deinterleaved
+// x at xo(DI), fp16 scale at so(DX), correction at co(BX); Y14 = 15, Y15 = flip.
+#define Q4BLOCK32(qo, xo, so, co) \
+	VPMOVZXBD qo(SI), Y3 \
+	VPMOVZXBD qo+8(SI), Y4 \
+	VPXOR Y15, Y3, Y3 \
+	VPXOR Y15, Y4, Y4 \
+	VPSRLD $4, Y3, Y5 \
+	VPSRLD $4, Y4, Y6 \
+	VPAND Y14, Y3, Y3 \
+	VPAND Y14, Y4, Y4 \
+	VCVTDQ2PS Y3, Y3 \
+	VCVTDQ2PS Y5, Y5 \
+	VCVTDQ2PS Y4, Y4 \
+	VCVTDQ2PS Y6, Y6 \
+	VMULPS xo(DI), Y3, Y1 \
+	VMULPS xo+32(DI), Y5, Y2 \
+	VFMADD231PS xo+64(DI), Y4, Y1 \
+	VFMADD231PS xo+96(DI), Y6, Y2 \
+	VADDPS Y2, Y1, Y1 \
+	VBROADCASTSS co(BX), Y7 \
+	VSUBPS Y7, Y1, Y1 \
+	VPBROADCASTW so(DX), X8 \
+	VCVTPH2PS X8, Y8 \
+	VFMADD231PS Y8, Y1, Y0
+
+
+// S4BLOCK32 is Q4BLOCK32 for int4 codes: a byte sign-extended to 32 bits is 16·h + l with
+// h the signed high nibble and l the unsigned low one, so an arithmetic shift by 4 gives h
+// and shifting left then arithmetically right by 28 gives the signed low nibble.
+#define S4BLOCK32(qo, xo, so) \
+	VPMOVSXBD qo(SI), Y3 \
+	VPMOVSXBD qo+8(SI), Y4 \
+	VPSRAD $4, Y3, Y5 \
+	VPSRAD $4, Y4, Y6 \
+	VPSLLD $28, Y3, Y3 \
+	VPSLLD $28, Y4, Y4 \
+	VPSRAD $28, Y3, Y3 \
+	VPSRAD $28, Y4, Y4 \
+	VCVTDQ2PS Y3, Y3 \
+	VCVTDQ2PS Y5, Y5 \
+	VCVTDQ2PS Y4, Y4 \
+	VCVTDQ2PS Y6, Y6 \
+	VMULPS xo(DI), Y3, Y1 \
+	VMULPS xo+32(DI), Y5, Y2 \
+	VFMADD231PS xo+64(DI), Y4, Y1 \
+	VFMADD231PS xo+96(DI), Y6, Y2 \
+	VADDPS Y2, Y1, Y1 \
+	VPBROADCASTW so(DX), X8 \
+	VCVTPH2PS X8, Y8 \
+	VFMADD231PS Y8, Y1, Y0
+
 // func dotInt4AVX2(q *byte, scale *uint16, xd, corr *float32, nblk, sub int, flip uint32) float32
 // Σ_b fp16(scale[b])·(Σ_{k<32·sub} u_k·xd_k − 8·corr[b]... see below) over nblk blocks of
 // sub 32-element chunks. q holds two 4-bit codes per byte; each byte is first XORed with
@@ -166,6 +218,12 @@ TEXT ·dotInt4AVX2(SB), NOSPLIT, $0-60
 	VXORPS Y0, Y0, Y0
 	TESTQ CX, CX
 	JZ q4done
+	CMPQ R8, $1
+	JNE q4block
+	MOVL flip+48(FP), R11
+	CMPL R11, $0x88
+	JEQ s1pair
+	JMP q1pair
 q4block:
 	VXORPS Y1, Y1, Y1
 	VXORPS Y2, Y2, Y2
@@ -203,6 +261,43 @@ q4sub:
 	ADDQ $4, BX
 	DECQ CX
 	JNZ q4block
+	JMP q4done
+q1pair:
+	// Blocks of 32 (GGUF Q4_0/Q4_1 transcodes): two blocks per iteration, no inner loop,
+	// the scale broadcast straight from memory. Each block's arithmetic is the general
+	// path's (a product into zero is the same rounding as VMULPS), so results are identical.
+	CMPQ CX, $2
+	JLT q1tail
+	Q4BLOCK32(0, 0, 0, 0)
+	Q4BLOCK32(16, 128, 2, 4)
+	ADDQ $32, SI
+	ADDQ $256, DI
+	ADDQ $4, DX
+	ADDQ $8, BX
+	SUBQ $2, CX
+	JMP q1pair
+q1tail:
+	TESTQ CX, CX
+	JZ q4done
+	Q4BLOCK32(0, 0, 0, 0)
+	JMP q4done
+s1pair:
+	// int4 in blocks of 32: codes sign-extended in place, so no flip and no correction
+	// (corr is not read): Σ_b s_b·Σ n·x, the sum the correction reconstructs, computed
+	// directly and without its cancellation.
+	CMPQ CX, $2
+	JLT s1tail
+	S4BLOCK32(0, 0, 0)
+	S4BLOCK32(16, 128, 2)
+	ADDQ $32, SI
+	ADDQ $256, DI
+	ADDQ $4, DX
+	SUBQ $2, CX
+	JMP s1pair
+s1tail:
+	TESTQ CX, CX
+	JZ q4done
+	S4BLOCK32(0, 0, 0)
 q4done:
 	VEXTRACTF128 $1, Y0, X1
 	VADDPS X1, X0, X0
@@ -210,4 +305,176 @@ q4done:
 	VHADDPS X0, X0, X0
 	VZEROUPPER
 	MOVSS X0, ret+56(FP)
+	RET
+
+// func rowInt4AVX2(dst *float32, q *byte, scale *uint16, nblk, sub int, flip uint32, bias float32)
+// Dequantizes one row of 4-bit codes: dst[k] = fp16(scale[b])·(u_k − bias) over nblk blocks of
+// sub 32-element chunks, u_k the k-th code XORed with flip (element 2k in the low nibble of
+// byte k). With flip 0x88 and bias 8, u − 8 is the int4 value n exactly, so each element is
+// the same single product s·n as the portable row loop.
+TEXT ·rowInt4AVX2(SB), NOSPLIT, $0-48
+	MOVQ dst+0(FP), DI
+	MOVQ q+8(FP), SI
+	MOVQ scale+16(FP), DX
+	MOVQ nblk+24(FP), CX
+	MOVQ sub+32(FP), R8
+	MOVL flip+40(FP), AX
+	VMOVD AX, X15
+	VPBROADCASTD X15, Y15
+	MOVL $15, AX
+	VMOVD AX, X14
+	VPBROADCASTD X14, Y14
+	VBROADCASTSS bias+44(FP), Y13
+	TESTQ CX, CX
+	JZ r4done
+r4block:
+	MOVWLZX (DX), AX
+	VMOVD AX, X12
+	VCVTPH2PS X12, X12
+	VBROADCASTSS X12, Y12
+	MOVQ R8, R10
+r4sub:
+	VPMOVZXBD 0(SI), Y3
+	VPMOVZXBD 8(SI), Y4
+	VPXOR Y15, Y3, Y3
+	VPXOR Y15, Y4, Y4
+	VPSRLD $4, Y3, Y5
+	VPSRLD $4, Y4, Y6
+	VPAND Y14, Y3, Y3
+	VPAND Y14, Y4, Y4
+	VCVTDQ2PS Y3, Y3
+	VCVTDQ2PS Y5, Y5
+	VCVTDQ2PS Y4, Y4
+	VCVTDQ2PS Y6, Y6
+	VSUBPS Y13, Y3, Y3
+	VSUBPS Y13, Y5, Y5
+	VSUBPS Y13, Y4, Y4
+	VSUBPS Y13, Y6, Y6
+	VMULPS Y12, Y3, Y3
+	VMULPS Y12, Y5, Y5
+	VMULPS Y12, Y4, Y4
+	VMULPS Y12, Y6, Y6
+	// Interleave low (Y3) and high (Y5) nibbles: [l0 h0 l1 h1 … l7 h7].
+	VUNPCKLPS Y5, Y3, Y7
+	VUNPCKHPS Y5, Y3, Y8
+	VPERM2F128 $0x20, Y8, Y7, Y9
+	VPERM2F128 $0x31, Y8, Y7, Y10
+	VMOVUPS Y9, 0(DI)
+	VMOVUPS Y10, 32(DI)
+	VUNPCKLPS Y6, Y4, Y7
+	VUNPCKHPS Y6, Y4, Y8
+	VPERM2F128 $0x20, Y8, Y7, Y9
+	VPERM2F128 $0x31, Y8, Y7, Y10
+	VMOVUPS Y9, 64(DI)
+	VMOVUPS Y10, 96(DI)
+	ADDQ $16, SI
+	ADDQ $128, DI
+	DECQ R10
+	JNZ r4sub
+	ADDQ $2, DX
+	DECQ CX
+	JNZ r4block
+r4done:
+	VZEROUPPER
+	RET
+
+// func axpyAVX2(dst *float32, a float32, x *float32, n int)
+// dst[i] += a·x[i] for n a multiple of 8, the product rounded before the sum (VMULPS then
+// VADDPS, not FMA), exactly as the Go loop computes it.
+TEXT ·axpyAVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	VBROADCASTSS a+8(FP), Y0
+	MOVQ x+16(FP), SI
+	MOVQ n+24(FP), CX
+	SHRQ $3, CX
+	JZ axdone
+axloop:
+	VMULPS (SI), Y0, Y1
+	VADDPS (DI), Y1, Y1
+	VMOVUPS Y1, (DI)
+	ADDQ $32, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ axloop
+axdone:
+	VZEROUPPER
+	RET
+
+// func dot3x4AVX2(w0, w1, w2, x *float32, stride, n int, out *[12]float32)
+// out[4·r+i] = Σ_k w_r[k]·x[i·stride+k] for rows r = 0..2 and tokens i = 0..3, n a multiple
+// of 8: dot2x4AVX2 with a third row, twelve accumulators (one per output, summed in k order
+// per lane and reduced as dot2x4AVX2 does, so each output is the same bits as dot) and 7
+// loads per 12 multiply-adds instead of 6 per 8.
+TEXT ·dot3x4AVX2(SB), NOSPLIT, $0-56
+	MOVQ w0+0(FP), SI
+	MOVQ w1+8(FP), DX
+	MOVQ w2+16(FP), BX
+	MOVQ x+24(FP), DI
+	MOVQ stride+32(FP), R8
+	SHLQ $2, R8
+	MOVQ n+40(FP), CX
+	MOVQ out+48(FP), AX
+	LEAQ (DI)(R8*2), R9
+	ADDQ R8, R9
+	VXORPS Y0, Y0, Y0
+	VXORPS Y1, Y1, Y1
+	VXORPS Y2, Y2, Y2
+	VXORPS Y3, Y3, Y3
+	VXORPS Y4, Y4, Y4
+	VXORPS Y5, Y5, Y5
+	VXORPS Y6, Y6, Y6
+	VXORPS Y7, Y7, Y7
+	VXORPS Y8, Y8, Y8
+	VXORPS Y9, Y9, Y9
+	VXORPS Y10, Y10, Y10
+	VXORPS Y11, Y11, Y11
+	SHRQ $3, CX
+	JZ d34done
+d34loop:
+	VMOVUPS (SI), Y12
+	VMOVUPS (DX), Y13
+	VMOVUPS (BX), Y14
+	VMOVUPS (DI), Y15
+	VFMADD231PS Y15, Y12, Y0
+	VFMADD231PS Y15, Y13, Y4
+	VFMADD231PS Y15, Y14, Y8
+	VMOVUPS (DI)(R8*1), Y15
+	VFMADD231PS Y15, Y12, Y1
+	VFMADD231PS Y15, Y13, Y5
+	VFMADD231PS Y15, Y14, Y9
+	VMOVUPS (DI)(R8*2), Y15
+	VFMADD231PS Y15, Y12, Y2
+	VFMADD231PS Y15, Y13, Y6
+	VFMADD231PS Y15, Y14, Y10
+	VMOVUPS (R9), Y15
+	VFMADD231PS Y15, Y12, Y3
+	VFMADD231PS Y15, Y13, Y7
+	VFMADD231PS Y15, Y14, Y11
+	ADDQ $32, SI
+	ADDQ $32, DX
+	ADDQ $32, BX
+	ADDQ $32, DI
+	ADDQ $32, R9
+	DECQ CX
+	JNZ d34loop
+d34done:
+	VHADDPS Y1, Y0, Y0
+	VHADDPS Y3, Y2, Y2
+	VHADDPS Y2, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VMOVUPS X0, 0(AX)
+	VHADDPS Y5, Y4, Y4
+	VHADDPS Y7, Y6, Y6
+	VHADDPS Y6, Y4, Y4
+	VEXTRACTF128 $1, Y4, X5
+	VADDPS X5, X4, X4
+	VMOVUPS X4, 16(AX)
+	VHADDPS Y9, Y8, Y8
+	VHADDPS Y11, Y10, Y10
+	VHADDPS Y10, Y8, Y8
+	VEXTRACTF128 $1, Y8, X9
+	VADDPS X9, X8, X8
+	VMOVUPS X8, 32(AX)
+	VZEROUPPER
 	RET

@@ -91,3 +91,47 @@ func dotInt4Generic(q []byte, scale []uint16, xd, corr []float32, sub int, flip 
 	}
 	return sum
 }
+
+// rowInt4Generic writes a row of 4-bit codes dequantized: len(scale) blocks of sub·32
+// elements, element k of block b being fp16(scale[b])·n_k, n_k the k-th code (element 2k in
+// the low nibble of byte k) read as int4 (two's complement) when signed, else as uint4.
+func rowInt4Generic(dst []float32, q []byte, scale []uint16, sub int, signed bool) {
+	lut := halfLUT()
+	tab := &nibbleValues[0]
+	if signed {
+		tab = &nibbleValues[1]
+	}
+	var vals [16]float32
+	for b, h := range scale {
+		s := lut[h]
+		for n, v := range tab {
+			vals[n] = s * v
+		}
+		src := q[b*sub*16 : (b+1)*sub*16]
+		d := dst[b*sub*32 : (b+1)*sub*32]
+		for k, v := range src {
+			d[2*k] = vals[v&15]
+			d[2*k+1] = vals[v>>4]
+		}
+	}
+}
+
+// axpyGeneric adds a·x to dst (len(x) ≥ len(dst)), each element rounded after the product
+// and after the sum (no fused multiply-add), as axpyAVX2 does.
+func axpyGeneric(dst []float32, a float32, x []float32) {
+	x = x[:len(dst)]
+	for i, v := range x {
+		dst[i] += float32(a * v) // the conversion forbids fusing into an FMA (Go spec)
+	}
+}
+
+// dot3x4Generic sets out[4·r+i] = w_r·x[i·stride:][:len(w0)] for rows r < 3, tokens i < 4.
+func dot3x4Generic(w0, w1, w2, x []float32, stride int, out *[12]float32) {
+	k := len(w0)
+	for i := range 4 {
+		xi := x[i*stride : i*stride+k]
+		out[i] = dotGeneric(w0, xi)
+		out[4+i] = dotGeneric(w1, xi)
+		out[8+i] = dotGeneric(w2, xi)
+	}
+}

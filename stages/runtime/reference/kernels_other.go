@@ -23,3 +23,13 @@ func hasInt4Kernel() bool { return false }
 func dotInt4(q []byte, scale []uint16, xd, corr []float32, sub int, flip byte) float32 {
 	return dotInt4Generic(q, scale, xd, corr, sub, flip)
 }
+
+func rowInt4(dst []float32, q []byte, scale []uint16, sub int, signed bool) {
+	rowInt4Generic(dst, q, scale, sub, signed)
+}
+
+func axpy(dst []float32, a float32, x []float32) { axpyGeneric(dst, a, x) }
+
+func dot3x4(w0, w1, w2, x []float32, stride int, out *[12]float32) {
+	dot3x4Generic(w0, w1[:len(w0)], w2[:len(w0)], x, stride, out)
+}

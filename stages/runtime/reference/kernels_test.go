@@ -135,3 +135,83 @@ func TestInt4Kernel(t *testing.T) {
 		}
 	}
 }
+
+// TestRowInt4Kernel: the dequantized row is exact — every element is the one product
+// fp16(scale)·n — so the vector kernel, the portable kernel and the element-wise definition
+// W[r,c] = scale[r, c/cb]·data[r,c] (§5.7, no offset) agree bit for bit, int4 and uint4.
+func TestRowInt4Kernel(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for _, dt := range []DType{Int4, Uint4} {
+		for _, cb := range []int{32, 64, 128} {
+			for _, nb := range []int{1, 2, 3, 9} {
+				cols := cb * nb
+				q := make([]byte, cols/2)
+				for i := range q {
+					q[i] = byte(r.Uint32())
+				}
+				scale := make([]uint16, nb)
+				for i := range scale {
+					scale[i] = floatToHalf(float32(r.NormFloat64() * 0.1))
+				}
+				data := &Tensor{DType: dt, Shape: []int{1, cols}, raw: q}
+				want := make([]float32, cols)
+				for c := range want {
+					want[c] = halfLUT()[scale[c/cb]] * float32(data.intAt(c))
+				}
+				for _, fast := range []bool{false, true} {
+					got := make([]float32, cols)
+					withKernels(t, fast, func() { rowInt4(got, q, scale, cb/32, dt == Int4) })
+					for c := range want {
+						if math.Float32bits(got[c]) != math.Float32bits(want[c]) {
+							t.Fatalf("%v cb=%d nb=%d fast=%v: element %d = %v, want %v", dt, cb, nb, fast, c, got[c], want[c])
+						}
+					}
+				}
+			}
+		}
+	}
+}
+
+// TestAxpyKernel: each element of a·x + dst is one rounded product and one rounded sum in
+// both forms, so the vector kernel equals the element-wise Go expression bit for bit.
+func TestAxpyKernel(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, n := range kernelLengths {
+		x, dst0 := randFloats(r, n), randFloats(r, n)
+		a := float32(r.NormFloat64())
+		want := make([]float32, n)
+		for i := range want {
+			want[i] = dst0[i] + float32(a*x[i])
+		}
+		for _, fast := range []bool{false, true} {
+			got := append([]float32(nil), dst0...)
+			withKernels(t, fast, func() { axpy(got, a, x) })
+			for i := range want {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("n=%d fast=%v: element %d = %v, want %v", n, fast, i, got[i], want[i])
+				}
+			}
+		}
+	}
+}
+
+// TestDot3x4MatchesDot: the three-row prefill tile gives bit for bit what dot gives for each
+// (row, token), like dot2x4, so that prefill and decode logits stay identical.
+func TestDot3x4MatchesDot(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, k := range kernelLengths[1:] {
+		stride := k + 5
+		w := [3][]float32{randFloats(r, k), randFloats(r, k), randFloats(r, k)}
+		x := randFloats(r, 3*stride+k)
+		var out [12]float32
+		dot3x4(w[0], w[1], w[2], x, stride, &out)
+		for row := range 3 {
+			for i := range 4 {
+				xi := x[i*stride : i*stride+k]
+				if want := dot(w[row], xi); out[4*row+i] != want {
+					t.Errorf("k=%d row %d token %d: dot3x4 %v, dot %v", k, row, i, out[4*row+i], want)
+				}
+			}
+		}
+	}
+}

@@ -3,16 +3,17 @@ package reference
 // linearTask computes out[n, r] = W[r,:]·x[n,:] + bias[r] for rows split across workers.
 //
 // One token (decode) reads each row once through the weight's fused dot. Several tokens
-// (prefill) take rows two at a time: each pair is dequantized once into the worker's scratch
-// and multiplied with four tokens at a time (dot2x4), so a weight is read from memory once
-// per product and every loaded weight vector serves eight multiply-adds.
+// (prefill) take rows three at a time: each triple is dequantized once into the worker's
+// scratch and multiplied with four tokens at a time (dot3x4), so a weight is read from
+// memory once per product and seven vector loads serve twelve multiply-adds; the last one or
+// two rows of a range go in a pair (dot2x4). Both tiles give each output the bits dot gives.
 type linearTask struct {
 	x, out  []float32
 	bias    []float32
 	w       weightMatrix
 	n, din  int
 	dout    int
-	scratch [][]float32 // per worker, two dequantised rows (n > 1)
+	scratch [][]float32 // per worker, three dequantised rows (n > 1)
 
 	// Fused int4 (n == 1): x deinterleaved and per-block corrections, made once per call.
 	bw       *blockwiseWeight
@@ -38,9 +39,37 @@ func (t *linearTask) runRange(w, lo, hi int) {
 		return
 	}
 	buf := t.scratch[w]
-	r0, r1 := buf[:t.din], buf[t.din:2*t.din]
+	r0, r1, r2 := buf[:t.din], buf[t.din:2*t.din], buf[2*t.din:3*t.din]
+	var acc3 [12]float32
+	r := lo
+	for ; r+3 <= hi; r += 3 {
+		t.w.row(r, r0)
+		t.w.row(r+1, r1)
+		t.w.row(r+2, r2)
+		var b [3]float32
+		if t.bias != nil {
+			copy(b[:], t.bias[r:r+3])
+		}
+		i := 0
+		for ; i+4 <= t.n; i += 4 {
+			dot3x4(r0, r1, r2, t.x[i*t.din:], t.din, &acc3)
+			for k := range 4 {
+				o := t.out[(i+k)*t.dout+r:][:3]
+				o[0] = acc3[k] + b[0]
+				o[1] = acc3[4+k] + b[1]
+				o[2] = acc3[8+k] + b[2]
+			}
+		}
+		for ; i < t.n; i++ {
+			xi := t.x[i*t.din : (i+1)*t.din]
+			o := t.out[i*t.dout+r:][:3]
+			o[0] = dot(r0, xi) + b[0]
+			o[1] = dot(r1, xi) + b[1]
+			o[2] = dot(r2, xi) + b[2]
+		}
+	}
 	var acc [8]float32
-	for r := lo; r < hi; r += 2 {
+	for ; r < hi; r += 2 {
 		pair := r+1 < hi
 		t.w.row(r, r0)
 		if pair {
@@ -79,7 +108,7 @@ func (t *linearTask) run(p *workerPool) {
 	if t.n > 1 && t.scratch == nil {
 		t.scratch = make([][]float32, p.workers)
 		for i := range t.scratch {
-			t.scratch[i] = make([]float32, 2*t.din)
+			t.scratch[i] = make([]float32, 3*t.din)
 		}
 	}
 	t.bw = nil
@@ -91,8 +120,8 @@ func (t *linearTask) run(p *workerPool) {
 		t.bw = bw
 	}
 	if t.n > 1 {
-		// Even chunks keep row pairs whole.
-		p.parallel((t.dout+1)/2, max(1, minParallelWork/max(1, 2*t.din*t.n)), (*rowPairs)(t))
+		// Chunks of whole row triples.
+		p.parallel((t.dout+2)/3, max(1, minParallelWork/max(1, 3*t.din*t.n)), (*rowTriples)(t))
 		return
 	}
 	// Split only when each worker gets some 16K multiply-adds: below that, waking a
@@ -100,11 +129,12 @@ func (t *linearTask) run(p *workerPool) {
 	p.parallel(t.dout, max(1, minParallelWork/max(1, t.din*t.n)), t)
 }
 
-// rowPairs runs a linearTask over pairs of rows, so that chunk boundaries fall on even rows.
-type rowPairs linearTask
+// rowTriples runs a linearTask over triples of rows, so that chunk boundaries fall on
+// multiples of three.
+type rowTriples linearTask
 
-func (p *rowPairs) runRange(w, lo, hi int) {
-	(*linearTask)(p).runRange(w, 2*lo, min(2*hi, p.dout))
+func (p *rowTriples) runRange(w, lo, hi int) {
+	(*linearTask)(p).runRange(w, 3*lo, min(3*hi, p.dout))
 }
 
 // weightArg returns input key as a weight matrix, fused when it comes from a constexpr op.
@@ -319,14 +349,6 @@ func (t *matmulTask) runRange(_, lo, hi int) {
 				dst[j] = s
 			}
 		}
-	}
-}
-
-// axpy adds a·x to dst.
-func axpy(dst []float32, a float32, x []float32) {
-	x = x[:len(dst)]
-	for i, v := range x {
-		dst[i] += a * v
 	}
 }
 

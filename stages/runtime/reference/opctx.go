@@ -190,7 +190,7 @@ func (o *opCtx) output(i int) (*Tensor, error) {
 	if err != nil {
 		return nil, o.errf("output %q: %v", outs[i].GetName(), err)
 	}
-	t := newBuffer(dt, shape)
+	t := o.c.buffer(dt, shape)
 	o.c.vals[outs[i].GetName()] = &value{t: t}
 	o.outs = append(o.outs, t)
 	o.declared = append(o.declared, slices.Clone(shape))

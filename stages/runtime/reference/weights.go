@@ -83,9 +83,12 @@ func (w *blockwiseWeight) scaleAt(i int) float32 {
 
 // fused reports whether rows go through the fused int4 kernel (dotInt4): 4-bit codes
 // without offset, fp16 scales, one scale per row (rb 1) per block of a multiple of 32.
-func (w *blockwiseWeight) fused() bool {
+func (w *blockwiseWeight) fused() bool { return w.fusable() && hasInt4Kernel() }
+
+// fusable reports whether the weight has the layout of the int4 kernels (dotInt4, rowInt4).
+func (w *blockwiseWeight) fusable() bool {
 	return (w.data.DType == Int4 || w.data.DType == Uint4) && w.offset == nil && w.scaleH != nil &&
-		w.rb == 1 && w.cb%32 == 0 && hasInt4Kernel()
+		w.rb == 1 && w.cb%32 == 0
 }
 
 // prepare fills xd (x deinterleaved, see deinterleave16) and corr (per block: Σ x for int4,
@@ -161,22 +164,35 @@ func (w *blockwiseWeight) dotRow(r int, x []float32) float32 {
 func (w *blockwiseWeight) row(r int, dst []float32) {
 	srow := (r / w.rb) * w.sc
 	base := r * w.cols
+	if w.fusable() {
+		// One scale per row and block of a multiple of 32, no offset: the vector kernel.
+		rowInt4(dst, w.data.raw[base/2:(base+w.cols)/2], w.scaleH[srow:srow+w.sc], w.cb/32, w.data.DType == Int4)
+		return
+	}
 	if (w.data.DType == Int4 || w.data.DType == Uint4) && base%2 == 0 && w.cb%2 == 0 {
 		// Two codes per byte, element 2k in the low nibble: a byte at a time.
 		tab := &nibbleValues[0]
 		if w.data.DType == Int4 {
 			tab = &nibbleValues[1]
 		}
+		// The 16 values a block's codes can take are computed once per block (the same
+		// products as element by element), so each code costs a table read.
+		var vals [16]float32
 		for b := range w.sc {
 			s := w.scaleAt(srow + b)
 			var o float32
 			if w.offset != nil {
 				o = w.offset[srow+b]
 			}
+			for n, q := range tab {
+				vals[n] = s * (q - o)
+			}
 			d := dst[b*w.cb : (b+1)*w.cb]
-			for k, v := range w.data.raw[(base+b*w.cb)/2 : (base+(b+1)*w.cb)/2] {
-				d[2*k] = s * (tab[v&15] - o)
-				d[2*k+1] = s * (tab[v>>4] - o)
+			src := w.data.raw[(base+b*w.cb)/2 : (base+(b+1)*w.cb)/2]
+			d = d[:2*len(src)]
+			for k, v := range src {
+				d[2*k] = vals[v&15]
+				d[2*k+1] = vals[v>>4]
 			}
 		}
 		return

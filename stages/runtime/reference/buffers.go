@@ -1,0 +1,156 @@
+package reference
+
+import (
+	"slices"
+
+	"github.com/lilims/lilims/stages/export/mil/milpb"
+)
+
+// bufferPlan lets op outputs of one function share float storage. A program's values are
+// SSA and its ops run in order, so once the last op reading a value has run, that value's
+// buffer can hold a later op's output. Without sharing, a 32-layer prefill keeps every
+// intermediate of every layer alive at once (≈1.7 GB for a Phi-2-shaped chunk of 64 tokens,
+// more than the package itself); with it, memory is the few largest live intermediates.
+//
+// Only float outputs of a fully known declared shape are pooled (the large activations); a
+// pooled slice is cut to its declared length and capacity, so a kernel that grows its output
+// at run time reallocates instead of writing into storage another value owns. Several names
+// can stand for one tensor (ops that forward their input), so tensors are reference-counted
+// by the names that are still to be read.
+type bufferPlan struct {
+	lastUse map[string]int // value name → index of the last op reading it (block outputs: never)
+	free    [][]float32
+	owned   map[*Tensor][]float32 // pooled tensors → the storage they were given
+	live    map[*Tensor]int       // pooled tensors → names still to be read
+}
+
+// pinned marks a value that outlives the function's ops (a block output, a view's source).
+const pinned = 1 << 30
+
+func newBufferPlan(ops []*milpb.Operation, outputs []string) *bufferPlan {
+	p := &bufferPlan{lastUse: map[string]int{}, owned: map[*Tensor][]float32{}, live: map[*Tensor]int{}}
+	for i, op := range ops {
+		for _, a := range op.GetInputs() {
+			for _, b := range a.GetArguments() {
+				if n := b.GetName(); n != "" {
+					p.lastUse[n] = i
+				}
+			}
+		}
+	}
+	for _, o := range outputs {
+		p.lastUse[o] = pinned
+	}
+	return p
+}
+
+// take returns storage for n floats: the smallest free buffer that holds n, else a new one.
+func (p *bufferPlan) take(t *Tensor, n int) {
+	best := -1
+	for i, b := range p.free {
+		if cap(b) >= n && (best < 0 || cap(b) < cap(p.free[best])) {
+			best = i
+		}
+	}
+	var buf []float32
+	if best >= 0 {
+		buf = p.free[best]
+		p.free = slices.Delete(p.free, best, best+1)
+	} else {
+		buf = make([]float32, n)
+	}
+	t.f32 = buf[:n:n]
+	p.owned[t] = buf[:cap(buf)]
+}
+
+// defined counts name (just defined by op i) as a reader of its tensor, and releases it at
+// once when nothing reads it.
+func (p *bufferPlan) defined(c *compiler, name string, i int) {
+	v := c.vals[name]
+	if v == nil || v.t == nil {
+		return
+	}
+	if _, ok := p.owned[v.t]; !ok {
+		return
+	}
+	p.live[v.t]++
+	if last, ok := p.lastUse[name]; !ok || last <= i {
+		p.release(v.t)
+	}
+}
+
+// read notes that op i read name; after its last reader the name stops holding its tensor.
+func (p *bufferPlan) read(c *compiler, name string, i int) {
+	if p.lastUse[name] != i {
+		return
+	}
+	if v := c.vals[name]; v != nil && v.t != nil {
+		p.release(v.t)
+	}
+}
+
+// pin keeps t's storage out of the pool for good (an op made a view of it).
+func (p *bufferPlan) pin(t *Tensor) {
+	if _, ok := p.owned[t]; ok {
+		p.live[t] += pinned
+	}
+}
+
+func (p *bufferPlan) release(t *Tensor) {
+	buf, ok := p.owned[t]
+	if !ok {
+		return
+	}
+	if p.live[t]--; p.live[t] > 0 {
+		return
+	}
+	delete(p.live, t)
+	delete(p.owned, t)
+	p.free = append(p.free, buf)
+}
+
+// after updates the plan once op i (already compiled) has defined its outputs and read its
+// inputs.
+func (p *bufferPlan) after(c *compiler, op *milpb.Operation, i int) {
+	if (&opCtx{c: c, op: op}).aliased() {
+		// An in-place state chain makes its output a view of its input (or of the state) at
+		// run time: the input must keep its storage, and the storage the output was given
+		// (dropped by the kernel, f32 nil) goes straight back to the pool.
+		for _, a := range op.GetInputs() {
+			for _, b := range a.GetArguments() {
+				if v := c.vals[b.GetName()]; v != nil && v.t != nil {
+					p.pin(v.t)
+				}
+			}
+		}
+		for _, o := range op.GetOutputs() {
+			if v := c.vals[o.GetName()]; v != nil && v.t != nil && v.t.f32 == nil {
+				if buf, ok := p.owned[v.t]; ok {
+					delete(p.owned, v.t)
+					p.free = append(p.free, buf)
+				}
+			}
+		}
+	}
+	for _, o := range op.GetOutputs() {
+		p.defined(c, o.GetName(), i)
+	}
+	for _, a := range op.GetInputs() {
+		for _, b := range a.GetArguments() {
+			if n := b.GetName(); n != "" {
+				p.read(c, n, i)
+			}
+		}
+	}
+}
+
+// buffer returns an output buffer for a declared type, pooled when the plan allows it.
+func (c *compiler) buffer(dt DType, shape []int) *Tensor {
+	n := numElements(shape)
+	if c.plan == nil || !dt.IsFloat() || n <= 0 || slices.Contains(shape, -1) {
+		return newBuffer(dt, shape)
+	}
+	t := &Tensor{DType: dt, Shape: slices.Clone(shape)}
+	c.plan.take(t, n)
+	return t
+}
