@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+
+	"github.com/lilims/lilims/internal/atomicfile"
 )
 
 // FileDigest returns "sha256:<hex>", the SHA-256 of the file's whole content, without reading
@@ -115,20 +117,7 @@ func writeMemo(path string, m digestMemo) error {
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), ".memo-")
-	if err != nil {
-		return err
-	}
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		os.Remove(tmp.Name())
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		os.Remove(tmp.Name())
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
+	return atomicfile.WriteFile(path, data)
 }
 
 // sampleHash hashes the head, 16 evenly spaced blocks and the tail of a file.

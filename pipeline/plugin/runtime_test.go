@@ -12,6 +12,7 @@ import (
 	"github.com/lilims/lilims/pipeline"
 	"github.com/lilims/lilims/pipeline/builtin"
 	"github.com/lilims/lilims/pipeline/stage"
+	"github.com/lilims/lilims/stages/export/mlpackage"
 )
 
 // runtimePlan is stories260K exported (C = 64, N = 16, chunks as given) and run by the
@@ -120,7 +121,7 @@ func TestChunkedExportProcess(t *testing.T) {
 			art = b.Artifact
 		}
 	}
-	for _, name := range []string{chunkIndexFile, "chunk_0.mlpackage", "chunk_1.mlpackage"} {
+	for _, name := range []string{mlpackage.ChunkIndexFile, "chunk_0.mlpackage", "chunk_1.mlpackage"} {
 		if _, err := os.Stat(filepath.Join(art.Path, name)); err != nil {
 			t.Error(err)
 		}

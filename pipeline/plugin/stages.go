@@ -12,6 +12,7 @@ import (
 	"github.com/lilims/lilims/pipeline"
 	"github.com/lilims/lilims/pipeline/plugin/sdk"
 	"github.com/lilims/lilims/pipeline/stage"
+	"github.com/lilims/lilims/stages/export/mlpackage"
 )
 
 // entry adapts a plugin's stage to the runner's registry entry: New returns a stage.Builder,
@@ -69,10 +70,6 @@ var artifactKinds = map[stage.Kind][]string{
 	stage.KindCompile:  {"mlpackage", "mlmodelc"},
 }
 
-// chunkIndexFile is the index of a chunked export (stages/export's model.chunks directory:
-// chunk_<i>.mlpackage and this file); the runtime and compile stages read the same name.
-const chunkIndexFile = "chunks.json"
-
 // checkArtifact verifies what a plugin claims to have built before the runner trusts it: a
 // kind its stage may produce, a path inside the output directory (or one of the stage's own
 // inputs, passed through), and the files that kind is made of.
@@ -105,8 +102,8 @@ func checkArtifact(k stage.Kind, art stage.Artifact, req stage.BuildRequest) err
 		}
 	case "mlpackage":
 		need = "Manifest.json" // the package's root file (coreml-mil.md: .mlpackage layout)
-		if _, err := os.Stat(filepath.Join(art.Path, chunkIndexFile)); err == nil {
-			need = chunkIndexFile // a chunked export: a directory of packages and their index
+		if mlpackage.IsChunked(art.Path) {
+			need = mlpackage.ChunkIndexFile // a chunked export: a directory of packages and their index
 		}
 	case "quantized":
 		need = "manifest.json" // manifest.json + weights.safetensors (DESIGN decision 5)
