@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lilims/lilims/pipeline"
 	"github.com/lilims/lilims/pipeline/stage"
 	"github.com/lilims/lilims/stages/loader/tokenizer"
 	"github.com/lilims/lilims/stages/sampler"
@@ -48,19 +49,10 @@ terminal it is an interactive prompt loop; otherwise the prompt is read from std
   lilims run pipelines/stories.yaml --prompt "Once" --set sample.top_k=10`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			sets := append([]string(nil), pf.sets...)
-			for _, sf := range samplerFlags {
-				if cmd.Flags().Changed(sf.flag) {
-					sets = append(sets, "sample."+sf.param+"="+*raw[sf.flag])
-				}
-			}
-			for _, s := range stops {
-				sets = append(sets, "sample.stop="+s)
-			}
 			if maxTokens < 0 {
 				return usagef("--max-tokens must not be negative")
 			}
-			plan, err := loadPlan(a[0], sets)
+			plan, err := withSamplerFlags(cmd, a[0], pf.sets, raw, stops)
 			if err != nil {
 				return err
 			}
@@ -114,6 +106,40 @@ terminal it is an interactive prompt loop; otherwise the prompt is read from std
 	}
 	pf.register(cmd)
 	return cmd
+}
+
+// withSamplerFlags loads the pipeline and applies the sampling flags to its sampler stage,
+// whatever that stage's id. Repeated --stop flags add up to one list.
+func withSamplerFlags(cmd *cobra.Command, arg string, sets []string, raw map[string]*string, stops []string) (*pipeline.Plan, error) {
+	plan, err := loadPlan(arg, sets)
+	if err != nil {
+		return nil, err
+	}
+	var extra []string
+	for _, sf := range samplerFlags {
+		if cmd.Flags().Changed(sf.flag) {
+			extra = append(extra, sf.param+"="+*raw[sf.flag])
+		}
+	}
+	if len(extra) == 0 && len(stops) == 0 {
+		return plan, nil
+	}
+	smp := plan.Step(stage.KindSampler)
+	if smp == nil {
+		return nil, fmt.Errorf("%s: sampling flags given, but the pipeline has no sampler stage", arg)
+	}
+	if len(extra) > 0 {
+		all := append([]string(nil), sets...)
+		for _, e := range extra {
+			all = append(all, smp.ID+"."+e)
+		}
+		if plan, err = loadPlan(arg, all); err != nil {
+			return nil, err
+		}
+		smp = plan.Step(stage.KindSampler)
+	}
+	smp.Params["stop"] = append(append([]string(nil), smp.Params.Strings("stop")...), stops...)
+	return plan, nil
 }
 
 func isTerminal(f *os.File) bool { return isTerminalWriter(f) }

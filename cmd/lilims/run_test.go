@@ -101,3 +101,21 @@ func TestRunBadInput(t *testing.T) {
 		t.Errorf("long prompt: exit %d, %q", code, errOut)
 	}
 }
+
+// Repeated --stop flags add up (each one stops generation), and sampling flags reach the
+// sampler stage whatever its id.
+func TestRunStopStrings(t *testing.T) {
+	out, errOut, code := runCLI(t, "", "run", filepath.Join(oracle, "models", "stories260K.gguf"),
+		"--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "24",
+		"--stop", "girl", "--stop", "never-generated")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	// llama.cpp's greedy text is ", there was a little girl named Lily…": the first stop cuts it.
+	if got := strings.TrimSuffix(out, "\n"); got != ", there was a little " {
+		t.Errorf("run printed %q, want the text before the first --stop", got)
+	}
+	if !strings.Contains(errOut, "stopped: stop string") {
+		t.Errorf("summary %q does not name the stop string", errOut)
+	}
+}
