@@ -24,6 +24,7 @@ func newBenchCmd() *cobra.Command {
 		reps, threads    int
 		asJSON           bool
 		llamaPP, llamaTG float64
+		llamaQuant       float64
 	)
 	cmd := &cobra.Command{
 		Use:   "bench MODEL.gguf|PIPELINE.yaml [-p 64] [-n 32] [-r 5] [-t THREADS] [--json]",
@@ -37,14 +38,17 @@ Peak RSS is the process's high-water mark (VmHWM on Linux): once for the whole r
 (peak_rss_mb, which includes the build stages when they run in-process) and once for the
 runtime alone (runtime_peak_rss_mb, measured from after the build where the kernel can
 reset the mark). With --llama-pp/--llama-tg (llama.cpp's tokens/s on the same machine) the
-ratios are printed too.`,
+ratios are printed too, and with --llama-quantize (llama-quantize's seconds for the same
+conversion) the build's time over it (≤ 1: lilims converts faster). Use --no-cache for a
+build figure. internal/tools/llamacpp-bench measures llama.cpp's figures.`,
 		Example: `  lilims bench model.gguf --set quantize.scheme=block -t 2
   lilims bench pipelines/phi2.yaml -p 64 -n 32 -r 3 --json
-  lilims bench model.gguf --set quantize.scheme=block --llama-pp 52 --llama-tg 18.3`,
+  lilims bench model.gguf --set quantize.scheme=block --llama-pp 52 --llama-tg 18.3
+  lilims bench model.gguf --set quantize.scheme=block --no-cache --llama-quantize 10.9 -p 0 -n 0`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			if nPrompt < 0 || nGen < 0 || nPrompt+nGen == 0 {
-				return usagef("-p and -n must be ≥ 0 and not both 0")
+			if nPrompt < 0 || nGen < 0 {
+				return usagef("-p and -n must be ≥ 0 (both 0: build and open only)")
 			}
 			if reps < 1 {
 				return usagef("-r must be at least 1")
@@ -105,6 +109,9 @@ ratios are printed too.`,
 			if llamaTG > 0 && r.TG.Mean > 0 {
 				r.TGRatio = r.TG.Mean / llamaTG
 			}
+			if llamaQuant > 0 {
+				r.LlamaQuantize, r.BuildRatio = llamaQuant, r.BuildSeconds/llamaQuant
+			}
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), r.jsonObject())
 			}
@@ -119,6 +126,7 @@ ratios are printed too.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, `print one JSON object {"pp_tps", "tg_tps", "build_seconds", "peak_rss_mb", …}`)
 	cmd.Flags().Float64Var(&llamaPP, "llama-pp", 0, "llama.cpp's prompt tokens/s on this machine, to print the ratio")
 	cmd.Flags().Float64Var(&llamaTG, "llama-tg", 0, "llama.cpp's generation tokens/s on this machine, to print the ratio")
+	cmd.Flags().Float64Var(&llamaQuant, "llama-quantize", 0, "llama-quantize's seconds for the same conversion on this machine, to print the build's ratio")
 	pf.register(cmd)
 	return cmd
 }
@@ -164,6 +172,8 @@ type benchResult struct {
 	OpenSeconds       float64
 	PP, TG            speed
 	PPRatio, TGRatio  float64
+	LlamaQuantize     float64 // llama-quantize's seconds, when given
+	BuildRatio        float64 // BuildSeconds / LlamaQuantize
 	BuildPeakRSSMB    float64
 	RuntimePeakRSSMB  float64
 	PeakRSSMB         float64
@@ -244,6 +254,9 @@ func (r *benchResult) jsonObject() map[string]any {
 	if r.TGRatio > 0 {
 		o["tg_ratio"] = round(r.TGRatio)
 	}
+	if r.BuildRatio > 0 {
+		o["llama_quantize_seconds"], o["build_ratio"] = r.LlamaQuantize, round(r.BuildRatio)
+	}
 	return o
 }
 
@@ -256,6 +269,9 @@ func (r *benchResult) writeText(w io.Writer, llamaPP, llamaTG float64) {
 			c = " cached"
 		}
 		fmt.Fprintf(w, "  %s %.2f s%s", s.ID, s.Seconds, c)
+	}
+	if r.BuildRatio > 0 {
+		fmt.Fprintf(w, "  (llama-quantize %.2f s: %.3f×)", r.LlamaQuantize, r.BuildRatio)
 	}
 	fmt.Fprintf(w, "\nopen:  %.2f s\n", r.OpenSeconds)
 	fmt.Fprintf(w, "%-8s %8s %20s %14s\n", "test", "threads", "t/s", "vs llama.cpp")

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 
 	"github.com/spf13/cobra"
 )
@@ -71,9 +72,29 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	root := newRootCmd()
+	stopProfile := startProfile()
 	err := root.ExecuteContext(ctx)
+	stopProfile()
 	closePlugins()
 	os.Exit(exitCode(ctx, err))
+}
+
+// startProfile writes a CPU profile to $LILIMS_CPUPROFILE when it is set (for `go tool
+// pprof`): the way to see where a slow conversion or run spends its time.
+func startProfile() (stop func()) {
+	path := os.Getenv("LILIMS_CPUPROFILE")
+	if path == "" {
+		return func() {}
+	}
+	f, err := os.Create(path)
+	if err == nil {
+		err = pprof.StartCPUProfile(f)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "lilims: LILIMS_CPUPROFILE:", err)
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
 func exitCode(ctx context.Context, err error) int {

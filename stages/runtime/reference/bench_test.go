@@ -1,28 +1,30 @@
 package reference
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"path/filepath"
 	"testing"
 )
 
-// benchLinear measures one matvec y = W·x with W [out, in] through the kernel Predict uses.
-func benchLinear(b *testing.B, w weightMatrix) {
+// benchLinear measures one product y = W·x with W [out, in] and x n tokens through the
+// kernels Predict uses (n = 1: decode; more: prefill).
+func benchLinear(b *testing.B, w weightMatrix, n int) {
 	rows, cols := w.dims()
-	x := make([]float32, cols)
+	x := make([]float32, n*cols)
 	for i := range x {
 		x[i] = float32(i%7) * 0.1
 	}
-	y := make([]float32, rows)
+	y := make([]float32, n*rows)
 	p := newWorkerPool(0)
 	defer p.close()
-	task := &linearTask{w: w, din: cols, dout: rows, n: 1, x: x, out: y}
+	task := &linearTask{w: w, din: cols, dout: rows, n: n, x: x, out: y}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for b.Loop() {
 		task.run(p)
 	}
-	flops := 2 * float64(rows) * float64(cols) * float64(b.N)
+	flops := 2 * float64(rows) * float64(cols) * float64(n) * float64(b.N)
 	b.ReportMetric(flops/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 }
 
@@ -35,7 +37,7 @@ func BenchmarkLinearFP16(b *testing.B) {
 	for i := range h {
 		h[i] = floatToHalf(float32(r.NormFloat64() * 0.02))
 	}
-	benchLinear(b, &halfWeight{w: h, rows: benchOut, cols: benchIn, lut: halfLUT()})
+	benchLinear(b, &halfWeight{w: h, rows: benchOut, cols: benchIn, lut: halfLUT()}, 1)
 }
 
 func BenchmarkLinearInt4Blockwise32(b *testing.B) {
@@ -48,7 +50,35 @@ func BenchmarkLinearInt4Blockwise32(b *testing.B) {
 	for i := range scale {
 		scale[i] = 0.01
 	}
-	benchLinear(b, &blockwiseWeight{data: data, scale: scale, rows: benchOut, cols: benchIn, rb: 1, cb: 32, sc: benchIn / 32})
+	benchLinear(b, &blockwiseWeight{data: data, scale: scale, rows: benchOut, cols: benchIn, rb: 1, cb: 32, sc: benchIn / 32}, 1)
+}
+
+// BenchmarkLinearInt4 runs the int4 block-32 up-projection (fp16 scales: the fused layout of
+// a GGUF Q4_0 transcode) for decode (n=1) and a 64-token prefill chunk, with the 512-bit
+// kernels where the CPU has them and without.
+func BenchmarkLinearInt4(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 1))
+	data := &Tensor{DType: Int4, Shape: []int{benchOut, benchIn}, raw: make([]byte, benchIn*benchOut/2)}
+	for i := range data.raw {
+		data.raw[i] = byte(r.Uint32())
+	}
+	scale := make([]uint16, benchOut*benchIn/32)
+	for i := range scale {
+		scale[i] = floatToHalf(0.01)
+	}
+	w := &blockwiseWeight{data: data, scaleH: scale, rows: benchOut, cols: benchIn, rb: 1, cb: 32, sc: benchIn / 32}
+	for _, wide := range []bool{false, true} {
+		for _, n := range []int{1, 64} {
+			name := fmt.Sprintf("n=%d/avx512=%v", n, wide)
+			b.Run(name, func(b *testing.B) {
+				if !setAVX512(wide) {
+					b.Skip("no AVX-512 kernels here")
+				}
+				defer setAVX512(hasAVX512)
+				benchLinear(b, w, n)
+			})
+		}
+	}
 }
 
 // TestPredictSteadyStateAllocs: after the first call, a decode step through PredictInto

@@ -478,3 +478,83 @@ d34done:
 	VMOVUPS X8, 32(AX)
 	VZEROUPPER
 	RET
+
+// lut4shift holds the per-lane right shifts that take an 8-element run's indices out of
+// four bytes, each byte duplicated: element 2k is the low nibble of byte k, 2k+1 the high.
+DATA lut4shift<>+0(SB)/4, $0
+DATA lut4shift<>+4(SB)/4, $4
+DATA lut4shift<>+8(SB)/4, $0
+DATA lut4shift<>+12(SB)/4, $4
+DATA lut4shift<>+16(SB)/4, $0
+DATA lut4shift<>+20(SB)/4, $4
+DATA lut4shift<>+24(SB)/4, $0
+DATA lut4shift<>+28(SB)/4, $4
+GLOBL lut4shift<>(SB), RODATA|NOPTR, $32
+
+// LUT4GATHER8 leaves in Y3 the palette values of the 8 indices in the 4 bytes at (SI):
+// Y14 = pal[0:8], Y13 = pal[8:16], Y12 = lut4shift. VPERMPS reads only an index's low 3
+// bits, so each half of the palette is permuted by the unmasked nibble and bit 3, shifted
+// into the sign bit, picks the half (VBLENDVPS).
+#define LUT4GATHER8 \
+	MOVL (SI), AX \
+	VMOVD AX, X1 \
+	VPUNPCKLBW X1, X1, X1 \
+	VPMOVZXBD X1, Y1 \
+	VPSRLVD Y12, Y1, Y1 \
+	VPSLLD $28, Y1, Y2 \
+	VPERMPS Y14, Y1, Y3 \
+	VPERMPS Y13, Y1, Y4 \
+	VBLENDVPS Y2, Y4, Y3, Y3
+
+// func dotLUT4AVX2(idx *byte, pal *[16]float32, x *float32, n int) float32
+// Σ_k pal[n_k]·x[k] for n a multiple of 8 (n/2 index bytes), one 8-lane accumulator
+// reduced as dotAVX2 reduces it: the same bits as dotAVX2 over the expanded row.
+TEXT ·dotLUT4AVX2(SB), NOSPLIT, $0-36
+	MOVQ idx+0(FP), SI
+	MOVQ pal+8(FP), DX
+	MOVQ x+16(FP), DI
+	MOVQ n+24(FP), CX
+	VMOVUPS 0(DX), Y14
+	VMOVUPS 32(DX), Y13
+	VMOVDQU lut4shift<>(SB), Y12
+	VXORPS Y0, Y0, Y0
+	SHRQ $3, CX
+	JZ l4ddone
+l4dloop:
+	LUT4GATHER8
+	VFMADD231PS 0(DI), Y3, Y0
+	ADDQ $4, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ l4dloop
+l4ddone:
+	VHADDPS Y0, Y0, Y0
+	VHADDPS Y0, Y0, Y0
+	VEXTRACTF128 $1, Y0, X1
+	VADDPS X1, X0, X0
+	VZEROUPPER
+	MOVSS X0, ret+32(FP)
+	RET
+
+// func rowLUT4AVX2(dst *float32, idx *byte, pal *[16]float32, n int)
+// dst[k] = pal[n_k] for n a multiple of 8.
+TEXT ·rowLUT4AVX2(SB), NOSPLIT, $0-32
+	MOVQ dst+0(FP), DI
+	MOVQ idx+8(FP), SI
+	MOVQ pal+16(FP), DX
+	MOVQ n+24(FP), CX
+	VMOVUPS 0(DX), Y14
+	VMOVUPS 32(DX), Y13
+	VMOVDQU lut4shift<>(SB), Y12
+	SHRQ $3, CX
+	JZ l4rdone
+l4rloop:
+	LUT4GATHER8
+	VMOVUPS Y3, 0(DI)
+	ADDQ $4, SI
+	ADDQ $32, DI
+	DECQ CX
+	JNZ l4rloop
+l4rdone:
+	VZEROUPPER
+	RET

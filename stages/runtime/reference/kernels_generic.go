@@ -1,7 +1,7 @@
 package reference
 
-// Portable kernels: the reference the assembly versions (kernels_amd64.s) are tested
-// against, and the path on other architectures.
+// Portable kernels: the reference the assembly versions (kernels_amd64.s, kernels_arm64.s)
+// are tested against, and the path on other architectures.
 
 // dotGeneric returns a·b (len(b) ≥ len(a)) with four interleaved partial sums. The loop
 // advances the slices rather than an index so that the compiler proves every access in bounds.
@@ -117,7 +117,7 @@ func rowInt4Generic(dst []float32, q []byte, scale []uint16, sub int, signed boo
 }
 
 // axpyGeneric adds a·x to dst (len(x) ≥ len(dst)), each element rounded after the product
-// and after the sum (no fused multiply-add), as axpyAVX2 does.
+// and after the sum (no fused multiply-add), as axpyAVX2 and axpyNEON do.
 func axpyGeneric(dst []float32, a float32, x []float32) {
 	x = x[:len(dst)]
 	for i, v := range x {
@@ -133,5 +133,36 @@ func dot3x4Generic(w0, w1, w2, x []float32, stride int, out *[12]float32) {
 		out[i] = dotGeneric(w0, xi)
 		out[4+i] = dotGeneric(w1, xi)
 		out[8+i] = dotGeneric(w2, xi)
+	}
+}
+
+// dotLUT4Generic returns Σ_k pal[n_k]·x[k] over the 2·len(idx) 4-bit palette indices of idx
+// (uint4 packing, blob v2: element 2k in the low nibble of byte k), len(x) ≥ 2·len(idx). It
+// accumulates exactly as dotGeneric does over the expanded row (element k into partial sum
+// k mod 4, the remainder into the first), so fused and expanded agree bit for bit.
+func dotLUT4Generic(idx []byte, pal *[16]float32, x []float32) float32 {
+	x = x[:2*len(idx)]
+	var s0, s1, s2, s3 float32
+	for len(idx) >= 2 && len(x) >= 4 {
+		s0 += pal[idx[0]&15] * x[0]
+		s1 += pal[idx[0]>>4] * x[1]
+		s2 += pal[idx[1]&15] * x[2]
+		s3 += pal[idx[1]>>4] * x[3]
+		idx, x = idx[2:], x[4:]
+	}
+	if len(idx) == 1 && len(x) == 2 {
+		s0 += pal[idx[0]&15] * x[0]
+		s0 += pal[idx[0]>>4] * x[1]
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// rowLUT4Generic expands 4-bit palette indices: dst[2k] = pal[low nibble of idx[k]],
+// dst[2k+1] = pal[high nibble] (len(dst) ≥ 2·len(idx)).
+func rowLUT4Generic(dst []float32, idx []byte, pal *[16]float32) {
+	dst = dst[:2*len(idx)]
+	for k, v := range idx {
+		dst[2*k] = pal[v&15]
+		dst[2*k+1] = pal[v>>4]
 	}
 }

@@ -1,10 +1,10 @@
-//go:build !amd64 || purego
+//go:build (!amd64 && !arm64) || purego
 
 package reference
 
 // Without assembly kernels every kernel is its portable form.
 
-var useAVX2 = false // no assembly here; tests set it on amd64 only
+var useSIMD = false // no assembly here; tests flip it only where there is
 
 func dot(a, b []float32) float32 { return dotGeneric(a, b[:len(a)]) }
 
@@ -33,3 +33,7 @@ func axpy(dst []float32, a float32, x []float32) { axpyGeneric(dst, a, x) }
 func dot3x4(w0, w1, w2, x []float32, stride int, out *[12]float32) {
 	dot3x4Generic(w0, w1[:len(w0)], w2[:len(w0)], x, stride, out)
 }
+
+func dotLUT4(idx []byte, pal *[16]float32, x []float32) float32 { return dotLUT4Generic(idx, pal, x) }
+
+func rowLUT4(dst []float32, idx []byte, pal *[16]float32) { rowLUT4Generic(dst, idx, pal) }

@@ -29,17 +29,35 @@ func absDot(a, b []float32) float64 {
 	return s
 }
 
+// deltas records the largest |fast − portable| seen, absolute and relative to Σ|a·b|, so
+// that a run (native or under emulation) reports how close the kernels came.
+type deltas struct{ abs, rel float64 }
+
+func (d *deltas) note(delta, scale float64) {
+	delta = math.Abs(delta)
+	d.abs = max(d.abs, delta)
+	if scale > 0 {
+		d.rel = max(d.rel, delta/scale)
+	}
+}
+
+func (d *deltas) log(t *testing.T, what string) {
+	t.Logf("%s (SIMD %v): worst |Δ| %.3g, worst |Δ|/Σ|w·x| %.3g", what, useSIMD, d.abs, d.rel)
+}
+
 func withKernels(t *testing.T, fast bool, f func()) {
 	t.Helper()
-	saved := useAVX2
-	useAVX2 = useAVX2 && fast
-	defer func() { useAVX2 = saved }()
+	saved := useSIMD
+	useSIMD = useSIMD && fast
+	defer func() { useSIMD = saved }()
 	f()
 }
 
 func TestDotKernels(t *testing.T) {
 	r := rand.New(rand.NewPCG(1, 2))
 	lut := halfLUT()
+	var worst deltas
+	defer worst.log(t, "dot, dotHalf vs portable")
 	for _, n := range kernelLengths {
 		a, b := randFloats(r, n), randFloats(r, n)
 		h := make([]uint16, n)
@@ -51,9 +69,13 @@ func TestDotKernels(t *testing.T) {
 		tol := 1e-5*absDot(a, b) + 1e-30
 		if got, want := dot(a, b), dotGeneric(a, b); math.Abs(float64(got-want)) > tol {
 			t.Errorf("dot n=%d: %v, portable %v", n, got, want)
+		} else {
+			worst.note(float64(got-want), absDot(a, b))
 		}
 		if got, want := dotHalf(h, b, lut), dotGeneric(aw, b); math.Abs(float64(got-want)) > tol {
 			t.Errorf("dotHalf n=%d: %v, portable %v", n, got, want)
+		} else {
+			worst.note(float64(got-want), absDot(aw, b))
 		}
 		// Widening is exact: bit-identical.
 		got := make([]float32, n)
@@ -92,6 +114,8 @@ func TestDot2x4MatchesDot(t *testing.T) {
 // 32, 64 and 128 and 1 to 9 blocks per row.
 func TestInt4Kernel(t *testing.T) {
 	r := rand.New(rand.NewPCG(5, 6))
+	var worst deltas
+	defer worst.log(t, "dotInt4 vs portable")
 	for _, dt := range []DType{Int4, Uint4} {
 		for _, cb := range []int{32, 64, 128} {
 			for _, nb := range []int{1, 2, 3, 9} {
@@ -127,6 +151,7 @@ func TestInt4Kernel(t *testing.T) {
 					if math.Abs(float64(got-portable)) > tol+1e-5*8*float64(nb*cb) {
 						t.Errorf("%v cb=%d nb=%d: kernel %v, portable %v", dt, cb, nb, got, portable)
 					}
+					worst.note(float64(got-portable), absDot(dense, x))
 				})
 				if math.Abs(float64(portable-want)) > tol+1e-5*8*float64(nb*cb) {
 					t.Errorf("%v cb=%d nb=%d: portable fused %v, dense %v", dt, cb, nb, portable, want)
@@ -212,6 +237,133 @@ func TestDot3x4MatchesDot(t *testing.T) {
 					t.Errorf("k=%d row %d token %d: dot3x4 %v, dot %v", k, row, i, out[4*row+i], want)
 				}
 			}
+		}
+	}
+}
+
+// expandLUT4 is the element-wise definition of 4-bit palette indices (blob v2 packing:
+// element 2k in the low nibble of byte k), written independently of the kernels.
+func expandLUT4(idx []byte, pal *[16]float32) []float32 {
+	out := make([]float32, 2*len(idx))
+	for k := range out {
+		out[k] = pal[(idx[k/2]>>(4*(k%2)))&15]
+	}
+	return out
+}
+
+// TestLUT4Kernel: the fused palette dot and the row expansion, vector and portable, on byte
+// counts around the kernels' 4- and 8-byte steps. Expansion is a copy of palette values, so
+// rowLUT4 equals the definition bit for bit. dotLUT4 accumulates as dot does over the
+// expanded row, so it equals dot(expanded, x) bit for bit on either path; against the other
+// path it agrees to float32 rounding of the sum, |Δ| ≤ 1e-5·Σ|w·x| as for dot.
+func TestLUT4Kernel(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	var worst deltas
+	defer worst.log(t, "dotLUT4 vs portable")
+	for _, nb := range []int{0, 1, 2, 3, 4, 5, 7, 8, 9, 12, 15, 16, 17, 31, 33, 100, 1280} {
+		idx := make([]byte, nb)
+		for i := range idx {
+			idx[i] = byte(r.Uint32())
+		}
+		var pal [16]float32
+		for i := range pal {
+			pal[i] = float32(r.NormFloat64() * 0.05)
+		}
+		x := randFloats(r, 2*nb+3) // longer than the row: only 2·nb elements are read
+		want := expandLUT4(idx, &pal)
+		for _, fast := range []bool{false, true} {
+			got := make([]float32, 2*nb)
+			withKernels(t, fast, func() { rowLUT4(got, idx, &pal) })
+			for k := range want {
+				if math.Float32bits(got[k]) != math.Float32bits(want[k]) {
+					t.Fatalf("rowLUT4 bytes=%d fast=%v: element %d = %v, want %v", nb, fast, k, got[k], want[k])
+				}
+			}
+			withKernels(t, fast, func() {
+				if got, want := dotLUT4(idx, &pal, x), dot(want, x); math.Float32bits(got) != math.Float32bits(want) {
+					t.Errorf("dotLUT4 bytes=%d fast=%v: %v, dot over the expanded row %v", nb, fast, got, want)
+				}
+			})
+		}
+		var fast, portable float32
+		withKernels(t, true, func() { fast = dotLUT4(idx, &pal, x) })
+		withKernels(t, false, func() { portable = dotLUT4(idx, &pal, x) })
+		s := absDot(want, x)
+		if math.Abs(float64(fast-portable)) > 1e-5*s+1e-30 {
+			t.Errorf("dotLUT4 bytes=%d: kernel %v, portable %v", nb, fast, portable)
+		}
+		worst.note(float64(fast-portable), s)
+	}
+}
+
+// TestLutWeightRows: constexpr_lut_to_dense weights through dotRow and row, against the
+// definition W[r,c] = lut[r/rg, c/cg, indices[r,c]] (§5.7, VECTOR_SIZE 1), for layouts that
+// take the LUT4 kernels (even group widths), layouts that fall back to the scalar loop (odd
+// widths, groups starting mid-byte) and uint8 indices.
+func TestLutWeightRows(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	for _, c := range []struct {
+		dt         DType
+		rows, cols int
+		rg, lc     int // rows per palette, palettes along columns
+	}{
+		{Uint4, 4, 2560, 4, 1}, // one palette per tensor
+		{Uint4, 6, 96, 1, 1},   // one palette per row
+		{Uint4, 4, 96, 2, 3},   // groups of 32 columns
+		{Uint4, 3, 30, 1, 3},   // groups of 10: whole bytes, not 4-byte runs
+		{Uint4, 3, 45, 1, 3},   // groups of 15: odd, scalar path, rows start mid-byte
+		{Uint4, 5, 7, 5, 1},    // odd row width
+		{Uint8, 2, 40, 1, 2},
+	} {
+		pal := 16
+		if c.dt == Uint8 {
+			pal = 256
+		}
+		n := c.rows * c.cols
+		raw := make([]byte, n)
+		if c.dt == Uint4 {
+			raw = raw[:(n+1)/2]
+		}
+		for i := range raw {
+			raw[i] = byte(r.Uint32())
+		}
+		idx := &Tensor{DType: c.dt, Shape: []int{c.rows, c.cols}, raw: raw}
+		lut := randFloats(r, c.rows/c.rg*c.lc*pal)
+		cg := c.cols / c.lc
+		w := &lutWeight{idx: idx, lut: lut, rows: c.rows, cols: c.cols, rg: c.rg, cg: cg, lc: c.lc, pal: pal}
+		x := randFloats(r, c.cols)
+		for _, fast := range []bool{false, true} {
+			withKernels(t, fast, func() {
+				dst := make([]float32, c.cols)
+				for row := range c.rows {
+					var want float64
+					var scale float64
+					w.row(row, dst)
+					for col := range c.cols {
+						k := row*c.cols + col
+						var code int
+						if c.dt == Uint4 {
+							code = int(raw[k/2]>>(4*(k%2))) & 15
+						} else {
+							code = int(raw[k])
+						}
+						v := lut[((row/c.rg)*c.lc+col/cg)*pal+code]
+						if math.Float32bits(dst[col]) != math.Float32bits(v) {
+							t.Fatalf("%+v fast=%v: row %d col %d = %v, want %v", c, fast, row, col, dst[col], v)
+						}
+						want += float64(v) * float64(x[col])
+						scale += math.Abs(float64(v) * float64(x[col]))
+					}
+					got := w.dotRow(row, x)
+					if math.Abs(float64(got)-want) > 1e-5*scale {
+						t.Errorf("%+v fast=%v: dotRow %d = %v, want %v", c, fast, row, got, want)
+					}
+					// One palette group per row: decode's dotRow is prefill's dot over row.
+					if c.lc == 1 && c.dt == Uint4 && c.cols%2 == 0 && got != dot(dst, x) {
+						t.Errorf("%+v fast=%v: dotRow %d = %v, dot over row %v", c, fast, row, got, dot(dst, x))
+					}
+				}
+			})
 		}
 	}
 }

@@ -6,10 +6,10 @@ import (
 	"testing"
 )
 
-// TestLinearTilesMatchDot runs the prefill path of linear (rows by three and two, tokens by
+// TestLinearTilesMatchDot runs the prefill path of linear (rows by six (AVX-512), three and two, tokens by
 // four, on one and two workers) on every remainder of rows mod 3 and tokens mod 4, and
-// checks each output against dot of the row and the token plus the bias, bit for bit: a
-// token's logits must not depend on the chunk it was computed in.
+// checks each output against the decode path (the weight's dotRow) plus the bias, bit for
+// bit: a token's logits must not depend on the chunk it was computed in.
 func TestLinearTilesMatchDot(t *testing.T) {
 	r := rand.New(rand.NewPCG(13, 14))
 	for _, workers := range []int{1, 2} {
@@ -17,7 +17,7 @@ func TestLinearTilesMatchDot(t *testing.T) {
 		defer p.close()
 		for _, rows := range []int{1, 2, 3, 4, 5, 7, 11} {
 			for _, n := range []int{2, 3, 4, 5, 9} {
-				const din = 40 // 5 vectors of 8
+				const din = 40 // 5 vectors of 8; 2½ of 16
 				wt := randFloats(r, rows*din)
 				bias := randFloats(r, rows)
 				x := randFloats(r, n*din)
@@ -29,14 +29,14 @@ func TestLinearTilesMatchDot(t *testing.T) {
 				if workers == 1 {
 					task.run(p)
 				} else {
-					task.scratch = [][]float32{make([]float32, 3*din), make([]float32, 3*din)}
+					task.scratch = [][]float32{make([]float32, 6*din), make([]float32, 6*din)}
 					trip := (rows + 2) / 3
 					(*rowTriples)(task).runRange(0, 0, trip/2)
 					(*rowTriples)(task).runRange(1, trip/2, trip)
 				}
 				for i := range n {
 					for o := range rows {
-						want := dot(wt[o*din:(o+1)*din], x[i*din:(i+1)*din]) + bias[o]
+						want := task.w.dotRow(o, x[i*din:(i+1)*din]) + bias[o]
 						if got := out[i*rows+o]; math.Float32bits(got) != math.Float32bits(want) {
 							t.Errorf("workers=%d rows=%d n=%d: out[%d,%d] = %v, want %v", workers, rows, n, i, o, got, want)
 						}

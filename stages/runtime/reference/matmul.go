@@ -6,7 +6,8 @@ package reference
 // (prefill) take rows three at a time: each triple is dequantized once into the worker's
 // scratch and multiplied with four tokens at a time (dot3x4), so a weight is read from
 // memory once per product and seven vector loads serve twelve multiply-adds; the last one or
-// two rows of a range go in a pair (dot2x4). Both tiles give each output the bits dot gives.
+// two rows of a range go in a pair (dot2x4). Both tiles give each output the bits dot gives;
+// with AVX-512 the linearDot* kernels play these parts (wide_amd64.go).
 type linearTask struct {
 	x, out  []float32
 	bias    []float32
@@ -18,13 +19,14 @@ type linearTask struct {
 	// Fused int4 (n == 1): x deinterleaved and per-block corrections, made once per call.
 	bw       *blockwiseWeight
 	xd, corr []float32
+	wide     bool // xd is in dotInt4Wide's layout
 }
 
 func (t *linearTask) runRange(w, lo, hi int) {
 	if t.n == 1 {
 		if t.bw != nil {
 			for r := lo; r < hi; r++ {
-				t.out[r] = t.bw.dotFused(r, t.xd, t.corr)
+				t.out[r] = t.bw.dotFused(r, t.xd, t.corr, t.wide)
 			}
 		} else {
 			for r := lo; r < hi; r++ {
@@ -40,8 +42,11 @@ func (t *linearTask) runRange(w, lo, hi int) {
 	}
 	buf := t.scratch[w]
 	r0, r1, r2 := buf[:t.din], buf[t.din:2*t.din], buf[2*t.din:3*t.din]
-	var acc3 [12]float32
 	r := lo
+	if wideKernels() {
+		r = t.sextuples(buf, lo, hi)
+	}
+	var acc3 [12]float32
 	for ; r+3 <= hi; r += 3 {
 		t.w.row(r, r0)
 		t.w.row(r+1, r1)
@@ -52,7 +57,7 @@ func (t *linearTask) runRange(w, lo, hi int) {
 		}
 		i := 0
 		for ; i+4 <= t.n; i += 4 {
-			dot3x4(r0, r1, r2, t.x[i*t.din:], t.din, &acc3)
+			linearDot3x4(r0, r1, r2, t.x[i*t.din:], t.din, &acc3)
 			for k := range 4 {
 				o := t.out[(i+k)*t.dout+r:][:3]
 				o[0] = acc3[k] + b[0]
@@ -63,9 +68,9 @@ func (t *linearTask) runRange(w, lo, hi int) {
 		for ; i < t.n; i++ {
 			xi := t.x[i*t.din : (i+1)*t.din]
 			o := t.out[i*t.dout+r:][:3]
-			o[0] = dot(r0, xi) + b[0]
-			o[1] = dot(r1, xi) + b[1]
-			o[2] = dot(r2, xi) + b[2]
+			o[0] = linearDot(r0, xi) + b[0]
+			o[1] = linearDot(r1, xi) + b[1]
+			o[2] = linearDot(r2, xi) + b[2]
 		}
 	}
 	var acc [8]float32
@@ -85,7 +90,7 @@ func (t *linearTask) runRange(w, lo, hi int) {
 			}
 		}
 		i := 0
-		for ; i+4 <= t.n; i += 4 {
+		for ; i+4 <= t.n && !wideKernels(); i += 4 { // (no 512-bit pair tile: these rows are few)
 			dot2x4(r0, r1, t.x[i*t.din:], t.din, &acc)
 			for k := range 4 {
 				t.out[(i+k)*t.dout+r] = acc[k] + b0
@@ -96,19 +101,56 @@ func (t *linearTask) runRange(w, lo, hi int) {
 		}
 		for ; i < t.n; i++ {
 			xi := t.x[i*t.din : (i+1)*t.din]
-			t.out[i*t.dout+r] = dot(r0, xi) + b0
+			t.out[i*t.dout+r] = linearDot(r0, xi) + b0
 			if pair {
-				t.out[i*t.dout+r+1] = dot(r1, xi) + b1
+				t.out[i*t.dout+r+1] = linearDot(r1, xi) + b1
 			}
 		}
 	}
+}
+
+// sextuples runs rows [lo, hi) six at a time through linearDot6x4 (the AVX-512 tile, which
+// shares each token load among six rows) as far as whole sextuples go, and returns the
+// first row left. buf holds six dequantized rows.
+func (t *linearTask) sextuples(buf []float32, lo, hi int) int {
+	var rows [6][]float32
+	var acc [24]float32
+	r := lo
+	for ; r+6 <= hi; r += 6 {
+		for k := range rows {
+			rows[k] = buf[k*t.din : (k+1)*t.din]
+			t.w.row(r+k, rows[k])
+		}
+		var b [6]float32
+		if t.bias != nil {
+			copy(b[:], t.bias[r:r+6])
+		}
+		i := 0
+		for ; i+4 <= t.n; i += 4 {
+			linearDot6x4(&rows, t.x[i*t.din:], t.din, &acc)
+			for k := range 4 {
+				o := t.out[(i+k)*t.dout+r:][:6]
+				for j := range o {
+					o[j] = acc[4*j+k] + b[j]
+				}
+			}
+		}
+		for ; i < t.n; i++ {
+			xi := t.x[i*t.din : (i+1)*t.din]
+			o := t.out[i*t.dout+r:][:6]
+			for j := range o {
+				o[j] = linearDot(rows[j], xi) + b[j]
+			}
+		}
+	}
+	return r
 }
 
 func (t *linearTask) run(p *workerPool) {
 	if t.n > 1 && t.scratch == nil {
 		t.scratch = make([][]float32, p.workers)
 		for i := range t.scratch {
-			t.scratch[i] = make([]float32, 3*t.din)
+			t.scratch[i] = make([]float32, 6*t.din) // six rows for sextuples, three else
 		}
 	}
 	t.bw = nil
@@ -116,7 +158,12 @@ func (t *linearTask) run(p *workerPool) {
 		if t.xd == nil {
 			t.xd, t.corr = make([]float32, t.din), make([]float32, bw.sc)
 		}
-		bw.prepare(t.x, t.xd, t.corr)
+		t.wide = wideKernels()
+		if t.wide {
+			bw.prepareWide(t.x, t.xd, t.corr)
+		} else {
+			bw.prepare(t.x, t.xd, t.corr)
+		}
 		t.bw = bw
 	}
 	if t.n > 1 {

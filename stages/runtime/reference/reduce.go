@@ -376,6 +376,12 @@ func (t *sdpaTask) runRange(w, lo, hi int) {
 		dst := t.out.f32[row*EV : (row+1)*EV]
 		clear(dst)
 		for j := 0; j < S; j++ {
+			if scores[j] == 0 {
+				// A key whose weight underflowed (masked positions: −1e4 in the mask) would
+				// add 0·v: skipping it is exact and halves decode's attention over a long,
+				// mostly empty cache.
+				continue
+			}
 			axpy(dst, float32(scores[j]/sum), t.v.f32[(b*S+j)*EV:(b*S+j+1)*EV])
 		}
 	}

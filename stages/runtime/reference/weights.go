@@ -20,7 +20,7 @@ type denseWeight struct {
 
 func (w *denseWeight) dims() (int, int) { return w.rows, w.cols }
 func (w *denseWeight) dotRow(r int, x []float32) float32 {
-	return dot(w.w[r*w.cols:(r+1)*w.cols], x)
+	return linearDot(w.w[r*w.cols:(r+1)*w.cols], x)
 }
 func (w *denseWeight) row(r int, dst []float32) { copy(dst, w.w[r*w.cols:(r+1)*w.cols]) }
 
@@ -33,7 +33,7 @@ type halfWeight struct {
 
 func (w *halfWeight) dims() (int, int) { return w.rows, w.cols }
 func (w *halfWeight) dotRow(r int, x []float32) float32 {
-	return dotHalf(w.w[r*w.cols:(r+1)*w.cols], x, w.lut)
+	return linearDotHalf(w.w[r*w.cols:(r+1)*w.cols], x, w.lut)
 }
 func (w *halfWeight) row(r int, dst []float32) { halfsToFloats(dst, w.w[r*w.cols:(r+1)*w.cols]) }
 
@@ -95,6 +95,17 @@ func (w *blockwiseWeight) fusable() bool {
 // 0 for uint4) for dotFused; both are shared by every row of one product.
 func (w *blockwiseWeight) prepare(x, xd, corr []float32) {
 	deinterleave16(xd, x[:w.cols])
+	w.blockSums(x, corr)
+}
+
+// prepareWide is prepare for dotInt4Wide: x deinterleaved per 32 elements.
+func (w *blockwiseWeight) prepareWide(x, xd, corr []float32) {
+	deinterleave32(xd, x[:w.cols])
+	w.blockSums(x, corr)
+}
+
+// blockSums sets corr[b] to Σ x over block b for int4 codes, 0 for uint4 (see dotInt4Generic).
+func (w *blockwiseWeight) blockSums(x, corr []float32) {
 	for b := range w.sc {
 		var s float32
 		if w.data.DType == Int4 {
@@ -106,13 +117,18 @@ func (w *blockwiseWeight) prepare(x, xd, corr []float32) {
 	}
 }
 
-// dotFused is dotRow through the fused kernel, on inputs made by prepare.
-func (w *blockwiseWeight) dotFused(r int, xd, corr []float32) float32 {
+// dotFused is dotRow through the fused kernel, on inputs made by prepare, or by
+// prepareWide when wide is set (the AVX-512 kernel's layout).
+func (w *blockwiseWeight) dotFused(r int, xd, corr []float32, wide bool) float32 {
 	flip := byte(0)
 	if w.data.DType == Int4 {
 		flip = 0x88 // int4 nibble n → n+8 in 0..15 (two's complement, blob v2 §4.4)
 	}
-	return dotInt4(w.data.raw[r*w.cols/2:(r+1)*w.cols/2], w.scaleH[r*w.sc:(r+1)*w.sc], xd, corr, w.cb/32, flip)
+	q, s := w.data.raw[r*w.cols/2:(r+1)*w.cols/2], w.scaleH[r*w.sc:(r+1)*w.sc]
+	if wide {
+		return dotInt4Wide(q, s, xd, corr, w.cb/32, flip)
+	}
+	return dotInt4(q, s, xd, corr, w.cb/32, flip)
 }
 
 func (w *blockwiseWeight) dotRow(r int, x []float32) float32 {
@@ -229,17 +245,34 @@ type lutWeight struct {
 
 func (w *lutWeight) dims() (int, int) { return w.rows, w.cols }
 
+// packed4 returns the bytes of group g of row r when they can go through the LUT4
+// kernels (dotLUT4, rowLUT4): uint4 indices with a 16-entry palette, the group starting on
+// a byte (element 2k is the low nibble of byte k, blob v2) and spanning whole bytes.
+func (w *lutWeight) packed4(r, g int) ([]byte, bool) {
+	start := r*w.cols + g*w.cg
+	if w.idx.DType != Uint4 || w.pal != 16 || start%2 != 0 || w.cg%2 != 0 {
+		return nil, false
+	}
+	return w.idx.raw[start/2 : (start+w.cg)/2], true
+}
+
+// palette returns the palette of group g of row r.
+func (w *lutWeight) palette(r, g int) []float32 {
+	return w.lut[((r/w.rg)*w.lc+g)*w.pal:][:w.pal]
+}
+
+// dotRow sums group by group. With one group along the columns (per-tensor or per-row
+// palettes, the common exports) and SIMD kernels, dotLUT4 gives dot over row's output bit
+// for bit, so decode (dotRow) and prefill (row, then dot3x4) agree exactly.
 func (w *lutWeight) dotRow(r int, x []float32) float32 {
 	base := r * w.cols
 	var sum float32
 	for g := 0; g < w.lc; g++ {
-		p := w.lut[((r/w.rg)*w.lc+g)*w.pal:][:w.pal]
+		p := w.palette(r, g)
 		lo := g * w.cg
 		xs := x[lo : lo+w.cg]
-		if w.idx.DType == Uint4 && (base+lo)%2 == 0 && w.cg%2 == 0 {
-			for k, v := range w.idx.raw[(base+lo)/2 : (base+lo+w.cg)/2] {
-				sum += p[v&15]*xs[2*k] + p[v>>4]*xs[2*k+1]
-			}
+		if idx, ok := w.packed4(r, g); ok {
+			sum += dotLUT4(idx, (*[16]float32)(p), xs)
 			continue
 		}
 		for k := range xs {
@@ -251,9 +284,17 @@ func (w *lutWeight) dotRow(r int, x []float32) float32 {
 
 func (w *lutWeight) row(r int, dst []float32) {
 	base := r * w.cols
-	for c := 0; c < w.cols; c++ {
-		g := c / w.cg
-		dst[c] = w.lut[((r/w.rg)*w.lc+g)*w.pal+int(w.idx.intAt(base+c))]
+	for g := 0; g < w.lc; g++ {
+		p := w.palette(r, g)
+		lo := g * w.cg
+		d := dst[lo : lo+w.cg]
+		if idx, ok := w.packed4(r, g); ok {
+			rowLUT4(d, idx, (*[16]float32)(p))
+			continue
+		}
+		for k := range d {
+			d[k] = p[w.idx.intAt(base+lo+k)]
+		}
 	}
 }
 
