@@ -72,11 +72,14 @@ func (c *blockCodec) quantizeRow(x, w []float32, q []int32, scale []uint16, zero
 		}
 		scale[b] = toF16(d)
 		d = f16Table[scale[b]]
-		var es, ss float32 // float32 within a block, float64 across blocks
+		// float32 within a block, float64 across blocks. The float32 conversions round each
+		// product, so that no architecture fuses it into the addition (arm64 would; the
+		// Go spec allows it), and every machine gets the same sums as amd64 and its kernels.
+		var es, ss float32
 		for i, v := range xs {
-			e := v - d*float32(qs[i]-z)
-			es += e * e
-			ss += v * v
+			e := v - float32(d*float32(qs[i]-z))
+			es += float32(e * e)
+			ss += float32(v * v)
 		}
 		errSum += float64(es)
 		sigSum += float64(ss)
@@ -170,7 +173,10 @@ const magic = 12582912
 //
 // The four pairs are the four lanes of the SSE version (fitLevels4, amd64): lane j sums
 // the elements i ≡ j (mod 4), the tail goes to lane 0, and the lanes are added pairwise, so
-// both give bit-identical sums. fitLevelsGo is the portable reference.
+// both give bit-identical sums. fitLevelsGo is the portable reference; its float32
+// conversions keep a compiler from fusing a product into the following addition (Go
+// fuses x*y+z on arm64 unless the product is converted explicitly), which would round
+// differently from the SSE and AVX2 kernels.
 func fitLevels(xs, ws []float32, iscale, lo, hi float32) (sumlx, suml2 float32) {
 	ws = ws[:len(xs)]
 	if haveFitLevels4 && len(xs) >= 4 {
@@ -179,10 +185,10 @@ func fitLevels(xs, ws []float32, iscale, lo, hi float32) (sumlx, suml2 float32) 
 		fitLevels4(&xs[0], &ws[0], n, iscale, lo, hi, &acc)
 		a0, b0 := acc[0], acc[4]
 		for i := n; i < len(xs); i++ {
-			l := clampf((xs[i]*iscale+magic)-magic, lo, hi)
+			l := clampf((float32(xs[i]*iscale)+magic)-magic, lo, hi)
 			wl := ws[i] * l
-			a0 += wl * xs[i]
-			b0 += wl * l
+			a0 += float32(wl * xs[i])
+			b0 += float32(wl * l)
 		}
 		return (a0 + acc[1]) + (acc[2] + acc[3]), (b0 + acc[5]) + (acc[6] + acc[7])
 	}
@@ -195,25 +201,25 @@ func fitLevelsGo(xs, ws []float32, iscale, lo, hi float32) (sumlx, suml2 float32
 	i := 0
 	for ; i+4 <= len(xs); i += 4 {
 		x0, x1, x2, x3 := xs[i], xs[i+1], xs[i+2], xs[i+3]
-		l0 := clampf((x0*iscale+magic)-magic, lo, hi)
-		l1 := clampf((x1*iscale+magic)-magic, lo, hi)
-		l2 := clampf((x2*iscale+magic)-magic, lo, hi)
-		l3 := clampf((x3*iscale+magic)-magic, lo, hi)
+		l0 := clampf((float32(x0*iscale)+magic)-magic, lo, hi)
+		l1 := clampf((float32(x1*iscale)+magic)-magic, lo, hi)
+		l2 := clampf((float32(x2*iscale)+magic)-magic, lo, hi)
+		l3 := clampf((float32(x3*iscale)+magic)-magic, lo, hi)
 		w0, w1, w2, w3 := ws[i]*l0, ws[i+1]*l1, ws[i+2]*l2, ws[i+3]*l3
-		a0 += w0 * x0
-		a1 += w1 * x1
-		a2 += w2 * x2
-		a3 += w3 * x3
-		b0 += w0 * l0
-		b1 += w1 * l1
-		b2 += w2 * l2
-		b3 += w3 * l3
+		a0 += float32(w0 * x0)
+		a1 += float32(w1 * x1)
+		a2 += float32(w2 * x2)
+		a3 += float32(w3 * x3)
+		b0 += float32(w0 * l0)
+		b1 += float32(w1 * l1)
+		b2 += float32(w2 * l2)
+		b3 += float32(w3 * l3)
 	}
 	for ; i < len(xs); i++ {
-		l := clampf((xs[i]*iscale+magic)-magic, lo, hi)
+		l := clampf((float32(xs[i]*iscale)+magic)-magic, lo, hi)
 		wl := ws[i] * l
-		a0 += wl * xs[i]
-		b0 += wl * l
+		a0 += float32(wl * xs[i])
+		b0 += float32(wl * l)
 	}
 	return (a0 + a1) + (a2 + a3), (b0 + b1) + (b2 + b3)
 }
@@ -289,8 +295,8 @@ func (c *blockCodec) affineBlock(xs, ws []float32, qs []int32, hi int32) (float3
 		z = clamp(round(-mn*shrink/d), 0, hi)
 		id := 1 / d
 		for i, v := range xs {
-			e := v - d*float32(clamp(round(v*id)+z, 0, hi)-z)
-			werr += ws[i] * e * e
+			e := v - float32(d*float32(clamp(round(v*id)+z, 0, hi)-z)) // unfused, as in quantizeRow
+			werr += float32(ws[i] * e * e)
 		}
 		return d, z, werr
 	}

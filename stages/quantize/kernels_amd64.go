@@ -1,3 +1,5 @@
+//go:build amd64 && !purego
+
 package quantize
 
 // haveFitLevels4 reports that fitLevels4 exists: SSE2 is part of every amd64 CPU.

@@ -1,3 +1,5 @@
+//go:build amd64 && !purego
+
 #include "textflag.h"
 
 // func fitLevels4(xs, ws *float32, n int, iscale, lo, hi float32, acc *[8]float32)

@@ -180,10 +180,10 @@ type tensorState struct {
 // chunkRows picks how many rows a chunk holds: about 256K elements (a 1 MiB float32
 // buffer per worker, and writes large enough that their system calls cost little), a
 // multiple of the palette group and even, so that every packed 4-bit array of a chunk
-// starts on a byte.
+// starts on a byte; blockwise chunks are a multiple of 8 rows, the strips of int4Strip.
 func chunkRows(j *job) int {
 	in := j.info.Shape[1]
-	unit := 2
+	unit := 8
 	if j.lut != nil {
 		unit = lcm(2, j.lut.group)
 	}
@@ -391,6 +391,10 @@ type workspace struct {
 	q, z      []int32
 	scale     []uint16
 	bytes     []byte
+	// Strip kernel (stripF16): packed levels, per-row sums, the kernel's buffers.
+	packed []byte
+	rowErr []float64
+	strip  int4Rows
 }
 
 func grow[T any](s []T, n int) []T {
@@ -409,6 +413,12 @@ func (ws *workspace) do(f *gguf.File, c chunk, w *safetensors.Writer) (errSum, s
 	ws.q = grow(ws.q, n)
 	if j.trans {
 		return ws.transcode(f, c, w)
+	}
+	if j.block != nil && c.state.gptq == nil && j.src.Type == ggml.F16 && j.block.canStrip() {
+		if e, s, ok, err := ws.stripF16(f, c, w); ok || err != nil {
+			return e, s, err
+		}
+		// A non-finite weight: the portable path below reports it as the loader does.
 	}
 	ws.x = grow(ws.x, n)
 	if err := decodeRows(f, j.src, c.r0, rows, ws.x); err != nil {
@@ -458,6 +468,36 @@ func (ws *workspace) do(f *gguf.File, c chunk, w *safetensors.Writer) (errSum, s
 		}
 		return errSum, sigSum, ws.writeBlockwise(w, j, c.r0, rows, nil)
 	}
+}
+
+// stripF16 quantizes an F16 chunk to symmetric int4 straight from the mapped fp16 bytes
+// (blockCodec.quantizeF16: the strip kernel, same output as decodeRows + quantizeRow) and
+// writes its data and scales. ok is false, with nothing written, when the chunk holds a
+// non-finite weight.
+func (ws *workspace) stripF16(f *gguf.File, c chunk, w *safetensors.Writer) (errSum, sigSum float64, ok bool, err error) {
+	j := c.j
+	in, rows := j.info.Shape[1], c.r1-c.r0
+	nb := in / j.block.block
+	src := f.Data(j.src)
+	if int64(len(src)) < 2*int64(c.r1)*int64(in) {
+		return 0, 0, false, nil // plan has ruled this out; let decodeRows say what is wrong
+	}
+	src = src[2*c.r0*in : 2*c.r1*in]
+	ws.packed = grow(ws.packed, rows*in/2)
+	ws.scale = grow(ws.scale, rows*nb)
+	ws.rowErr = grow(ws.rowErr, 2*rows)
+	rowErr, rowSig := ws.rowErr[:rows], ws.rowErr[rows:]
+	if !j.block.quantizeF16(&ws.strip, src, in, c.state.imp, ws.packed, ws.scale, rowErr, rowSig) {
+		return 0, 0, false, nil
+	}
+	for r := range rowErr { // in row order, as do sums quantizeRow's results
+		errSum += rowErr[r]
+		sigSum += rowSig[r]
+	}
+	if err := w.WriteTensorAt(j.info.Name+".data", int64(c.r0*in/2), ws.packed); err != nil {
+		return 0, 0, true, err
+	}
+	return errSum, sigSum, true, ws.writeF16(w, j.info.Name+".scale", c.r0*nb, ws.scale)
 }
 
 // decodeRows widens rows [r0, r0+n) of t into dst, as f.DequantizeRows does. F16, the
@@ -559,6 +599,12 @@ func (ws *workspace) transcode(f *gguf.File, c chunk, w *safetensors.Writer) (er
 	}
 	raw := f.Data(t)[int64(c.r0)*rowBytes : int64(c.r1)*rowBytes]
 	nblk := rows * in / 32
+	if t.Type == ggml.Q4_0 {
+		if ok, err := ws.transcodeQ4_0(w, j, c.r0, raw, nblk); ok || err != nil {
+			return 0, 0, err
+		}
+		// A non-finite scale: the general loop below reports it as the loader does.
+	}
 	ws.scale = grow(ws.scale, nblk)
 	var off []uint16
 	if t.Type == ggml.Q4_1 {
@@ -625,12 +671,52 @@ func (ws *workspace) transcode(f *gguf.File, c chunk, w *safetensors.Writer) (er
 		}
 		var es, ss float32 // float32 within a block, float64 across blocks
 		for i, r := range ref {
-			e := r - d*(float32(q[i])-o)
-			es += e * e
-			ss += r * r
+			e := r - float32(d*(float32(q[i])-o)) // unfused, as in quantizeRow
+			es += float32(e * e)
+			ss += float32(r * r)
 		}
 		errSum += float64(es)
 		sigSum += float64(ss)
 	}
 	return errSum, sigSum, ws.writeBlockwise(w, j, c.r0, rows, off)
+}
+
+// transcodeQ4_0 is transcode for Q4_0, as a byte shuffle. A Q4_0 block (gguf-arch.md
+// §2.2) is an fp16 d and 16 bytes whose low nibbles are elements 0…15 and high nibbles
+// elements 16…31, each q standing for d·(q − 8); our int4 is the signed level q − 8 in
+// two's complement, which is q XOR 8 in the nibble, packed two elements a byte, element
+// 2k in the low nibble. The scale is d itself, so every element dequantizes to exactly
+// ggml's value and the error sum is exactly zero: RelRMSE is 0 whatever the signal, so
+// neither sum is computed (transcode's loop would find the same zero). ok is false, with
+// nothing written, if a block's d is not finite.
+func (ws *workspace) transcodeQ4_0(w *safetensors.Writer, j *job, r0 int, raw []byte, nblk int) (ok bool, err error) {
+	ws.packed = grow(ws.packed, 16*nblk)
+	ws.bytes = grow(ws.bytes, 2*nblk)
+	for b := 0; b < nblk; b++ {
+		blk := raw[18*b : 18*b+18]
+		if binary.LittleEndian.Uint16(blk)&0x7c00 == 0x7c00 {
+			return false, nil
+		}
+		ws.bytes[2*b], ws.bytes[2*b+1] = blk[0], blk[1]
+		out := ws.packed[16*b : 16*b+16]
+		for h := 0; h < 2; h++ {
+			v := binary.LittleEndian.Uint64(blk[2+8*h:]) // elements 8h…8h+7 and 16+8h…
+			binary.LittleEndian.PutUint32(out[4*h:], q4Pairs(v&0x0f0f0f0f0f0f0f0f))
+			binary.LittleEndian.PutUint32(out[8+4*h:], q4Pairs(v>>4&0x0f0f0f0f0f0f0f0f))
+		}
+	}
+	in, nb := j.info.Shape[1], j.info.Shape[1]/32
+	if err := w.WriteTensorAt(j.info.Name+".data", int64(r0*in/2), ws.packed); err != nil {
+		return true, err
+	}
+	return true, w.WriteTensorAt(j.info.Name+".scale", int64(2*r0*nb), ws.bytes)
+}
+
+// q4Pairs packs eight Q4_0 quants, one per byte of v (0…15), into four bytes of int4
+// levels (q − 8, low nibble first): byte k gets quants 2k and 2k+1.
+func q4Pairs(v uint64) uint32 {
+	v ^= 0x0808080808080808             // q − 8 as a two's-complement nibble
+	v = (v | v>>4) & 0x00ff00ff00ff00ff // pairs into the low byte of each 16 bits
+	v = (v | v>>8) & 0x0000ffff0000ffff
+	return uint32(v | v>>16)
 }

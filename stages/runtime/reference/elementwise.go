@@ -530,8 +530,12 @@ func unaryRow(op floatUnary, p unaryParams, dst, x []float32) {
 		}
 	case opGeluTanh:
 		for i, v := range x {
+			// 0.5·w·(1 + tanh y) = w / (1 + e^(−2y)): the same function with one exp instead
+			// of tanh's exp and division (a tenth of Phi-2's prefill); float64 keeps the
+			// difference far below float32's rounding. For w → −∞, e^(−2y) → +Inf and the
+			// quotient → −0, as tanh's form gives 0.
 			w := f64(v)
-			dst[i] = float32(0.5 * w * (1 + math.Tanh(math.Sqrt(2/math.Pi)*(w+0.044715*w*w*w))))
+			dst[i] = float32(w / (1 + math.Exp(-2*math.Sqrt(2/math.Pi)*(w+0.044715*w*w*w))))
 		}
 	case opGeluSigm:
 		for i, v := range x {
