@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/lilims/lilims/pipeline/stage"
+	"github.com/lilims/lilims/stages/runtime/reference"
 )
 
 func newBenchCmd() *cobra.Command {
@@ -76,7 +77,7 @@ build figure. internal/tools/llamacpp-bench measures llama.cpp's figures.`,
 			}
 			defer b.cleanup()
 			r := benchResult{Model: b.model(), Prompt: nPrompt, Gen: nGen, Reps: reps, Threads: threads,
-				BuildSeconds: time.Since(start).Seconds()}
+				BuildSeconds: time.Since(start).Seconds(), Kernels: reference.Kernels()}
 			for _, s := range b.artifacts {
 				r.Stages = append(r.Stages, benchStage{ID: s.ID, Seconds: s.Seconds, Cached: s.Cached})
 			}
@@ -172,6 +173,7 @@ type benchResult struct {
 	OpenSeconds       float64
 	PP, TG            speed
 	PPRatio, TGRatio  float64
+	Kernels           string  // the reference runtime's kernel set
 	LlamaQuantize     float64 // llama-quantize's seconds, when given
 	BuildRatio        float64 // BuildSeconds / LlamaQuantize
 	BuildPeakRSSMB    float64
@@ -246,7 +248,7 @@ func (r *benchResult) jsonObject() map[string]any {
 		"build_seconds": round(r.BuildSeconds), "stages": r.Stages, "open_seconds": round(r.OpenSeconds),
 		"package_mb": round(r.PackageMB), "peak_rss_mb": round(r.PeakRSSMB),
 		"build_peak_rss_mb": round(r.BuildPeakRSSMB), "runtime_peak_rss_mb": round(r.RuntimePeakRSSMB),
-		"rss_after_open_mb": round(r.RSSAfterOpenMB),
+		"rss_after_open_mb": round(r.RSSAfterOpenMB), "kernels": r.Kernels,
 	}
 	if r.PPRatio > 0 {
 		o["pp_ratio"] = round(r.PPRatio)
@@ -273,7 +275,7 @@ func (r *benchResult) writeText(w io.Writer, llamaPP, llamaTG float64) {
 	if r.BuildRatio > 0 {
 		fmt.Fprintf(w, "  (llama-quantize %.2f s: %.3f×)", r.LlamaQuantize, r.BuildRatio)
 	}
-	fmt.Fprintf(w, "\nopen:  %.2f s\n", r.OpenSeconds)
+	fmt.Fprintf(w, "\nopen:  %.2f s (reference kernels: %s)\n", r.OpenSeconds, r.Kernels)
 	fmt.Fprintf(w, "%-8s %8s %20s %14s\n", "test", "threads", "t/s", "vs llama.cpp")
 	row := func(name string, s speed, ref, ratio float64) {
 		vs := "-"

@@ -29,6 +29,9 @@ func TestBenchJSON(t *testing.T) {
 		}
 		return v
 	}
+	if k, _ := r["kernels"].(string); k == "" {
+		t.Errorf("bench --json lacks the kernel set: %s", out)
+	}
 	for _, k := range []string{"pp_tps", "tg_tps", "build_seconds", "peak_rss_mb"} {
 		if num(k) <= 0 {
 			t.Errorf("%s = %v, want > 0", k, num(k))

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/lilims/lilims/stages/runtime/reference"
 )
 
 func newDoctorCmd() *cobra.Command {
@@ -27,6 +29,7 @@ func newDoctorCmd() *cobra.Command {
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rep := diagnose(systemProbe(cmd.Context()))
+			rep.Kernels = reference.Kernels()
 			if asJSON {
 				return writeJSON(cmd.OutOrStdout(), rep)
 			}
@@ -54,6 +57,7 @@ type doctorReport struct {
 	CoreMLCompiler string   `json:"coremlcompiler,omitempty"` // xcrun --find coremlcompiler
 	CoreML         bool     `json:"coreml"`                   // Core ML can run lilims packages
 	Runtime        string   `json:"runtime"`                  // what runtime/auto picks: "coreml" or "reference"
+	Kernels        string   `json:"kernels,omitempty"`        // the reference runtime's kernel set (reference.Kernels)
 	Notes          []string `json:"notes,omitempty"`
 }
 
@@ -200,6 +204,9 @@ func (r doctorReport) writeText(w io.Writer) error {
 		rt = "Core ML"
 	}
 	fmt.Fprintf(tw, "runtime/auto:\t%s\n", rt)
+	if r.Kernels != "" {
+		fmt.Fprintf(tw, "reference kernels:\t%s (LILIMS_KERNELS=simd|portable narrows them)\n", r.Kernels)
+	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(tw, "note:\t%s\n", n)
 	}

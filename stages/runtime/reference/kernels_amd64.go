@@ -2,11 +2,16 @@
 
 package reference
 
-import "golang.org/x/sys/cpu"
+import (
+	"golang.org/x/sys/cpu"
+
+	"github.com/lilims/lilims/internal/simd"
+)
 
 // useSIMD selects the assembly kernels: AVX2 and FMA for float32, int4 and LUT4, F16C for
 // fp16 (all three on every x86-64 CPU since Haswell). Tests flip it to compare both paths.
-var useSIMD = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C
+var useSIMD = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C &&
+	simd.Allowed() >= simd.Base
 
 //go:noescape
 func dotAVX2(a, b *float32, n int) float32

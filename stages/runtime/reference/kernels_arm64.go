@@ -2,10 +2,12 @@
 
 package reference
 
+import "github.com/lilims/lilims/internal/simd"
+
 // useSIMD selects the NEON kernels (kernels_arm64.s). Advanced SIMD, including the fp16
-// conversions FCVTL/FCVTL2, is part of every ARMv8-A core, so there is nothing to detect;
-// tests flip it to compare both paths.
-var useSIMD = true
+// conversions FCVTL/FCVTL2, is part of every ARMv8-A core, so there is nothing to detect but
+// LILIMS_KERNELS; tests flip it to compare both paths.
+var useSIMD = simd.Allowed() >= simd.Base
 
 //go:noescape
 func dotNEON(a, b *float32, n int) float32

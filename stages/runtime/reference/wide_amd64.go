@@ -2,13 +2,18 @@
 
 package reference
 
-import "golang.org/x/sys/cpu"
+import (
+	"golang.org/x/sys/cpu"
+
+	"github.com/lilims/lilims/internal/simd"
+)
 
 // useAVX512 selects the 512-bit kernels of the linear layers (wide_amd64.s). On CPUs that
 // split 512-bit operations in two (Zen 4) they are no slower than AVX2; where the units run
 // at full width (Zen 5, Xeon) they do twice the work per instruction. Tests flip it.
 var useAVX512 = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C &&
-	cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL
+	cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL &&
+	simd.Allowed() >= simd.Widest
 
 // wideKernels reports whether the linear layers use the 512-bit kernels: the CPU has them
 // and the SIMD kernels are on (tests turn useSIMD off for the portable path everywhere).

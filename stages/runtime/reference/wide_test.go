@@ -3,6 +3,7 @@ package reference
 import (
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 )
 
@@ -133,5 +134,26 @@ func TestWideFloatKernels(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestKernelsName: the name follows the switches (what bench and doctor report).
+func TestKernelsName(t *testing.T) {
+	saved := useSIMD
+	defer func() { useSIMD = saved }()
+	useSIMD = false
+	if k := Kernels(); k != "portable" {
+		t.Errorf("with SIMD off, Kernels() = %q, want portable", k)
+	}
+	useSIMD = saved
+	want := map[string]string{"amd64": "avx2", "arm64": "neon"}[runtime.GOARCH]
+	switch {
+	case wideKernels():
+		want = "avx512"
+	case !useSIMD || want == "":
+		want = "portable"
+	}
+	if k := Kernels(); k != want {
+		t.Errorf("Kernels() = %q, want %q", k, want)
 	}
 }
