@@ -22,13 +22,16 @@ type bufferPlan struct {
 	free    [][]float32
 	owned   map[*Tensor][]float32 // pooled tensors → the storage they were given
 	live    map[*Tensor]int       // pooled tensors → names still to be read
+	views   map[*Tensor]*Tensor   // an output that may view its input's storage → that input
+	holds   map[*Tensor]*Tensor   // such an output → the pooled input it keeps alive
 }
 
 // pinned marks a value that outlives the function's ops (a block output, a view's source).
 const pinned = 1 << 30
 
 func newBufferPlan(ops []*milpb.Operation, outputs []string) *bufferPlan {
-	p := &bufferPlan{lastUse: map[string]int{}, owned: map[*Tensor][]float32{}, live: map[*Tensor]int{}}
+	p := &bufferPlan{lastUse: map[string]int{}, owned: map[*Tensor][]float32{}, live: map[*Tensor]int{},
+		views: map[*Tensor]*Tensor{}, holds: map[*Tensor]*Tensor{}}
 	for i, op := range ops {
 		for _, a := range op.GetInputs() {
 			for _, b := range a.GetArguments() {
@@ -89,6 +92,25 @@ func (p *bufferPlan) read(c *compiler, name string, i int) {
 	}
 }
 
+// mayView reports whether out (a pooled output) may be made, at run time, a view of x's
+// storage instead of a copy (see viewOrCopy), and records it: x then stays out of the pool
+// for as long as out is live. Only same-dtype float tensors qualify, only when out is
+// pooled (that is what tracks its lifetime) and not rounded in place after its op.
+func (c *compiler) mayView(out, x *Tensor) bool {
+	p := c.plan
+	if p == nil || x == nil || x == out || x.DType != out.DType || !out.DType.IsFloat() || c.m.opts.copyViews {
+		return false
+	}
+	if out.DType == Float16 && c.m.opts.Precision == FP16Faithful {
+		return false // the step rounds its output in place: a view would round x too
+	}
+	if _, ok := p.owned[out]; !ok {
+		return false
+	}
+	p.views[out] = x
+	return true
+}
+
 // pin keeps t's storage out of the pool for good (an op made a view of it).
 func (p *bufferPlan) pin(t *Tensor) {
 	if _, ok := p.owned[t]; ok {
@@ -107,6 +129,10 @@ func (p *bufferPlan) release(t *Tensor) {
 	delete(p.live, t)
 	delete(p.owned, t)
 	p.free = append(p.free, buf)
+	if x, ok := p.holds[t]; ok {
+		delete(p.holds, t)
+		p.release(x)
+	}
 }
 
 // after updates the plan once op i (already compiled) has defined its outputs and read its
@@ -128,6 +154,19 @@ func (p *bufferPlan) after(c *compiler, op *milpb.Operation, i int) {
 				if buf, ok := p.owned[v.t]; ok {
 					delete(p.owned, v.t)
 					p.free = append(p.free, buf)
+				}
+			}
+		}
+	}
+	// A view keeps its source's storage out of the pool until the view itself is released;
+	// counted before the op's reads, which may be the source's last.
+	for _, o := range op.GetOutputs() {
+		if v := c.vals[o.GetName()]; v != nil && v.t != nil {
+			if x, ok := p.views[v.t]; ok {
+				delete(p.views, v.t)
+				if _, pooled := p.owned[x]; pooled {
+					p.live[x]++
+					p.holds[v.t] = x
 				}
 			}
 		}

@@ -46,3 +46,37 @@ func TestLinearTilesMatchDot(t *testing.T) {
 		}
 	}
 }
+
+// TestMatmulTransposedX: the vᵀ·p form of attention (x transposed, y not) against the
+// scalar definition out[i, j] = Σ_p x[p, i]·y[p, j] summed in p order with each product
+// rounded, bit for bit — for one token (the contiguous-column path) and several, with rows
+// of y all zero (masked keys, skipped) and scattered zeros, over two batches.
+func TestMatmulTransposedX(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	for _, n := range []int{1, 3, 8} {
+		const nb, m, k = 2, 7, 37
+		x, y := randFloats(r, nb*k*m), randFloats(r, nb*k*n)
+		for i := range y {
+			if p := (i / n) % k; p%5 == 4 || p > 30 || r.IntN(7) == 0 {
+				y[i] = 0
+			}
+		}
+		task := &matmulTask{x: x, y: y, out: make([]float32, nb*m*n), m: m, k: k, n: n, tx: true,
+			xoff: []int{0, k * m}, yoff: []int{0, k * n}}
+		task.runRange(0, 0, 3)
+		task.runRange(1, 3, nb*m) // a range crossing the batch boundary
+		for b := range nb {
+			for i := range m {
+				for j := range n {
+					var want float32
+					for p := range k {
+						want += float32(x[b*k*m+p*m+i] * y[b*k*n+p*n+j])
+					}
+					if got := task.out[(b*m+i)*n+j]; math.Float32bits(got) != math.Float32bits(want) && got != want {
+						t.Errorf("n=%d out[%d,%d,%d] = %v, want %v", n, b, i, j, got, want)
+					}
+				}
+			}
+		}
+	}
+}

@@ -368,6 +368,16 @@ type matmulTask struct {
 
 func (t *matmulTask) runRange(_, lo, hi int) {
 	m, k, n := t.m, t.k, t.n
+	if t.tx && !t.ty {
+		// Rows of one batch at a time: x[p, i] for consecutive i is contiguous.
+		for lo < hi {
+			b := lo / m
+			end := min(hi, (b+1)*m)
+			t.transposedX(b, lo-b*m, end-b*m)
+			lo = end
+		}
+		return
+	}
 	for row := lo; row < hi; row++ {
 		b, i := row/m, row%m
 		xo, yo := t.xoff[b], t.yoff[b]
@@ -381,22 +391,58 @@ func (t *matmulTask) runRange(_, lo, hi int) {
 		case !t.tx: // out[i, :] = Σ_p x[i, p]·y[p, :], accumulated in p order (p·v)
 			clear(dst)
 			for p, xv := range t.x[xo+i*k : xo+(i+1)*k] {
+				if xv == 0 {
+					continue // a masked key's probability: adding 0·v changes nothing
+				}
 				axpy(dst, xv, t.y[yo+p*n:yo+(p+1)*n])
 			}
-		default: // x transposed: x[i, p] is x[p·m + i]
+		default: // both transposed: x[i, p] is x[p·m + i], y[p, j] is y[j·k + p]
 			for j := range dst {
 				var s float32
 				for p := 0; p < k; p++ {
-					yv := t.y[yo+p*n+j]
-					if t.ty {
-						yv = t.y[yo+j*k+p]
-					}
-					s += t.x[xo+p*m+i] * yv
+					s += float32(t.x[xo+p*m+i] * t.y[yo+j*k+p])
 				}
 				dst[j] = s
 			}
 		}
 	}
+}
+
+// transposedX computes rows [i0, i1) of batch b for x transposed and y not (the ANE
+// layout's vᵀ·p): out[i, :] = Σ_p x[p, i]·y[p, :], accumulated in p order, each product
+// rounded before its sum, as a scalar loop would. Row p of y that is all zero (keys every
+// query of the chunk masks: probabilities that underflowed) adds nothing and is skipped, so
+// attention costs what the filled part of the cache holds, not the exported context.
+func (t *matmulTask) transposedX(b, i0, i1 int) {
+	m, k, n := t.m, t.k, t.n
+	xo, yo := t.xoff[b], t.yoff[b]
+	out := t.out[(b*m+i0)*n : (b*m+i1)*n]
+	clear(out)
+	for p := 0; p < k; p++ {
+		yr := t.y[yo+p*n : yo+(p+1)*n]
+		xr := t.x[xo+p*m+i0 : xo+p*m+i1] // x[p, i0:i1]
+		if n == 1 {
+			if yr[0] != 0 {
+				axpy(out, yr[0], xr) // one token: a column of out is contiguous
+			}
+			continue
+		}
+		if allZero(yr) {
+			continue
+		}
+		for i, a := range xr {
+			axpy(out[i*n:(i+1)*n], a, yr)
+		}
+	}
+}
+
+func allZero(v []float32) bool {
+	for _, x := range v {
+		if x != 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func compileMatmul(o *opCtx) (func() error, error) {

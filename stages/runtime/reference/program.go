@@ -35,6 +35,8 @@ type Options struct {
 	// copyStates turns off in-place state updates (stateAliases), for tests that check
 	// that both ways compute the same.
 	copyStates bool
+	// copyViews makes reshapes and contiguous slices copy (compiler.mayView), likewise.
+	copyViews bool
 }
 
 // Feature describes one input, output or state of a function.

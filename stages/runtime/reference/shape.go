@@ -3,6 +3,7 @@ package reference
 import (
 	"fmt"
 	"math"
+	"slices"
 )
 
 // copyElems copies n elements from src[si:] to dst[di:] (same dtype family).
@@ -77,6 +78,7 @@ func compileCopyShape(o *opCtx) (func() error, error) {
 		}
 	}
 	sh := make([]int, 0, 8)
+	vc := newViewOrCopy(o, x, out)
 	return func() error {
 		sh = sh[:0]
 		switch o.typ {
@@ -145,10 +147,48 @@ func compileCopyShape(o *opCtx) (func() error, error) {
 		if numElements(sh) != x.Len() {
 			return fmt.Errorf("cannot view %v as %v", x.Shape, sh)
 		}
-		out.setShape(sh)
-		copyElems(out, 0, x, 0, x.Len())
+		vc.run(x, 0, x.Len(), sh)
 		return nil
 	}, nil
+}
+
+// viewOrCopy is the output of an op whose result is a contiguous run of its input's
+// elements (reshape, expand_dims, squeeze, a contiguous slice): out views x's storage when
+// the buffer plan allows it (compiler.mayView), else gets a copy in its own storage. A view
+// saves the copy — in the ANE layout's attention, slicing every head's K and V out of the
+// cache copied the whole cache twice per layer and token.
+type viewOrCopy struct {
+	x, out *Tensor
+	own    []float32 // out's own storage, for copies
+	view   bool
+}
+
+func newViewOrCopy(o *opCtx, x, out *Tensor) *viewOrCopy {
+	return &viewOrCopy{x: x, out: out, own: out.f32, view: o.c.mayView(out, x)}
+}
+
+// run makes out the n elements of x from i, shaped sh.
+func (v *viewOrCopy) run(x *Tensor, i, n int, sh []int) {
+	out := v.out
+	if v.view && x.f32 != nil {
+		out.f32 = x.f32[i : i+n : i+n]
+		out.Shape = append(out.Shape[:0], sh...)
+		return
+	}
+	v.ownBuffer(sh)
+	copyElems(out, 0, x, i, n)
+}
+
+// ownBuffer gives out back its own storage (a previous call may have left a view there),
+// shaped sh.
+func (v *viewOrCopy) ownBuffer(sh []int) {
+	if v.own != nil {
+		v.out.f32 = v.own
+	}
+	v.out.setShape(sh)
+	if v.out.DType.IsFloat() {
+		v.own = v.out.f32
+	}
 }
 
 func compileTranspose(o *opCtx) (func() error, error) {
@@ -467,6 +507,7 @@ func compileSliceByIndex(o *opCtx) (func() error, error) {
 		return nil, err
 	}
 	sh := make([]int, 0, 8)
+	vc := newViewOrCopy(o, x, out)
 	return func() error {
 		if err := s.resolve(x.Shape); err != nil {
 			return err
@@ -477,10 +518,40 @@ func compileSliceByIndex(o *opCtx) (func() error, error) {
 				sh = append(sh, s.count[d])
 			}
 		}
-		out.setShape(sh)
+		if i, n, ok := s.contiguous(x.Shape); ok {
+			vc.run(x, i, n, sh)
+			return nil
+		}
+		vc.ownBuffer(sh)
 		s.walk(x.Shape, func(xi, k, n int) { copyElems(out, k, x, xi, n) })
 		return nil
 	}, nil
+}
+
+// contiguous reports whether the resolved slice of a tensor of shape is one run of
+// elements, and where: every axis inside the first partial one is whole, and every axis
+// outside it is cut to one index.
+func (s *sliceSpec) contiguous(shape []int) (start, n int, ok bool) {
+	r := len(shape)
+	i := r - 1
+	for i >= 0 && s.start[i] == 0 && s.step[i] == 1 && s.count[i] == shape[i] {
+		i--
+	}
+	if i >= 0 && s.count[i] > 1 && s.step[i] != 1 {
+		return 0, 0, false
+	}
+	for d := 0; d < i; d++ {
+		if s.count[d] != 1 {
+			return 0, 0, false
+		}
+	}
+	n, stride := 1, 1
+	for d := r - 1; d >= 0; d-- {
+		start += s.start[d] * stride
+		n *= s.count[d]
+		stride *= shape[d]
+	}
+	return start, n, true
 }
 
 func compileSliceBySize(o *opCtx) (func() error, error) {
@@ -804,7 +875,8 @@ func compileGatherRows(o *opCtx) (run func() error, ok bool, err error) {
 		return nil, false, nil
 	}
 	dt, wshape, err := tensorTypeOf(v.wType)
-	if err != nil || len(wshape) != 2 {
+	// [rows, cols] or, as the ANE layout binds weights, [rows, cols, 1, 1].
+	if err != nil || len(wshape) < 2 || slices.Contains(wshape, -1) || numElements(wshape[2:]) != 1 {
 		return nil, false, nil
 	}
 	ind, err := o.tensor("indices")
@@ -819,7 +891,7 @@ func compileGatherRows(o *opCtx) (run func() error, ok bool, err error) {
 	rows, cols := w.dims()
 	sh := make([]int, 0, 8)
 	return func() error {
-		sh = append(append(sh[:0], ind.Shape...), cols)
+		sh = append(append(sh[:0], ind.Shape...), wshape[1:]...)
 		out.setShape(sh)
 		for j := range ind.Len() {
 			k := int(ind.intAt(j))
