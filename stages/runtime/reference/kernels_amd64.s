@@ -8,14 +8,14 @@
 // against.
 
 // The float dots keep one 8-lane accumulator (lane l sums the products k ≡ l mod 8 in
-// order) and reduce it as ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)), exactly as dot2x4AVX2 does
+// order) and reduce it as ((l0+l1)+(l2+l3)) + ((l4+l5)+(l6+l7)), exactly as dot2x4Vec does
 // for each of its outputs: a token's logits must not depend on whether it went through
 // prefill (dot2x4) or decode (dot), because every fp16 rounding downstream would amplify
 // a last-bit difference.
 
-// func dotAVX2(a, b *float32, n int) float32
+// func dotVec(a, b *float32, n int) float32
 // Σ a[i]·b[i] for n a multiple of 8.
-TEXT ·dotAVX2(SB), NOSPLIT, $0-28
+TEXT ·dotVec(SB), NOSPLIT, $0-28
 	MOVQ a+0(FP), SI
 	MOVQ b+8(FP), DI
 	MOVQ n+16(FP), CX
@@ -38,9 +38,9 @@ dotdone:
 	MOVSS X0, ret+24(FP)
 	RET
 
-// func dotHalfAVX2(w *uint16, x *float32, n int) float32
+// func dotHalfVec(w *uint16, x *float32, n int) float32
 // Σ fp16(w[i])·x[i] for n a multiple of 8, widening with VCVTPH2PS (exact).
-TEXT ·dotHalfAVX2(SB), NOSPLIT, $0-28
+TEXT ·dotHalfVec(SB), NOSPLIT, $0-28
 	MOVQ w+0(FP), SI
 	MOVQ x+8(FP), DI
 	MOVQ n+16(FP), CX
@@ -63,9 +63,9 @@ halfdone:
 	MOVSS X0, ret+24(FP)
 	RET
 
-// func halfToFloatAVX2(dst *float32, src *uint16, n int)
+// func halfToFloatVec(dst *float32, src *uint16, n int)
 // dst[i] = fp16(src[i]) for n a multiple of 8.
-TEXT ·halfToFloatAVX2(SB), NOSPLIT, $0-24
+TEXT ·halfToFloatVec(SB), NOSPLIT, $0-24
 	MOVQ dst+0(FP), DI
 	MOVQ src+8(FP), SI
 	MOVQ n+16(FP), CX
@@ -82,10 +82,10 @@ h2fdone:
 	VZEROUPPER
 	RET
 
-// func dot2x4AVX2(w0, w1, x *float32, stride, n int, out *[8]float32)
+// func dot2x4Vec(w0, w1, x *float32, stride, n int, out *[8]float32)
 // out[4·r+i] = Σ_k w_r[k]·x[i·stride+k] for rows r = 0, 1 and tokens i = 0..3 (stride in
 // elements), n a multiple of 8: each weight vector loaded once serves four tokens.
-TEXT ·dot2x4AVX2(SB), NOSPLIT, $0-48
+TEXT ·dot2x4Vec(SB), NOSPLIT, $0-48
 	MOVQ w0+0(FP), SI
 	MOVQ w1+8(FP), DX
 	MOVQ x+16(FP), DI
@@ -378,10 +378,10 @@ r4done:
 	VZEROUPPER
 	RET
 
-// func axpyAVX2(dst *float32, a float32, x *float32, n int)
+// func axpyVec(dst *float32, a float32, x *float32, n int)
 // dst[i] += a·x[i] for n a multiple of 8, the product rounded before the sum (VMULPS then
 // VADDPS, not FMA), exactly as the Go loop computes it.
-TEXT ·axpyAVX2(SB), NOSPLIT, $0-32
+TEXT ·axpyVec(SB), NOSPLIT, $0-32
 	MOVQ dst+0(FP), DI
 	VBROADCASTSS a+8(FP), Y0
 	MOVQ x+16(FP), SI
@@ -400,12 +400,12 @@ axdone:
 	VZEROUPPER
 	RET
 
-// func dot3x4AVX2(w0, w1, w2, x *float32, stride, n int, out *[12]float32)
+// func dot3x4Vec(w0, w1, w2, x *float32, stride, n int, out *[12]float32)
 // out[4·r+i] = Σ_k w_r[k]·x[i·stride+k] for rows r = 0..2 and tokens i = 0..3, n a multiple
-// of 8: dot2x4AVX2 with a third row, twelve accumulators (one per output, summed in k order
-// per lane and reduced as dot2x4AVX2 does, so each output is the same bits as dot) and 7
+// of 8: dot2x4Vec with a third row, twelve accumulators (one per output, summed in k order
+// per lane and reduced as dot2x4Vec does, so each output is the same bits as dot) and 7
 // loads per 12 multiply-adds instead of 6 per 8.
-TEXT ·dot3x4AVX2(SB), NOSPLIT, $0-56
+TEXT ·dot3x4Vec(SB), NOSPLIT, $0-56
 	MOVQ w0+0(FP), SI
 	MOVQ w1+8(FP), DX
 	MOVQ w2+16(FP), BX
@@ -506,10 +506,10 @@ GLOBL lut4shift<>(SB), RODATA|NOPTR, $32
 	VPERMPS Y13, Y1, Y4 \
 	VBLENDVPS Y2, Y4, Y3, Y3
 
-// func dotLUT4AVX2(idx *byte, pal *[16]float32, x *float32, n int) float32
+// func dotLUT4Vec(idx *byte, pal *[16]float32, x *float32, n int) float32
 // Σ_k pal[n_k]·x[k] for n a multiple of 8 (n/2 index bytes), one 8-lane accumulator
-// reduced as dotAVX2 reduces it: the same bits as dotAVX2 over the expanded row.
-TEXT ·dotLUT4AVX2(SB), NOSPLIT, $0-36
+// reduced as dotVec reduces it: the same bits as dotVec over the expanded row.
+TEXT ·dotLUT4Vec(SB), NOSPLIT, $0-36
 	MOVQ idx+0(FP), SI
 	MOVQ pal+8(FP), DX
 	MOVQ x+16(FP), DI
@@ -536,9 +536,9 @@ l4ddone:
 	MOVSS X0, ret+32(FP)
 	RET
 
-// func rowLUT4AVX2(dst *float32, idx *byte, pal *[16]float32, n int)
+// func rowLUT4Vec(dst *float32, idx *byte, pal *[16]float32, n int)
 // dst[k] = pal[n_k] for n a multiple of 8.
-TEXT ·rowLUT4AVX2(SB), NOSPLIT, $0-32
+TEXT ·rowLUT4Vec(SB), NOSPLIT, $0-32
 	MOVQ dst+0(FP), DI
 	MOVQ idx+8(FP), SI
 	MOVQ pal+16(FP), DX

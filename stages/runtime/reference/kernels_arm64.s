@@ -59,9 +59,9 @@
 	VFADDP4S(b6, b4, b4) \
 	VFADDP4S(b4, b, b)
 
-// func dotNEON(a, b *float32, n int) float32
+// func dotVec(a, b *float32, n int) float32
 // Σ a[i]·b[i] for n a multiple of 8.
-TEXT ·dotNEON(SB), NOSPLIT, $0-28
+TEXT ·dotVec(SB), NOSPLIT, $0-28
 	MOVD a+0(FP), R0
 	MOVD b+8(FP), R1
 	MOVD n+16(FP), R2
@@ -81,9 +81,9 @@ dotdone:
 	FMOVS F0, ret+24(FP)
 	RET
 
-// func dotHalfNEON(w *uint16, x *float32, n int) float32
+// func dotHalfVec(w *uint16, x *float32, n int) float32
 // Σ fp16(w[i])·x[i] for n a multiple of 8, widening with FCVTL (exact).
-TEXT ·dotHalfNEON(SB), NOSPLIT, $0-28
+TEXT ·dotHalfVec(SB), NOSPLIT, $0-28
 	MOVD w+0(FP), R0
 	MOVD x+8(FP), R1
 	MOVD n+16(FP), R2
@@ -105,9 +105,9 @@ halfdone:
 	FMOVS F0, ret+24(FP)
 	RET
 
-// func halfToFloatNEON(dst *float32, src *uint16, n int)
+// func halfToFloatVec(dst *float32, src *uint16, n int)
 // dst[i] = fp16(src[i]) for n a multiple of 8.
-TEXT ·halfToFloatNEON(SB), NOSPLIT, $0-24
+TEXT ·halfToFloatVec(SB), NOSPLIT, $0-24
 	MOVD dst+0(FP), R0
 	MOVD src+8(FP), R1
 	MOVD n+16(FP), R2
@@ -123,10 +123,10 @@ h2floop:
 h2fdone:
 	RET
 
-// func dot2x4NEON(w0, w1, x *float32, stride, n int, out *[8]float32)
+// func dot2x4Vec(w0, w1, x *float32, stride, n int, out *[8]float32)
 // out[4·r+i] = Σ_k w_r[k]·x[i·stride+k] for rows r = 0, 1 and tokens i = 0..3 (stride in
 // elements), n a multiple of 8. Output j accumulates in V2j, V2j+1.
-TEXT ·dot2x4NEON(SB), NOSPLIT, $0-48
+TEXT ·dot2x4Vec(SB), NOSPLIT, $0-48
 	MOVD w0+0(FP), R0
 	MOVD w1+8(FP), R1
 	MOVD x+16(FP), R6
@@ -188,10 +188,10 @@ d24done:
 	VST1 [V8.S4], (R5)
 	RET
 
-// func dot3x4NEON(w0, w1, w2, x *float32, stride, n int, out *[12]float32)
-// dot2x4NEON with a third row: twelve 8-lane accumulators fill V0–V23, the three weight
+// func dot3x4Vec(w0, w1, w2, x *float32, stride, n int, out *[12]float32)
+// dot2x4Vec with a third row: twelve 8-lane accumulators fill V0–V23, the three weight
 // vectors V24–V29 and the token's x V30–V31, all 32 registers.
-TEXT ·dot3x4NEON(SB), NOSPLIT, $0-56
+TEXT ·dot3x4Vec(SB), NOSPLIT, $0-56
 	MOVD w0+0(FP), R0
 	MOVD w1+8(FP), R1
 	MOVD w2+16(FP), R2
@@ -450,10 +450,10 @@ r4row:
 r4done:
 	RET
 
-// func axpyNEON(dst *float32, a float32, x *float32, n int)
+// func axpyVec(dst *float32, a float32, x *float32, n int)
 // dst[i] += a·x[i] for n a multiple of 8, the product rounded before the sum (FMUL then
 // FADD, not FMLA), exactly as the Go loop computes it.
-TEXT ·axpyNEON(SB), NOSPLIT, $0-32
+TEXT ·axpyVec(SB), NOSPLIT, $0-32
 	MOVD dst+0(FP), R0
 	FMOVS a+8(FP), F0
 	MOVD x+16(FP), R1
@@ -513,10 +513,10 @@ axdone:
 	VZIP1 V28.H8, V26.H8, V2.H8 \
 	VZIP2 V28.H8, V26.H8, V3.H8
 
-// func dotLUT4NEON(idx *byte, pal *[16]float32, x *float32, n int) float32
+// func dotLUT4Vec(idx *byte, pal *[16]float32, x *float32, n int) float32
 // Σ_k pal[n_k]·x[k] for n a multiple of 8 (n/2 index bytes), accumulated and reduced as
-// dotNEON: the same bits as dotNEON over the expanded row.
-TEXT ·dotLUT4NEON(SB), NOSPLIT, $0-36
+// dotVec: the same bits as dotVec over the expanded row.
+TEXT ·dotLUT4Vec(SB), NOSPLIT, $0-36
 	MOVD idx+0(FP), R0
 	MOVD pal+8(FP), R1
 	MOVD x+16(FP), R2
@@ -552,9 +552,9 @@ l4ddone:
 	FMOVS F0, ret+32(FP)
 	RET
 
-// func rowLUT4NEON(dst *float32, idx *byte, pal *[16]float32, n int)
+// func rowLUT4Vec(dst *float32, idx *byte, pal *[16]float32, n int)
 // dst[k] = pal[n_k] for n a multiple of 8.
-TEXT ·rowLUT4NEON(SB), NOSPLIT, $0-32
+TEXT ·rowLUT4Vec(SB), NOSPLIT, $0-32
 	MOVD dst+0(FP), R2
 	MOVD idx+8(FP), R0
 	MOVD pal+16(FP), R1

@@ -117,7 +117,7 @@ func rowInt4Generic(dst []float32, q []byte, scale []uint16, sub int, signed boo
 }
 
 // axpyGeneric adds a·x to dst (len(x) ≥ len(dst)), each element rounded after the product
-// and after the sum (no fused multiply-add), as axpyAVX2 and axpyNEON do.
+// and after the sum (no fused multiply-add), as axpyVec does (kernels_amd64.s, kernels_arm64.s).
 func axpyGeneric(dst []float32, a float32, x []float32) {
 	x = x[:len(dst)]
 	for i, v := range x {

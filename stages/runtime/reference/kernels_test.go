@@ -119,17 +119,8 @@ func TestInt4Kernel(t *testing.T) {
 	for _, dt := range []DType{Int4, Uint4} {
 		for _, cb := range []int{32, 64, 128} {
 			for _, nb := range []int{1, 2, 3, 9} {
-				cols := cb * nb
-				q := make([]byte, cols/2)
-				for i := range q {
-					q[i] = byte(r.Uint32())
-				}
-				scale := make([]uint16, nb)
-				for i := range scale {
-					scale[i] = floatToHalf(float32(0.01 + 0.1*r.Float64()))
-				}
-				w := &blockwiseWeight{data: &Tensor{DType: dt, Shape: []int{1, cols}, raw: q}, scaleH: scale,
-					rows: 1, cols: cols, rb: 1, cb: cb, sc: nb}
+				w := randInt4Row(r, dt, cb, nb)
+				cols, q, scale := w.cols, w.data.raw, w.scaleH
 				x := randFloats(r, cols)
 				dense := make([]float32, cols)
 				w.row(0, dense)

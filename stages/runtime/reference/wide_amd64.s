@@ -193,7 +193,7 @@ whalfdone:
 
 // func dot3x4AVX512(w0, w1, w2, x *float32, stride, n int, out *[12]float32)
 // out[4·r+i] = w_r·x[i·stride:] over n (a multiple of 16) elements, rows r < 3, tokens
-// i < 4: the dot3x4AVX2 tile at twice the width.
+// i < 4: the dot3x4Vec tile (kernels_amd64.s) at twice the width.
 TEXT ·dot3x4AVX512(SB), NOSPLIT, $0-56
 	MOVQ w0+0(FP), SI
 	MOVQ w1+8(FP), DX
@@ -281,7 +281,7 @@ w34done:
 	RET
 
 // HADD4 reduces the folded 8-lane accumulators ya..yd (Y0–Y15) of one row to its four
-// token outputs at off(AX), in the order of dot3x4AVX2.
+// token outputs at off(AX), in the order of dot3x4Vec.
 #define HADD4(ya, yb, yc, yd, xa, xt, off) \
 	VHADDPS yb, ya, ya \
 	VHADDPS yd, yc, yc \

@@ -26,17 +26,8 @@ func testInt4Wide(t *testing.T) {
 	for _, dt := range []DType{Int4, Uint4} {
 		for _, cb := range []int{32, 64, 96} {
 			for _, nb := range []int{1, 2, 3, 5, 80} {
-				cols := cb * nb
-				q := make([]byte, cols/2)
-				for i := range q {
-					q[i] = byte(r.Uint32())
-				}
-				scale := make([]uint16, nb)
-				for i := range scale {
-					scale[i] = floatToHalf(float32(0.01 + 0.1*r.Float64()))
-				}
-				w := &blockwiseWeight{data: &Tensor{DType: dt, Shape: []int{1, cols}, raw: q}, scaleH: scale,
-					rows: 1, cols: cols, rb: 1, cb: cb, sc: nb}
+				w := randInt4Row(r, dt, cb, nb)
+				cols, q, scale := w.cols, w.data.raw, w.scaleH
 				x := randFloats(r, cols)
 				dense := make([]float32, cols)
 				w.row(0, dense)
@@ -56,6 +47,22 @@ func testInt4Wide(t *testing.T) {
 			}
 		}
 	}
+}
+
+// randInt4Row is one row of nb blocks of cb random 4-bit codes (dtype Int4 or Uint4) with
+// random fp16 scales in [0.01, 0.11], in the fused kernels' layout.
+func randInt4Row(r *rand.Rand, dt DType, cb, nb int) *blockwiseWeight {
+	cols := cb * nb
+	q := make([]byte, cols/2)
+	for i := range q {
+		q[i] = byte(r.Uint32())
+	}
+	scale := make([]uint16, nb)
+	for i := range scale {
+		scale[i] = floatToHalf(float32(0.01 + 0.1*r.Float64()))
+	}
+	return &blockwiseWeight{data: &Tensor{DType: dt, Shape: []int{1, cols}, raw: q}, scaleH: scale,
+		rows: 1, cols: cols, rb: 1, cb: cb, sc: nb}
 }
 
 // BenchmarkInt4Dot: one 2560-wide int4 row in blocks of 32 (a Phi-2 projection row), per
