@@ -198,3 +198,44 @@ func BenchmarkInt4Strip(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLUT4 measures lut4 palettization of one group on one core, per MB of the fp16
+// input it stands for: a 2560-wide row (Phi-2's d_model; at ≥ 1024 elements it is a group
+// by itself) of Gaussian fp16 weights, data-free (uniform weights) and with importance
+// weights, from fp16 bits (quantizeGroupF16, the F16 GGUF path) and from float32 values
+// (quantizeGroup, the path of dequantized K-quants).
+func BenchmarkLUT4(b *testing.B) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	const n = 2560
+	src := make([]byte, 2*n)
+	x := make([]float32, n)
+	for i := range x {
+		h := toF16(float32(rng.NormFloat64() * 0.02))
+		binary.LittleEndian.PutUint16(src[2*i:], h)
+		x[i] = f16Table[h]
+	}
+	uniform, weighted := make([]float32, n), make([]float32, n)
+	for i := range uniform {
+		uniform[i], weighted[i] = 1, float32(0.5+rng.Float64())
+	}
+	c := &lutCodec{group: 1, iters: 200}
+	var s lutScratch
+	idx := make([]int32, n)
+	lut := make([]uint16, 16)
+	for _, bc := range []struct {
+		name string
+		w    []float32
+		f16  bool
+	}{{"f16-uniform", nil, true}, {"f16-weighted", weighted, true}, {"f32-uniform", uniform, false}, {"f32-weighted", weighted, false}} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.SetBytes(2 * n)
+			for b.Loop() {
+				if bc.f16 {
+					c.quantizeGroupF16(&s, src, bc.w, idx, lut)
+				} else {
+					c.quantizeGroup(&s, x, bc.w, idx, lut)
+				}
+			}
+		})
+	}
+}

@@ -155,17 +155,6 @@ func (c *blockCodec) quantizeRowGPTQ(x, imp, u, w []float32, q []int32, scale []
 	return errSum, sigSum
 }
 
-// nearest returns the index of the palette entry (sorted pal, midpoints mids) nearest v.
-func nearest(mids *[15]float32, v float32) int32 {
-	k := 0
-	for step := 8; step > 0; step /= 2 { // branch-light search over the 15 midpoints
-		if k+step <= 15 && v > mids[k+step-1] {
-			k += step
-		}
-	}
-	return int32(k)
-}
-
 // palettizeRowGPTQ assigns the elements of row x to palette entries with GPTQ error
 // feedback. w is scratch of len(x).
 func palettizeRowGPTQ(x, u, w []float32, pal *[16]float32, mids *[15]float32, idx []int32) (errSum, sigSum float64) {
@@ -304,7 +293,7 @@ func (c *blockCodec) channelRowGPTQ(x, imp []float32, g *gptqState, ws *workspac
 func (c *lutCodec) groupGPTQ(x, imp []float32, rows int, g *gptqState, ws *workspace, idx []int32, lut []uint16) (errSum, sigSum float64) {
 	n := len(x) / rows
 	ws.w = grow(ws.w, n)
-	pal, mids := c.palette(x, imp, lut)
+	pal, mids := c.palette(ws.palettes(), x, imp, lut)
 	for r := 0; r < rows; r++ {
 		e, s := palettizeRowGPTQ(x[r*n:(r+1)*n], g.u, ws.w, &pal, &mids, idx[r*n:(r+1)*n])
 		errSum += e

@@ -214,30 +214,7 @@ func TestInt4StripEndToEnd(t *testing.T) {
 		{"tiny-phi2-f16.gguf", stage.Params{"scheme": "block", "block_size": int64(128)}},
 		{"tiny-qwen2-f16.gguf", stage.Params{"scheme": "block"}},
 	} {
-		f := openModel(t, tc.model)
-		cfg, err := ParseConfig(tc.p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		var out [2][2][]byte // [kernel off, on][weights, manifest]
-		for k, on := range []bool{false, true} {
-			haveInt4Strip = on
-			dir := t.TempDir()
-			if _, err := Quantize(context.Background(), f, cfg, dir, nil); err != nil {
-				t.Fatal(err)
-			}
-			for i, name := range []string{WeightsFile, ManifestFile} {
-				if out[k][i], err = os.ReadFile(filepath.Join(dir, name)); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
-		if !bytes.Equal(out[0][0], out[1][0]) {
-			t.Errorf("%s %v: weights differ with the strip kernel", tc.model, tc.p)
-		}
-		if !bytes.Equal(out[0][1], out[1][1]) {
-			t.Errorf("%s %v: manifests differ with the strip kernel", tc.model, tc.p)
-		}
+		sameOutputWithSwitch(t, tc.model, tc.p, &haveInt4Strip, "the strip kernel")
 	}
 }
 
@@ -245,18 +222,52 @@ func TestInt4StripEndToEnd(t *testing.T) {
 // kernel's path: the chunk falls back to decodeRows, whose loader error names the tensor
 // and the row (row 9 of a 64×64 matrix, inside the second strip of eight rows).
 func TestInt4StripInfError(t *testing.T) {
-	const in, out = 64, 64
-	data := make([]byte, 2*in*out)
-	for i := 0; i < in*out; i++ {
-		binary.LittleEndian.PutUint16(data[2*i:], toF16(float32(i%13)-6))
-	}
-	binary.LittleEndian.PutUint16(data[2*(9*in+40):], 0x7c00) // +Inf at row 9, element 40
-	b := gguf.NewBuilder()
-	b.Set("general.architecture", "llama")
-	if err := b.AddTensorBytes("blk.0.attn_q.weight", ggml.F16, []int64{in, out}, data); err != nil {
+	wantRow9Error(t, ggml.F16, f16Matrix64(0x7c00), "block") // +Inf
+}
+
+// sameOutputWithSwitch quantizes model with p twice, with *sw off and on, and fails unless
+// the weights and the manifest are byte-identical (a fast path must not change the output).
+func sameOutputWithSwitch(t *testing.T, model string, p stage.Params, sw *bool, what string) {
+	t.Helper()
+	saved := *sw
+	defer func() { *sw = saved }()
+	f := openModel(t, model)
+	cfg, err := ParseConfig(p)
+	if err != nil {
 		t.Fatal(err)
 	}
-	path := filepath.Join(t.TempDir(), "inf.gguf")
+	var out [2][2][]byte // [off, on][weights, manifest]
+	for k, on := range []bool{false, true} {
+		*sw = on
+		dir := t.TempDir()
+		if _, err := Quantize(context.Background(), f, cfg, dir, nil); err != nil {
+			t.Fatal(err)
+		}
+		for i, name := range []string{WeightsFile, ManifestFile} {
+			if out[k][i], err = os.ReadFile(filepath.Join(dir, name)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if !bytes.Equal(out[0][0], out[1][0]) {
+		t.Errorf("%s %v: weights differ with %s", model, p, what)
+	}
+	if !bytes.Equal(out[0][1], out[1][1]) {
+		t.Errorf("%s %v: manifests differ with %s", model, p, what)
+	}
+}
+
+// wantRow9Error writes a GGUF holding one 64×64 tensor blk.0.attn_q.weight of type typ
+// (data in that type's layout, row 9 corrupt), quantizes it with scheme and checks that
+// the error is the loader's, naming the tensor and row 9.
+func wantRow9Error(t *testing.T, typ ggml.Type, data []byte, scheme string) {
+	t.Helper()
+	b := gguf.NewBuilder()
+	b.Set("general.architecture", "llama")
+	if err := b.AddTensorBytes("blk.0.attn_q.weight", typ, []int64{64, 64}, data); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "bad.gguf")
 	w, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
@@ -270,13 +281,24 @@ func TestInt4StripInfError(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	cfg, err := ParseConfig(stage.Params{"scheme": "block"})
+	cfg, err := ParseConfig(stage.Params{"scheme": scheme})
 	if err != nil {
 		t.Fatal(err)
 	}
 	_, err = Quantize(context.Background(), f, cfg, t.TempDir(), nil)
 	var fe *gguf.FormatError
 	if !errors.As(err, &fe) || !strings.Contains(err.Error(), "blk.0.attn_q.weight") || !strings.Contains(err.Error(), "row 9") {
-		t.Fatalf("Inf in row 9: err = %v, want the loader's FormatError naming the tensor and row 9", err)
+		t.Fatalf("%s: corrupt row 9: err = %v, want the loader's FormatError naming the tensor and row 9", scheme, err)
 	}
+}
+
+// f16Matrix64 is a 64×64 F16 tensor's bytes with value bits v placed at row 9, element 40.
+func f16Matrix64(v uint16) []byte {
+	const in, out = 64, 64
+	data := make([]byte, 2*in*out)
+	for i := 0; i < in*out; i++ {
+		binary.LittleEndian.PutUint16(data[2*i:], toF16(float32(i%13)-6))
+	}
+	binary.LittleEndian.PutUint16(data[2*(9*in+40):], v)
+	return data
 }

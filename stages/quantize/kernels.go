@@ -1,8 +1,8 @@
 package quantize
 
 import (
+	"encoding/binary"
 	"math"
-	"slices"
 
 	"github.com/x448/float16"
 )
@@ -313,109 +313,16 @@ func (c *blockCodec) affineBlock(xs, ws []float32, qs []int32, hi int32) (float3
 
 func abs(f float32) float32 { return math.Float32frombits(math.Float32bits(f) &^ (1 << 31)) }
 
-// lutCodec palettizes groups of rows: every element of a group of output channels is one
-// of 16 fp16 values (constexpr_lut_to_dense iOS18 with per-group LUTs, coreml-mil.md §5.7).
-type lutCodec struct {
-	group int // output channels sharing one palette
-	iters int // Lloyd iterations at most
-}
-
-type weighted struct{ v, w float32 }
-
-// quantizeGroup finds the 16 palette values for x (the rows of one group, row-major) by
-// 1-D k-means weighted by w (importance per element), writes them as fp16 into lut and
-// each element's palette index into idx. It returns the sums of squared error and input.
-func (c *lutCodec) quantizeGroup(x, w []float32, idx []int32, lut []uint16) (errSum, sigSum float64) {
-	pal, mids := c.palette(x, w, lut)
-	for i, v := range x {
-		k := nearest(&mids, v)
-		idx[i] = k
-		e := v - pal[k]
-		errSum += float64(e * e)
-		sigSum += float64(v * v)
-	}
-	return errSum, sigSum
-}
-
-// palette runs the weighted k-means of quantizeGroup and returns the palette (fp16 values,
-// ascending, also written to lut as fp16 bits) and the midpoints between its entries.
-//
-// In one dimension every cluster is an interval of the sorted values, so after one sort
-// each Lloyd iteration costs 16 binary searches over prefix sums instead of a pass over
-// the data.
-func (c *lutCodec) palette(x, w []float32, lut []uint16) (pal [16]float32, mids [15]float32) {
-	n := len(x)
-	pts := make([]weighted, n)
-	for i, v := range x {
-		pts[i] = weighted{v, w[i] + 1e-12}
-	}
-	slices.SortFunc(pts, func(a, b weighted) int {
-		switch {
-		case a.v < b.v:
-			return -1
-		case a.v > b.v:
-			return 1
-		}
-		return 0
-	})
-	vals := make([]float32, n)
-	cw := make([]float64, n+1) // prefix sums of weight and weight·value
-	cwv := make([]float64, n+1)
-	for i, p := range pts {
-		vals[i] = p.v
-		cw[i+1] = cw[i] + float64(p.w)
-		cwv[i+1] = cwv[i] + float64(p.w)*float64(p.v)
-	}
-	// Start from the weighted quantiles (k+0.5)/16.
-	var cent [16]float64
-	for k := range cent {
-		target := cw[n] * (float64(k) + 0.5) / 16
-		i, _ := slices.BinarySearch(cw[1:], target)
-		cent[k] = float64(vals[min(i, n-1)])
-	}
-	var bounds [17]int
-	bounds[16] = n
-	for it := 0; it < c.iters; it++ {
-		for k := 1; k < 16; k++ {
-			mid := float32((cent[k-1] + cent[k]) / 2)
-			bounds[k], _ = slices.BinarySearchFunc(vals, mid, func(v, t float32) int {
-				if v <= t {
-					return -1
-				}
-				return 1
-			})
-			bounds[k] = max(bounds[k], bounds[k-1])
-		}
-		moved := false
-		for k := range cent {
-			lo, hi := bounds[k], bounds[k+1]
-			if sw := cw[hi] - cw[lo]; hi > lo && sw > 0 {
-				if nc := (cwv[hi] - cwv[lo]) / sw; nc != cent[k] {
-					cent[k], moved = nc, true
-				}
-			}
-		}
-		if !moved {
-			break
-		}
-	}
-	for k := range cent {
-		pal[k] = f16Table[toF16(float32(cent[k]))]
-	}
-	slices.Sort(pal[:]) // rounding keeps the order; sorting guards ties
-	for k := range pal {
-		lut[k] = toF16(pal[k])
-	}
-	for k := range mids {
-		mids[k] = (pal[k] + pal[k+1]) / 2
-	}
-	return pal, mids
-}
-
 // pack4 packs 4-bit values LSB-first, element 2k in the low nibble of byte k (MIL sub-byte
 // packing, coreml-mil.md §4.4); int4 values are stored two's complement in the nibble.
 func pack4(dst []byte, vals []int32) {
-	for i := 0; i+1 < len(vals); i += 2 {
+	i := 0
+	for ; i+8 <= len(vals); i += 8 { // eight at a time, one 32-bit store
+		v := (*[8]int32)(vals[i : i+8])
+		binary.LittleEndian.PutUint32(dst[i/2:], uint32(v[0]&0xF)|uint32(v[1]&0xF)<<4|uint32(v[2]&0xF)<<8|
+			uint32(v[3]&0xF)<<12|uint32(v[4]&0xF)<<16|uint32(v[5]&0xF)<<20|uint32(v[6]&0xF)<<24|uint32(v[7]&0xF)<<28)
+	}
+	for ; i+1 < len(vals); i += 2 {
 		dst[i/2] = byte(vals[i]&0xF) | byte(vals[i+1]&0xF)<<4
 	}
 	if len(vals)%2 == 1 {

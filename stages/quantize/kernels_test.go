@@ -1,7 +1,6 @@
 package quantize
 
 import (
-	"context"
 	"encoding/binary"
 	"errors"
 	"math"
@@ -11,7 +10,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/lilims/lilims/pipeline/stage"
 	"github.com/lilims/lilims/stages/loader/ggml"
 	"github.com/lilims/lilims/stages/loader/gguf"
 )
@@ -193,32 +191,5 @@ func TestTranscodeNonFiniteScale(t *testing.T) {
 		}
 	}
 	binary.LittleEndian.PutUint16(data[(9*in/32+1)*18:], 0x7c00) // row 9, second block: d = +Inf
-	b := gguf.NewBuilder()
-	b.Set("general.architecture", "llama")
-	if err := b.AddTensorBytes("blk.0.attn_q.weight", ggml.Q4_0, []int64{in, out}, data); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "q4.gguf")
-	w, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.WriteTo(w); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	f, err := gguf.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	cfg, err := ParseConfig(stage.Params{"scheme": "gguf"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	_, err = Quantize(context.Background(), f, cfg, t.TempDir(), nil)
-	var fe *gguf.FormatError
-	if !errors.As(err, &fe) || !strings.Contains(err.Error(), "blk.0.attn_q.weight") || !strings.Contains(err.Error(), "row 9") {
-		t.Fatalf("Inf scale in row 9: err = %v, want the loader's FormatError naming the tensor and row 9", err)
-	}
+	wantRow9Error(t, ggml.Q4_0, data, "gguf")
 }

@@ -174,6 +174,7 @@ type tensorState struct {
 	left           int
 	errSum, sigSum float64
 	imp            []float32  // importance per element of a row (LUT: of a group of rows)
+	uniform        bool       // every imp is 1 (no calibration)
 	gptq           *gptqState // GPTQ error feedback; nil: none
 }
 
@@ -286,6 +287,7 @@ feed:
 			}
 		}
 		st.imp = importanceFor(col, in, j)
+		st.uniform = isUniform(st.imp)
 		for r0 := 0; r0 < out; r0 += n {
 			select {
 			case chunks <- chunk{j, r0, min(out, r0+n), st}:
@@ -395,6 +397,15 @@ type workspace struct {
 	packed []byte
 	rowErr []float64
 	strip  int4Rows
+	lut    *lutScratch // palettization buffers, made on first use
+}
+
+// palettes returns the worker's palettization buffers.
+func (ws *workspace) palettes() *lutScratch {
+	if ws.lut == nil {
+		ws.lut = new(lutScratch)
+	}
+	return ws.lut
 }
 
 func grow[T any](s []T, n int) []T {
@@ -420,6 +431,12 @@ func (ws *workspace) do(f *gguf.File, c chunk, w *safetensors.Writer) (errSum, s
 		}
 		// A non-finite weight: the portable path below reports it as the loader does.
 	}
+	if j.lut != nil && c.state.gptq == nil && j.src.Type == ggml.F16 && lutFromF16 {
+		if e, s, ok, err := ws.lutF16(f, c, w); ok || err != nil {
+			return e, s, err
+		}
+		// A non-finite weight, as above.
+	}
 	ws.x = grow(ws.x, n)
 	if err := decodeRows(f, j.src, c.r0, rows, ws.x); err != nil {
 		return 0, 0, err
@@ -433,7 +450,7 @@ func (ws *workspace) do(f *gguf.File, c chunk, w *safetensors.Writer) (errSum, s
 		for k := 0; k < groups; k++ {
 			xs, qs, lut := ws.x[k*g*in:(k+1)*g*in], ws.q[k*g*in:(k+1)*g*in], ws.scale[k*16:(k+1)*16]
 			if c.state.gptq == nil {
-				e, s := j.lut.quantizeGroup(xs, c.state.imp, qs, lut)
+				e, s := j.lut.quantizeGroup(ws.palettes(), xs, c.state.imp, qs, lut)
 				errSum += e
 				sigSum += s
 				continue
@@ -498,6 +515,45 @@ func (ws *workspace) stripF16(f *gguf.File, c chunk, w *safetensors.Writer) (err
 		return 0, 0, true, err
 	}
 	return errSum, sigSum, true, ws.writeF16(w, j.info.Name+".scale", c.r0*nb, ws.scale)
+}
+
+// lutFromF16 turns on lutF16 for F16 sources; tests turn it off to compare it with the
+// portable path (decodeRows + quantizeGroup).
+var lutFromF16 = true
+
+// lutF16 palettizes an F16 chunk straight from the mapped fp16 bytes
+// (lutCodec.quantizeGroupF16: same output as decodeRows + quantizeGroup) and writes its
+// indices and palettes. ok is false, with nothing written, when the chunk holds a
+// non-finite weight.
+func (ws *workspace) lutF16(f *gguf.File, c chunk, w *safetensors.Writer) (errSum, sigSum float64, ok bool, err error) {
+	j := c.j
+	in, rows, g := j.info.Shape[1], c.r1-c.r0, j.lut.group
+	src := f.Data(j.src)
+	if int64(len(src)) < 2*int64(c.r1)*int64(in) {
+		return 0, 0, false, nil // plan has ruled this out; let decodeRows say what is wrong
+	}
+	src = src[2*c.r0*in : 2*c.r1*in]
+	n, groups := rows*in, rows/g
+	ws.q = grow(ws.q, n)
+	ws.scale = grow(ws.scale, groups*16)
+	s := ws.palettes()
+	imp := c.state.imp
+	if c.state.uniform {
+		imp = nil
+	}
+	for k := range groups {
+		ge := g * in // elements of a group
+		e, ss, ok := j.lut.quantizeGroupF16(s, src[2*k*ge:2*(k+1)*ge], imp, ws.q[k*ge:(k+1)*ge], ws.scale[k*16:(k+1)*16])
+		if !ok {
+			return 0, 0, false, nil
+		}
+		errSum += e
+		sigSum += ss
+	}
+	if err := ws.write4(w, j.info.Name+".data", c.r0*in, ws.q[:n]); err != nil {
+		return 0, 0, true, err
+	}
+	return errSum, sigSum, true, ws.writeF16(w, j.info.Name+".lut", c.r0/g*16, ws.scale[:groups*16])
 }
 
 // decodeRows widens rows [r0, r0+n) of t into dst, as f.DequantizeRows does. F16, the

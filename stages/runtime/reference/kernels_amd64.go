@@ -50,4 +50,3 @@ func rowInt4(dst []float32, q []byte, scale []uint16, sub int, signed bool) {
 	}
 	rowInt4AVX2(&dst[0], &q[0], &scale[0], nblk, sub, flip, bias)
 }
-
