@@ -9,11 +9,13 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -44,6 +46,11 @@ import (
 type Cache struct {
 	dir string
 
+	// MaxBytes bounds the cache: after a build adds an entry, the least recently used
+	// entries no run is using are removed until the entries hold at most MaxBytes (0: no
+	// bound). OpenCache sets it from DefaultCacheMaxBytes.
+	MaxBytes int64
+
 	selfOnce    sync.Once
 	selfVersion string
 	selfErr     error
@@ -68,6 +75,50 @@ func DefaultCacheDir() (string, error) {
 	return filepath.Join(d, "lilims"), nil
 }
 
+// defaultCacheMax is the cache bound when LILIMS_CACHE_MAX_SIZE is unset: about ten
+// conversions of a 3B model (each caches a quantized copy and a package of ≈ 1.5 GB).
+const defaultCacheMax = 32 << 30
+
+// DefaultCacheMaxBytes is $LILIMS_CACHE_MAX_SIZE ("50GiB", "20GB", "0" or "off" for no
+// bound), else 32 GiB.
+func DefaultCacheMaxBytes() (int64, error) {
+	v := os.Getenv("LILIMS_CACHE_MAX_SIZE")
+	if v == "" {
+		return defaultCacheMax, nil
+	}
+	n, err := ParseSize(v)
+	if err != nil {
+		return 0, fmt.Errorf("LILIMS_CACHE_MAX_SIZE: %w", err)
+	}
+	return n, nil
+}
+
+// ParseSize reads a byte count: a number with an optional unit B, KB, MB, GB, TB (powers
+// of 1000) or KiB, MiB, GiB, TiB (powers of 1024), case-insensitive; "off" is 0.
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSpace(strings.ToLower(s))
+	if t == "off" {
+		return 0, nil
+	}
+	units := []struct {
+		suffix string
+		mult   float64
+	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"tib", 1 << 40},
+		{"kb", 1e3}, {"mb", 1e6}, {"gb", 1e9}, {"tb", 1e12}, {"b", 1}}
+	mult := 1.0
+	for _, u := range units {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	f, err := strconv.ParseFloat(t, 64)
+	if err != nil || f < 0 || math.IsInf(f, 0) || f*mult > math.MaxInt64/2 {
+		return 0, fmt.Errorf("size %q: want a number of bytes with an optional unit (KB, MB, GB, KiB, MiB, GiB, …), or off", s)
+	}
+	return int64(f * mult), nil
+}
+
 // OpenCache opens (creating if needed) the cache rooted at dir.
 func OpenCache(dir string) (*Cache, error) {
 	abs, err := filepath.Abs(dir)
@@ -84,7 +135,11 @@ func OpenCache(dir string) (*Cache, error) {
 		os.WriteFile(readme, []byte("This directory holds cached build artifacts of lilims.\n"+
 			"'lilims cache ls' lists them and 'lilims cache prune' removes them; deleting it is safe too.\n"), 0o644)
 	}
-	return &Cache{dir: abs}, nil
+	maxBytes, err := DefaultCacheMaxBytes()
+	if err != nil {
+		return nil, err
+	}
+	return &Cache{dir: abs, MaxBytes: maxBytes}, nil
 }
 
 // Dir is the cache's root directory.
@@ -325,6 +380,11 @@ func (c *Cache) build(ctx context.Context, job cacheJob) (Built, error) {
 	out, err := c.materialise(key, m, job)
 	if err != nil {
 		return Built{}, err
+	}
+	if c.MaxBytes > 0 {
+		// Best effort: a failure to trim must not fail the build that is done. The new
+		// entry is locked (ours), so it stays.
+		c.Prune(PruneOptions{MaxBytes: c.MaxBytes})
 	}
 	job.report(stage.Event{Stage: s.ID, Event: "done", Msg: out.Path})
 	return Built{Artifact: out, Key: key}, nil
@@ -644,6 +704,7 @@ func treeSize(dir string) int64 {
 type PruneOptions struct {
 	All       bool          // every entry
 	OlderThan time.Duration // entries not used for this long (0: none)
+	MaxBytes  int64         // then the least recently used, until the rest hold at most this (0: no bound)
 }
 
 // PruneStats reports what Prune removed.
@@ -663,8 +724,16 @@ func (c *Cache) Prune(opts PruneOptions) (PruneStats, error) {
 		return st, err
 	}
 	now := time.Now()
+	var total int64
 	for _, e := range entries {
-		if !opts.All && (opts.OlderThan <= 0 || now.Sub(e.Used) < opts.OlderThan) {
+		total += e.Size
+	}
+	// entries are most recently used first: walk from the least recently used end.
+	for i := len(entries) - 1; i >= 0; i-- {
+		e := entries[i]
+		old := opts.OlderThan > 0 && now.Sub(e.Used) >= opts.OlderThan
+		over := opts.MaxBytes > 0 && total > opts.MaxBytes
+		if !opts.All && !old && !over {
 			continue
 		}
 		lk, ok, err := c.tryLock(e.Key)
@@ -682,6 +751,7 @@ func (c *Cache) Prune(opts PruneOptions) (PruneStats, error) {
 		}
 		st.Entries++
 		st.Bytes += e.Size
+		total -= e.Size
 	}
 	tmps, _ := os.ReadDir(filepath.Join(c.dir, "tmp"))
 	for _, t := range tmps {

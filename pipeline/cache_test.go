@@ -516,3 +516,58 @@ func TestCacheKeysPathParamsOnContent(t *testing.T) {
 		t.Errorf("stage output %q, want the edited file's contents", got)
 	}
 }
+
+// A bounded cache drops its least recently used entries: Prune with MaxBytes keeps the most
+// recent ones that fit, and a build that adds an entry trims the cache to Cache.MaxBytes
+// (the entry just built stays, even when it alone is over the bound).
+func TestCacheMaxBytes(t *testing.T) {
+	cache := openCache(t)
+	build(t, storiesPlan(t, storiesModel), cache)
+	entries, err := cache.Entries()
+	if err != nil || len(entries) != 3 {
+		t.Fatalf("%d entries, %v; want 3", len(entries), err)
+	}
+	// Make the order of use explicit: entries[0] most recent, entries[2] least.
+	now := time.Now()
+	for i, e := range entries {
+		os.Chtimes(e.Dir, now, now.Add(-time.Duration(i)*time.Hour))
+	}
+	keep := entries[0].Size + entries[1].Size
+	st, err := cache.Prune(pipeline.PruneOptions{MaxBytes: keep})
+	if err != nil || st.Entries != 1 {
+		t.Fatalf("prune to %d bytes removed %d entries, %v; want the least recently used one", keep, st.Entries, err)
+	}
+	left, _ := cache.Entries()
+	if len(left) != 2 || left[0].Key != entries[0].Key || left[1].Key != entries[1].Key {
+		t.Errorf("left %v, want the two most recent entries", left)
+	}
+
+	cache.MaxBytes = 1 // every build trims to almost nothing
+	cache.Prune(pipeline.PruneOptions{All: true})
+	build(t, storiesPlan(t, storiesModel), cache)
+	left, _ = cache.Entries()
+	if len(left) != 1 || left[0].Uses != "compile/coreml" {
+		var uses []string
+		for _, e := range left {
+			uses = append(uses, e.Uses)
+		}
+		t.Errorf("after a build with MaxBytes 1: entries %v, want only the last stage's", uses)
+	}
+}
+
+func TestParseSize(t *testing.T) {
+	for _, c := range []struct {
+		in   string
+		want int64
+		ok   bool
+	}{
+		{"0", 0, true}, {"off", 0, true}, {"1024", 1024, true}, {"32GiB", 32 << 30, true},
+		{"20GB", 20e9, true}, {"1.5 MiB", 3 << 19, true}, {"7b", 7, true},
+		{"-1GB", 0, false}, {"lots", 0, false}, {"1e30TB", 0, false}, {"", 0, false},
+	} {
+		got, err := pipeline.ParseSize(c.in)
+		if (err == nil) != c.ok || got != c.want {
+			t.Errorf("ParseSize(%q) = %d, %v; want %d (ok %v)", c.in, got, err, c.want, c.ok)
+		}
+	}
+}

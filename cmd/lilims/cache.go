@@ -27,7 +27,9 @@ func newCacheCmd() *cobra.Command {
 		Short: "Inspect and prune the build cache",
 		Long: `Build stages are cached by content: a stage's output is reused when its stage, version,
 parameters, inputs and the model's content are unchanged (see docs/pipelines.md). The cache
-lives in $LILIMS_CACHE_DIR, or lilims under the user cache directory, or --cache-dir.`,
+lives in $LILIMS_CACHE_DIR, or lilims under the user cache directory, or --cache-dir. After
+a build adds an entry, the least recently used entries are removed while the cache holds
+more than $LILIMS_CACHE_MAX_SIZE (default 32GiB; "off" for no bound).`,
 	}
 	cmd.PersistentFlags().StringVar(&dir, "cache-dir", "", "build cache directory")
 
@@ -66,27 +68,38 @@ lives in $LILIMS_CACHE_DIR, or lilims under the user cache directory, or --cache
 	var (
 		all       bool
 		olderThan time.Duration
+		maxSize   string
 		pruneJSON bool
 	)
 	prune := &cobra.Command{
-		Use:   "prune [--all | --older-than DURATION]",
+		Use:   "prune [--all | --older-than DURATION] [--max-size SIZE]",
 		Short: "Remove cached outputs not used lately, and leftovers of interrupted runs",
 		Long: `Remove entries not used for --older-than (default 720h, 30 days), or every entry with
---all. Entries a running build is using are kept. Unfinished builds left by killed runs and
-remembered digests of files that changed or vanished are always removed.`,
+--all; then, with --max-size, the least recently used entries until the rest fit. Entries a
+running build is using are kept. Unfinished builds left by killed runs and remembered
+digests of files that changed or vanished are always removed.`,
 		Example: `  lilims cache prune
   lilims cache prune --older-than 24h
-  lilims cache prune --all`,
+  lilims cache prune --all
+  lilims cache prune --max-size 10GiB`,
 		Args: args(cobra.NoArgs),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			if olderThan < 0 {
 				return usagef("--older-than must not be negative")
 			}
+			var maxBytes int64
+			if maxSize != "" {
+				n, err := pipeline.ParseSize(maxSize)
+				if err != nil {
+					return usagef("--max-size: %v", err)
+				}
+				maxBytes = n
+			}
 			c, err := open()
 			if err != nil {
 				return err
 			}
-			st, err := c.Prune(pipeline.PruneOptions{All: all, OlderThan: olderThan})
+			st, err := c.Prune(pipeline.PruneOptions{All: all, OlderThan: olderThan, MaxBytes: maxBytes})
 			if err != nil {
 				return err
 			}
@@ -103,6 +116,7 @@ remembered digests of files that changed or vanished are always removed.`,
 	}
 	prune.Flags().BoolVar(&all, "all", false, "remove every entry")
 	prune.Flags().DurationVar(&olderThan, "older-than", 30*24*time.Hour, "remove entries not used for this long")
+	prune.Flags().StringVar(&maxSize, "max-size", "", "then remove least recently used entries until the cache holds at most this (e.g. 10GiB)")
 	prune.Flags().BoolVar(&pruneJSON, "json", false, `print {"entries", "bytes", "leftovers", "busy"}`)
 
 	cmd.AddCommand(ls, prune)
