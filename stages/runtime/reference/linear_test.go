@@ -80,3 +80,26 @@ func TestMatmulTransposedX(t *testing.T) {
 		}
 	}
 }
+
+// TestMatmulTransposedY: the q·kᵀ form (y transposed) gives every score the bits dot gives,
+// whether it came from the four-row tile or the tail, so prefill and decode agree.
+func TestMatmulTransposedY(t *testing.T) {
+	r := rand.New(rand.NewPCG(23, 24))
+	for _, k := range []int{5, 8, 13, 80} {
+		for _, n := range []int{1, 3, 4, 9} {
+			const m = 3
+			x, y := randFloats(r, m*k), randFloats(r, n*k)
+			task := &matmulTask{x: x, y: y, out: make([]float32, m*n), m: m, k: k, n: n, ty: true,
+				xoff: []int{0}, yoff: []int{0}}
+			task.runRange(0, 0, m)
+			for i := range m {
+				for j := range n {
+					want := dot(x[i*k:(i+1)*k], y[j*k:(j+1)*k])
+					if got := task.out[i*n+j]; math.Float32bits(got) != math.Float32bits(want) {
+						t.Errorf("k=%d n=%d out[%d,%d] = %v, dot %v", k, n, i, j, got, want)
+					}
+				}
+			}
+		}
+	}
+}

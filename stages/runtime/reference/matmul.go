@@ -385,7 +385,16 @@ func (t *matmulTask) runRange(_, lo, hi int) {
 		switch {
 		case !t.tx && t.ty: // out[i, j] = x[i, :]·y[j, :], both rows contiguous (q·kᵀ)
 			xr := t.x[xo+i*k : xo+(i+1)*k]
-			for j := range dst {
+			// Four rows of y per call (attention scores against a long cache are
+			// thousands of short dots): dot2x4 gives each the bits dot gives; its second
+			// row repeats x's.
+			j := 0
+			var acc [8]float32
+			for ; j+4 <= len(dst); j += 4 {
+				dot2x4(xr, xr, t.y[yo+j*k:], k, &acc)
+				copy(dst[j:j+4], acc[:4])
+			}
+			for ; j < len(dst); j++ {
 				dst[j] = dot(xr, t.y[yo+j*k:yo+(j+1)*k])
 			}
 		case !t.tx: // out[i, :] = Σ_p x[i, p]·y[p, :], accumulated in p order (p·v)
