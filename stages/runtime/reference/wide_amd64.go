@@ -8,9 +8,11 @@ import (
 	"github.com/lilims/lilims/internal/simd"
 )
 
-// useAVX512 selects the 512-bit kernels of the linear layers (wide_amd64.s). On CPUs that
-// split 512-bit operations in two (Zen 4) they are no slower than AVX2; where the units run
-// at full width (Zen 5, Xeon) they do twice the work per instruction. Tests flip it.
+// useAVX512 selects the 512-bit kernels of the linear layers (wide_amd64.s). Where the
+// units run at full width (measured: an AMD EPYC with AVX-512, 1.8× the AVX2 int4 dot and
+// 2.3× its prefill tile) they do twice the work per instruction; where 512-bit operations
+// are split in two (Zen 4) they should do about as well as AVX2 (not measured).
+// LILIMS_KERNELS=simd turns them off; tests flip it.
 var useAVX512 = cpu.X86.HasAVX2 && cpu.X86.HasFMA && cpu.X86.HasF16C &&
 	cpu.X86.HasAVX512F && cpu.X86.HasAVX512BW && cpu.X86.HasAVX512VL &&
 	simd.Allowed() >= simd.Widest
