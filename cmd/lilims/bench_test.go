@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"math"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -48,7 +49,8 @@ func TestBenchJSON(t *testing.T) {
 	if s, ok := r["pp_samples"].([]any); !ok || len(s) != 2 {
 		t.Errorf("pp_samples = %v, want 2 repetitions", r["pp_samples"])
 	}
-	if num("runtime_peak_rss_mb") < num("package_mb") {
+	// The reference runtime maps the whole package (Core ML, on a Mac, loads it elsewhere).
+	if runtime.GOOS == "linux" && num("runtime_peak_rss_mb") < num("package_mb") {
 		t.Errorf("runtime peak RSS %v MB below the package's %v MB: the weights are not all mapped?",
 			num("runtime_peak_rss_mb"), num("package_mb"))
 	}
