@@ -165,14 +165,17 @@ func Quantize(ctx context.Context, f *gguf.File, cfg *Config, dir string, report
 type chunk struct {
 	j      *job
 	r0, r1 int
+	k      int // index among the tensor's chunks
 	state  *tensorState
 }
 
-// tensorState gathers a tensor's error over its chunks.
+// tensorState gathers a tensor's error over its chunks. Each chunk's sums are kept in its
+// slot and added in chunk order once all are in, so that the manifest's rel_rmse does not
+// depend on which worker finished first (float64 addition is not associative).
 type tensorState struct {
-	mu             sync.Mutex
-	left           int
-	errSum, sigSum float64
+	mu         sync.Mutex
+	left       int
+	errs, sigs []float64 // per chunk (index r0/chunkRows)
 	imp            []float32  // importance per element of a row (LUT: of a group of rows)
 	uniform        bool       // every imp is 1 (no calibration)
 	gptq           *gptqState // GPTQ error feedback; nil: none
@@ -246,14 +249,18 @@ func run(ctx context.Context, f *gguf.File, cfg *Config, work []*job, stats *Act
 				}
 				st := c.state
 				st.mu.Lock()
-				st.errSum += e
-				st.sigSum += s
+				st.errs[c.k], st.sigs[c.k] = e, s
 				st.left--
 				last := st.left == 0
 				st.mu.Unlock()
 				if last {
-					if st.sigSum > 0 {
-						c.j.info.RelRMSE = math.Sqrt(st.errSum / st.sigSum)
+					var errSum, sigSum float64
+					for k := range st.errs {
+						errSum += st.errs[k]
+						sigSum += st.sigs[k]
+					}
+					if sigSum > 0 {
+						c.j.info.RelRMSE = math.Sqrt(errSum / sigSum)
 					}
 					doneMu.Lock()
 					done++
@@ -268,7 +275,8 @@ feed:
 	for _, j := range work {
 		out, in := j.info.Shape[0], j.info.Shape[1]
 		n := chunkRows(j)
-		st := &tensorState{left: (out + n - 1) / n}
+		nc := (out + n - 1) / n
+		st := &tensorState{left: nc, errs: make([]float64, nc), sigs: make([]float64, nc)}
 		var col []float64
 		if stats != nil {
 			if si := stats.Inputs[j.info.Name]; si != nil && si.Dim == in {
@@ -290,7 +298,7 @@ feed:
 		st.uniform = isUniform(st.imp)
 		for r0 := 0; r0 < out; r0 += n {
 			select {
-			case chunks <- chunk{j, r0, min(out, r0+n), st}:
+			case chunks <- chunk{j, r0, min(out, r0+n), r0 / n, st}:
 			case <-ctx.Done():
 				break feed
 			}

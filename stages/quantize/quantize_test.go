@@ -1,8 +1,13 @@
 package quantize
 
 import (
+	"bytes"
 	"context"
+	"encoding/binary"
 	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/lilims/lilims/pipeline/stage"
@@ -133,5 +138,58 @@ func TestTranscodeQ4_1(t *testing.T) {
 	t.Logf("%d Q4_1 tensors: max |error|/|m| = %.3g (2⁻¹¹ = %.3g), max rel RMSE %.3g", n, maxRel, math.Exp2(-11), maxRMSE)
 	if n != 16 || maxRel > math.Exp2(-11)*1.01 || maxRMSE > 1e-3 {
 		t.Errorf("%d tensors, max |error|/|m| %g (want ≤ 2⁻¹¹), rel RMSE %g (want < 1e-3)", n, maxRel, maxRMSE)
+	}
+}
+
+// TestManifestDeterministic: a tensor of several chunks quantized by one worker and by
+// four gives the same manifest, byte for byte — its rel_rmse sums the chunks' errors in
+// chunk order, not in the order workers finish (float64 addition is not associative).
+func TestManifestDeterministic(t *testing.T) {
+	const in, out = 2048, 4096 // chunks of 128 rows: 32 per tensor
+	r := rand.New(rand.NewPCG(3, 4))
+	data := make([]byte, 2*in*out)
+	for i := 0; i < in*out; i++ {
+		// Chunks of very different magnitudes, so that the order of their sums shows.
+		scale := math.Pow(10, float64((i/in/128)%6)-3)
+		binary.LittleEndian.PutUint16(data[2*i:], toF16(float32(r.NormFloat64()*scale)))
+	}
+	b := gguf.NewBuilder()
+	b.Set("general.architecture", "llama")
+	if err := b.AddTensorBytes("blk.0.ffn_up.weight", ggml.F16, []int64{in, out}, data); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	w, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.WriteTo(w); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var first []byte
+	for i, threads := range []int{1, 4, 4, 4} {
+		cfg, err := ParseConfig(stage.Params{"scheme": "block", "threads": threads})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		if _, err := Quantize(context.Background(), f, cfg, dir, nil); err != nil {
+			t.Fatal(err)
+		}
+		m, err := os.ReadFile(filepath.Join(dir, ManifestFile))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			first = m
+		} else if !bytes.Equal(m, first) {
+			t.Fatalf("threads=%d, run %d: manifest differs from one worker's:\n%s\nvs\n%s", threads, i, m, first)
+		}
 	}
 }
