@@ -175,10 +175,10 @@ type chunk struct {
 type tensorState struct {
 	mu         sync.Mutex
 	left       int
-	errs, sigs []float64 // per chunk (index r0/chunkRows)
-	imp            []float32  // importance per element of a row (LUT: of a group of rows)
-	uniform        bool       // every imp is 1 (no calibration)
-	gptq           *gptqState // GPTQ error feedback; nil: none
+	errs, sigs []float64  // per chunk (index r0/chunkRows)
+	imp        []float32  // importance per element of a row (LUT: of a group of rows)
+	uniform    bool       // every imp is 1 (no calibration)
+	gptq       *gptqState // GPTQ error feedback; nil: none
 }
 
 // chunkRows picks how many rows a chunk holds: about 256K elements (a 1 MiB float32
@@ -503,11 +503,10 @@ func (ws *workspace) stripF16(f *gguf.File, c chunk, w *safetensors.Writer) (err
 	j := c.j
 	in, rows := j.info.Shape[1], c.r1-c.r0
 	nb := in / j.block.block
-	src := f.Data(j.src)
-	if int64(len(src)) < 2*int64(c.r1)*int64(in) {
-		return 0, 0, false, nil // plan has ruled this out; let decodeRows say what is wrong
+	src, ok := f16Rows(f, c)
+	if !ok {
+		return 0, 0, false, nil
 	}
-	src = src[2*c.r0*in : 2*c.r1*in]
 	ws.packed = grow(ws.packed, rows*in/2)
 	ws.scale = grow(ws.scale, rows*nb)
 	ws.rowErr = grow(ws.rowErr, 2*rows)
@@ -525,6 +524,18 @@ func (ws *workspace) stripF16(f *gguf.File, c chunk, w *safetensors.Writer) (err
 	return errSum, sigSum, true, ws.writeF16(w, j.info.Name+".scale", c.r0*nb, ws.scale)
 }
 
+// f16Rows returns the mapped fp16 bytes of chunk c's rows; ok is false if the tensor's
+// data is shorter than its shape says (the plan has ruled this out; decodeRows then says
+// what is wrong).
+func f16Rows(f *gguf.File, c chunk) (src []byte, ok bool) {
+	in := c.j.info.Shape[1]
+	src = f.Data(c.j.src)
+	if int64(len(src)) < 2*int64(c.r1)*int64(in) {
+		return nil, false
+	}
+	return src[2*c.r0*in : 2*c.r1*in], true
+}
+
 // lutFromF16 turns on lutF16 for F16 sources; tests turn it off to compare it with the
 // portable path (decodeRows + quantizeGroup).
 var lutFromF16 = true
@@ -536,11 +547,10 @@ var lutFromF16 = true
 func (ws *workspace) lutF16(f *gguf.File, c chunk, w *safetensors.Writer) (errSum, sigSum float64, ok bool, err error) {
 	j := c.j
 	in, rows, g := j.info.Shape[1], c.r1-c.r0, j.lut.group
-	src := f.Data(j.src)
-	if int64(len(src)) < 2*int64(c.r1)*int64(in) {
-		return 0, 0, false, nil // plan has ruled this out; let decodeRows say what is wrong
+	src, ok := f16Rows(f, c)
+	if !ok {
+		return 0, 0, false, nil
 	}
-	src = src[2*c.r0*in : 2*c.r1*in]
 	n, groups := rows*in, rows/g
 	ws.q = grow(ws.q, n)
 	ws.scale = grow(ws.scale, groups*16)

@@ -349,7 +349,8 @@ func TestLutWeightRows(t *testing.T) {
 					if math.Abs(float64(got)-want) > 1e-5*scale {
 						t.Errorf("%+v fast=%v: dotRow %d = %v, want %v", c, fast, row, got, want)
 					}
-					// One palette group per row: decode's dotRow is prefill's dot over row.
+					// One palette group per row: decode's dotRow is dot over row (prefill's sum
+					// unless the 512-bit kernels run prefill; see lutWeight.dotRow).
 					if c.lc == 1 && c.dt == Uint4 && c.cols%2 == 0 && got != dot(dst, x) {
 						t.Errorf("%+v fast=%v: dotRow %d = %v, dot over row %v", c, fast, row, got, dot(dst, x))
 					}

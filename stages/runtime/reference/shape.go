@@ -158,13 +158,13 @@ func compileCopyShape(o *opCtx) (func() error, error) {
 // saves the copy — in the ANE layout's attention, slicing every head's K and V out of the
 // cache copied the whole cache twice per layer and token.
 type viewOrCopy struct {
-	x, out *Tensor
-	own    []float32 // out's own storage, for copies
-	view   bool
+	out  *Tensor
+	own  []float32 // out's own storage, for copies
+	view bool
 }
 
 func newViewOrCopy(o *opCtx, x, out *Tensor) *viewOrCopy {
-	return &viewOrCopy{x: x, out: out, own: out.f32, view: o.c.mayView(out, x)}
+	return &viewOrCopy{out: out, own: out.f32, view: o.c.mayView(out, x)}
 }
 
 // run makes out the n elements of x from i, shaped sh.

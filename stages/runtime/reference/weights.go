@@ -262,8 +262,10 @@ func (w *lutWeight) palette(r, g int) []float32 {
 }
 
 // dotRow sums group by group. With one group along the columns (per-tensor or per-row
-// palettes, the common exports) and SIMD kernels, dotLUT4 gives dot over row's output bit
-// for bit, so decode (dotRow) and prefill (row, then dot3x4) agree exactly.
+// palettes, the common exports), dotLUT4 gives dot over row's output bit for bit, so decode
+// (dotRow) and prefill (row, then dot3x4) agree exactly — except where the 512-bit linear
+// kernels run prefill (wideKernels), which sum in 16 lanes: there the two agree to float32
+// rounding, as the fused int4 dot and its prefill always have.
 func (w *lutWeight) dotRow(r int, x []float32) float32 {
 	base := r * w.cols
 	var sum float32
