@@ -37,10 +37,10 @@ func (Stage) Build(ctx context.Context, req stage.BuildRequest) (stage.Artifact,
 		return stage.Artifact{}, fmt.Errorf("compile needs a .mlpackage from an export stage")
 	}
 	mode := req.Params.String("coremlcompiler")
+	if err := ValidateExport(in.Path); err != nil {
+		return stage.Artifact{}, err
+	}
 	if mlpackage.IsChunked(in.Path) {
-		if err := ValidateChunks(in.Path); err != nil {
-			return stage.Artifact{}, err
-		}
 		if mode == "always" {
 			return stage.Artifact{}, fmt.Errorf("compile: %s is a chunked export; coremlcompiler: always compiles single packages only (the Core ML runtime does not run chunks yet): export with chunks: 1", in.Path)
 		}
@@ -49,9 +49,6 @@ func (Stage) Build(ctx context.Context, req stage.BuildRequest) (stage.Artifact,
 			meta["chunks"] = n
 		}
 		return stage.Artifact{Kind: "mlpackage", Path: in.Path, Meta: meta}, nil
-	}
-	if err := Validate(in.Path); err != nil {
-		return stage.Artifact{}, err
 	}
 	if mode == "never" || (mode == "auto" && !compilerAvailable()) {
 		return stage.Artifact{Kind: "mlpackage", Path: in.Path, Meta: map[string]string{"validated": "true"}}, nil
@@ -63,14 +60,17 @@ func (Stage) Build(ctx context.Context, req stage.BuildRequest) (stage.Artifact,
 	return stage.Artifact{Kind: "mlmodelc", Path: out, Meta: map[string]string{"package": in.Path}}, nil
 }
 
-// Validate opens a package and checks its program; every problem is reported, one per line.
+// Validate opens a Core ML package and checks what Core ML checks when it loads one: every
+// item of the manifest exists, the program type-checks and the model description matches
+// the program. Every problem is reported, one per line. It does not check the lilims
+// contract (ValidateExport does).
 func Validate(pkgDir string) error {
 	pkg, err := mlpackage.Open(pkgDir)
 	if err != nil {
 		return err
 	}
 	defer pkg.Close()
-	errs := CheckModel(pkg.Model)
+	errs := append(pkg.CheckItems(), CheckModel(pkg.Model)...)
 	if len(errs) == 0 {
 		return nil
 	}

@@ -10,7 +10,10 @@ import (
 // CheckModel validates a whole model: the spec version, the program (every op against its
 // signature, through mil.CheckProgram) and the interface — that the model description and the
 // program's functions agree on input, output and state names, dtypes and shapes, as Core ML's
-// interface validators require (coreml-mil.md §2.2, §6).
+// interface validators require. For outputs this is the rule of coremltools' MIL→proto
+// conversion (coremltools/converters/mil/backend/mil/load.py describes each output with the
+// dtype and shape of the program's output value): a description that declares another type
+// is one Core ML refuses to load.
 func CheckModel(m *milpb.Model) []error {
 	var errs []error
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
@@ -93,9 +96,14 @@ func CheckModel(m *milpb.Model) []error {
 		for _, o := range block.GetOutputs() {
 			outs[o] = true
 		}
+		types := valueTypes(fn, block)
 		for _, fdesc := range it.outputs {
 			if !outs[fdesc.GetName()] {
 				fail("function %s: output %q is described but the program does not return it", it.name, fdesc.GetName())
+			} else if vt := types[fdesc.GetName()]; vt != nil {
+				if err := sameArray(fdesc.GetType().GetMultiArrayType(), vt.GetTensorType()); err != nil {
+					fail("function %s: output %q: %v", it.name, fdesc.GetName(), err)
+				}
 			}
 			delete(outs, fdesc.GetName())
 		}
@@ -104,6 +112,21 @@ func CheckModel(m *milpb.Model) []error {
 		}
 	}
 	return errs
+}
+
+// valueTypes maps the names of a function's inputs and of the values its block's top-level
+// operations produce to their declared types.
+func valueTypes(fn *milpb.Function, block *milpb.Block) map[string]*milpb.ValueType {
+	types := map[string]*milpb.ValueType{}
+	for _, in := range fn.GetInputs() {
+		types[in.GetName()] = in.GetType()
+	}
+	for _, op := range block.GetOperations() {
+		for _, o := range op.GetOutputs() {
+			types[o.GetName()] = o.GetType()
+		}
+	}
+	return types
 }
 
 var arrayToMIL = map[milpb.ArrayFeatureType_ArrayDataType]milpb.DataType{

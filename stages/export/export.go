@@ -1,13 +1,13 @@
 // Package export turns a GGUF model into a Core ML ML Program package (.mlpackage) that
-// follows the lilims program contract: spec 9 (opset CoreML8), fp16 compute, two functions
-// sharing every weight —
+// follows the lilims program contract (package contract, docs/export.md): spec 9 (opset
+// CoreML8), fp16 compute, two functions sharing every weight —
 //
 //	prefill (N = the prefill chunk) and decode (N = 1, the default function)
 //
-// with inputs input_ids int32 [1, N], position_ids int32 [N], causal_mask fp16 [1, 1, N, C]
-// (0 where key j ≤ position_ids[i], −1e4 elsewhere), current_pos int32 [1]; one fp16 state
-// pair k_cache_<l> [1, n_head_kv, C, head_dim_k], v_cache_<l> [1, n_head_kv, C, head_dim_v]
-// per layer; and the output logits fp32 [1, N, n_vocab]. C is the exported context.
+// with the contract's inputs (input_ids, position_ids, causal_mask, current_pos), one fp16 KV
+// state pair per layer and the output logits fp32 [1, N, n_vocab]. The package also carries
+// its host file (contract.HostName): the source model's metadata — tokenizer, chat template,
+// special tokens, hyper-parameters — so a host runs it without the GGUF.
 //
 // Weights are fp16 unless the quantize stage compressed them: those are bound through
 // constexpr_blockwise_shift_scale or constexpr_lut_to_dense (Options.Weights). The
@@ -22,6 +22,7 @@
 package export
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -32,6 +33,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/lilims/lilims/stages/export/arch"
+	"github.com/lilims/lilims/stages/export/contract"
 	"github.com/lilims/lilims/stages/export/mil"
 	"github.com/lilims/lilims/stages/export/mil/blob"
 	"github.com/lilims/lilims/stages/export/mil/milpb"
@@ -39,9 +41,6 @@ import (
 	"github.com/lilims/lilims/stages/loader/gguf"
 	"github.com/lilims/lilims/stages/quantize"
 )
-
-// Contract is the version of the program contract written to the metadata.
-const Contract = "1"
 
 // Defaults and limits of Options.
 const (
@@ -142,10 +141,10 @@ func programs(f *gguf.File, opts Options, progress *arch.WeightProgress) ([]*mil
 		if err != nil {
 			return nil, nil, opts, err
 		}
-		p.SetMetadata("lilims.layer_range", fmt.Sprintf("%d-%d", first, end))
+		p.SetMetadata(contract.KeyLayerRange, fmt.Sprintf("%d-%d", first, end))
 		if opts.Chunks > 1 {
-			p.SetMetadata("lilims.chunk", strconv.Itoa(i))
-			p.SetMetadata("lilims.chunks", strconv.Itoa(opts.Chunks))
+			p.SetMetadata(contract.KeyChunk, strconv.Itoa(i))
+			p.SetMetadata(contract.KeyChunks, strconv.Itoa(opts.Chunks))
 		}
 		progs = append(progs, p)
 	}
@@ -161,7 +160,7 @@ func program(f *gguf.File, cfg *gguf.Config, b arch.Builder, opts Options, first
 	for _, fd := range []struct {
 		name string
 		n    int
-	}{{"prefill", opts.PrefillChunk}, {"decode", 1}} {
+	}{{contract.Prefill, opts.PrefillChunk}, {contract.Decode, 1}} {
 		fn := arch.NewFunc(p, f, cfg, arch.FuncSpec{
 			Name: fd.name, N: fd.n, C: opts.ContextLength, First: first, End: end,
 			Layout: opts.Layout, Weights: opts.Weights, Progress: progress,
@@ -171,24 +170,25 @@ func program(f *gguf.File, cfg *gguf.Config, b arch.Builder, opts Options, first
 			return nil, fmt.Errorf("export: %s: %s: %w", filepath.Base(f.Path), fd.name, err)
 		}
 		if fn.HasHead() {
-			fn.F.Output("logits", fn.F.Cast(out, mil.FP32))
+			fn.F.Output(contract.Logits, fn.F.Cast(out, mil.FP32))
 		} else {
-			fn.F.Output(arch.HiddenOut, out)
+			fn.F.Output(contract.HiddenStatesOut, out)
 		}
 		if err := fn.F.Err(); err != nil {
 			return nil, fmt.Errorf("export: %s: %s: %w", filepath.Base(f.Path), fd.name, err)
 		}
 	}
-	p.SetDefaultFunction("decode")
+	p.SetDefaultFunction(contract.Decode)
 	for k, v := range map[string]string{
-		"lilims.contract":       Contract,
-		"lilims.arch":           cfg.Arch,
-		"lilims.context_length": strconv.Itoa(opts.ContextLength),
-		"lilims.prefill_chunk":  strconv.Itoa(opts.PrefillChunk),
-		"lilims.vocab_size":     strconv.Itoa(cfg.VocabSize),
-		"lilims.layers":         strconv.Itoa(cfg.BlockCount),
-		"lilims.layout":         opts.Layout.String(),
-		"lilims.source":         filepath.Base(f.Path),
+		contract.KeyVersion:       strconv.Itoa(contract.Version),
+		contract.KeyArch:          cfg.Arch,
+		contract.KeyContextLength: strconv.Itoa(opts.ContextLength),
+		contract.KeyPrefillChunk:  strconv.Itoa(opts.PrefillChunk),
+		contract.KeyVocabSize:     strconv.Itoa(cfg.VocabSize),
+		contract.KeyLayers:        strconv.Itoa(cfg.BlockCount),
+		contract.KeyLayout:        opts.Layout.String(),
+		contract.KeySource:        filepath.Base(f.Path),
+		contract.KeyHParams:       hparams(cfg),
 	} {
 		p.SetMetadata(k, v)
 	}
@@ -208,8 +208,12 @@ func Export(ctx context.Context, f *gguf.File, opts Options, outPath string) err
 	if err != nil {
 		return err
 	}
+	host, err := hostItem(f)
+	if err != nil {
+		return err
+	}
 	if len(progs) == 1 {
-		return writePackage(ctx, f, progs[0], outPath)
+		return writePackage(ctx, f, progs[0], outPath, host)
 	}
 	outPath = filepath.Clean(outPath)
 	tmp, err := os.MkdirTemp(filepath.Dir(outPath), "."+filepath.Base(outPath)+".tmp-")
@@ -221,7 +225,11 @@ func Export(ctx context.Context, f *gguf.File, opts Options, outPath string) err
 	for i, p := range progs {
 		first, end := chunkLayers(cfg.BlockCount, opts.Chunks, i)
 		name := fmt.Sprintf("chunk_%d.mlpackage", i)
-		if err := writePackage(ctx, f, p, filepath.Join(tmp, name)); err != nil {
+		var items []mlpackage.Item
+		if i == 0 { // the first chunk carries the host file (contract.HostName)
+			items = append(items, host)
+		}
+		if err := writePackage(ctx, f, p, filepath.Join(tmp, name), items...); err != nil {
 			return err
 		}
 		idx.Chunks = append(idx.Chunks, mlpackage.Chunk{Path: name, First: first, End: end})
@@ -238,7 +246,7 @@ func Export(ctx context.Context, f *gguf.File, opts Options, outPath string) err
 	return nil
 }
 
-func writePackage(ctx context.Context, f *gguf.File, p *mil.Program, outPath string) error {
+func writePackage(ctx context.Context, f *gguf.File, p *mil.Program, outPath string, items ...mlpackage.Item) error {
 	model := &milpb.Model{}
 	return mlpackage.Write(outPath, model, func(w *blob.Writer) error {
 		m, err := p.Build(cancellable{ctx, w})
@@ -247,7 +255,34 @@ func writePackage(ctx context.Context, f *gguf.File, p *mil.Program, outPath str
 		}
 		proto.Merge(model, m)
 		return nil
-	})
+	}, items...)
+}
+
+// hparams is the one-line hyper-parameter summary of the metadata (contract.KeyHParams).
+func hparams(cfg *gguf.Config) string {
+	return fmt.Sprintf("n_vocab %d, n_embd %d, n_layer %d, n_ff %d, n_head %d, n_head_kv %d, head_dim %d/%d, n_ctx_train %d",
+		cfg.VocabSize, cfg.EmbeddingLen, cfg.BlockCount, cfg.FeedForward, cfg.HeadCount, cfg.HeadCountKV,
+		cfg.KeyLength, cfg.ValueLength, cfg.ContextLength)
+}
+
+// hostItem is the package's host file (contract.HostName): a GGUF holding every metadata
+// key of f — tokenizer.* (vocabulary, merges, special ids, chat template), general.* and the
+// architecture's hyper-parameters — and no tensors, plus the contract version.
+func hostItem(f *gguf.File) (mlpackage.Item, error) {
+	b := gguf.NewBuilder()
+	for _, kv := range f.KVs {
+		// Arrays of arrays hold nothing a host reads (and the builder writes flat arrays).
+		if kv.Value.Type == gguf.TypeArray && kv.Value.Elem == gguf.TypeArray {
+			continue
+		}
+		b.Set(kv.Key, kv.Value.V)
+	}
+	b.Set(contract.KeyVersion, uint32(contract.Version))
+	var buf bytes.Buffer
+	if _, err := b.WriteTo(&buf); err != nil {
+		return mlpackage.Item{}, fmt.Errorf("export: %s: host file: %w", filepath.Base(f.Path), err)
+	}
+	return mlpackage.Item{Author: contract.HostAuthor, Name: contract.HostName, Description: contract.HostDescription, Data: buf.Bytes()}, nil
 }
 
 // cancellable checks ctx before each weight record it writes and releases the mapped

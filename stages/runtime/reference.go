@@ -5,16 +5,9 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/lilims/lilims/stages/export/contract"
 	"github.com/lilims/lilims/stages/export/mlpackage"
 	"github.com/lilims/lilims/stages/runtime/reference"
-)
-
-// The tensors that chain the packages of a chunked export: every package but the last
-// outputs HiddenStatesOut (fp16), which the next package takes as its input HiddenStates
-// (the first takes input_ids instead).
-const (
-	HiddenStates    = "hidden_states"
-	HiddenStatesOut = "hidden_states_out"
 )
 
 // ReferenceBackend runs an exported package — or the packages of a chunked export, in order,
@@ -47,11 +40,11 @@ func newCall(n, c, nm int) *call {
 		mask: reference.NewTensor(reference.Float16, 1, 1, n, c),
 	}
 	for i := 0; i < nm; i++ {
-		in := map[string]*reference.Tensor{"position_ids": cl.pos, "causal_mask": cl.mask, "current_pos": cl.cur}
+		in := map[string]*reference.Tensor{contract.PositionIDs: cl.pos, contract.CausalMask: cl.mask, contract.CurrentPos: cl.cur}
 		if i == 0 {
-			in["input_ids"] = cl.ids
+			in[contract.InputIDs] = cl.ids
 		} else {
-			in[HiddenStates] = nil // set to the previous package's output at each call
+			in[contract.HiddenStates] = nil // set to the previous package's output at each call
 		}
 		cl.ins = append(cl.ins, in)
 		cl.outs = append(cl.outs, map[string]*reference.Tensor{})
@@ -60,76 +53,49 @@ func newCall(n, c, nm int) *call {
 }
 
 // NewReferenceBackend wraps opened packages (one, or the chunks of a chunked export in
-// order) and reads its Meta from the function interfaces the contract fixes: C from the KV
-// states' third dimension, N from prefill's position_ids [N], V from logits [1, N, V]. It
-// checks that each chunk's hidden_states input has the shape of the previous chunk's
-// hidden_states_out.
+// order) after checking them against the program contract (contract.Check), which also
+// gives their Meta.
 func NewReferenceBackend(ms ...*reference.Model) (*ReferenceBackend, Meta, error) {
 	if len(ms) == 0 {
 		return nil, Meta{}, errors.New("runtime: no package")
 	}
-	var meta Meta
-	var prevHidden map[string][]int // function → shape of the previous chunk's hidden_states
+	descs := make([]contract.Description, len(ms))
 	for i, m := range ms {
-		hidden := map[string][]int{}
-		for _, fn := range []string{PrefillFunction, DecodeFunction} {
-			d, err := m.Describe(fn)
-			if err != nil {
-				return nil, Meta{}, fmt.Errorf("runtime: chunk %d: not a lilims package: %w", i, err)
-			}
-			want := "input_ids"
-			if i > 0 {
-				want = HiddenStates
-			}
-			found := false
-			for _, in := range d.Inputs {
-				switch {
-				case in.Name == "position_ids" && len(in.Shape) == 1 && fn == PrefillFunction && i == 0:
-					meta.PrefillChunk = in.Shape[0]
-				case in.Name == want && i > 0:
-					if !slices.Equal(in.Shape, prevHidden[fn]) {
-						return nil, Meta{}, fmt.Errorf("runtime: chunk %d %s: input %s %v, the previous chunk outputs %v", i, fn, HiddenStates, in.Shape, prevHidden[fn])
-					}
-				}
-				found = found || in.Name == want
-			}
-			if !found {
-				return nil, Meta{}, fmt.Errorf("runtime: chunk %d %s: no %s input", i, fn, want)
-			}
-			want = "logits"
-			if i < len(ms)-1 {
-				want = HiddenStatesOut
-			}
-			found = false
-			for _, o := range d.Outputs {
-				if o.Name != want {
-					continue
-				}
-				found = true
-				if want == HiddenStatesOut {
-					hidden[fn] = o.Shape
-				} else if len(o.Shape) == 3 && fn == DecodeFunction {
-					meta.VocabSize = o.Shape[2]
-				}
-			}
-			if !found {
-				return nil, Meta{}, fmt.Errorf("runtime: chunk %d %s: no %s output", i, fn, want)
-			}
-			for _, s := range d.States {
-				if len(s.Shape) == 4 {
-					if meta.ContextLength != 0 && meta.ContextLength != s.Shape[2] {
-						return nil, Meta{}, fmt.Errorf("runtime: chunk %d: state %s holds %d positions, another %d", i, s.Name, s.Shape[2], meta.ContextLength)
-					}
-					meta.ContextLength = s.Shape[2]
-				}
-			}
-		}
-		prevHidden = hidden
+		descs[i] = describe(m)
 	}
-	if meta.PrefillChunk < 1 || meta.VocabSize < 1 || meta.ContextLength < 1 {
-		return nil, Meta{}, fmt.Errorf("runtime: package does not follow the prefill/decode contract (position_ids, logits or KV states missing): %+v", meta)
+	meta, err := contract.CheckOne(descs)
+	if err != nil {
+		return nil, Meta{}, fmt.Errorf("runtime: %w", err)
 	}
 	return &ReferenceBackend{ms: ms, c: meta.ContextLength, calls: map[string]*call{}}, meta, nil
+}
+
+// describe reads the contract's view of a reference model: its metadata and the interface
+// of each of its functions.
+func describe(m *reference.Model) contract.Description {
+	d := contract.Description{Metadata: m.Metadata()}
+	features := func(fs []reference.Feature) []contract.Feature {
+		out := make([]contract.Feature, len(fs))
+		for i, f := range fs {
+			out[i] = contract.Feature{Name: f.Name, Type: dtypes[f.DType], Shape: f.Shape}
+		}
+		return out
+	}
+	for _, name := range m.Functions() {
+		fd, err := m.Describe(name)
+		if err != nil {
+			continue
+		}
+		d.Functions = append(d.Functions, contract.Function{Name: name,
+			Inputs: features(fd.Inputs), Outputs: features(fd.Outputs), States: features(fd.States)})
+	}
+	return d
+}
+
+var dtypes = map[reference.DType]contract.DType{
+	reference.Int32:   contract.Int32,
+	reference.Float16: contract.Float16,
+	reference.Float32: contract.Float32,
 }
 
 // OpenReference opens path with the reference runtime (default options, fp16-faithful) and
@@ -222,17 +188,17 @@ func (b *ReferenceBackend) Predict(fn string, in Inputs, st State) ([]float32, e
 			return nil, err
 		}
 		if i == len(b.ms)-1 {
-			logits, ok := cl.outs[i]["logits"]
+			logits, ok := cl.outs[i][contract.Logits]
 			if !ok {
 				return nil, fmt.Errorf("runtime: %s produced no logits", fn)
 			}
 			return logits.Float32s(), nil
 		}
-		h, ok := cl.outs[i][HiddenStatesOut]
+		h, ok := cl.outs[i][contract.HiddenStatesOut]
 		if !ok {
-			return nil, fmt.Errorf("runtime: chunk %d %s produced no %s", i, fn, HiddenStatesOut)
+			return nil, fmt.Errorf("runtime: chunk %d %s produced no %s", i, fn, contract.HiddenStatesOut)
 		}
-		cl.ins[i+1][HiddenStates] = h
+		cl.ins[i+1][contract.HiddenStates] = h
 	}
 	return nil, errors.New("runtime: backend holds no package")
 }

@@ -12,25 +12,20 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/lilims/lilims/stages/export/contract"
 )
 
-// The names of the contract's functions (see stages/export).
+// The contract's functions and mask value, as package contract names them.
 const (
-	PrefillFunction = "prefill"
-	DecodeFunction  = "decode"
+	PrefillFunction = contract.Prefill
+	DecodeFunction  = contract.Decode
+	MaskedScore     = contract.MaskedScore
 )
 
-// MaskedScore is the additive causal-mask value for a key position a query may not see.
-// Apple's ANE guidance uses −1e4 rather than −inf: it is exact in fp16 and, added to any
-// attention score, makes exp underflow to zero after the softmax max-subtraction.
-const MaskedScore = -1e4
-
-// Meta describes an exported package: the shapes a Session builds its inputs for.
-type Meta struct {
-	ContextLength int // C: rows of the KV state, the longest sequence the package holds
-	PrefillChunk  int // N of the prefill function
-	VocabSize     int // V: logits per token
-}
+// Meta describes an exported package: the shapes a Session builds its inputs for
+// (contract.Meta: C, N of prefill, V).
+type Meta = contract.Meta
 
 // Inputs are the inputs of one call of a contract function with N tokens.
 type Inputs struct {

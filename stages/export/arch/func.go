@@ -3,13 +3,14 @@ package arch
 import (
 	"fmt"
 
+	"github.com/lilims/lilims/stages/export/contract"
 	"github.com/lilims/lilims/stages/export/mil"
 	"github.com/lilims/lilims/stages/loader/gguf"
 )
 
 // MaskedScore is the value the host puts in causal_mask where a query may not attend
-// (Apple's ANE guidance: −1e4, exact in fp16, exp underflows to 0 after softmax).
-const MaskedScore = -1e4
+// (contract.MaskedScore).
+const MaskedScore = contract.MaskedScore
 
 // Layout is how a function lays out its activations.
 type Layout int
@@ -46,8 +47,8 @@ func ParseLayout(s string) (Layout, error) {
 // fp16 [1, N, n_embd] (Standard) or [1, n_embd, 1, N] (ANE). Every package but the last
 // outputs HiddenOut, which the next one takes as its input HiddenIn.
 const (
-	HiddenIn  = "hidden_states"
-	HiddenOut = "hidden_states_out"
+	HiddenIn  = contract.HiddenStates
+	HiddenOut = contract.HiddenStatesOut
 )
 
 // FuncSpec says which function to build: its name and chunk size, the exported context,
@@ -104,16 +105,16 @@ func NewFunc(p *mil.Program, file *gguf.File, cfg *gguf.Config, spec FuncSpec) *
 	}
 	n, c := spec.N, spec.C
 	if spec.First == 0 {
-		fn.InputIDs = f.Input("input_ids", mil.Int32, 1, n)
+		fn.InputIDs = f.Input(contract.InputIDs, mil.Int32, 1, n)
 	} else {
 		fn.Hidden = f.Input(HiddenIn, mil.FP16, fn.hiddenShape()...)
 	}
-	fn.PositionIDs = f.Input("position_ids", mil.Int32, n)
-	fn.CausalMask = f.Input("causal_mask", mil.FP16, 1, 1, n, c)
-	fn.CurrentPos = f.Input("current_pos", mil.Int32, 1)
+	fn.PositionIDs = f.Input(contract.PositionIDs, mil.Int32, n)
+	fn.CausalMask = f.Input(contract.CausalMask, mil.FP16, 1, 1, n, c)
+	fn.CurrentPos = f.Input(contract.CurrentPos, mil.Int32, 1)
 	for l := spec.First; l < spec.End; l++ {
-		fn.kCache = append(fn.kCache, f.State(fmt.Sprintf("k_cache_%d", l), mil.FP16, 1, cfg.HeadCountKV, c, cfg.KeyLength))
-		fn.vCache = append(fn.vCache, f.State(fmt.Sprintf("v_cache_%d", l), mil.FP16, 1, cfg.HeadCountKV, c, cfg.ValueLength))
+		fn.kCache = append(fn.kCache, f.State(contract.KCache(l), mil.FP16, 1, cfg.HeadCountKV, c, cfg.KeyLength))
+		fn.vCache = append(fn.vCache, f.State(contract.VCache(l), mil.FP16, 1, cfg.HeadCountKV, c, cfg.ValueLength))
 	}
 	return fn
 }

@@ -60,13 +60,24 @@ type ItemInfo struct {
 	Path        string `json:"path"`
 }
 
-// newManifest returns a manifest for the model item and the weights directory item. The
-// identifiers are derived from the model's bytes (name-based UUIDs, RFC 9562 version 8), so
+// Item is an extra file of a package, beside the model and its weights: it lives at
+// Data/<Author>/<Name> and Manifest.json lists it. Core ML's package reader accepts items of
+// any author as long as each exists (coremltools modelpackage/src/ModelPackage.cpp).
+type Item struct {
+	Author, Name, Description string
+	Data                      []byte
+}
+
+// path is the item's path relative to the package's Data directory.
+func (it Item) path() string { return it.Author + "/" + it.Name }
+
+// newManifest returns a manifest for the model item, the weights directory item and the
+// extra items. The identifiers are derived from the model's bytes (name-based UUIDs, RFC 9562 version 8), so
 // writing the same model twice gives byte-identical packages — which content-addressed
 // caches and reproducible builds rely on. Core ML only needs them to be unique keys.
-func newManifest(spec []byte) *Manifest {
+func newManifest(spec []byte, items []Item) *Manifest {
 	modelID, weightsID := contentUUID(spec, "model.mlmodel"), contentUUID(spec, "weights")
-	return &Manifest{
+	m := &Manifest{
 		FileFormatVersion: FileFormatVersion,
 		ItemInfoEntries: map[string]ItemInfo{
 			modelID:   {Author: Author, Description: "CoreML Model Specification", Name: "model.mlmodel", Path: Author + "/model.mlmodel"},
@@ -74,6 +85,10 @@ func newManifest(spec []byte) *Manifest {
 		},
 		RootModelIdentifier: modelID,
 	}
+	for _, it := range items {
+		m.ItemInfoEntries[contentUUID(spec, it.path())] = ItemInfo{Author: it.Author, Description: it.Description, Name: it.Name, Path: it.path()}
+	}
+	return m
 }
 
 // contentUUID is a version-8 UUID made of the first 16 bytes of sha256(item, content).

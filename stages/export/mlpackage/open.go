@@ -192,6 +192,32 @@ func sortedKeys[V any](m map[string]V) []string {
 	return keys
 }
 
+// ItemPath returns where on disk the item of author and name that the manifest lists is,
+// and whether the manifest lists one.
+func (p *Package) ItemPath(author, name string) (string, bool) {
+	for _, item := range p.Manifest.ItemInfoEntries {
+		if item.Author == author && item.Name == name {
+			return filepath.Join(p.Dir, "Data", filepath.FromSlash(item.Path)), true
+		}
+	}
+	return "", false
+}
+
+// CheckItems reports every item of the manifest that does not exist on disk. Core ML's
+// package reader refuses such a package ("Item does not exist for identifier", coremltools
+// modelpackage/src/ModelPackage.cpp), so the static validator checks it; Open does not,
+// since git does not keep the empty weights directory of a program without weights.
+func (p *Package) CheckItems() []error {
+	var errs []error
+	for _, id := range sortedKeys(p.Manifest.ItemInfoEntries) {
+		item := p.Manifest.ItemInfoEntries[id]
+		if _, err := os.Stat(filepath.Join(p.Dir, "Data", filepath.FromSlash(item.Path))); err != nil {
+			errs = append(errs, fmt.Errorf("%s: item %s (%s) does not exist", ManifestFile, id, "Data/"+item.Path))
+		}
+	}
+	return errs
+}
+
 // Weights returns the blob file the program names fileName, such as
 // WeightRef. Only files the program refers to are open.
 func (p *Package) Weights(fileName string) (*blob.Reader, error) {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -22,9 +23,11 @@ import (
 // weights directory is left empty, as coremltools does for programs without
 // blobs.
 //
+// items are extra files (Item), written under Data/ and listed in the manifest.
+//
 // The package is built in a temporary directory beside dir and renamed into
 // place only when complete, so a failure never leaves a partial package.
-func Write(dir string, model *milpb.Model, weights func(w *blob.Writer) error) (err error) {
+func Write(dir string, model *milpb.Model, weights func(w *blob.Writer) error, items ...Item) (err error) {
 	dir = filepath.Clean(dir)
 	tmp, err := os.MkdirTemp(filepath.Dir(dir), "."+filepath.Base(dir)+".tmp-")
 	if err != nil {
@@ -35,7 +38,7 @@ func Write(dir string, model *milpb.Model, weights func(w *blob.Writer) error) (
 			os.RemoveAll(tmp)
 		}
 	}()
-	if err := build(tmp, model, weights); err != nil {
+	if err := build(tmp, model, weights, items); err != nil {
 		return fmt.Errorf("mlpackage: write %s: %w", dir, err)
 	}
 	if err := replaceDir(tmp, dir); err != nil {
@@ -45,7 +48,7 @@ func Write(dir string, model *milpb.Model, weights func(w *blob.Writer) error) (
 }
 
 // build writes the package content into the empty directory root.
-func build(root string, model *milpb.Model, weights func(w *blob.Writer) error) error {
+func build(root string, model *milpb.Model, weights func(w *blob.Writer) error, items []Item) error {
 	if model == nil {
 		return errors.New("nil model")
 	}
@@ -74,7 +77,19 @@ func build(root string, model *milpb.Model, weights func(w *blob.Writer) error) 
 	if err := writeFile(filepath.Join(root, filepath.FromSlash(ModelFile)), spec); err != nil {
 		return err
 	}
-	m := newManifest(spec)
+	for _, it := range items {
+		if !filepath.IsLocal(filepath.FromSlash(it.path())) || strings.ContainsAny(it.Author+it.Name, "/\\") {
+			return fmt.Errorf("item %q is not a file name under an author directory", it.path())
+		}
+		where := filepath.Join(root, "Data", filepath.FromSlash(it.path()))
+		if err := os.MkdirAll(filepath.Dir(where), 0o755); err != nil {
+			return err
+		}
+		if err := writeFile(where, it.Data); err != nil {
+			return err
+		}
+	}
+	m := newManifest(spec, items)
 	js, err := json.MarshalIndent(m, "", "    ")
 	if err != nil {
 		return err

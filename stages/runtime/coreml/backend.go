@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/lilims/lilims/stages/export/contract"
 	"github.com/lilims/lilims/stages/runtime"
 )
 
@@ -87,7 +88,7 @@ func (b *Backend) Predict(fn string, in runtime.Inputs, st runtime.State) ([]flo
 	if b.closed {
 		return nil, errClosed
 	}
-	out, err := b.models[fn].predict(inputs, []string{"logits"}, cs.s)
+	out, err := b.models[fn].predict(inputs, []string{contract.Logits}, cs.s)
 	if err != nil {
 		return nil, err
 	}
@@ -105,14 +106,14 @@ func buildInputs(f *Function, in runtime.Inputs) ([]*namedArray, error) {
 			return nil, fmt.Errorf("coreml: function %s: input %s: %w", f.Name, feat.Name, err)
 		}
 		switch feat.Name {
-		case "input_ids":
+		case contract.InputIDs:
 			err = a.SetInt32s(in.InputIDs)
-		case "position_ids":
+		case contract.PositionIDs:
 			err = a.SetInt32s(in.PositionIDs)
-		case "current_pos":
+		case contract.CurrentPos:
 			err = a.SetInt32s([]int32{in.CurrentPos})
-		case "causal_mask":
-			// −1e4 and 0 are exact in fp16 (runtime.MaskedScore), so the rounding in
+		case contract.CausalMask:
+			// −1e4 and 0 are exact in fp16 (contract.MaskedScore), so the rounding in
 			// SetFloat32s changes nothing.
 			err = a.SetFloat32s(in.CausalMask)
 		default:
@@ -128,8 +129,8 @@ func buildInputs(f *Function, in runtime.Inputs) ([]*namedArray, error) {
 
 // readLogits checks the logits array against the declared output and converts it.
 func readLogits(f *Function, out map[string]*Array) ([]float32, error) {
-	want, _ := f.Output("logits")
-	a := out["logits"]
+	want, _ := f.Output(contract.Logits)
+	a := out[contract.Logits]
 	if a == nil {
 		return nil, fmt.Errorf("coreml: function %s: %w", f.Name, nilResult(`-[MLFeatureProvider featureValueForName:] for "logits"`))
 	}
@@ -200,7 +201,7 @@ func probe(b *Backend) error {
 	for _, fn := range []struct {
 		name string
 		n    int
-	}{{runtime.DecodeFunction, 1}, {runtime.PrefillFunction, meta.PrefillChunk}} {
+	}{{contract.Decode, 1}, {contract.Prefill, meta.PrefillChunk}} {
 		st, err := b.NewState()
 		if err != nil {
 			return fmt.Errorf("coreml: check of %s: %w", fn.name, err)
@@ -214,7 +215,7 @@ func probe(b *Backend) error {
 			in.PositionIDs[i] = int32(i)
 			for j := range meta.ContextLength {
 				if j > i {
-					in.CausalMask[i*meta.ContextLength+j] = runtime.MaskedScore
+					in.CausalMask[i*meta.ContextLength+j] = contract.MaskedScore
 				}
 			}
 		}

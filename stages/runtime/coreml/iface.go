@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 
+	"github.com/lilims/lilims/stages/export/contract"
 	"github.com/lilims/lilims/stages/export/mil/milpb"
 	"github.com/lilims/lilims/stages/export/mlpackage"
 	"github.com/lilims/lilims/stages/runtime"
@@ -53,12 +54,12 @@ type Interface struct {
 // Function returns the interface of the contract function fn.
 func (it *Interface) Function(fn string) (*Function, error) {
 	switch fn {
-	case runtime.PrefillFunction:
+	case contract.Prefill:
 		return &it.Prefill, nil
-	case runtime.DecodeFunction:
+	case contract.Decode:
 		return &it.Decode, nil
 	}
-	return nil, fmt.Errorf("coreml: no function %q in a lilims package (have %s, %s)", fn, runtime.PrefillFunction, runtime.DecodeFunction)
+	return nil, fmt.Errorf("coreml: no function %q in a lilims package (have %s, %s)", fn, contract.Prefill, contract.Decode)
 }
 
 // ReadInterface reads the model description of the package at pkgDir and checks it against
@@ -76,63 +77,29 @@ func ReadInterface(pkgDir string) (*Interface, error) {
 	return it, nil
 }
 
-// InterfaceOf reads the prefill/decode interface from a model description (coreml-mil.md
-// §2.2–2.7, §6.2: a multifunction model describes each function in
-// ModelDescription.functions) and checks the contract of package export:
-//
-//	input_ids int32 [1, N], position_ids int32 [N], causal_mask fp16 [1, 1, N, C],
-//	current_pos int32 [1], logits fp32 (or fp16) [1, N, V], fp16 states [1, H, C, D]
-//
-// with N = 1 for decode and the same states in both functions, since one MLState serves
-// both (§6.2).
+// InterfaceOf reads the prefill/decode interface from a model description (a multifunction
+// model describes each function in ModelDescription.functions, Core ML spec 9) after
+// checking it against the program contract (contract.Check).
 func InterfaceOf(m *milpb.Model) (*Interface, error) {
-	desc := m.GetDescription()
-	if len(desc.GetFunctions()) == 0 {
-		return nil, fmt.Errorf("coreml: not a lilims package: the model describes no functions (want %s and %s)", runtime.PrefillFunction, runtime.DecodeFunction)
+	meta, err := contract.CheckOne([]contract.Description{contract.Describe(m)})
+	if err != nil {
+		return nil, fmt.Errorf("coreml: %w", err)
 	}
-	it := &Interface{}
-	found := map[string]bool{}
-	for _, fd := range desc.GetFunctions() {
+	it := &Interface{Meta: meta}
+	for _, fd := range m.GetDescription().GetFunctions() {
 		var dst *Function
 		switch fd.GetName() {
-		case runtime.PrefillFunction:
+		case contract.Prefill:
 			dst = &it.Prefill
-		case runtime.DecodeFunction:
+		case contract.Decode:
 			dst = &it.Decode
 		default:
 			continue
 		}
-		f, err := functionOf(fd)
-		if err != nil {
+		if *dst, err = functionOf(fd); err != nil {
 			return nil, err
 		}
-		*dst = f
-		found[fd.GetName()] = true
 	}
-	for _, name := range []string{runtime.PrefillFunction, runtime.DecodeFunction} {
-		if !found[name] {
-			return nil, fmt.Errorf("coreml: not a lilims package: no function %q", name)
-		}
-	}
-	n, c, v, err := checkContract(&it.Prefill)
-	if err != nil {
-		return nil, err
-	}
-	n1, c1, v1, err := checkContract(&it.Decode)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case n1 != 1:
-		return nil, fmt.Errorf("coreml: function decode takes %d tokens, want 1", n1)
-	case c1 != c:
-		return nil, fmt.Errorf("coreml: prefill is exported for a context of %d, decode for %d", c, c1)
-	case v1 != v:
-		return nil, fmt.Errorf("coreml: prefill returns %d logits per token, decode %d", v, v1)
-	case !sameFeatures(it.Prefill.States, it.Decode.States):
-		return nil, fmt.Errorf("coreml: prefill and decode declare different states; one MLState must serve both")
-	}
-	it.Meta = runtime.Meta{ContextLength: c, PrefillChunk: n, VocabSize: v}
 	return it, nil
 }
 
@@ -179,84 +146,4 @@ func featuresOf(fn, kind string, fds []*milpb.FeatureDescription, state bool) ([
 		out = append(out, Feature{Name: fd.GetName(), Type: t, Shape: shape})
 	}
 	return out, nil
-}
-
-// checkContract checks one function against the contract and returns its N, C and V.
-func checkContract(f *Function) (n, c, v int, err error) {
-	fail := func(format string, args ...any) (int, int, int, error) {
-		return 0, 0, 0, fmt.Errorf("coreml: function %s: "+format, append([]any{f.Name}, args...)...)
-	}
-	get := func(name string, types []DataType, rank int) (Feature, error) {
-		in, ok := f.Input(name)
-		if !ok {
-			return in, fmt.Errorf("coreml: function %s: no input %q", f.Name, name)
-		}
-		if !slices.Contains(types, in.Type) {
-			return in, fmt.Errorf("coreml: function %s: input %q is %v, want %v", f.Name, name, in.Type, types[0])
-		}
-		if len(in.Shape) != rank {
-			return in, fmt.Errorf("coreml: function %s: input %q has shape %v, want rank %d", f.Name, name, in.Shape, rank)
-		}
-		return in, nil
-	}
-	ids, err := get("input_ids", []DataType{Int32}, 2)
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	n = ids.Shape[1]
-	if ids.Shape[0] != 1 || n < 1 {
-		return fail("input_ids has shape %v, want [1, N]", ids.Shape)
-	}
-	pos, err := get("position_ids", []DataType{Int32}, 1)
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	if pos.Shape[0] != n {
-		return fail("position_ids has shape %v, want [%d]", pos.Shape, n)
-	}
-	mask, err := get("causal_mask", []DataType{Float16, Float32}, 4)
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	c = mask.Shape[3]
-	if mask.Shape[0] != 1 || mask.Shape[1] != 1 || mask.Shape[2] != n || c < n {
-		return fail("causal_mask has shape %v, want [1, 1, %d, C] with C ≥ %d", mask.Shape, n, n)
-	}
-	cur, err := get("current_pos", []DataType{Int32}, 1)
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	if cur.Shape[0] != 1 {
-		return fail("current_pos has shape %v, want [1]", cur.Shape)
-	}
-	if len(f.Inputs) != 4 {
-		return fail("has %d inputs, want input_ids, position_ids, causal_mask and current_pos", len(f.Inputs))
-	}
-	logits, ok := f.Output("logits")
-	if !ok {
-		return fail("no output \"logits\"")
-	}
-	if logits.Type != Float32 && logits.Type != Float16 {
-		return fail("logits are %v, want float32 or float16", logits.Type)
-	}
-	if len(logits.Shape) != 3 || logits.Shape[0] != 1 || logits.Shape[1] != n || logits.Shape[2] < 1 {
-		return fail("logits have shape %v, want [1, %d, V]", logits.Shape, n)
-	}
-	v = logits.Shape[2]
-	if len(f.States) == 0 {
-		return fail("declares no KV state")
-	}
-	for _, s := range f.States {
-		// States are fp16 (coreml-mil.md §2.7); the KV rows are axis 2 (package export).
-		if s.Type != Float16 || len(s.Shape) != 4 || s.Shape[2] != c {
-			return fail("state %q is %v %v, want float16 [1, H, %d, D]", s.Name, s.Type, s.Shape, c)
-		}
-	}
-	return n, c, v, nil
-}
-
-func sameFeatures(a, b []Feature) bool {
-	return slices.EqualFunc(a, b, func(x, y Feature) bool {
-		return x.Name == y.Name && x.Type == y.Type && slices.Equal(x.Shape, y.Shape)
-	})
 }

@@ -142,7 +142,7 @@ func TestInterfaceErrors(t *testing.T) {
 		edit func(m *milpb.Model)
 		want string
 	}{
-		{"no functions", func(m *milpb.Model) { m.Description.Functions = nil }, "describes no functions"},
+		{"no functions", func(m *milpb.Model) { m.Description.Functions = nil }, `no function "prefill" (have []`},
 		{"no decode", func(m *milpb.Model) { fn(m, "decode").Name = "generate" }, `no function "decode"`},
 		{"mask as int32", func(m *milpb.Model) {
 			feature(fn(m, "prefill").Input, "causal_mask").DataType = milpb.ArrayFeatureType_INT32
@@ -158,20 +158,20 @@ func TestInterfaceErrors(t *testing.T) {
 		}, "logits have shape [1 2 1024], want [1, 1, V]"},
 		{"vocab differs", func(m *milpb.Model) {
 			feature(fn(m, "decode").Output, "logits").Shape = []int64{1, 1, 1000}
-		}, "prefill returns 1024 logits per token, decode 1000"},
+		}, "function decode: logits have 1000 entries per token, the model's vocabulary (lilims.vocab_size) has 1024"},
 		{"decode of two", func(m *milpb.Model) {
 			d := fn(m, "decode")
 			feature(d.Input, "input_ids").Shape = []int64{1, 2}
 			feature(d.Input, "position_ids").Shape = []int64{2}
 			feature(d.Input, "causal_mask").Shape = []int64{1, 1, 2, 64}
 			feature(d.Output, "logits").Shape = []int64{1, 2, 1024}
-		}, "decode takes 2 tokens, want 1"},
+		}, "function decode: takes 2 tokens, want 1"},
 		{"state context", func(m *milpb.Model) {
 			feature(fn(m, "decode").State, fn(m, "decode").State[0].GetName()).Shape = []int64{1, 4, 32, 32}
-		}, "want float16 [1, H, 64, D]"},
+		}, "function decode: the context (state k_cache_0's third dimension) is 32, another function declares 64"},
 		{"states differ", func(m *milpb.Model) {
-			fn(m, "decode").State[0].Name = "k_cache_x"
-		}, "different states"},
+			fn(m, "decode").State[0].Name = "k_cache_7"
+		}, "prefill and decode declare different states; one state must serve both"},
 		{"negative dimension", func(m *milpb.Model) {
 			feature(fn(m, "prefill").Input, "input_ids").Shape = []int64{1, -16}
 		}, `input "input_ids": dimension 1 is -16`},
@@ -197,11 +197,11 @@ func TestInterfaceErrors(t *testing.T) {
 }
 
 // coremltools' own packages (testdata/oracle/coreml) are valid Core ML models but not
-// lilims packages: one is single-function, the other's functions lack the contract inputs.
+// lilims packages: they carry no contract version.
 func TestInterfaceNotLilims(t *testing.T) {
 	for _, tc := range []struct{ pkg, want string }{
-		{"linear_fp16", "describes no functions"},
-		{"multifunction_prefill_decode", "no input \"input_ids\""},
+		{"linear_fp16", "not a lilims package: no lilims.contract metadata (this lilims runs contract version 2)"},
+		{"multifunction_prefill_decode", "not a lilims package: no lilims.contract metadata"},
 		{"does_not_exist", "no such file"},
 	} {
 		_, err := ReadInterface(filepath.Join(oracleDir, "coreml", tc.pkg+".mlpackage"))
