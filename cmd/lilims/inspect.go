@@ -16,12 +16,29 @@ import (
 func newInspectCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
-		Use:   "inspect MODEL.gguf",
-		Short: "Summarise a GGUF file: architecture, hyper-parameters, tokenizer, tensors",
+		Use:   "inspect MODEL.gguf|PACKAGE.mlpackage",
+		Short: "Summarise a GGUF file or an exported package",
+		Long: `For a GGUF file: architecture, hyper-parameters, tokenizer, tensors. For an exported
+package (or the directory of a chunked export): its lilims contract version, functions with
+their inputs, outputs and KV states (names, dtypes, shapes), metadata, weight encodings
+(fp16, blockwise int4, lut) with their bytes, and the host file it carries (tokenizer, chat
+template, special tokens).`,
 		Example: `  lilims inspect model.gguf
-  lilims inspect model.gguf --json | jq '.tensors | length'`,
+  lilims inspect model.gguf --json | jq '.tensors | length'
+  lilims inspect out/export/model.mlpackage
+  lilims inspect model.mlpackage --json | jq '.packages[0].weights'`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
+			if isExport(a[0]) {
+				doc, err := inspectPackage(a[0])
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return writeJSON(cmd.OutOrStdout(), doc)
+				}
+				return inspectPackageText(cmd.OutOrStdout(), doc)
+			}
 			f, err := gguf.Open(a[0])
 			if err != nil {
 				return err

@@ -15,6 +15,8 @@ import (
 	"github.com/lilims/lilims/pipeline"
 	"github.com/lilims/lilims/pipeline/builtin"
 	"github.com/lilims/lilims/pipeline/stage"
+	"github.com/lilims/lilims/stages/export/contract"
+	"github.com/lilims/lilims/stages/export/mlpackage"
 	"github.com/lilims/lilims/stages/loader/gguf"
 	"github.com/lilims/lilims/stages/loader/tokenizer"
 )
@@ -125,6 +127,11 @@ func checkPipeline(arg string, sets []string) (*pipeline.Plan, pipeline.Errors, 
 			return nil, nil, err
 		}
 		spec = pipeline.Default(arg)
+		if isExport(arg) {
+			if err := packageSets(arg, spec, sets); err != nil {
+				return nil, nil, err
+			}
+		}
 	}
 	for _, s := range sets {
 		if err := spec.Set(s); err != nil {
@@ -147,6 +154,30 @@ func asErrors(err error) pipeline.Errors {
 	return pipeline.Errors{err}
 }
 
+// isExport reports whether path is an exported model: a .mlpackage, or the directory of a
+// chunked export.
+func isExport(path string) bool {
+	if mlpackage.IsChunked(path) {
+		return true
+	}
+	fi, err := os.Stat(filepath.Join(path, mlpackage.ManifestFile))
+	return err == nil && fi.Mode().IsRegular()
+}
+
+// packageSets refuses --set overrides of build stages for an exported model: its build
+// stages ran when it was exported, so they would be silently ignored.
+func packageSets(arg string, spec *pipeline.Spec, sets []string) error {
+	for _, set := range sets {
+		id, _, _ := strings.Cut(set, ".")
+		for _, st := range spec.Stages {
+			if st.ID == id && !strings.HasPrefix(st.Uses, "runtime/") && !strings.HasPrefix(st.Uses, "sampler/") {
+				return usagef("--set %s: %s is already built (an exported package); only runtime and sampler settings apply", set, arg)
+			}
+		}
+	}
+	return nil
+}
+
 // built is a pipeline whose build stages have run.
 type built struct {
 	plan      *pipeline.Plan
@@ -160,6 +191,11 @@ func (b *built) model() string { return b.plan.Spec.Model }
 // the build cache unless --no-cache. Progress goes to stderr: bars on a terminal, NDJSON with
 // --json, nothing otherwise (besides -v's one line per stage).
 func buildPlan(ctx context.Context, plan *pipeline.Plan, workDir string, verbose bool) (*built, error) {
+	if isExport(plan.Spec.Model) {
+		// An exported package is already built: the runtime opens it as it is.
+		art := stage.Artifact{Kind: "mlpackage", Path: plan.Spec.Model}
+		return &built{plan: plan, artifacts: []pipeline.Built{{ID: "package", Artifact: art}}, cleanup: func() {}}, nil
+	}
 	pf, _ := ctx.Value(pipelineFlagsKey{}).(*pipelineFlags)
 	if pf == nil {
 		pf = &pipelineFlags{verbose: verbose}
@@ -220,9 +256,14 @@ func isTerminalWriter(w io.Writer) bool {
 	return ok && term.IsTerminal(int(f.Fd()))
 }
 
-// modelTokenizer reads the tokenizer of the pipeline's GGUF model.
+// modelTokenizer reads the tokenizer of the pipeline's model: a GGUF, or the host file of an
+// exported package.
 func modelTokenizer(model string) (*tokenizer.Tokenizer, error) {
-	f, err := gguf.Open(model)
+	open := gguf.Open
+	if isExport(model) {
+		open = contract.OpenHost
+	}
+	f, err := open(model)
 	if err != nil {
 		return nil, err
 	}

@@ -104,8 +104,8 @@ func contentUUID(content []byte, item string) string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", u[0:4], u[4:6], u[6:8], u[8:10], u[10:16])
 }
 
-// parseManifest decodes and checks Manifest.json.
-func parseManifest(raw []byte) (*Manifest, error) {
+// ParseManifest decodes and checks the content of Manifest.json.
+func ParseManifest(raw []byte) (*Manifest, error) {
 	// Decode items as plain maps first: Core ML requires all four keys.
 	var m struct {
 		FileFormatVersion   string                       `json:"fileFormatVersion"`

@@ -44,7 +44,7 @@ func open(dir string) (*Package, error) {
 	if err != nil {
 		return nil, err
 	}
-	man, err := parseManifest(raw)
+	man, err := ParseManifest(raw)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", mpath, err)
 	}
