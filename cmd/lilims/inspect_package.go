@@ -66,16 +66,16 @@ type weightDoc struct {
 }
 
 type hostDoc struct {
-	Path          string  `json:"path"`
-	Bytes         int64   `json:"bytes"`
-	Architecture  string  `json:"architecture,omitempty"`
-	Name          string  `json:"name,omitempty"`
-	Tokenizer     string  `json:"tokenizer,omitempty"`
-	Pre           string  `json:"pre,omitempty"`
-	Tokens        int     `json:"tokens"`
+	Path          string           `json:"path"`
+	Bytes         int64            `json:"bytes"`
+	Architecture  string           `json:"architecture,omitempty"`
+	Name          string           `json:"name,omitempty"`
+	Tokenizer     string           `json:"tokenizer,omitempty"`
+	Pre           string           `json:"pre,omitempty"`
+	Tokens        int              `json:"tokens"`
 	SpecialTokens map[string]int64 `json:"special_tokens,omitempty"` // bos, eos, eot, … where declared and in range
-	ChatTemplate  int     `json:"chat_template_bytes"`      // 0: none
-	Keys          int     `json:"keys"`
+	ChatTemplate  int              `json:"chat_template_bytes"`      // 0: none
+	Keys          int              `json:"keys"`
 }
 
 // inspectPackage describes the exported model at path.

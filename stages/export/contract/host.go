@@ -31,7 +31,11 @@ func HostPath(path string) (string, error) {
 	}
 	for _, item := range man.ItemInfoEntries {
 		if item.Author == HostAuthor && item.Name == HostName {
-			return filepath.Join(pkgs[0], "Data", filepath.FromSlash(item.Path)), nil
+			where := filepath.Join(pkgs[0], "Data", filepath.FromSlash(item.Path))
+			if _, err := os.Stat(where); err != nil {
+				return "", fmt.Errorf("%s: %s lists the host file Data/%s, but it does not exist", path, mlpackage.ManifestFile, item.Path)
+			}
+			return where, nil
 		}
 	}
 	return "", fmt.Errorf("%s: %w (Data/%s/%s): re-export it with this lilims, or run it through its GGUF", path, ErrNoHostFile, HostAuthor, HostName)
