@@ -38,15 +38,18 @@ func newRunCmd() *cobra.Command {
 		raw       = map[string]*string{}
 	)
 	cmd := &cobra.Command{
-		Use:   "run MODEL.gguf|PIPELINE.yaml [--prompt TEXT]",
+		Use:   "run MODEL.gguf|PIPELINE.yaml|PACKAGE.mlpackage [--prompt TEXT]",
 		Short: "Generate text: build the pipeline, then stream tokens from the runtime",
 		Long: `Build the pipeline (a bare GGUF path uses the default one: load → export fp16 →
 compile/validate → runtime → sample), open the exported package on the runtime and stream
-generated text to stdout. Progress and a tokens/s summary go to stderr. Without --prompt on a
-terminal it is an interactive prompt loop; otherwise the prompt is read from stdin.`,
+generated text to stdout. An exported package (or chunked export directory) runs as it is,
+without its GGUF: the tokenizer comes from the host file it carries. Progress and a tokens/s
+summary go to stderr. Without --prompt on a terminal it is an interactive prompt loop;
+otherwise the prompt is read from stdin.`,
 		Example: `  lilims run testdata/oracle/models/stories260K.gguf --prompt "Once upon a time" --max-tokens 64
   lilims run model.gguf --prompt "Hi" --temperature 0
-  lilims run pipelines/stories.yaml --prompt "Once" --set sample.top_k=10`,
+  lilims run pipelines/stories.yaml --prompt "Once" --set sample.top_k=10
+  lilims run out/export/model.mlpackage --prompt "Once upon a time"`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			if maxTokens < 0 {

@@ -18,7 +18,7 @@ func newScoreCmd() *cobra.Command {
 		asJSON bool
 	)
 	cmd := &cobra.Command{
-		Use:   "score MODEL.gguf|PIPELINE.yaml (--prompt TEXT | --tokens 1,2,3) [--top K]",
+		Use:   "score MODEL.gguf|PIPELINE.yaml|PACKAGE.mlpackage (--prompt TEXT | --tokens 1,2,3) [--top K]",
 		Short: "Print the next-token distribution after every position (to check numerics against llama.cpp)",
 		Long: `Feed tokens through the exported package on the runtime and print, for every position i,
 the K most likely next tokens with their probabilities (softmax of the logits at temperature 1)

@@ -11,9 +11,9 @@ import (
 // signature, through mil.CheckProgram) and the interface — that the model description and the
 // program's functions agree on input, output and state names, dtypes and shapes, as Core ML's
 // interface validators require. For outputs this is the rule of coremltools' MIL→proto
-// conversion (coremltools/converters/mil/backend/mil/load.py describes each output with the
-// dtype and shape of the program's output value): a description that declares another type
-// is one Core ML refuses to load.
+// conversion, which describes each output with the dtype and shape of the program's output
+// value ("make sure model output type matches with ML Program type", get_func_output in
+// coremltools/converters/mil/backend/mil/load.py).
 func CheckModel(m *milpb.Model) []error {
 	var errs []error
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }

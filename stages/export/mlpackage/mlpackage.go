@@ -2,7 +2,8 @@
 // directory that holds Manifest.json, the serialized Model protobuf and the
 // MILBlob weight files an ML Program refers to.
 //
-// Layout (fact sheet coreml-mil.md §1):
+// Layout, as coremltools writes it (coremltools/models/utils.py, _create_mlpackage; the
+// manifest format is modelpackage/src/ModelPackage.cpp):
 //
 //	X.mlpackage/
 //	  Manifest.json

@@ -429,3 +429,51 @@ func editManifest(t *testing.T, dir string, edit func(map[string]any)) {
 		t.Fatal(err)
 	}
 }
+
+// An extra item is written under Data/<author>/<name> and listed in the manifest; a listed
+// item that is missing is what Core ML's package reader refuses ("Item does not exist for
+// identifier", coremltools modelpackage/src/ModelPackage.cpp), and CheckItems names it.
+func TestItems(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "items.mlpackage")
+	item := mlpackage.Item{Author: "ai.example", Name: "notes.txt", Description: "notes", Data: []byte("hello")}
+	model := &milpb.Model{SpecificationVersion: 9, Type: &milpb.Model_MlProgram{MlProgram: &milpb.Program{Version: 1}}}
+	if err := mlpackage.Write(dir, model, nil, item); err != nil {
+		t.Fatal(err)
+	}
+	p, err := mlpackage.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	where, ok := p.ItemPath("ai.example", "notes.txt")
+	if !ok || where != filepath.Join(dir, "Data", "ai.example", "notes.txt") {
+		t.Fatalf("ItemPath = %q, %v", where, ok)
+	}
+	if data, err := os.ReadFile(where); err != nil || string(data) != "hello" {
+		t.Errorf("item holds %q, %v", data, err)
+	}
+	if len(p.Manifest.ItemInfoEntries) != 3 {
+		t.Errorf("%d manifest items, want model, weights and the extra one", len(p.Manifest.ItemInfoEntries))
+	}
+	if errs := p.CheckItems(); len(errs) != 0 {
+		t.Errorf("CheckItems on a whole package: %v", errs)
+	}
+	if err := os.Remove(where); err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	for k, it := range p.Manifest.ItemInfoEntries {
+		if it.Name == "notes.txt" {
+			id = k
+		}
+	}
+	errs := p.CheckItems()
+	if want := "Manifest.json: item " + id + " (Data/ai.example/notes.txt) does not exist"; len(errs) != 1 || errs[0].Error() != want {
+		t.Errorf("CheckItems = %v, want [%s]", errs, want)
+	}
+	// An item name that would leave its author's directory is refused before anything is written.
+	bad := mlpackage.Item{Author: "ai.example", Name: "../escape", Data: []byte("x")}
+	if err := mlpackage.Write(filepath.Join(t.TempDir(), "bad.mlpackage"), model, nil, bad); err == nil || !strings.Contains(err.Error(), `item "ai.example/../escape" is not a file name under an author directory`) {
+		t.Errorf("escaping item: %v", err)
+	}
+}

@@ -10,7 +10,8 @@ import (
 )
 
 // Backend runs the prefill and decode functions of a compiled lilims package through Core
-// ML. It implements runtime.Backend. One MLState serves both functions (coreml-mil.md §6.2).
+// ML. It implements runtime.Backend. One MLState serves both functions (Apple's
+// MLModel.newState for stateful multifunction models, macOS 15).
 type Backend struct {
 	it     *Interface
 	models map[string]model // by contract function name

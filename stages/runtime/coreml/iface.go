@@ -128,7 +128,8 @@ func featuresOf(fn, kind string, fds []*milpb.FeatureDescription, state bool) ([
 		if arr == nil {
 			return nil, fmt.Errorf("coreml: function %s: %s %q is not a multi-array", fn, kind, fd.GetName())
 		}
-		// ArrayDataType and MLMultiArrayDataType share their numbers (coreml-mil.md §7.2).
+		// ArrayDataType and MLMultiArrayDataType share their numbers (Core ML.framework MLMultiArrayDataType; coremltools
+		// mlmodel/format/FeatureTypes.proto ArrayDataType).
 		t := DataType(arr.GetDataType())
 		if t.Size() == 0 {
 			return nil, fmt.Errorf("coreml: function %s: %s %q has unsupported data type %v", fn, kind, fd.GetName(), arr.GetDataType())
