@@ -133,7 +133,7 @@ func readLogits(f *Function, out map[string]*Array) ([]float32, error) {
 	want, _ := f.Output(contract.Logits)
 	a := out[contract.Logits]
 	if a == nil {
-		return nil, fmt.Errorf("coreml: function %s: %w", f.Name, nilResult(`-[MLFeatureProvider featureValueForName:] for "logits"`))
+		return nil, fmt.Errorf("coreml: function %s: %w", f.Name, nilResult(`-[MLFeatureProvider featureValueForName:] for "`+contract.Logits+`"`))
 	}
 	// An ML Program's outputs keep their declared shape; another shape means the compiled
 	// model was not built from this package.
