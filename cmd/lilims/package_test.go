@@ -2,11 +2,9 @@ package main
 
 import (
 	"encoding/json"
-	"math"
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 
@@ -88,48 +86,11 @@ func TestRunPackageWithoutGGUF(t *testing.T) {
 	}
 }
 
-type scoreDoc struct {
-	Tokens []int32 `json:"tokens"`
-	Steps  []struct {
-		Pos int          `json:"pos"`
-		Top [][2]float64 `json:"top"`
-	} `json:"steps"`
-}
-
 // The package's numbers are llama.cpp's: max |Δp| ≤ 0.005 over llama.cpp's 20 listed tokens
 // at every step (stories260K is f32; tolerance of the oracle README), argmax equal where
 // llama.cpp's top-1/top-2 margin > 0.02.
 func TestScorePackageMatchesLlamaCpp(t *testing.T) {
-	pkg := buildPackage(t)
-	for _, p := range loadRef(t, "stories260K.gguf") {
-		ids := make([]string, len(p.Tokens))
-		for i, id := range p.Tokens {
-			ids[i] = strconv.Itoa(int(id))
-		}
-		out, errOut, code := runCLI(t, "", "score", pkg, "--tokens", strings.Join(ids, ","), "--top", "512", "--json")
-		if code != 0 {
-			t.Fatalf("exit %d: %s", code, errOut)
-		}
-		var got scoreDoc
-		if err := json.Unmarshal([]byte(out), &got); err != nil {
-			t.Fatal(err)
-		}
-		maxD := 0.0
-		for _, rs := range p.Steps {
-			probs := map[int]float64{}
-			for _, e := range got.Steps[rs.Pos].Top {
-				probs[int(e[0])] = e[1]
-			}
-			maxD = math.Max(maxD, rs.MaxDeltaP(func(id int) float64 { return probs[id] }))
-			if rs.Decisive() && int(got.Steps[rs.Pos].Top[0][0]) != int(rs.Top[0][0]) {
-				t.Errorf("%q pos %d: argmax %v, llama.cpp %v", p.Prompt, rs.Pos, got.Steps[rs.Pos].Top[0][0], rs.Top[0][0])
-			}
-		}
-		t.Logf("%q: max |Δp| = %.5f", p.Prompt, maxD)
-		if maxD > 0.005 {
-			t.Errorf("%q: max |Δp| = %.5f > 0.005", p.Prompt, maxD)
-		}
-	}
+	scoreMatchesLlamaCpp(t, buildPackage(t), loadRef(t, "stories260K.gguf"), 512)
 }
 
 // Build-stage overrides make no sense for a built package; a package of another contract

@@ -48,23 +48,24 @@ func TestRunGreedyMatchesLlamaCpp(t *testing.T) {
 // score --json through the default pipeline agrees with llama.cpp: max |Δp| ≤ 0.005 over the
 // 20 listed tokens of every step (f16 model), argmax equal where llama.cpp's margin > 0.02.
 func TestScoreMatchesLlamaCpp(t *testing.T) {
-	for _, p := range loadRef(t, "tiny-phi2-f16.gguf") {
+	scoreMatchesLlamaCpp(t, filepath.Join(oracle, "models", "tiny-phi2-f16.gguf"), loadRef(t, "tiny-phi2-f16.gguf"), 1024)
+}
+
+// scoreMatchesLlamaCpp scores each reference prompt's tokens through model (top of the
+// whole vocabulary) and checks the probabilities against llama.cpp's: max |Δp| ≤ 0.005 over
+// its listed tokens of every step, argmax equal where its top-1/top-2 margin > 0.02.
+func scoreMatchesLlamaCpp(t *testing.T, model string, prompts []llamacpp.Prompt, vocab int) {
+	t.Helper()
+	for _, p := range prompts {
 		ids := make([]string, len(p.Tokens))
 		for i, id := range p.Tokens {
 			ids[i] = strconv.Itoa(int(id))
 		}
-		out, errOut, code := runCLI(t, "", "score", filepath.Join(oracle, "models", "tiny-phi2-f16.gguf"),
-			"--tokens", strings.Join(ids, ","), "--top", "1024", "--json")
+		out, errOut, code := runCLI(t, "", "score", model, "--tokens", strings.Join(ids, ","), "--top", strconv.Itoa(vocab), "--json")
 		if code != 0 {
 			t.Fatalf("exit %d: %s", code, errOut)
 		}
-		var got struct {
-			Tokens []int32 `json:"tokens"`
-			Steps  []struct {
-				Pos int          `json:"pos"`
-				Top [][2]float64 `json:"top"`
-			} `json:"steps"`
-		}
+		var got scoreDoc
 		if err := json.Unmarshal([]byte(out), &got); err != nil {
 			t.Fatal(err)
 		}
@@ -87,6 +88,15 @@ func TestScoreMatchesLlamaCpp(t *testing.T) {
 			t.Errorf("%q: max |Δp| = %.5f > 0.005", p.Prompt, maxD)
 		}
 	}
+}
+
+// scoreDoc is what score --json prints.
+type scoreDoc struct {
+	Tokens []int32 `json:"tokens"`
+	Steps  []struct {
+		Pos int          `json:"pos"`
+		Top [][2]float64 `json:"top"`
+	} `json:"steps"`
 }
 
 // Bad pipeline input: unknown stage parameter via --set, and a prompt longer than the context.

@@ -17,15 +17,19 @@ import (
 
 // chunked exports stories260K (5 layers) as three packages — layers [0, 1), [1, 3), [3, 5)
 // — and returns the directory.
-func chunked(t *testing.T) string {
+func chunked(t *testing.T) string { return exportStories(t, 3, "model.chunks") }
+
+// exportStories exports stories260K at context 32, prefill chunk 8, in chunks packages, to
+// a new directory's entry name.
+func exportStories(t *testing.T, chunks int, name string) string {
 	t.Helper()
 	f, err := gguf.Open("../../testdata/oracle/models/stories260K.gguf")
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	dir := filepath.Join(t.TempDir(), "model.chunks")
-	if err := export.Export(context.Background(), f, export.Options{ContextLength: 32, PrefillChunk: 8, Chunks: 3}, dir); err != nil {
+	dir := filepath.Join(t.TempDir(), name)
+	if err := export.Export(context.Background(), f, export.Options{ContextLength: 32, PrefillChunk: 8, Chunks: chunks}, dir); err != nil {
 		t.Fatal(err)
 	}
 	return dir

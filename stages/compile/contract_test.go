@@ -1,33 +1,18 @@
 package compile
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 
-	"github.com/lilims/lilims/stages/export"
 	"github.com/lilims/lilims/stages/export/contract"
 	"github.com/lilims/lilims/stages/export/mil/milpb"
 	"github.com/lilims/lilims/stages/export/mlpackage"
-	"github.com/lilims/lilims/stages/loader/gguf"
 )
 
 // exported writes stories260K (n_vocab 512) as one package, context 32, prefill chunk 8.
-func exported(t *testing.T) string {
-	t.Helper()
-	f, err := gguf.Open("../../testdata/oracle/models/stories260K.gguf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	dir := filepath.Join(t.TempDir(), "model.mlpackage")
-	if err := export.Export(context.Background(), f, export.Options{ContextLength: 32, PrefillChunk: 8}, dir); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
+func exported(t *testing.T) string { return exportStories(t, 1, "model.mlpackage") }
 
 func output(m *milpb.Model, fn, name string) *milpb.ArrayFeatureType {
 	for _, fd := range m.GetDescription().GetFunctions() {
