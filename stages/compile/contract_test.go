@@ -3,7 +3,6 @@ package compile
 import (
 	"fmt"
 	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/lilims/lilims/stages/export/contract"
