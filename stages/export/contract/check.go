@@ -64,9 +64,9 @@ type Description struct {
 
 // Meta is what a host needs to build the inputs of a package's calls.
 type Meta struct {
-	ContextLength int // C: rows of the KV states, the longest sequence the package holds
-	PrefillChunk  int // N of the prefill function
-	VocabSize     int // V: logits per token
+	ContextLength int `json:"context_length"` // C: rows of the KV states, the longest sequence the package holds
+	PrefillChunk  int `json:"prefill_chunk"`  // N of the prefill function
+	VocabSize     int `json:"vocab_size"`     // V: logits per token
 }
 
 // VersionError is a package written for another contract version.
