@@ -3,6 +3,7 @@ package pipeline
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"sort"
@@ -571,6 +572,12 @@ func (p *Plan) OpenSession(ctx context.Context, built []Built) (stage.Session, e
 
 // NewSampler makes the sampler stage's token sampler.
 func (p *Plan) NewSampler(vocab int) (stage.TokenSampler, error) {
+	return p.NewSamplerWith(vocab, nil)
+}
+
+// NewSamplerWith is NewSampler with some of the sampler stage's parameters replaced (a
+// server's per-request temperature, seed …).
+func (p *Plan) NewSamplerWith(vocab int, overrides map[string]any) (stage.TokenSampler, error) {
 	s := p.Step(stage.KindSampler)
 	if s == nil {
 		return nil, fmt.Errorf("%s: the pipeline has no sampler stage", p.name())
@@ -579,7 +586,12 @@ func (p *Plan) NewSampler(vocab int) (stage.TokenSampler, error) {
 	if !ok {
 		return nil, fmt.Errorf("stage %q (%s) is not a sampler", s.ID, s.Uses)
 	}
-	ts, err := sm.New(s.Params, vocab)
+	params := s.Params
+	if len(overrides) > 0 {
+		params = maps.Clone(s.Params)
+		maps.Copy(params, overrides)
+	}
+	ts, err := sm.New(params, vocab)
 	if err != nil {
 		return nil, fmt.Errorf("stage %q (%s): %w", s.ID, s.Uses, err)
 	}

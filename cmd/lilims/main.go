@@ -62,6 +62,7 @@ anywhere through the pure-Go reference runtime that executes the exported packag
 	root.AddCommand(newPerplexityCmd(), newCompareCmd())
 	root.AddCommand(newValidateCmd(), newStagesCmd(), newCacheCmd())
 	root.AddCommand(newBenchCmd())
+	root.AddCommand(newPullCmd(), newListCmd(), newRemoveCmd(), newServeCmd())
 	return root
 }
 
@@ -71,6 +72,7 @@ func main() {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	pullContext = ctx
 	root := newRootCmd()
 	stopProfile := startProfile()
 	err := root.ExecuteContext(ctx)

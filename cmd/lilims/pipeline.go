@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"github.com/lilims/lilims/internal/hub"
 	"github.com/lilims/lilims/pipeline"
 	"github.com/lilims/lilims/pipeline/builtin"
 	"github.com/lilims/lilims/pipeline/stage"
@@ -95,6 +96,9 @@ func loadPlan(arg string, sets []string) (*pipeline.Plan, error) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
+	if err := resolveModel(plan, os.Stderr); err != nil {
+		return nil, err
+	}
 	return plan, nil
 }
 
@@ -123,8 +127,9 @@ func checkPipeline(arg string, sets []string) (*pipeline.Plan, pipeline.Errors, 
 		errs = append(errs, asErrors(err)...)
 		spec = s
 	} else {
-		if _, err := os.Stat(arg); err != nil {
-			return nil, nil, err
+		// A Hub name (OWNER/REPO[:QUANT]) is resolved by loadPlan, which may pull it.
+		if _, err := os.Stat(arg); err != nil && !hub.LooksLikeRef(arg) {
+			return nil, nil, missingModel(arg, err)
 		}
 		spec = pipeline.Default(arg)
 		if isExport(arg) {

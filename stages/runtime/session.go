@@ -86,6 +86,17 @@ func (s *Session) Meta() Meta { return s.meta }
 // it is rewritten.
 func (s *Session) Reset() { s.pos = 0 }
 
+// Rewind forgets the positions from pos on, keeping the KV rows before it: hosts use it to
+// reuse the prompt prefix a new request shares with the last one. As with Reset, the stale
+// rows need no clearing.
+func (s *Session) Rewind(pos int) error {
+	if pos < 0 || pos > s.pos {
+		return fmt.Errorf("runtime: rewind to position %d of a session at %d", pos, s.pos)
+	}
+	s.pos = pos
+	return nil
+}
+
 // Close releases the backend's resources when the session owns them (OpenReference).
 func (s *Session) Close() error {
 	if s.close != nil {
