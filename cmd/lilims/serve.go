@@ -124,6 +124,10 @@ func openServer(ctx context.Context, plan *pipeline.Plan, pf pipelineFlags, sf s
 			return nil, nil, err
 		}
 		sessions = append(sessions, s)
+		if err := warmUp(ctx, s); err != nil {
+			closeAll()
+			return nil, nil, err
+		}
 	}
 	vocab := sessions[0].VocabSize()
 	eng := server.NewEngine(tok, sessions, func(over map[string]any) (stage.TokenSampler, error) {
@@ -179,5 +183,19 @@ func serveUntilSignal(ctx context.Context, srv *server.Server, ln net.Listener, 
 	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	return nil
+}
+
+// warmUp runs the prefill and decode functions once, so that the first request does not pay
+// for the runtime's first-call set-up (buffer planning, Core ML's first prediction), then
+// forgets it.
+func warmUp(ctx context.Context, s stage.Session) error {
+	if _, err := s.Prefill(ctx, []int32{0, 0}); err != nil {
+		return fmt.Errorf("warming up the session: %w", err)
+	}
+	if _, err := s.Decode(ctx, 0); err != nil {
+		return fmt.Errorf("warming up the session: %w", err)
+	}
+	s.Reset()
 	return nil
 }
