@@ -91,6 +91,17 @@ func (s *Session) Meta() Meta { return s.meta }
 // it is rewritten.
 func (s *Session) Reset() { s.pos = 0 }
 
+// Rewind forgets every token after the first n, keeping their K/V rows: the next token is at
+// position n. A chat host uses it to reuse the prefix a new prompt shares with the previous
+// one; as for Reset, the causal mask hides the stale rows until they are rewritten.
+func (s *Session) Rewind(n int) error {
+	if n < 0 || n > s.pos {
+		return fmt.Errorf("runtime: rewind to %d: the session holds %d tokens", n, s.pos)
+	}
+	s.pos = n
+	return nil
+}
+
 // Close releases the backend's resources when the session owns them (OpenReference).
 func (s *Session) Close() error {
 	if s.close != nil {
