@@ -61,6 +61,14 @@ func (pf *pipelineFlags) register(cmd *cobra.Command) {
 
 type pipelineFlagsKey struct{}
 
+// errOut is the command's stderr.
+func (pf *pipelineFlags) errOut() io.Writer {
+	if pf.stderr == nil {
+		return os.Stderr
+	}
+	return pf.stderr
+}
+
 // openCache opens the build cache the flags select, or returns nil with --no-cache.
 func (pf *pipelineFlags) openCache() (*pipeline.Cache, error) {
 	if pf.noCache {
@@ -169,7 +177,7 @@ func buildPlan(ctx context.Context, plan *pipeline.Plan, workDir string, verbose
 		stderr = os.Stderr
 	}
 	var reporters []stage.Reporter
-	if verbose {
+	if verbose && !pf.json { // --json: the NDJSON events carry the same, and stay clean
 		reporters = append(reporters, func(e stage.Event) {
 			if e.Event == "start" || e.Event == "done" || e.Event == "cached" {
 				fmt.Fprintf(stderr, "lilims: %s: %s %s\n", e.Stage, e.Event, e.Msg)

@@ -1,0 +1,445 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/chzyer/readline"
+	"github.com/spf13/cobra"
+
+	"github.com/lilims/lilims/pipeline/stage"
+	"github.com/lilims/lilims/stages/loader/chattmpl"
+	"github.com/lilims/lilims/stages/loader/gguf"
+	"github.com/lilims/lilims/stages/loader/tokenizer"
+)
+
+// chatFlags are the template options of run --chat and chat.
+type chatFlags struct {
+	system   string
+	template string
+}
+
+func (c *chatFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&c.system, "system", "", "system message")
+	cmd.Flags().StringVar(&c.template, "chat-template", "", "chat template: a built-in name ("+strings.Join(chattmpl.Names(), ", ")+") or a Jinja file (default: the model's, else chatml)")
+}
+
+func newChatCmd() *cobra.Command {
+	var (
+		pf        pipelineFlags
+		chat      chatFlags
+		maxTokens int
+		stops     []string
+		raw       = map[string]*string{}
+	)
+	cmd := &cobra.Command{
+		Use:   "chat MODEL.gguf|PIPELINE.yaml [--system TEXT]",
+		Short: "Talk with a model: a multi-turn conversation in its chat template",
+		Long: `Build the pipeline, open the model once and hold a conversation, written in the model's
+chat template (its tokenizer.chat_template; --chat-template picks a built-in format or a Jinja
+file). The KV state is kept between turns: only the new turn is prefilled. A reply ends at the
+template's end-of-turn token. When the context fills, the oldest turns are dropped and the rest
+prefilled again. On a terminal: line editing and history; end a line with \ or open a """ block
+for several lines; Ctrl-C stops a reply, Ctrl-C on an empty prompt or Ctrl-D exits. Commands:
+/help /clear /system TEXT /set PARAM VALUE /bye. With stdin not a terminal, each line is a turn
+and each reply is printed on stdout. See docs/chat.md.`,
+		Example: `  lilims chat model.gguf --system "You are terse."
+  printf 'Hello\nTell me more\n' | lilims chat testdata/oracle/models/stories260K.gguf --temperature 0`,
+		Args: args(cobra.ExactArgs(1)),
+		RunE: func(cmd *cobra.Command, a []string) error {
+			if maxTokens < 0 {
+				return usagef("--max-tokens must not be negative")
+			}
+			plan, err := withSamplerFlags(cmd, a[0], pf.sets, raw, stops)
+			if err != nil {
+				return err
+			}
+			h, err := openHost(cmd.Context(), plan, &pf)
+			if err != nil {
+				return err
+			}
+			defer h.close()
+			tmpl, err := h.template(chat.template)
+			if err != nil {
+				return err
+			}
+			c := &conversation{g: h.generator(cmd.OutOrStdout(), cmd.ErrOrStderr(), maxTokens), tmpl: tmpl, system: chat.system}
+			// From here Ctrl-C stops a reply, not the program: the loop gets its own signals.
+			ctx := context.WithoutCancel(cmd.Context())
+			sigs := make(chan os.Signal, 1)
+			signal.Notify(sigs, os.Interrupt)
+			defer signal.Stop(sigs)
+			c.interrupts = sigs
+			if isTerminal(os.Stdin) && isTerminalWriter(cmd.OutOrStdout()) {
+				return c.terminal(ctx)
+			}
+			return c.lines(ctx, cmd.InOrStdin())
+		},
+	}
+	cmd.Flags().IntVarP(&maxTokens, "max-tokens", "n", 512, "tokens per reply at most")
+	cmd.Flags().StringArrayVar(&stops, "stop", nil, "stop a reply when this string is generated (repeatable)")
+	chat.register(cmd)
+	for _, sf := range samplerFlags {
+		raw[sf.flag] = cmd.Flags().String(sf.flag, "", sf.usage)
+	}
+	pf.register(cmd)
+	return cmd
+}
+
+// template selects the chat template: override (a name or a file), else the model's.
+func (h *openModel) template(override string) (*chattmpl.Template, error) {
+	src, err := modelChatTemplate(h.b.model())
+	if err != nil {
+		return nil, err
+	}
+	t, err := chattmpl.Select(override, src)
+	if err != nil {
+		return nil, err
+	}
+	if id := h.tok.BOS(); id >= 0 {
+		t.BOS = h.tok.Token(id)
+	}
+	if id := h.tok.EOS(); id >= 0 {
+		t.EOS = h.tok.Token(id)
+	}
+	return t, nil
+}
+
+// modelChatTemplate reads the GGUF's tokenizer.chat_template ("" when it has none).
+func modelChatTemplate(model string) (string, error) {
+	f, err := gguf.Open(model)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	if !f.Has(chattmpl.MetadataKey) {
+		return "", nil
+	}
+	return f.GetString(chattmpl.MetadataKey)
+}
+
+func withSystem(system string, msgs []chattmpl.Message) []chattmpl.Message {
+	if system == "" {
+		return msgs
+	}
+	return append([]chattmpl.Message{{Role: "system", Content: system}}, msgs...)
+}
+
+// encodeChat renders msgs ending with an open assistant turn and tokenizes the text with
+// special tokens parsed. The tokenizer adds the BOS token where the model wants one, so a BOS
+// text the template wrote itself is dropped first (llama.cpp does the same, lest the prompt
+// start with two).
+func encodeChat(tok *tokenizer.Tokenizer, tmpl *chattmpl.Template, msgs []chattmpl.Message) ([]int32, error) {
+	text, err := tmpl.Apply(msgs, true)
+	if err != nil {
+		return nil, err
+	}
+	if tok.AddBOS() && tmpl.BOS != "" {
+		text = strings.TrimPrefix(text, tmpl.BOS)
+	}
+	return tok.Encode(text, true, true), nil
+}
+
+// conversation is a chat over one session: the turns so far and the tokens whose K/V the
+// session holds, so that each turn prefills only what is new.
+type conversation struct {
+	g          *generator
+	tmpl       *chattmpl.Template
+	system     string
+	turns      []chattmpl.Message
+	cached     []int32 // tokens in the session's KV state, in order
+	interrupts <-chan os.Signal
+	say        func(format string, a ...any) // notes to the user (stderr)
+}
+
+// rewinder is a session that can forget its last tokens (runtime.Session can).
+type rewinder interface{ Rewind(n int) error }
+
+// turn answers one user message.
+func (c *conversation) turn(ctx context.Context, user string) error {
+	h := c.g.h
+	sess := h.sess
+	ctxLen := sess.ContextLength()
+	// Room for the reply: the prompt may use the context up to it.
+	room := min(c.g.maxTokens, ctxLen/2)
+	turns := append(c.turns, chattmpl.Message{Role: "user", Content: user})
+	var ids []int32
+	for {
+		var err error
+		if ids, err = encodeChat(h.tok, c.tmpl, withSystem(c.system, turns)); err != nil {
+			return err
+		}
+		if len(ids)+room <= ctxLen || len(turns) == 1 {
+			break
+		}
+		// Drop the oldest exchange (a user turn and the reply after it).
+		drop := 1
+		if len(turns) > 2 && turns[1].Role == "assistant" {
+			drop = 2
+		}
+		turns = turns[drop:]
+		c.note("context full (%d tokens): dropped the oldest turn; the rest is prefilled again", ctxLen)
+	}
+	if len(ids) >= ctxLen {
+		return fmt.Errorf("this message makes a prompt of %d tokens, more than the context of %d: not sent", len(ids), ctxLen)
+	}
+	// Reuse the longest prefix the session already holds; at least one token is prefilled,
+	// for the logits of the last.
+	keep := 0
+	for keep < len(c.cached) && keep < len(ids)-1 && c.cached[keep] == ids[keep] {
+		keep++
+	}
+	if keep < sess.Pos() {
+		if r, ok := sess.(rewinder); ok {
+			if err := r.Rewind(keep); err != nil {
+				return err
+			}
+		} else {
+			sess.Reset()
+			keep = 0
+		}
+	}
+	c.cached = c.cached[:keep]
+	rctx, cancel := c.interruptible(ctx)
+	defer cancel()
+	logits, took, err := c.g.prefill(rctx, ids, ids[keep:])
+	if err != nil {
+		// The session holds what it prefilled before the error (a prefix of ids).
+		c.cached = append(c.cached[:0], ids[:min(sess.Pos(), len(ids))]...)
+		if rctx.Err() != nil {
+			c.note("interrupted")
+			return nil
+		}
+		return err
+	}
+	c.cached = ids
+	r, err := c.g.stream(rctx, logits)
+	c.cached = append(c.cached, r.fed...)
+	if err != nil {
+		return err
+	}
+	c.turns = append(turns, chattmpl.Message{Role: "assistant", Content: r.text})
+	c.g.summary(len(ids)-keep, keep, took, r)
+	return nil
+}
+
+// interruptible returns a context that Ctrl-C cancels, until cancel is called.
+func (c *conversation) interruptible(ctx context.Context) (context.Context, context.CancelFunc) {
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		select {
+		case <-c.interrupts:
+			cancel()
+		case <-done:
+		}
+	}()
+	return rctx, func() { close(done); cancel() }
+}
+
+func (c *conversation) note(format string, a ...any) {
+	fmt.Fprintf(c.g.errOut, "lilims: "+format+"\n", a...)
+}
+
+const chatHelp = `Commands:
+  /help                 this text
+  /clear                forget the conversation (the system message stays)
+  /system TEXT          set the system message (the conversation is prefilled again)
+  /set PARAM VALUE      set a sampling parameter: temperature, top_k, top_p, min_p, typical_p,
+                        repeat_penalty, frequency_penalty, presence_penalty, penalty_last_n,
+                        seed, or max_tokens
+  /bye                  exit
+Multi-line input: end a line with \ to continue it, or enclose lines in """ … """.
+Ctrl-C stops a reply; Ctrl-C on an empty prompt or Ctrl-D exits.`
+
+// command runs a /command; it reports whether the chat should end.
+func (c *conversation) command(line string) (bye bool) {
+	name, arg, _ := strings.Cut(strings.TrimSpace(line), " ")
+	arg = strings.TrimSpace(arg)
+	switch name {
+	case "/bye", "/exit", "/quit":
+		return true
+	case "/help", "/?":
+		fmt.Fprintln(c.g.errOut, chatHelp)
+	case "/clear":
+		c.turns = nil
+		c.note("conversation cleared")
+	case "/system":
+		c.system = arg
+		c.note("system message set")
+	case "/set":
+		key, val, ok := strings.Cut(arg, " ")
+		if !ok {
+			c.note("usage: /set PARAM VALUE (e.g. /set temperature 0.2)")
+			return false
+		}
+		if err := c.set(strings.ReplaceAll(key, "-", "_"), strings.TrimSpace(val)); err != nil {
+			c.note("/set: %v", err)
+			return false
+		}
+		c.note("%s = %s", key, strings.TrimSpace(val))
+	default:
+		c.note("unknown command %s (/help lists them)", name)
+	}
+	return false
+}
+
+// set changes one sampling parameter: the sampler stage's parameters are the one source (the
+// sampler validates them), and a new sampler is made from them.
+func (c *conversation) set(key, val string) error {
+	h := c.g.h
+	if key == "max_tokens" {
+		n, err := strconv.Atoi(val)
+		if err != nil || n < 0 {
+			return fmt.Errorf("max_tokens: want a non-negative integer, got %q", val)
+		}
+		c.g.maxTokens = n
+		return nil
+	}
+	st := h.plan.Step(stage.KindSampler)
+	if st == nil {
+		return errors.New("the pipeline has no sampler stage")
+	}
+	var v any = val
+	if i, err := strconv.ParseInt(val, 10, 64); err == nil {
+		v = i
+	} else if f, err := strconv.ParseFloat(val, 64); err == nil {
+		v = f
+	}
+	old, had := st.Params[key]
+	st.Params[key] = v
+	smp, err := h.plan.NewSampler(h.sess.VocabSize())
+	if err != nil {
+		if had {
+			st.Params[key] = old
+		} else {
+			delete(st.Params, key)
+		}
+		return err
+	}
+	h.smp = smp
+	return nil
+}
+
+// input gathers one message from successive lines: a line ending with \ continues on the
+// next; a line starting with """ opens a block that a line ending with """ closes.
+type input struct {
+	buf   []string
+	block bool
+}
+
+// add takes a line and returns the complete message, or ok = false while more is needed.
+func (in *input) add(line string) (msg string, ok bool) {
+	switch {
+	case in.block:
+		if strings.HasSuffix(line, `"""`) {
+			in.buf = append(in.buf, strings.TrimSuffix(line, `"""`))
+			in.block = false
+			return in.flush(), true
+		}
+		in.buf = append(in.buf, line)
+		return "", false
+	case len(in.buf) == 0 && strings.HasPrefix(line, `"""`):
+		rest := strings.TrimPrefix(line, `"""`)
+		if len(rest) >= 3 && strings.HasSuffix(rest, `"""`) {
+			return strings.TrimSuffix(rest, `"""`), true
+		}
+		in.block = true
+		if rest != "" {
+			in.buf = append(in.buf, rest)
+		}
+		return "", false
+	case strings.HasSuffix(line, `\`):
+		in.buf = append(in.buf, strings.TrimSuffix(line, `\`))
+		return "", false
+	}
+	in.buf = append(in.buf, line)
+	return in.flush(), true
+}
+
+func (in *input) flush() string {
+	s := strings.Join(in.buf, "\n")
+	in.buf = nil
+	return s
+}
+
+func (in *input) pending() bool { return len(in.buf) > 0 || in.block }
+
+// handle acts on one complete message: a command or a turn. It reports whether to exit.
+func (c *conversation) handle(ctx context.Context, msg string) bool {
+	if strings.TrimSpace(msg) == "" {
+		return false
+	}
+	if strings.HasPrefix(msg, "/") {
+		return c.command(msg)
+	}
+	if err := c.turn(ctx, msg); err != nil {
+		c.note("%v", err)
+	}
+	return false
+}
+
+// lines runs the chat over a reader that is not a terminal: one message per line (with the
+// same continuation rules), replies on stdout.
+func (c *conversation) lines(ctx context.Context, r io.Reader) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64*1024), 16<<20)
+	var in input
+	for sc.Scan() {
+		if msg, ok := in.add(sc.Text()); ok && c.handle(ctx, msg) {
+			return nil
+		}
+	}
+	if in.pending() {
+		c.handle(ctx, in.flush())
+	}
+	return sc.Err()
+}
+
+// terminal runs the chat with line editing and history (kept in the user cache directory).
+func (c *conversation) terminal(ctx context.Context) error {
+	cfg := &readline.Config{Prompt: ">>> ", InterruptPrompt: "^C", EOFPrompt: "", HistorySearchFold: true}
+	if dir, err := os.UserCacheDir(); err == nil {
+		if os.MkdirAll(filepath.Join(dir, "lilims"), 0o755) == nil {
+			cfg.HistoryFile = filepath.Join(dir, "lilims", "chat_history")
+		}
+	}
+	rl, err := readline.NewEx(cfg)
+	if err != nil {
+		return err
+	}
+	defer rl.Close()
+	fmt.Fprintln(c.g.errOut, `Type a message; /help for commands, /bye or Ctrl-D to exit.`)
+	var in input
+	for {
+		if in.pending() {
+			rl.SetPrompt("... ")
+		} else {
+			rl.SetPrompt(">>> ")
+		}
+		line, err := rl.Readline()
+		switch {
+		case errors.Is(err, readline.ErrInterrupt):
+			if line == "" && !in.pending() {
+				return nil
+			}
+			in = input{} // Ctrl-C on a half-typed message drops it
+			continue
+		case errors.Is(err, io.EOF):
+			return nil
+		case err != nil:
+			return err
+		}
+		if msg, ok := in.add(line); ok && c.handle(ctx, msg) {
+			return nil
+		}
+	}
+}
