@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -156,6 +157,7 @@ type conversation struct {
 	system     string
 	turns      []chattmpl.Message
 	cached     []int32 // tokens in the session's KV state, in order
+	text       string  // the text of cached: the last prompt and the reply tokens after it
 	interrupts <-chan os.Signal
 	say        func(format string, a ...any) // notes to the user (stderr)
 }
@@ -172,11 +174,13 @@ func (c *conversation) turn(ctx context.Context, user string) error {
 	room := min(c.g.maxTokens, ctxLen/2)
 	turns := append(c.turns, chattmpl.Message{Role: "user", Content: user})
 	var ids []int32
+	var text string
 	for {
 		var err error
-		if ids, err = encodeChat(h.tok, c.tmpl, withSystem(c.system, turns)); err != nil {
+		if text, err = c.tmpl.Apply(withSystem(c.system, turns), true); err != nil {
 			return err
 		}
+		ids = c.tokens(text)
 		if len(ids)+room <= ctxLen || len(turns) == 1 {
 			break
 		}
@@ -207,28 +211,46 @@ func (c *conversation) turn(ctx context.Context, user string) error {
 			keep = 0
 		}
 	}
-	c.cached = c.cached[:keep]
+	c.cached, c.text = c.cached[:keep], ""
 	rctx, cancel := c.interruptible(ctx)
 	defer cancel()
 	logits, took, err := c.g.prefill(rctx, ids, ids[keep:])
 	if err != nil {
 		// The session holds what it prefilled before the error (a prefix of ids).
-		c.cached = append(c.cached[:0], ids[:min(sess.Pos(), len(ids))]...)
+		c.cached = slices.Clone(ids[:min(sess.Pos(), len(ids))])
 		if rctx.Err() != nil {
 			c.note("interrupted")
 			return nil
 		}
 		return err
 	}
-	c.cached = ids
+	c.cached, c.text = ids, text
 	r, err := c.g.stream(rctx, logits)
 	c.cached = append(c.cached, r.fed...)
+	for _, id := range r.fed {
+		c.text += string(h.tok.Piece(id, false))
+	}
 	if err != nil {
 		return err
 	}
 	c.turns = append(turns, chattmpl.Message{Role: "assistant", Content: r.text})
 	c.g.summary(len(ids)-keep, keep, took, r)
 	return nil
+}
+
+// tokens tokenizes a rendered prompt. When it extends the text the session already holds
+// (the usual case: the reply as generated, then the new turn), only the new text is tokenized
+// and appended to the held tokens, as llama-cli does (common_chat_format_single): the
+// re-tokenized reply could differ from the sampled tokens and cost a needless re-prefill.
+func (c *conversation) tokens(text string) []int32 {
+	tok := c.g.h.tok
+	if c.text != "" && strings.HasPrefix(text, c.text) {
+		return append(slices.Clone(c.cached), tok.Encode(text[len(c.text):], false, true)...)
+	}
+	if tok.AddBOS() && c.tmpl.BOS != "" {
+		text = strings.TrimPrefix(text, c.tmpl.BOS)
+	}
+	return tok.Encode(text, true, true)
 }
 
 // interruptible returns a context that Ctrl-C cancels, until cancel is called.

@@ -389,9 +389,10 @@ func (g *generator) stream(ctx context.Context, logits []float32) (reply, error)
 
 // summary reports load, prefill and decode separately on stderr (an event with --json).
 func (g *generator) summary(prefilled, cached int, prefill time.Duration, r reply) {
+	defer func() { g.h.load = 0 }() // a chat reports the load once, with its first turn
 	if g.h.json {
 		emit(g.errOut, "summary", map[string]any{
-			"load_seconds": g.h.load.Seconds(),
+			"load_seconds":  g.h.load.Seconds(),
 			"prompt_tokens": prefilled + cached, "cached_tokens": cached, "prefill_tokens": prefilled,
 			"prefill_seconds": prefill.Seconds(), "prefill_tokens_per_second": rate(prefilled, prefill),
 			"generated_tokens": r.n, "decode_seconds": r.took.Seconds(), "decode_tokens_per_second": rate(r.n, r.took),
@@ -403,9 +404,10 @@ func (g *generator) summary(prefilled, cached int, prefill time.Duration, r repl
 	if g.h.load > 0 {
 		fmt.Fprintf(g.errOut, "load %.2fs, ", g.h.load.Seconds())
 	}
-	fmt.Fprintf(g.errOut, "prefill %d tokens", prefilled)
 	if cached > 0 {
-		fmt.Fprintf(g.errOut, " new (cached %d)", cached)
+		fmt.Fprintf(g.errOut, "prefill %d new tokens (cached %d)", prefilled, cached)
+	} else {
+		fmt.Fprintf(g.errOut, "prefill %d tokens", prefilled)
 	}
 	fmt.Fprintf(g.errOut, " in %.3fs (%.1f tok/s), decode %d tokens in %.2fs (%.1f tok/s), stopped: %s\n",
 		prefill.Seconds(), rate(prefilled, prefill), r.n, r.took.Seconds(), rate(r.n, r.took), r.reason)
