@@ -59,11 +59,7 @@ and each reply is printed on stdout. See docs/chat.md.`,
 			if maxTokens < 0 {
 				return usagef("--max-tokens must not be negative")
 			}
-			plan, err := withSamplerFlags(cmd, a[0], pf.sets, raw, stops)
-			if err != nil {
-				return err
-			}
-			h, err := openHost(cmd.Context(), plan, &pf)
+			h, err := openWithFlags(cmd, a[0], &pf, raw, stops)
 			if err != nil {
 				return err
 			}

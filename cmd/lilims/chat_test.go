@@ -157,3 +157,46 @@ func TestChatInput(t *testing.T) {
 		t.Errorf("messages %q, want %q", got, want)
 	}
 }
+
+// The vocab fixtures of Phi-3 and Qwen2 carry their models' real templates: each is detected as
+// llama.cpp's format for its family, renders a conversation as that format does, and ends a
+// turn with a token the tokenizer counts as end of generation (where a reply stops).
+func TestModelChatTemplates(t *testing.T) {
+	msgs := []chattmpl.Message{{Role: "user", Content: "Hello"}, {Role: "assistant", Content: "Hi there"}, {Role: "user", Content: "Who are you"}}
+	for _, tc := range []struct{ file, format, endOfTurn, system string }{
+		{"ggml-vocab-phi-3.gguf", "phi3", "<|end|>", ""},
+		// Qwen2's template writes a default system message when there is none.
+		{"ggml-vocab-qwen2.gguf", "chatml", "<|im_end|>", "Be brief."},
+	} {
+		msgs := withSystem(tc.system, msgs)
+		path := filepath.Join(oracle, "vocab", tc.file)
+		src, err := modelChatTemplate(path)
+		if err != nil || src == "" {
+			t.Fatalf("%s: no %s (%v)", tc.file, chattmpl.MetadataKey, err)
+		}
+		if got := chattmpl.Detect(src); got != tc.format {
+			t.Errorf("%s: detected %q, want %q", tc.file, got, tc.format)
+		}
+		tmpl, err := chattmpl.Select("", src)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := tmpl.Apply(msgs, true)
+		if err != nil {
+			t.Fatal(err)
+		}
+		named, _ := chattmpl.Named(tc.format)
+		want, _ := named.Apply(msgs, true)
+		if got != want {
+			t.Errorf("%s: the model's template wrote %q\nllama.cpp's %s format writes %q", tc.file, got, tc.format, want)
+		}
+		tok, err := modelTokenizer(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids := tok.Encode(tc.endOfTurn, false, true)
+		if len(ids) != 1 || !tok.IsEOG(ids[0]) {
+			t.Errorf("%s: %s is %v, want one end-of-generation token", tc.file, tc.endOfTurn, ids)
+		}
+	}
+}

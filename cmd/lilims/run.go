@@ -72,11 +72,7 @@ stderr is NDJSON events (build progress, ready, token, summary). For a conversat
 				}
 				text = string(in)
 			}
-			plan, err := withSamplerFlags(cmd, a[0], pf.sets, raw, stops)
-			if err != nil {
-				return err
-			}
-			h, err := openHost(cmd.Context(), plan, &pf)
+			h, err := openWithFlags(cmd, a[0], &pf, raw, stops)
 			if err != nil {
 				return err
 			}
@@ -196,6 +192,15 @@ type openModel struct {
 	stops []string
 	json  bool // --json: events on stderr instead of text
 	load  time.Duration
+}
+
+// openWithFlags loads the pipeline for arg with the command's sampling flags and opens it.
+func openWithFlags(cmd *cobra.Command, arg string, pf *pipelineFlags, raw map[string]*string, stops []string) (*openModel, error) {
+	plan, err := withSamplerFlags(cmd, arg, pf.sets, raw, stops)
+	if err != nil {
+		return nil, err
+	}
+	return openHost(cmd.Context(), plan, pf)
 }
 
 // openHost builds the plan and opens its session. The load time includes one warm-up call of
