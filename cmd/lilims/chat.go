@@ -30,7 +30,7 @@ type chatFlags struct {
 
 func (c *chatFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&c.system, "system", "", "system message")
-	cmd.Flags().StringVar(&c.template, "chat-template", "", "chat template: a built-in name ("+strings.Join(chattmpl.Names(), ", ")+") or a Jinja file (default: the model's, else chatml)")
+	cmd.Flags().StringVar(&c.template, "chat-template", "", "chat template: a built-in format (chatml, llama3, phi3, gemma, mistral-v7, zephyr, deepseek3 … all in docs/chat.md) or a Jinja file (default: the model's, else chatml)")
 }
 
 func newChatCmd() *cobra.Command {
@@ -38,8 +38,7 @@ func newChatCmd() *cobra.Command {
 		pf        pipelineFlags
 		chat      chatFlags
 		maxTokens int
-		stops     []string
-		raw       = map[string]*string{}
+		sampling  samplingFlags
 	)
 	cmd := &cobra.Command{
 		Use:   "chat MODEL.gguf|PIPELINE.yaml [--system TEXT]",
@@ -59,7 +58,7 @@ and each reply is printed on stdout. See docs/chat.md.`,
 			if maxTokens < 0 {
 				return usagef("--max-tokens must not be negative")
 			}
-			h, err := openWithFlags(cmd, a[0], &pf, raw, stops)
+			h, err := openWithFlags(cmd, a[0], &pf, &sampling)
 			if err != nil {
 				return err
 			}
@@ -82,11 +81,8 @@ and each reply is printed on stdout. See docs/chat.md.`,
 		},
 	}
 	cmd.Flags().IntVarP(&maxTokens, "max-tokens", "n", 512, "tokens per reply at most")
-	cmd.Flags().StringArrayVar(&stops, "stop", nil, "stop a reply when this string is generated (repeatable)")
 	chat.register(cmd)
-	for _, sf := range samplerFlags {
-		raw[sf.flag] = cmd.Flags().String(sf.flag, "", sf.usage)
-	}
+	sampling.register(cmd, "stop a reply when this string is generated (repeatable)")
 	pf.register(cmd)
 	return cmd
 }

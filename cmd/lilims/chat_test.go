@@ -200,3 +200,19 @@ func TestModelChatTemplates(t *testing.T) {
 		}
 	}
 }
+
+// Sampling flags are typed, from the sampler's one list of parameters: a bad value is a usage
+// error (exit 2) naming the flag, before anything is built.
+func TestSamplingFlagErrors(t *testing.T) {
+	model := filepath.Join(oracle, "models", "stories260K.gguf")
+	for _, tc := range []struct{ flag, value, want string }{
+		{"--temperature", "abc", `invalid argument "abc" for "--temperature"`},
+		{"--top-p", "3", "--top-p: must be in [0,1]"},
+		{"--typical-p", "x", `"--typical-p"`},
+	} {
+		_, errOut, code := runCLI(t, "", "run", model, "-p", "x", tc.flag, tc.value, "--cache-dir", t.TempDir())
+		if code != exitUsage || !strings.Contains(errOut, tc.want) {
+			t.Errorf("%s %s: exit %d, %q; want exit 2 and %q", tc.flag, tc.value, code, errOut, tc.want)
+		}
+	}
+}

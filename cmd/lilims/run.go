@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"strconv"
 	"strings"
@@ -20,16 +22,28 @@ import (
 	"github.com/lilims/lilims/stages/sampler"
 )
 
-// samplerFlags map command-line sampling options onto the pipeline's sampler stage.
-var samplerFlags = []struct{ flag, param, usage string }{
-	{"temperature", "temperature", "sampling temperature (≤ 0: greedy)"},
-	{"top-k", "top_k", "keep the K most likely tokens (≤ 0: off)"},
-	{"top-p", "top_p", "nucleus sampling threshold (1: off)"},
-	{"min-p", "min_p", "drop tokens below MIN_P × the top probability (0: off)"},
-	{"repeat-penalty", "repeat_penalty", "penalise repeated tokens (1: off)"},
-	{"frequency-penalty", "frequency_penalty", "subtract count × this from repeated tokens' logits"},
-	{"presence-penalty", "presence_penalty", "subtract this from tokens already present"},
-	{"seed", "seed", "random seed (reproducible; default random)"},
+// samplingFlags are the commands' sampling options: one typed flag per parameter of
+// sampler.Parameters (their one source, with its defaults shown in --help), named with
+// dashes (--top-k for top_k), and --stop.
+type samplingFlags struct {
+	floats map[string]*float64
+	ints   map[string]*int64
+	stops  []string
+}
+
+func (sf *samplingFlags) register(cmd *cobra.Command, stopUsage string) {
+	sf.floats, sf.ints = map[string]*float64{}, map[string]*int64{}
+	for _, p := range sampler.Parameters() {
+		name := strings.ReplaceAll(p.Key, "_", "-")
+		switch p.Kind {
+		case sampler.Float:
+			sf.floats[p.Key] = cmd.Flags().Float64(name, p.Default.(float64), p.Doc)
+		case sampler.Int, sampler.Seed:
+			sf.ints[p.Key] = cmd.Flags().Int64(name, p.Default.(int64), p.Doc)
+		case sampler.Strings:
+			cmd.Flags().StringArrayVar(&sf.stops, name, nil, stopUsage)
+		}
+	}
 }
 
 func newRunCmd() *cobra.Command {
@@ -37,8 +51,7 @@ func newRunCmd() *cobra.Command {
 		pf        pipelineFlags
 		prompt    string
 		maxTokens int
-		stops     []string
-		raw       = map[string]*string{}
+		sampling  samplingFlags
 		chat      chatFlags
 		asChat    bool
 	)
@@ -72,7 +85,7 @@ stderr is NDJSON events (build progress, ready, token, summary). For a conversat
 				}
 				text = string(in)
 			}
-			h, err := openWithFlags(cmd, a[0], &pf, raw, stops)
+			h, err := openWithFlags(cmd, a[0], &pf, &sampling)
 			if err != nil {
 				return err
 			}
@@ -96,12 +109,9 @@ stderr is NDJSON events (build progress, ready, token, summary). For a conversat
 	}
 	cmd.Flags().StringVarP(&prompt, "prompt", "p", "", "prompt text (\\n, \\t, \\\\ … are unescaped)")
 	cmd.Flags().IntVarP(&maxTokens, "max-tokens", "n", 128, "tokens to generate at most")
-	cmd.Flags().StringArrayVar(&stops, "stop", nil, "stop when this string is generated (repeatable)")
 	cmd.Flags().BoolVar(&asChat, "chat", false, "write the prompt as a user turn in the model's chat template")
 	chat.register(cmd)
-	for _, sf := range samplerFlags {
-		raw[sf.flag] = cmd.Flags().String(sf.flag, "", sf.usage)
-	}
+	sampling.register(cmd, "stop when this string is generated (repeatable)")
 	pf.register(cmd)
 	return cmd
 }
@@ -145,37 +155,43 @@ func unescapePrompt(s string) string {
 	return b.String()
 }
 
-// withSamplerFlags loads the pipeline and applies the sampling flags to its sampler stage,
-// whatever that stage's id. Repeated --stop flags add up to one list.
-func withSamplerFlags(cmd *cobra.Command, arg string, sets []string, raw map[string]*string, stops []string) (*pipeline.Plan, error) {
+// withSamplerFlags loads the pipeline and applies the sampling flags the user gave to its
+// sampler stage, whatever that stage's id (the sampler validates the values when it is made).
+// Repeated --stop flags add up to one list.
+func withSamplerFlags(cmd *cobra.Command, arg string, sets []string, sf *samplingFlags) (*pipeline.Plan, error) {
 	plan, err := loadPlan(arg, sets)
 	if err != nil {
 		return nil, err
 	}
-	var extra []string
-	for _, sf := range samplerFlags {
-		if cmd.Flags().Changed(sf.flag) {
-			extra = append(extra, sf.param+"="+*raw[sf.flag])
+	changed := map[string]any{}
+	for key, v := range sf.floats {
+		if cmd.Flags().Changed(strings.ReplaceAll(key, "_", "-")) {
+			changed[key] = *v
 		}
 	}
-	if len(extra) == 0 && len(stops) == 0 {
+	for key, v := range sf.ints {
+		if cmd.Flags().Changed(strings.ReplaceAll(key, "_", "-")) {
+			changed[key] = *v
+		}
+	}
+	if len(changed) == 0 && len(sf.stops) == 0 {
 		return plan, nil
 	}
 	smp := plan.Step(stage.KindSampler)
 	if smp == nil {
 		return nil, fmt.Errorf("%s: sampling flags given, but the pipeline has no sampler stage", arg)
 	}
-	if len(extra) > 0 {
-		all := append([]string(nil), sets...)
-		for _, e := range extra {
-			all = append(all, smp.ID+"."+e)
-		}
-		if plan, err = loadPlan(arg, all); err != nil {
-			return nil, err
-		}
-		smp = plan.Step(stage.KindSampler)
+	for key, v := range changed {
+		smp.Params[key] = v
 	}
-	smp.Params["stop"] = append(append([]string(nil), smp.Params.Strings("stop")...), stops...)
+	smp.Params["stop"] = append(append([]string(nil), smp.Params.Strings("stop")...), sf.stops...)
+	// Check the values now, naming the flag, rather than after the build.
+	if _, err := sampler.FromMap(maps.Clone(map[string]any(smp.Params))); err != nil {
+		var pe *sampler.ParamError
+		if errors.As(err, &pe) && changed[pe.Key] != nil {
+			return nil, usagef("--%s: %s", strings.ReplaceAll(pe.Key, "_", "-"), pe.Msg)
+		}
+	}
 	return plan, nil
 }
 
@@ -195,8 +211,8 @@ type openModel struct {
 }
 
 // openWithFlags loads the pipeline for arg with the command's sampling flags and opens it.
-func openWithFlags(cmd *cobra.Command, arg string, pf *pipelineFlags, raw map[string]*string, stops []string) (*openModel, error) {
-	plan, err := withSamplerFlags(cmd, arg, pf.sets, raw, stops)
+func openWithFlags(cmd *cobra.Command, arg string, pf *pipelineFlags, sf *samplingFlags) (*openModel, error) {
+	plan, err := withSamplerFlags(cmd, arg, pf.sets, sf)
 	if err != nil {
 		return nil, err
 	}
