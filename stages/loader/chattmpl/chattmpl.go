@@ -2,7 +2,8 @@
 // tokenizer.chat_template is a Jinja template (the Hugging Face convention); it is rendered
 // with a Jinja engine (github.com/ardanlabs/jinja) and the variables that Hugging Face's
 // apply_chat_template and llama.cpp pass (messages, add_generation_prompt, bos_token,
-// eos_token, tools = none, raise_exception, strftime_now). A model without a template, or a
+// eos_token, tools = none, raise_exception, strftime_now, and llama.cpp's date_string and
+// datetime). A model without a template, or a
 // user who names one, gets one of llama.cpp's built-in formats (src/llama-chat.cpp).
 //
 // The package renders text only: tokenizing it, and knowing which tokens end a turn, is the
@@ -171,6 +172,10 @@ func (t *Template) render(msgs []Message, addGenerationPrompt bool) (string, err
 		"eos_token":             jinja.NewString(t.EOS),
 		"tools":                 jinja.None(), // Hugging Face's apply_chat_template passes tools=None
 		"strftime_now":          strftimeNow(now),
+		// llama.cpp adds today's date under these names (common/chat.cpp,
+		// common_chat_extra_context); Llama 3.1's template prints date_string.
+		"date_string": jinja.NewString(strftime(now(), "%d %b %Y")),
+		"datetime":    jinja.NewString(strftime(now(), "%b %d %Y")),
 	})
 	if err != nil {
 		return "", fmt.Errorf("chat template: %w", err)

@@ -25,7 +25,9 @@ for (const f of fs.readdirSync(dir).filter((f) => f.endsWith(".jinja")).sort()) 
   const src = fs.readFileSync(path.join(dir, f), "utf8");
   try {
     const t = new Template(src);
-    const s = t.render({ messages, add_generation_prompt: true, bos_token: "<s>", eos_token: "</s>", tools: null });
+    // date_string and datetime: what llama.cpp adds (common/chat.cpp, common_chat_extra_context).
+    const s = t.render({ messages, add_generation_prompt: true, bos_token: "<s>", eos_token: "</s>", tools: null,
+      date_string: "06 Dec 2026", datetime: "Dec 06 2026" });
     fs.writeFileSync(path.join(out, name + ".txt"), s);
   } catch (e) {
     fs.writeFileSync(path.join(out, name + ".err"), String(e.message || e) + "\n");
