@@ -260,6 +260,10 @@ func (c *conversation) interruptible(ctx context.Context) (context.Context, cont
 }
 
 func (c *conversation) note(format string, a ...any) {
+	if c.g.h.json {
+		emit(c.g.errOut, "note", map[string]any{"msg": fmt.Sprintf(format, a...)})
+		return
+	}
 	fmt.Fprintf(c.g.errOut, "lilims: "+format+"\n", a...)
 }
 

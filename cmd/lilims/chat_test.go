@@ -98,16 +98,27 @@ func TestChatOneTurnEqualsRunChat(t *testing.T) {
 // A context that fills drops the oldest turns, says so, and the chat goes on.
 func TestChatContextFull(t *testing.T) {
 	model := filepath.Join(oracle, "models", "stories260K.gguf")
-	out, errOut, code := runCLI(t, "Hello\nTell me more\nAnd then?\n/bye\nnot sent\n", "chat", model, "--temperature", "0", "-n", "20",
-		"--set", "export.context=128", "--cache-dir", t.TempDir())
+	_, errOut, code := runCLI(t, "Hello\nTell me more\nAnd then?\n/bye\nnot sent\n", "chat", model, "--temperature", "0", "-n", "20",
+		"--set", "export.context=128", "--cache-dir", t.TempDir(), "--json")
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errOut)
 	}
-	if !strings.Contains(errOut, "context full (128 tokens): dropped the oldest turn") {
+	notes, replies := 0, 0
+	for _, e := range events(t, errOut) {
+		switch e["event"] {
+		case "note":
+			if e["msg"] == "context full (128 tokens): dropped the oldest turn; the rest is prefilled again" {
+				notes++
+			}
+		case "summary":
+			replies++
+		}
+	}
+	if notes == 0 {
 		t.Errorf("no context-full note: %q", errOut)
 	}
-	if n := strings.Count(errOut, "stopped: "); n != 3 {
-		t.Errorf("%d replies, want 3 (and none after /bye): %q", n, out)
+	if replies != 3 {
+		t.Errorf("%d replies, want 3 (and none after /bye)", replies)
 	}
 }
 
