@@ -246,3 +246,38 @@ func TestStrftime(t *testing.T) {
 		}
 	}
 }
+
+// Real templates of a family render a plain conversation as llama.cpp's built-in format for
+// it does (after the template's own BOS text): a second check of the formats, on templates
+// from llama.cpp's models/templates rendered by @huggingface/jinja (testdata/hf).
+func TestBuiltinFormatsMatchRealTemplates(t *testing.T) {
+	for _, tc := range []struct{ template, format, bos string }{
+		{"Qwen-Qwen2.5-7B-Instruct", "chatml", ""},
+		{"Qwen-Qwen3-0.6B", "chatml", ""},
+		{"LFM2.5-Instruct", "chatml", "<s>"},
+		{"microsoft-Phi-3.5-mini-instruct", "phi3", ""},
+		{"moonshotai-Kimi-K2", "kimi-k2", ""},
+		{"Kimi-K2-Instruct", "kimi-k2", ""},
+		{"llama-cpp-rwkv-world", "rwkv-world", "<s>"},
+		{"ibm-granite-granite-4.0", "granite-4.0", ""},
+		{"ibm-granite-granite-4.1", "granite-4.1", ""},
+	} {
+		src, err := os.ReadFile(filepath.Join("testdata/templates", tc.template+".jinja"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := Detect(string(src)); got != tc.format {
+			t.Errorf("%s: detected %q, want %q", tc.template, got, tc.format)
+			continue
+		}
+		want, err := os.ReadFile(filepath.Join("testdata/hf", tc.template+".txt"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		tmpl, _ := Named(tc.format)
+		got, _ := tmpl.Apply(hfConversation, true)
+		if tc.bos+got != string(want) {
+			t.Errorf("%s: format %s wrote %q\nthe template renders %q", tc.template, tc.format, tc.bos+got, want)
+		}
+	}
+}

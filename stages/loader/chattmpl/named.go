@@ -15,14 +15,7 @@ func trim(s string) string { return strings.Trim(s, " \t\n\v\f\r") }
 
 // formats maps each name llama.cpp accepts (its LLM_CHAT_TEMPLATES table) to its format.
 var formats = map[string]namedFormat{
-	"chatml": func(b *strings.Builder, msgs []Message, gen bool) {
-		for _, m := range msgs {
-			b.WriteString("<|im_start|>" + m.Role + "\n" + m.Content + "<|im_end|>\n")
-		}
-		if gen {
-			b.WriteString("<|im_start|>assistant\n")
-		}
-	},
+	"chatml":            turns("<|im_start|>{role}\n", "<|im_end|>\n", "<|im_start|>assistant\n"),
 	"llama2":            llama2(false, false, false),
 	"llama2-sys":        llama2(true, false, false),
 	"llama2-sys-bos":    llama2(true, true, false),
@@ -32,38 +25,10 @@ var formats = map[string]namedFormat{
 	"mistral-v3-tekken": mistralV1V3("", "", false),
 	"mistral-v7":        mistralV7(" "),
 	"mistral-v7-tekken": mistralV7(""),
-	"phi3": func(b *strings.Builder, msgs []Message, gen bool) {
-		for _, m := range msgs {
-			b.WriteString("<|" + m.Role + "|>\n" + m.Content + "<|end|>\n")
-		}
-		if gen {
-			b.WriteString("<|assistant|>\n")
-		}
-	},
-	"phi4": func(b *strings.Builder, msgs []Message, gen bool) {
-		for _, m := range msgs {
-			b.WriteString("<|im_start|>" + m.Role + "<|im_sep|>" + m.Content + "<|im_end|>")
-		}
-		if gen {
-			b.WriteString("<|im_start|>assistant<|im_sep|>")
-		}
-	},
-	"falcon3": func(b *strings.Builder, msgs []Message, gen bool) {
-		for _, m := range msgs {
-			b.WriteString("<|" + m.Role + "|>\n" + m.Content + "\n")
-		}
-		if gen {
-			b.WriteString("<|assistant|>\n")
-		}
-	},
-	"zephyr": func(b *strings.Builder, msgs []Message, gen bool) {
-		for _, m := range msgs {
-			b.WriteString("<|" + m.Role + "|>\n" + m.Content + "<|endoftext|>\n")
-		}
-		if gen {
-			b.WriteString("<|assistant|>\n")
-		}
-	},
+	"phi3":              turns("<|{role}|>\n", "<|end|>\n", "<|assistant|>\n"),
+	"phi4":              turns("<|im_start|>{role}<|im_sep|>", "<|im_end|>", "<|im_start|>assistant<|im_sep|>"),
+	"falcon3":           turns("<|{role}|>\n", "\n", "<|assistant|>\n"),
+	"zephyr":            turns("<|{role}|>\n", "<|endoftext|>\n", "<|assistant|>\n"),
 	"monarch": func(b *strings.Builder, msgs []Message, gen bool) {
 		for i, m := range msgs {
 			if i > 0 { // the BOS of the first message is the tokenizer's
@@ -134,101 +99,35 @@ var formats = map[string]namedFormat{
 	},
 	"vicuna":      vicuna(false),
 	"vicuna-orca": vicuna(true),
-	"deepseek": func(b *strings.Builder, msgs []Message, gen bool) {
-		for _, m := range msgs {
-			switch m.Role {
-			case "system":
-				b.WriteString(m.Content)
-			case "user":
-				b.WriteString("### Instruction:\n" + m.Content + "\n")
-			case "assistant":
-				b.WriteString("### Response:\n" + m.Content + "\n<|EOT|>\n")
-			}
-		}
-		if gen {
-			b.WriteString("### Response:\n")
-		}
-	},
-	"deepseek2": func(b *strings.Builder, msgs []Message, gen bool) {
-		for _, m := range msgs {
-			switch m.Role {
-			case "system":
-				b.WriteString(m.Content + "\n\n")
-			case "user":
-				b.WriteString("User: " + m.Content + "\n\n")
-			case "assistant":
-				b.WriteString("Assistant: " + m.Content + "<｜end▁of▁sentence｜>")
-			}
-		}
-		if gen {
-			b.WriteString("Assistant:")
-		}
-	},
-	"deepseek3": func(b *strings.Builder, msgs []Message, gen bool) {
-		for _, m := range msgs {
-			switch m.Role {
-			case "system":
-				b.WriteString(m.Content + "\n\n")
-			case "user":
-				b.WriteString("<｜User｜>" + m.Content)
-			case "assistant":
-				b.WriteString("<｜Assistant｜>" + m.Content + "<｜end▁of▁sentence｜>")
-			}
-		}
-		if gen {
-			b.WriteString("<｜Assistant｜>")
-		}
-	},
+	"deepseek": byRole(map[string][2]string{
+		"system":    {"", ""},
+		"user":      {"### Instruction:\n", "\n"},
+		"assistant": {"### Response:\n", "\n<|EOT|>\n"},
+	}, "### Response:\n"),
+	"deepseek2": byRole(map[string][2]string{
+		"system":    {"", "\n\n"},
+		"user":      {"User: ", "\n\n"},
+		"assistant": {"Assistant: ", "<｜end▁of▁sentence｜>"},
+	}, "Assistant:"),
+	"deepseek3": byRole(map[string][2]string{
+		"system":    {"", "\n\n"},
+		"user":      {"<｜User｜>", ""},
+		"assistant": {"<｜Assistant｜>", "<｜end▁of▁sentence｜>"},
+	}, "<｜Assistant｜>"),
 	"deepseek-ocr": func(b *strings.Builder, msgs []Message, _ bool) {
 		for _, m := range msgs {
 			b.WriteString(m.Content)
 		}
 	},
-	"command-r": func(b *strings.Builder, msgs []Message, gen bool) {
-		tokens := map[string]string{"system": "<|SYSTEM_TOKEN|>", "user": "<|USER_TOKEN|>", "assistant": "<|CHATBOT_TOKEN|>"}
-		for _, m := range msgs {
-			if t, ok := tokens[m.Role]; ok {
-				b.WriteString("<|START_OF_TURN_TOKEN|>" + t + trim(m.Content) + "<|END_OF_TURN_TOKEN|>")
-			}
-		}
-		if gen {
-			b.WriteString("<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>")
-		}
-	},
-	"llama3": func(b *strings.Builder, msgs []Message, gen bool) {
-		for _, m := range msgs {
-			b.WriteString("<|start_header_id|>" + m.Role + "<|end_header_id|>\n\n" + trim(m.Content) + "<|eot_id|>")
-		}
-		if gen {
-			b.WriteString("<|start_header_id|>assistant<|end_header_id|>\n\n")
-		}
-	},
-	"chatglm3": func(b *strings.Builder, msgs []Message, gen bool) {
-		b.WriteString("[gMASK]sop")
-		for _, m := range msgs {
-			b.WriteString("<|" + m.Role + "|>\n " + m.Content)
-		}
-		if gen {
-			b.WriteString("<|assistant|>")
-		}
-	},
-	"chatglm4": func(b *strings.Builder, msgs []Message, gen bool) {
-		b.WriteString("[gMASK]<sop>")
-		for _, m := range msgs {
-			b.WriteString("<|" + m.Role + "|>\n" + m.Content)
-		}
-		if gen {
-			b.WriteString("<|assistant|>\n")
-		}
-	},
-	"glmedge": func(b *strings.Builder, msgs []Message, gen bool) {
-		for _, m := range msgs {
-			b.WriteString("<|" + m.Role + "|>\n" + m.Content)
-		}
-		if gen {
-			b.WriteString("<|assistant|>")
-		}
-	},
+	"command-r": trimmed(byRole(map[string][2]string{
+		"system":    {"<|START_OF_TURN_TOKEN|><|SYSTEM_TOKEN|>", "<|END_OF_TURN_TOKEN|>"},
+		"user":      {"<|START_OF_TURN_TOKEN|><|USER_TOKEN|>", "<|END_OF_TURN_TOKEN|>"},
+		"assistant": {"<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>", "<|END_OF_TURN_TOKEN|>"},
+	}, "<|START_OF_TURN_TOKEN|><|CHATBOT_TOKEN|>")),
+	"llama3":   trimmed(turns("<|start_header_id|>{role}<|end_header_id|>\n\n", "<|eot_id|>", "<|start_header_id|>assistant<|end_header_id|>\n\n")),
+	"chatglm3": prefixed("[gMASK]sop", turns("<|{role}|>\n ", "", "<|assistant|>")),
+	"chatglm4": prefixed("[gMASK]<sop>", turns("<|{role}|>\n", "", "<|assistant|>\n")),
+	"glmedge":  turns("<|{role}|>\n", "", "<|assistant|>"),
 	"minicpm": func(b *strings.Builder, msgs []Message, _ bool) {
 		for _, m := range msgs {
 			if m.Role == "user" {
@@ -240,17 +139,12 @@ var formats = map[string]namedFormat{
 	},
 	"exaone3": exaone(false),
 	"exaone4": exaone(true),
-	"exaone-moe": func(b *strings.Builder, msgs []Message, gen bool) {
-		for _, m := range msgs {
-			switch m.Role {
-			case "system", "user", "assistant", "tool":
-				b.WriteString("<|" + m.Role + "|>\n" + trim(m.Content) + "<|endofturn|>\n")
-			}
-		}
-		if gen {
-			b.WriteString("<|assistant|>\n")
-		}
-	},
+	"exaone-moe": trimmed(byRole(map[string][2]string{
+		"system":    {"<|system|>\n", "<|endofturn|>\n"},
+		"user":      {"<|user|>\n", "<|endofturn|>\n"},
+		"assistant": {"<|assistant|>\n", "<|endofturn|>\n"},
+		"tool":      {"<|tool|>\n", "<|endofturn|>\n"},
+	}, "<|assistant|>\n")),
 	"rwkv-world": func(b *strings.Builder, msgs []Message, _ bool) {
 		// The model's end of turn is "\n\n".
 		for i, m := range msgs {
@@ -289,27 +183,11 @@ var formats = map[string]namedFormat{
 			b.WriteString("assistant<|role_sep|>")
 		}
 	},
-	"megrez": func(b *strings.Builder, msgs []Message, gen bool) {
-		for _, m := range msgs {
-			b.WriteString("<|role_start|>" + m.Role + "<|role_end|>" + m.Content + "<|turn_end|>")
-		}
-		if gen {
-			b.WriteString("<|role_start|>assistant<|role_end|>")
-		}
-	},
-	"yandex": func(b *strings.Builder, msgs []Message, gen bool) {
-		for _, m := range msgs {
-			switch m.Role {
-			case "user":
-				b.WriteString(" Пользователь: " + m.Content + "\n\n")
-			case "assistant":
-				b.WriteString(" Ассистент: " + m.Content + "\n\n")
-			}
-		}
-		if gen {
-			b.WriteString(" Ассистент:[SEP]")
-		}
-	},
+	"megrez": turns("<|role_start|>{role}<|role_end|>", "<|turn_end|>", "<|role_start|>assistant<|role_end|>"),
+	"yandex": byRole(map[string][2]string{
+		"user":      {" Пользователь: ", "\n\n"},
+		"assistant": {" Ассистент: ", "\n\n"},
+	}, " Ассистент:[SEP]"),
 	"bailing":       bailing(""),
 	"bailing-think": bailing("<think>"),
 	"bailing2": func(b *strings.Builder, msgs []Message, gen bool) {
@@ -323,14 +201,7 @@ var formats = map[string]namedFormat{
 			b.WriteString("<role>ASSISTANT</role>")
 		}
 	},
-	"llama4": func(b *strings.Builder, msgs []Message, gen bool) {
-		for _, m := range msgs {
-			b.WriteString("<|header_start|>" + m.Role + "<|header_end|>\n\n" + trim(m.Content) + "<|eot|>")
-		}
-		if gen {
-			b.WriteString("<|header_start|>assistant<|header_end|>\n\n")
-		}
-	},
+	"llama4": trimmed(turns("<|header_start|>{role}<|header_end|>\n\n", "<|eot|>", "<|header_start|>assistant<|header_end|>\n\n")),
 	"smolvlm": func(b *strings.Builder, msgs []Message, gen bool) {
 		b.WriteString("<|im_start|>") // SmolVLM's BOS; the turns are not ChatML
 		for _, m := range msgs {
@@ -467,14 +338,54 @@ var formats = map[string]namedFormat{
 			b.WriteString("[unused9]助手：")
 		}
 	},
-	"solar-open": func(b *strings.Builder, msgs []Message, gen bool) {
+	"solar-open": turns("<|begin|>{role}<|content|>", "<|end|>", "<|begin|>assistant"),
+}
+
+// turns is a format in which every message is open (with {role} replaced by its role),
+// its content and end, and a reply starts with reply.
+func turns(open, end, reply string) namedFormat {
+	return func(b *strings.Builder, msgs []Message, gen bool) {
 		for _, m := range msgs {
-			b.WriteString("<|begin|>" + m.Role + "<|content|>" + m.Content + "<|end|>")
+			b.WriteString(strings.ReplaceAll(open, "{role}", m.Role) + m.Content + end)
 		}
 		if gen {
-			b.WriteString("<|begin|>assistant")
+			b.WriteString(reply)
 		}
-	},
+	}
+}
+
+// byRole is a format in which a message is written between the opening and the end its role
+// maps to (a role not in the map is left out), and a reply starts with reply.
+func byRole(roles map[string][2]string, reply string) namedFormat {
+	return func(b *strings.Builder, msgs []Message, gen bool) {
+		for _, m := range msgs {
+			if r, ok := roles[m.Role]; ok {
+				b.WriteString(r[0] + m.Content + r[1])
+			}
+		}
+		if gen {
+			b.WriteString(reply)
+		}
+	}
+}
+
+// trimmed is f writing each message's content trimmed of white space.
+func trimmed(f namedFormat) namedFormat {
+	return func(b *strings.Builder, msgs []Message, gen bool) {
+		t := make([]Message, len(msgs))
+		for i, m := range msgs {
+			t[i] = Message{m.Role, trim(m.Content)}
+		}
+		f(b, t, gen)
+	}
+}
+
+// prefixed is f after a fixed opening.
+func prefixed(opening string, f namedFormat) namedFormat {
+	return func(b *strings.Builder, msgs []Message, gen bool) {
+		b.WriteString(opening)
+		f(b, msgs, gen)
+	}
 }
 
 // Names lists the built-in format names, sorted.
@@ -568,42 +479,28 @@ func mistralV7(space string) namedFormat {
 }
 
 func vicuna(orca bool) namedFormat {
-	return func(b *strings.Builder, msgs []Message, gen bool) {
-		for _, m := range msgs {
-			switch m.Role {
-			case "system":
-				if orca {
-					b.WriteString("SYSTEM: " + m.Content + "\n")
-				} else {
-					b.WriteString(m.Content + "\n\n")
-				}
-			case "user":
-				b.WriteString("USER: " + m.Content + "\n")
-			case "assistant":
-				b.WriteString("ASSISTANT: " + m.Content + "</s>\n")
-			}
-		}
-		if gen {
-			b.WriteString("ASSISTANT:")
-		}
+	system := [2]string{"", "\n\n"}
+	if orca {
+		system = [2]string{"SYSTEM: ", "\n"}
 	}
+	return byRole(map[string][2]string{
+		"system":    system,
+		"user":      {"USER: ", "\n"},
+		"assistant": {"ASSISTANT: ", "</s>\n"},
+	}, "ASSISTANT:")
 }
 
 // exaone is EXAONE 3's format; EXAONE 4 adds the tool role.
 func exaone(tool bool) namedFormat {
-	return func(b *strings.Builder, msgs []Message, gen bool) {
-		for _, m := range msgs {
-			switch {
-			case m.Role == "system", m.Role == "assistant", m.Role == "tool" && tool:
-				b.WriteString("[|" + m.Role + "|]" + trim(m.Content) + "[|endofturn|]\n")
-			case m.Role == "user":
-				b.WriteString("[|user|]" + trim(m.Content) + "\n")
-			}
-		}
-		if gen {
-			b.WriteString("[|assistant|]")
-		}
+	roles := map[string][2]string{
+		"system":    {"[|system|]", "[|endofturn|]\n"},
+		"user":      {"[|user|]", "\n"},
+		"assistant": {"[|assistant|]", "[|endofturn|]\n"},
 	}
+	if tool {
+		roles["tool"] = [2]string{"[|tool|]", "[|endofturn|]\n"}
+	}
+	return trimmed(byRole(roles, "[|assistant|]"))
 }
 
 // granite is IBM Granite's format; from 4.0 a tool call is an assistant turn marked
