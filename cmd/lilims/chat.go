@@ -103,6 +103,13 @@ func (h *openModel) template(override string) (*chattmpl.Template, error) {
 	if id := h.tok.EOS(); id >= 0 {
 		t.EOS = h.tok.Token(id)
 	}
+	// A reply ends at the tokenizer's end-of-generation tokens; where the template's end of
+	// turn is not one of them (chatml on a model without a template), at its text.
+	if eot := t.EndOfTurn(); eot != "" {
+		if ids := h.tok.Encode(eot, false, true); len(ids) != 1 || !h.tok.IsEOG(ids[0]) {
+			h.stops = append(h.stops, eot)
+		}
+	}
 	return t, nil
 }
 

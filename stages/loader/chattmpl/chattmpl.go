@@ -124,6 +124,28 @@ func (t *Template) Apply(msgs []Message, addGenerationPrompt bool) (string, erro
 	return t.render(msgs, addGenerationPrompt)
 }
 
+// EndOfTurn is the text the template writes right after an assistant's reply, trimmed of
+// white space ("<|im_end|>" for ChatML, "<|eot_id|>" for Llama 3), or "" when it writes
+// none. A host stops a reply there when that text is not one end-of-generation token of the
+// model's vocabulary (a model without a template, on the chatml fallback).
+func (t *Template) EndOfTurn() string {
+	const reply = "<lilims reply probe>"
+	out, err := t.Apply([]Message{{"user", "hi"}, {"assistant", reply}}, false)
+	if err != nil {
+		return ""
+	}
+	_, after, ok := strings.Cut(out, reply)
+	if !ok {
+		return ""
+	}
+	// The end is what follows up to white space or the next turn: the first line's text.
+	after = strings.TrimLeft(after, " \t\r\n")
+	if i := strings.IndexAny(after, "\n"); i >= 0 {
+		after = after[:i]
+	}
+	return strings.TrimSpace(after)
+}
+
 // systemProbe is a system text no real conversation holds.
 const systemProbe = "<lilims system probe>"
 

@@ -281,3 +281,15 @@ func TestBuiltinFormatsMatchRealTemplates(t *testing.T) {
 		}
 	}
 }
+
+func TestEndOfTurn(t *testing.T) {
+	for name, want := range map[string]string{
+		"chatml": "<|im_end|>", "llama3": "<|eot_id|>", "phi3": "<|end|>", "gemma": "<end_of_turn>",
+		"zephyr": "<|endoftext|>", "deepseek3": "<｜end▁of▁sentence｜>", "mistral-v7": "</s>",
+	} {
+		tmpl, _ := Named(name)
+		if got := tmpl.EndOfTurn(); got != want {
+			t.Errorf("%s: %q, want %q", name, got, want)
+		}
+	}
+}
