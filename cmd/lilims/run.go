@@ -319,6 +319,9 @@ func (g *generator) once(ctx context.Context, ids []int32) error {
 	if err != nil {
 		return err
 	}
+	if err := ctx.Err(); err != nil {
+		return err // run is one-shot: Ctrl-C ends the program (exit 130)
+	}
 	g.summary(len(ids), 0, took, r)
 	return nil
 }
