@@ -67,7 +67,8 @@ func ProgressBars(w io.Writer) (report stage.Reporter, finish func()) {
 				r = &running{start: time.Now()}
 				stages[e.Stage] = r
 			}
-			if e.Total <= 0 {
+			// Until the first unit is done a bar has no rate to show but "0 tensors/hr".
+			if e.Total <= 0 || e.Done <= 0 {
 				return
 			}
 			if r.bar == nil || r.unit != e.Unit {
@@ -122,6 +123,8 @@ func newBar(w io.Writer, e stage.Event) *progressbar.ProgressBar {
 		progressbar.OptionShowCount(),
 		progressbar.OptionShowIts(),
 		progressbar.OptionUseANSICodes(true),
+		// A finished bar is erased, so that the stage's summary line starts a clean line.
+		progressbar.OptionClearOnFinish(),
 	}
 	if e.Unit == "bytes" {
 		opts = append(opts, progressbar.OptionShowBytes(true), progressbar.OptionShowTotalBytes(true))

@@ -62,3 +62,25 @@ func TestProgressBars(t *testing.T) {
 		}
 	}
 }
+
+// A bar that reaches its total is erased before the stage's summary line, and a bar with
+// nothing done yet is not drawn (it could only show a rate of "0 tensors/hr").
+func TestProgressBarsClearFinished(t *testing.T) {
+	var buf bytes.Buffer
+	r, finish := pipeline.ProgressBars(&buf)
+	r(stage.Event{Stage: "load", Event: "start"})
+	r(stage.Event{Stage: "load", Event: "progress", Done: 0, Total: 50, Unit: "tensors"})
+	r(stage.Event{Stage: "load", Event: "progress", Done: 48, Total: 48, Unit: "tensors"})
+	r(stage.Event{Stage: "load", Event: "done"})
+	finish()
+	out := buf.String()
+	if strings.Contains(out, "/hr") || strings.Contains(out, "0/50") {
+		t.Errorf("a bar with nothing done was drawn: %q", out)
+	}
+	if !strings.Contains(out, "\nload     done in ") && !strings.HasPrefix(out, "load     done in ") && !strings.Contains(out, "\rload     done in ") {
+		t.Errorf("summary line does not start a clean line: %q", out)
+	}
+	if strings.Contains(out, "|load") || strings.Contains(out, "/s)load") {
+		t.Errorf("finished bar left before the summary: %q", out)
+	}
+}

@@ -58,7 +58,7 @@ anywhere through the pure-Go reference runtime that executes the exported packag
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{err} })
 	addPluginFlags(root)
 	root.AddCommand(newRunCmd(), newBuildCmd(), newScoreCmd(), newPredictCmd(),
-		newInspectCmd(), newTokenizeCmd(), newDetokenizeCmd(), newDoctorCmd())
+		newInspectCmd(), newTokenizeCmd(), newDetokenizeCmd(), newDoctorCmd(), newChatCmd())
 	root.AddCommand(newPerplexityCmd(), newCompareCmd())
 	root.AddCommand(newValidateCmd(), newStagesCmd(), newCacheCmd())
 	root.AddCommand(newBenchCmd())

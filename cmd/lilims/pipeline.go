@@ -64,6 +64,14 @@ func (pf *pipelineFlags) register(cmd *cobra.Command) {
 
 type pipelineFlagsKey struct{}
 
+// errOut is the command's stderr.
+func (pf *pipelineFlags) errOut() io.Writer {
+	if pf.stderr == nil {
+		return os.Stderr
+	}
+	return pf.stderr
+}
+
 // openCache opens the build cache the flags select, or returns nil with --no-cache.
 func (pf *pipelineFlags) openCache() (*pipeline.Cache, error) {
 	if pf.noCache {
@@ -210,7 +218,7 @@ func buildPlan(ctx context.Context, plan *pipeline.Plan, workDir string, verbose
 		stderr = os.Stderr
 	}
 	var reporters []stage.Reporter
-	if verbose {
+	if verbose && !pf.json { // --json: the NDJSON events carry the same, and stay clean
 		reporters = append(reporters, func(e stage.Event) {
 			if e.Event == "start" || e.Event == "done" || e.Event == "cached" {
 				fmt.Fprintf(stderr, "lilims: %s: %s %s\n", e.Stage, e.Event, e.Msg)
@@ -264,14 +272,19 @@ func isTerminalWriter(w io.Writer) bool {
 // modelTokenizer reads the tokenizer of the pipeline's model: a GGUF, or the host file of an
 // exported package.
 func modelTokenizer(model string) (*tokenizer.Tokenizer, error) {
-	open := gguf.Open
-	if isExport(model) {
-		open = contract.OpenHost
-	}
-	f, err := open(model)
+	f, err := openModelMetadata(model)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
 	return tokenizer.FromGGUF(f)
+}
+
+// openModelMetadata opens what holds the model's metadata (tokenizer, chat template): the
+// GGUF itself, or the host file an exported package carries.
+func openModelMetadata(model string) (*gguf.File, error) {
+	if isExport(model) {
+		return contract.OpenHost(model)
+	}
+	return gguf.Open(model)
 }

@@ -3,9 +3,13 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -13,20 +17,33 @@ import (
 
 	"github.com/lilims/lilims/pipeline"
 	"github.com/lilims/lilims/pipeline/stage"
+	"github.com/lilims/lilims/stages/loader/chattmpl"
 	"github.com/lilims/lilims/stages/loader/tokenizer"
 	"github.com/lilims/lilims/stages/sampler"
 )
 
-// samplerFlags map command-line sampling options onto the pipeline's sampler stage.
-var samplerFlags = []struct{ flag, param, usage string }{
-	{"temperature", "temperature", "sampling temperature (≤ 0: greedy)"},
-	{"top-k", "top_k", "keep the K most likely tokens (≤ 0: off)"},
-	{"top-p", "top_p", "nucleus sampling threshold (1: off)"},
-	{"min-p", "min_p", "drop tokens below MIN_P × the top probability (0: off)"},
-	{"repeat-penalty", "repeat_penalty", "penalise repeated tokens (1: off)"},
-	{"frequency-penalty", "frequency_penalty", "subtract count × this from repeated tokens' logits"},
-	{"presence-penalty", "presence_penalty", "subtract this from tokens already present"},
-	{"seed", "seed", "random seed (reproducible; default random)"},
+// samplingFlags are the commands' sampling options: one typed flag per parameter of
+// sampler.Parameters (their one source, with its defaults shown in --help), named with
+// dashes (--top-k for top_k), and --stop.
+type samplingFlags struct {
+	floats map[string]*float64
+	ints   map[string]*int64
+	stops  []string
+}
+
+func (sf *samplingFlags) register(cmd *cobra.Command, stopUsage string) {
+	sf.floats, sf.ints = map[string]*float64{}, map[string]*int64{}
+	for _, p := range sampler.Parameters() {
+		name := strings.ReplaceAll(p.Key, "_", "-")
+		switch p.Kind {
+		case sampler.Float:
+			sf.floats[p.Key] = cmd.Flags().Float64(name, p.Default.(float64), p.Doc)
+		case sampler.Int, sampler.Seed:
+			sf.ints[p.Key] = cmd.Flags().Int64(name, p.Default.(int64), p.Doc)
+		case sampler.Strings:
+			cmd.Flags().StringArrayVar(&sf.stops, name, nil, stopUsage)
+		}
+	}
 }
 
 func newRunCmd() *cobra.Command {
@@ -34,203 +51,393 @@ func newRunCmd() *cobra.Command {
 		pf        pipelineFlags
 		prompt    string
 		maxTokens int
-		stops     []string
-		raw       = map[string]*string{}
+		sampling  samplingFlags
+		chat      chatFlags
+		asChat    bool
 	)
 	cmd := &cobra.Command{
 		Use:   "run MODEL.gguf|PIPELINE.yaml|PACKAGE.mlpackage [--prompt TEXT]",
-		Short: "Generate text: build the pipeline, then stream tokens from the runtime",
+		Short: "Generate text once: build the pipeline, then stream tokens from the runtime",
 		Long: `Build the pipeline (a bare GGUF path uses the default one: load → export fp16 →
-compile/validate → runtime → sample), open the exported package on the runtime and stream
-generated text to stdout. An exported package (or chunked export directory) runs as it is,
-without its GGUF: the tokenizer comes from the host file it carries. Progress and a tokens/s
-summary go to stderr. Without --prompt on a terminal it is an interactive prompt loop;
-otherwise the prompt is read from stdin.`,
+compile/validate → runtime → sample), open the exported package on the runtime and stream the
+continuation of one prompt to stdout. The prompt is --prompt (its backslash escapes \n, \t, \\
+become characters, as in llama-cli) or else stdin. With --chat the prompt is one user turn,
+written in the model's chat template. Load, prefill and decode times go to stderr; with --json
+stderr is NDJSON events (build progress, ready, token, summary). An exported package (or
+chunked export directory) runs as it is, without its GGUF: the tokenizer comes from the host
+file it carries. MODEL may also be a Hugging Face name (OWNER/REPO[:QUANT]), pulled on first
+use. For a conversation, use 'lilims chat'.`,
 		Example: `  lilims run testdata/oracle/models/stories260K.gguf --prompt "Once upon a time" --max-tokens 64
   lilims run model.gguf --prompt "Hi" --temperature 0
-  lilims run pipelines/stories.yaml --prompt "Once" --set sample.top_k=10
+  lilims run model.gguf --chat --system "Answer briefly." --prompt "Name three colours."
+  lilims run pipelines/stories.yaml --prompt "Once\nupon" --set sample.top_k=10 --json
   lilims run out/export/model.mlpackage --prompt "Once upon a time"`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
 			if maxTokens < 0 {
 				return usagef("--max-tokens must not be negative")
 			}
-			plan, err := withSamplerFlags(cmd, a[0], pf.sets, raw, stops)
+			text := unescapePrompt(prompt)
+			if !cmd.Flags().Changed("prompt") {
+				if isTerminal(os.Stdin) {
+					return usagef("no --prompt and stdin is a terminal: give --prompt TEXT, pipe the prompt, or use 'lilims chat'")
+				}
+				in, err := io.ReadAll(cmd.InOrStdin())
+				if err != nil {
+					return err
+				}
+				text = string(in)
+			}
+			h, err := openWithFlags(cmd, a[0], &pf, &sampling)
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			start := time.Now()
-			b, err := buildPlan(ctx, plan, pf.workDir, pf.verbose)
-			if err != nil {
-				return err
+			defer h.close()
+			g := h.generator(cmd.OutOrStdout(), cmd.ErrOrStderr(), maxTokens)
+			var ids []int32
+			if asChat {
+				tmpl, err := h.template(chat.template)
+				if err != nil {
+					return err
+				}
+				if ids, err = encodeChat(h.tok, tmpl, withSystem(chat.system, []chattmpl.Message{{Role: "user", Content: text}})); err != nil {
+					return err
+				}
+			} else {
+				// llama-cli tokenizes with add_special and parse_special both on.
+				ids = h.tok.Encode(text, true, true)
 			}
-			defer b.cleanup()
-			tok, err := modelTokenizer(b.model())
-			if err != nil {
-				return err
-			}
-			sess, err := plan.OpenSession(ctx, b.artifacts)
-			if err != nil {
-				return err
-			}
-			defer sess.Close()
-			smp, err := plan.NewSampler(sess.VocabSize())
-			if err != nil {
-				return err
-			}
-			var stopStrings []string
-			if st := plan.Step(stage.KindSampler); st != nil {
-				stopStrings = st.Params.Strings("stop")
-			}
-			if pf.verbose {
-				fmt.Fprintf(os.Stderr, "lilims: ready in %.2fs\n", time.Since(start).Seconds())
-			}
-			g := &generator{sess: sess, tok: tok, smp: smp, stops: stopStrings, maxTokens: maxTokens,
-				out: cmd.OutOrStdout(), errOut: cmd.ErrOrStderr()}
-			if cmd.Flags().Changed("prompt") {
-				return g.generate(ctx, prompt)
-			}
-			if isTerminal(os.Stdin) {
-				return g.interactive(ctx, cmd.InOrStdin())
-			}
-			in, err := io.ReadAll(cmd.InOrStdin())
-			if err != nil {
-				return err
-			}
-			return g.generate(ctx, string(in))
+			return g.once(cmd.Context(), ids)
 		},
 	}
-	cmd.Flags().StringVarP(&prompt, "prompt", "p", "", "prompt text")
+	cmd.Flags().StringVarP(&prompt, "prompt", "p", "", "prompt text (\\n, \\t, \\\\ … are unescaped)")
 	cmd.Flags().IntVarP(&maxTokens, "max-tokens", "n", 128, "tokens to generate at most")
-	cmd.Flags().StringArrayVar(&stops, "stop", nil, "stop when this string is generated (repeatable)")
-	for _, sf := range samplerFlags {
-		raw[sf.flag] = cmd.Flags().String(sf.flag, "", sf.usage)
-	}
+	cmd.Flags().BoolVar(&asChat, "chat", false, "write the prompt as a user turn in the model's chat template")
+	chat.register(cmd)
+	sampling.register(cmd, "stop when this string is generated (repeatable)")
 	pf.register(cmd)
 	return cmd
 }
 
-// withSamplerFlags loads the pipeline and applies the sampling flags to its sampler stage,
-// whatever that stage's id. Repeated --stop flags add up to one list.
-func withSamplerFlags(cmd *cobra.Command, arg string, sets []string, raw map[string]*string, stops []string) (*pipeline.Plan, error) {
+// unescapePrompt turns the backslash escapes of a command-line prompt into characters, as
+// llama-cli does (common/common.cpp, string_process_escapes): \n \t \r \\ \' \" and \xHH.
+// Any other backslash stays as written.
+func unescapePrompt(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] != '\\' || i+1 == len(s) {
+			b.WriteByte(s[i])
+			continue
+		}
+		switch c := s[i+1]; c {
+		case 'n':
+			b.WriteByte('\n')
+		case 't':
+			b.WriteByte('\t')
+		case 'r':
+			b.WriteByte('\r')
+		case '\\', '\'', '"':
+			b.WriteByte(c)
+		case 'x':
+			if i+4 <= len(s) {
+				if v, err := strconv.ParseUint(s[i+2:i+4], 16, 8); err == nil {
+					b.WriteByte(byte(v))
+					i += 3
+					continue
+				}
+			}
+			b.WriteString(s[i : i+2])
+		default:
+			b.WriteString(s[i : i+2])
+		}
+		i++
+	}
+	return b.String()
+}
+
+// withSamplerFlags loads the pipeline and applies the sampling flags the user gave to its
+// sampler stage, whatever that stage's id (the sampler validates the values when it is made).
+// Repeated --stop flags add up to one list.
+func withSamplerFlags(cmd *cobra.Command, arg string, sets []string, sf *samplingFlags) (*pipeline.Plan, error) {
 	plan, err := loadPlan(arg, sets)
 	if err != nil {
 		return nil, err
 	}
-	var extra []string
-	for _, sf := range samplerFlags {
-		if cmd.Flags().Changed(sf.flag) {
-			extra = append(extra, sf.param+"="+*raw[sf.flag])
+	changed := map[string]any{}
+	for key, v := range sf.floats {
+		if cmd.Flags().Changed(strings.ReplaceAll(key, "_", "-")) {
+			changed[key] = *v
 		}
 	}
-	if len(extra) == 0 && len(stops) == 0 {
+	for key, v := range sf.ints {
+		if cmd.Flags().Changed(strings.ReplaceAll(key, "_", "-")) {
+			changed[key] = *v
+		}
+	}
+	if len(changed) == 0 && len(sf.stops) == 0 {
 		return plan, nil
 	}
 	smp := plan.Step(stage.KindSampler)
 	if smp == nil {
 		return nil, fmt.Errorf("%s: sampling flags given, but the pipeline has no sampler stage", arg)
 	}
-	if len(extra) > 0 {
-		all := append([]string(nil), sets...)
-		for _, e := range extra {
-			all = append(all, smp.ID+"."+e)
-		}
-		if plan, err = loadPlan(arg, all); err != nil {
-			return nil, err
-		}
-		smp = plan.Step(stage.KindSampler)
+	for key, v := range changed {
+		smp.Params[key] = v
 	}
-	smp.Params["stop"] = append(append([]string(nil), smp.Params.Strings("stop")...), stops...)
+	smp.Params["stop"] = append(append([]string(nil), smp.Params.Strings("stop")...), sf.stops...)
+	// Check the values now, naming the flag, rather than after the build.
+	if _, err := sampler.FromMap(maps.Clone(map[string]any(smp.Params))); err != nil {
+		var pe *sampler.ParamError
+		if errors.As(err, &pe) && changed[pe.Key] != nil {
+			return nil, usagef("--%s: %s", strings.ReplaceAll(pe.Key, "_", "-"), pe.Msg)
+		}
+	}
 	return plan, nil
 }
 
 func isTerminal(f *os.File) bool { return isTerminalWriter(f) }
 
-// generator runs the generation loop on an open session.
+// openModel is a model ready to generate: the built pipeline, its tokenizer, an open session and
+// a sampler. run, chat (and serve) are thin loops over it.
+type openModel struct {
+	plan  *pipeline.Plan
+	b     *built
+	tok   *tokenizer.Tokenizer
+	sess  stage.Session
+	smp   stage.TokenSampler
+	stops []string
+	json  bool // --json: events on stderr instead of text
+	load  time.Duration
+}
+
+// openWithFlags loads the pipeline for arg with the command's sampling flags and opens it.
+func openWithFlags(cmd *cobra.Command, arg string, pf *pipelineFlags, sf *samplingFlags) (*openModel, error) {
+	plan, err := withSamplerFlags(cmd, arg, pf.sets, sf)
+	if err != nil {
+		return nil, err
+	}
+	return openHost(cmd.Context(), plan, pf)
+}
+
+// openHost builds the plan and opens its session. The load time includes one warm-up call of
+// each function (prefill, then decode; then forgotten), so that a prompt's prefill and decode
+// times are the model's speed, not the first calls' set-up (page faults on the weights,
+// buffers, worker start: half a second on stories260K).
+func openHost(ctx context.Context, plan *pipeline.Plan, pf *pipelineFlags) (*openModel, error) {
+	start := time.Now()
+	b, err := buildPlan(ctx, plan, pf.workDir, pf.verbose)
+	if err != nil {
+		return nil, err
+	}
+	h := &openModel{plan: plan, b: b, json: pf.json}
+	fail := func(err error) (*openModel, error) { h.close(); return nil, err }
+	if h.tok, err = modelTokenizer(b.model()); err != nil {
+		return fail(err)
+	}
+	if h.sess, err = plan.OpenSession(ctx, b.artifacts); err != nil {
+		return fail(err)
+	}
+	if h.smp, err = plan.NewSampler(h.sess.VocabSize()); err != nil {
+		return fail(err)
+	}
+	if st := plan.Step(stage.KindSampler); st != nil {
+		h.stops = st.Params.Strings("stop")
+	}
+	warm := max(h.tok.BOS(), 0)
+	if _, err := h.sess.Prefill(ctx, []int32{warm, warm, warm}); err != nil {
+		return fail(fmt.Errorf("warm-up: %w", err))
+	}
+	h.sess.Reset()
+	h.load = time.Since(start)
+	switch {
+	case h.json:
+		emit(pf.errOut(), "ready", map[string]any{"seconds": h.load.Seconds(),
+			"context": h.sess.ContextLength(), "vocab": h.sess.VocabSize()})
+	case pf.verbose:
+		fmt.Fprintf(pf.errOut(), "lilims: ready in %.2fs\n", h.load.Seconds())
+	}
+	return h, nil
+}
+
+func (h *openModel) close() {
+	if h.sess != nil {
+		h.sess.Close()
+	}
+	h.b.cleanup()
+}
+
+func (h *openModel) generator(out, errOut io.Writer, maxTokens int) *generator {
+	return &generator{h: h, maxTokens: maxTokens, out: out, errOut: errOut}
+}
+
+// emit writes one NDJSON event line: {"event": name, "time": …, fields…}.
+func emit(w io.Writer, event string, fields map[string]any) {
+	m := map[string]any{"event": event, "time": time.Now().UTC().Format(time.RFC3339Nano)}
+	for k, v := range fields {
+		m[k] = v
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return
+	}
+	w.Write(append(b, '\n'))
+}
+
+// generator runs prefill and the decode loop on a host's session.
 type generator struct {
-	sess      stage.Session
-	tok       *tokenizer.Tokenizer
-	smp       stage.TokenSampler
-	stops     []string
+	h         *openModel
 	maxTokens int
 	out       io.Writer
 	errOut    io.Writer
 }
 
-// generate streams the continuation of prompt, starting a fresh conversation.
-func (g *generator) generate(ctx context.Context, prompt string) error {
-	g.sess.Reset()
-	g.smp.Reset()
-	// llama-cli tokenizes with add_special and parse_special both on.
-	ids := g.tok.Encode(prompt, true, true)
+// reply is what one decode loop produced.
+type reply struct {
+	text   string
+	fed    []int32 // sampled tokens that went through the session (their K/V is in the state)
+	n      int     // tokens sampled
+	reason string
+	took   time.Duration
+}
+
+// once generates the continuation of ids from an empty conversation (the run command).
+func (g *generator) once(ctx context.Context, ids []int32) error {
+	sess := g.h.sess
 	if len(ids) == 0 {
 		return fmt.Errorf("the prompt is empty and the model adds no BOS token: nothing to continue")
 	}
-	if len(ids) >= g.sess.ContextLength() {
+	if len(ids) >= sess.ContextLength() {
 		return fmt.Errorf("prompt of %d tokens does not fit the exported context of %d tokens; re-export with a larger context (--set export.context=N)",
-			len(ids), g.sess.ContextLength())
+			len(ids), sess.ContextLength())
 	}
-	t0 := time.Now()
-	all, err := g.sess.Prefill(ctx, ids)
+	sess.Reset()
+	logits, took, err := g.prefill(ctx, ids, ids)
 	if err != nil {
 		return err
 	}
-	logits := all[len(all)-1]
-	for _, id := range ids {
-		g.smp.Accept(id)
+	r, err := g.stream(ctx, logits)
+	if err != nil {
+		return err
 	}
-	tPrompt := time.Since(t0)
-	sd := sampler.NewStopDetector(g.stops)
+	if err := ctx.Err(); err != nil {
+		return err // run is one-shot: Ctrl-C ends the program (exit 130)
+	}
+	g.summary(len(ids), 0, took, r)
+	return nil
+}
+
+// prefill feeds tokens to the session (whose state already holds the rest of history) and
+// restarts the sampler's history with history, which ends with tokens.
+func (g *generator) prefill(ctx context.Context, history, tokens []int32) ([]float32, time.Duration, error) {
+	t0 := time.Now()
+	all, err := g.h.sess.Prefill(ctx, tokens)
+	if err != nil {
+		return nil, 0, err
+	}
+	took := time.Since(t0)
+	g.h.smp.Reset()
+	for _, id := range history {
+		g.h.smp.Accept(id)
+	}
+	return all[len(all)-1], took, nil
+}
+
+// stream samples and decodes from logits until an end-of-generation token, a stop string,
+// --max-tokens or the end of the context, writing the text to out as it comes (and token
+// events with --json). A cancelled ctx ends the reply early (reason "interrupted") with no
+// error: the tokens decoded so far stay in the session.
+func (g *generator) stream(ctx context.Context, logits []float32) (reply, error) {
+	h := g.h
+	sd := sampler.NewStopDetector(h.stops)
 	w := bufio.NewWriter(g.out)
 	defer w.Flush()
+	var r reply
+	var text strings.Builder
 	t1 := time.Now()
-	n := 0
-	reason := "max tokens"
-	for n < g.maxTokens {
-		if err := ctx.Err(); err != nil {
-			w.Flush()
-			return err
+	r.reason = "max tokens"
+	for r.n < g.maxTokens {
+		if ctx.Err() != nil {
+			r.reason = "interrupted"
+			break
 		}
-		next := g.smp.Sample(logits)
+		next := h.smp.Sample(logits)
 		if next < 0 {
 			// A sampler running as a plugin reports its failure through Err.
-			if e, ok := g.smp.(interface{ Err() error }); ok && e.Err() != nil {
-				return fmt.Errorf("sampler: %w", e.Err())
+			if e, ok := h.smp.(interface{ Err() error }); ok && e.Err() != nil {
+				return r, fmt.Errorf("sampler: %w", e.Err())
 			}
-			return fmt.Errorf("the sampler returned no token (logits of length %d)", len(logits))
+			return r, fmt.Errorf("the sampler returned no token (logits of length %d)", len(logits))
 		}
-		g.smp.Accept(next)
-		n++
-		if g.tok.IsEOG(next) {
-			reason = "end of text"
+		h.smp.Accept(next)
+		r.n++
+		if h.tok.IsEOG(next) {
+			r.reason = "end of text"
 			break
 		}
-		text, stopped := sd.Feed(string(g.tok.Piece(next, false)))
-		w.WriteString(text)
+		piece := string(h.tok.Piece(next, false))
+		out, stopped := sd.Feed(piece)
+		if h.json {
+			emit(g.errOut, "token", map[string]any{"id": next, "text": piece})
+		}
+		w.WriteString(out)
+		text.WriteString(out)
 		w.Flush()
 		if stopped {
-			reason = "stop string"
+			r.reason = "stop string"
 			break
 		}
-		if n == g.maxTokens {
+		if r.n == g.maxTokens {
 			break
 		}
-		if g.sess.Pos() >= g.sess.ContextLength() {
-			reason = "context full"
+		if h.sess.Pos() >= h.sess.ContextLength() {
+			r.reason = "context full"
 			break
 		}
-		if logits, err = g.sess.Decode(ctx, next); err != nil {
-			return err
+		var err error
+		if logits, err = h.sess.Decode(ctx, next); err != nil {
+			if ctx.Err() != nil {
+				r.reason = "interrupted"
+				break
+			}
+			return r, err
 		}
+		r.fed = append(r.fed, next)
 	}
-	w.WriteString(sd.Flush())
-	w.WriteString("\n")
-	w.Flush()
-	gen := time.Since(t1)
-	fmt.Fprintf(g.errOut, "lilims: prompt %d tokens in %.2fs (%.1f tok/s), generated %d tokens in %.2fs (%.1f tok/s), stopped: %s\n",
-		len(ids), tPrompt.Seconds(), rate(len(ids), tPrompt), n, gen.Seconds(), rate(n, gen), reason)
-	return nil
+	rest := sd.Flush()
+	w.WriteString(rest + "\n")
+	text.WriteString(rest)
+	r.text = text.String()
+	r.took = time.Since(t1)
+	return r, nil
+}
+
+// summary reports load, prefill and decode separately on stderr (an event with --json).
+func (g *generator) summary(prefilled, cached int, prefill time.Duration, r reply) {
+	defer func() { g.h.load = 0 }() // a chat reports the load once, with its first turn
+	if g.h.json {
+		emit(g.errOut, "summary", map[string]any{
+			"load_seconds":  g.h.load.Seconds(),
+			"prompt_tokens": prefilled + cached, "cached_tokens": cached, "prefill_tokens": prefilled,
+			"prefill_seconds": prefill.Seconds(), "prefill_tokens_per_second": rate(prefilled, prefill),
+			"generated_tokens": r.n, "decode_seconds": r.took.Seconds(), "decode_tokens_per_second": rate(r.n, r.took),
+			"stop": r.reason,
+		})
+		return
+	}
+	fmt.Fprint(g.errOut, "lilims: ")
+	if g.h.load > 0 {
+		fmt.Fprintf(g.errOut, "load %.2fs, ", g.h.load.Seconds())
+	}
+	if cached > 0 {
+		fmt.Fprintf(g.errOut, "prefill %d new tokens (cached %d)", prefilled, cached)
+	} else {
+		fmt.Fprintf(g.errOut, "prefill %d tokens", prefilled)
+	}
+	fmt.Fprintf(g.errOut, " in %.3fs (%.1f tok/s), decode %d tokens in %.2fs (%.1f tok/s), stopped: %s\n",
+		prefill.Seconds(), rate(prefilled, prefill), r.n, r.took.Seconds(), rate(r.n, r.took), r.reason)
 }
 
 func rate(n int, d time.Duration) float64 {
@@ -238,26 +445,4 @@ func rate(n int, d time.Duration) float64 {
 		return 0
 	}
 	return float64(n) / d.Seconds()
-}
-
-// interactive reads prompts line by line until EOF or Ctrl-C.
-func (g *generator) interactive(ctx context.Context, in io.Reader) error {
-	sc := bufio.NewScanner(in)
-	for {
-		fmt.Fprint(g.errOut, "> ")
-		if !sc.Scan() {
-			fmt.Fprintln(g.errOut)
-			return sc.Err()
-		}
-		line := strings.TrimSpace(sc.Text())
-		if line == "" {
-			continue
-		}
-		if err := g.generate(ctx, line); err != nil {
-			if ctx.Err() != nil {
-				return err
-			}
-			fmt.Fprintln(g.errOut, "lilims:", err)
-		}
-	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/lilims/lilims/internal/server"
 	"github.com/lilims/lilims/pipeline"
 	"github.com/lilims/lilims/pipeline/stage"
+	"github.com/lilims/lilims/stages/loader/chattmpl"
 )
 
 type serveFlags struct {
@@ -29,6 +30,7 @@ type serveFlags struct {
 	queue        int
 	maxBody      int64
 	drain        time.Duration
+	chatTemplate string
 }
 
 func newServeCmd() *cobra.Command {
@@ -37,7 +39,7 @@ func newServeCmd() *cobra.Command {
 		sf serveFlags
 	)
 	cmd := &cobra.Command{
-		Use:   "serve MODEL|PIPELINE [--port 11434]",
+		Use:   "serve MODEL|PIPELINE|PACKAGE [--port 11434]",
 		Short: "Serve the model with the OpenAI API (chat and text completions, streaming)",
 		Long: `Build the pipeline once, open the model and serve it over HTTP with the OpenAI API:
 POST /v1/chat/completions and /v1/completions (stream: true for server-sent events),
@@ -92,6 +94,7 @@ max_tokens) override the pipeline's sampler.`,
 	cmd.Flags().IntVar(&sf.queue, "queue", 64, "requests that may wait for a session; more get HTTP 503")
 	cmd.Flags().StringVar(&sf.apiKey, "api-key", "", "require Authorization: Bearer KEY on /v1 (default $LILIMS_API_KEY)")
 	cmd.Flags().Int64Var(&sf.maxBody, "max-body", 4<<20, "largest request body in bytes (HTTP 413 beyond)")
+	cmd.Flags().StringVar(&sf.chatTemplate, "chat-template", "", "chat template: a built-in format (chatml, llama3, phi3, gemma … see docs/chat.md) or a Jinja file (default: the model's, else chatml)")
 	cmd.Flags().DurationVar(&sf.drain, "drain", 30*time.Second, "on SIGTERM, how long running requests may take to finish before they are cancelled")
 	pf.register(cmd)
 	return cmd
@@ -137,7 +140,19 @@ func openServer(ctx context.Context, plan *pipeline.Plan, pf pipelineFlags, sf s
 	if st := plan.Step(stage.KindSampler); st != nil {
 		eng.Stops = st.Params.Strings("stop")
 	}
-	srv := &server.Server{Engine: eng, ModelID: modelID(plan), Chat: chatFormatter(tok), APIKey: sf.apiKey, MaxBody: sf.maxBody}
+	tmpl, chatStops, err := chatTemplate(b.model(), tok, sf.chatTemplate)
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	encode := func(msgs []server.Message) ([]int32, error) {
+		turns := make([]chattmpl.Message, len(msgs))
+		for i, m := range msgs {
+			turns[i] = chattmpl.Message{Role: m.Role, Content: m.Content}
+		}
+		return encodeChat(tok, tmpl, turns)
+	}
+	srv := &server.Server{Engine: eng, ModelID: modelID(plan), Chat: encode, ChatStops: chatStops, APIKey: sf.apiKey, MaxBody: sf.maxBody}
 	if pf.verbose {
 		logger := log.New(stderr, "lilims: ", log.LstdFlags)
 		srv.Log = logger.Printf

@@ -143,7 +143,7 @@ func TestBuildCacheAndEvents(t *testing.T) {
 	}
 	// Not a terminal and no --json: nothing on stderr but the summary line of run.
 	_, errOut, code = runCLI(t, "", "run", "../../pipelines/stories.yaml", "-p", "Once", "-n", "4")
-	if code != 0 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.HasPrefix(errOut, "lilims: prompt") {
+	if code != 0 || strings.Count(strings.TrimSpace(errOut), "\n") != 0 || !strings.HasPrefix(errOut, "lilims: load ") {
 		t.Errorf("run without a terminal: exit %d, stderr %q", code, errOut)
 	}
 }

@@ -21,17 +21,20 @@ type Message struct {
 	Content string
 }
 
-// ChatFormatter renders a conversation into the prompt text of the model's chat template,
-// ending where the assistant's reply begins.
-type ChatFormatter func(msgs []Message) (string, error)
+// ChatEncoder renders a conversation in the model's chat template, ending where the
+// assistant's reply begins, and tokenizes it.
+type ChatEncoder func(msgs []Message) ([]int32, error)
 
 // Server is the HTTP front of an Engine.
 type Server struct {
 	Engine  *Engine
 	ModelID string // the id /v1/models lists and requests name
-	Chat    ChatFormatter
-	APIKey  string // when set, /v1/* requires "Authorization: Bearer APIKey"
-	MaxBody int64  // request body limit in bytes (0: 4 MiB)
+	Chat    ChatEncoder
+	// ChatStops end a chat reply besides the end-of-generation tokens: the template's
+	// end-of-turn text where the vocabulary has no such token.
+	ChatStops []string
+	APIKey    string // when set, /v1/* requires "Authorization: Bearer APIKey"
+	MaxBody   int64  // request body limit in bytes (0: 4 MiB)
 	// Log, when set, gets one line per request.
 	Log     func(format string, args ...any)
 	created int64
@@ -338,7 +341,8 @@ func (s *Server) chatCompletions(w http.ResponseWriter, r *http.Request, body []
 		badRequest(w, "messages", "chat template: "+err.Error())
 		return
 	}
-	gen.Prompt = s.Engine.Tok.Encode(prompt, true, true)
+	gen.Prompt = prompt
+	gen.Stops = append(gen.Stops, s.ChatStops...)
 	s.respond(w, r, req.common, gen, true)
 }
 

@@ -102,21 +102,20 @@ func (autoRuntime) Open(ctx context.Context, art stage.Artifact, p stage.Params)
 }
 
 var samplerSpec = stage.Spec{Uses: "sampler/default", Kind: stage.KindSampler,
-	Doc: "llama.cpp's sampling chain: penalties → top-k → typical → top-p → min-p → temperature → draw.",
-	Params: []stage.ParamSpec{
-		{Name: "temperature", Type: stage.Float, Default: 0.8, Doc: "≤ 0: greedy"},
-		{Name: "top_k", Type: stage.Int, Default: 40, Doc: "≤ 0: off"},
-		{Name: "top_p", Type: stage.Float, Default: 0.95, Doc: "1: off"},
-		{Name: "min_p", Type: stage.Float, Default: 0.05, Doc: "0: off"},
-		{Name: "typical_p", Type: stage.Float, Default: 1.0, Doc: "1: off"},
-		{Name: "repeat_penalty", Type: stage.Float, Default: 1.0, Doc: "1: off"},
-		{Name: "frequency_penalty", Type: stage.Float, Default: 0.0, Doc: "0: off"},
-		{Name: "presence_penalty", Type: stage.Float, Default: 0.0, Doc: "0: off"},
-		{Name: "penalty_last_n", Type: stage.Int, Default: 64, Doc: "tokens the penalties look back (-1: all)"},
-		{Name: "seed", Type: stage.Int, Default: int64(sampler.RandomSeed), Doc: "4294967295: a random seed"},
-		{Name: "min_keep", Type: stage.Int, Default: 0, Doc: "minimum candidates each filter keeps"},
-		{Name: "stop", Type: stage.Strings, Doc: "stop strings"},
-	}}
+	Doc:    "llama.cpp's sampling chain: penalties → top-k → typical → top-p → min-p → temperature → draw.",
+	Params: samplerParams()}
+
+// samplerParams declares the sampler package's parameters (sampler.Parameters, their one
+// source) as the stage's.
+func samplerParams() []stage.ParamSpec {
+	types := map[sampler.Kind]stage.ParamType{sampler.Float: stage.Float, sampler.Int: stage.Int,
+		sampler.Seed: stage.Int, sampler.Strings: stage.Strings}
+	var out []stage.ParamSpec
+	for _, p := range sampler.Parameters() {
+		out = append(out, stage.ParamSpec{Name: p.Key, Type: types[p.Kind], Default: p.Default, Doc: p.Doc})
+	}
+	return out
+}
 
 type samplerStage struct{}
 

@@ -121,3 +121,26 @@ func TestSessionLimits(t *testing.T) {
 		t.Errorf("cancelled context: %v", err)
 	}
 }
+
+// Rewind keeps the first n tokens: the next call writes at position n, and a rewind past
+// what the session holds is refused.
+func TestSessionRewind(t *testing.T) {
+	r := &recorder{c: 8, v: 10}
+	s := NewSession(r, Meta{ContextLength: 8, PrefillChunk: 4, VocabSize: 10})
+	ctx := context.Background()
+	if _, err := s.Prefill(ctx, []int32{1, 2, 3, 4, 5}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Rewind(6); err == nil {
+		t.Error("rewind to 6 of 5 tokens: no error")
+	}
+	if err := s.Rewind(3); err != nil || s.Pos() != 3 {
+		t.Fatalf("rewind to 3: %v, pos %d", err, s.Pos())
+	}
+	if _, err := s.Decode(ctx, 7); err != nil {
+		t.Fatal(err)
+	}
+	if last := r.calls[len(r.calls)-1]; last != "decode@3:[7]" {
+		t.Errorf("after rewind: %s, want decode@3:[7]", last)
+	}
+}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 )
 
 // FromMap reads sampling parameters from a stage's `with:` map, as decoded from YAML or JSON,
@@ -177,4 +178,49 @@ func asStrings(v any) ([]string, error) {
 		return out, nil
 	}
 	return nil, fmt.Errorf("want a string or a list of strings, got %s", describe(v))
+}
+
+// Kind is the type of a sampling parameter's value.
+type Kind int
+
+const (
+	Float   Kind = iota // a number (float32)
+	Int                 // an integer
+	Seed                // a non-negative integer up to 2^64−1
+	Strings             // a string or a list of strings
+)
+
+// Parameter describes one key FromMap reads. Parameters is the one list of them: the sampler
+// stage's declared parameters and the sampling flags of the commands derive from it.
+type Parameter struct {
+	Key     string // snake_case, as in a pipeline file
+	Kind    Kind
+	Default any // float64, int64 or nil (Strings), from DefaultParams
+	Doc     string
+}
+
+// Parameters lists the sampling parameters with DefaultParams' values.
+func Parameters() []Parameter {
+	d := DefaultParams()
+	return []Parameter{
+		{"temperature", Float, f64(d.Temperature), "sampling temperature (≤ 0: greedy)"},
+		{"top_k", Int, int64(d.TopK), "keep the K most likely tokens (≤ 0: off)"},
+		{"top_p", Float, f64(d.TopP), "nucleus sampling threshold (1: off)"},
+		{"min_p", Float, f64(d.MinP), "drop tokens below MIN_P × the top probability (0: off)"},
+		{"typical_p", Float, f64(d.TypicalP), "locally typical sampling (1: off)"},
+		{"repeat_penalty", Float, f64(d.RepeatPenalty), "penalise repeated tokens (1: off)"},
+		{"frequency_penalty", Float, f64(d.FrequencyPenalty), "subtract count × this from repeated tokens' logits (0: off)"},
+		{"presence_penalty", Float, f64(d.PresencePenalty), "subtract this from tokens already present (0: off)"},
+		{"penalty_last_n", Int, int64(d.PenaltyLastN), "tokens the penalties look back (-1: all, 0: off)"},
+		{"seed", Seed, int64(d.Seed), fmt.Sprintf("random seed (%d: a random one)", RandomSeed)},
+		{"min_keep", Int, int64(d.MinKeep), "minimum candidates each filter keeps"},
+		{"stop", Strings, nil, "stop strings"},
+	}
+}
+
+// f64 widens a float32 default to the float64 with the same shortest decimal (0.8, not
+// 0.800000011920929), as a pipeline file or --help writes it.
+func f64(x float32) float64 {
+	f, _ := strconv.ParseFloat(strconv.FormatFloat(float64(x), 'g', -1, 32), 64)
+	return f
 }

@@ -3,6 +3,7 @@ package sampler
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -597,5 +598,29 @@ func BenchmarkSample(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		s.Accept(s.Sample(l))
+	}
+}
+
+// Parameters covers exactly the keys FromMap reads, with DefaultParams' values.
+func TestParametersAreFromMapKeys(t *testing.T) {
+	m := map[string]any{}
+	for _, p := range Parameters() {
+		if p.Default != nil {
+			m[p.Key] = p.Default
+		} else {
+			m[p.Key] = []any{}
+		}
+	}
+	got, err := FromMap(m)
+	if err != nil {
+		t.Fatalf("FromMap(Parameters' defaults): %v", err)
+	}
+	want := DefaultParams()
+	want.Stop = []string{}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("defaults %+v, want DefaultParams %+v", got, want)
+	}
+	if Parameters()[0].Default != 0.8 {
+		t.Errorf("temperature default %v, want 0.8 (llama.cpp)", Parameters()[0].Default)
 	}
 }
