@@ -2,6 +2,7 @@ package quantize
 
 import (
 	"fmt"
+	"math"
 	"path"
 	"runtime"
 	"strings"
@@ -25,6 +26,7 @@ type Config struct {
 	Search      int        // scale/clipping candidates per block each side of round-to-nearest (0: RTN)
 	Calibration string     // text whose activations weight the errors ("" data-free)
 	GPTQ        bool       // with a calibration: GPTQ error feedback
+	BitsBudget  float64    // mean bits per quantized weight that mixed precision may spend (0: none)
 
 	// Activations measured on Calibration (Stage.Build fills it in through its Calibrator);
 	// nil quantizes data-free. Not a parameter.
@@ -103,6 +105,11 @@ var Spec = stage.Spec{
 		{Name: "gptq", Type: stage.Bool, Default: true,
 			Doc: "with a calibration: GPTQ error feedback (each rounding error is compensated on the columns not yet " +
 				"quantized, minimising the layer's output error on the calibration activations)"},
+		{Name: "bits_budget", Type: stage.Float, Default: 0.0,
+			Doc: "with a calibration: mixed precision. Tensors climb from the scheme to two scale groups per row " +
+				"(channel) and to int8 per channel, most sensitive first (the relative output error each encoding " +
+				"leaves on the calibration activations, gained per added bit), while the mean bits per quantized " +
+				"weight stays ≤ bits_budget. 0: every tensor keeps the scheme"},
 		{Name: "threads", Type: stage.Int, Default: 0, Doc: "worker goroutines (0: all cores)"},
 	},
 }
@@ -138,6 +145,7 @@ func ParseConfig(p stage.Params) (*Config, error) {
 		Calibration: asString(get("calibration")),
 		GPTQ:        get("gptq") == true,
 		Threads:     asInt(get("threads")),
+		BitsBudget:  asFloat(get("bits_budget")),
 	}
 	if !contains(Schemes, c.Scheme) {
 		errs = append(errs, fmt.Sprintf("scheme %q is not one of %s", c.Scheme, strings.Join(Schemes, ", ")))
@@ -153,6 +161,12 @@ func ParseConfig(p stage.Params) (*Config, error) {
 	}
 	if c.Search < 0 || c.Search > 64 {
 		errs = append(errs, fmt.Sprintf("search %d is outside [0, 64]", c.Search))
+	}
+	if c.BitsBudget < 0 || c.BitsBudget > 16 || math.IsNaN(c.BitsBudget) {
+		errs = append(errs, fmt.Sprintf("bits_budget %v is outside [0, 16]", c.BitsBudget))
+	}
+	if c.BitsBudget > 0 && c.Calibration == "" {
+		errs = append(errs, fmt.Sprintf("bits_budget %v needs a calibration text (the tensors are ranked by their error on it)", c.BitsBudget))
 	}
 	if c.Threads < 0 {
 		errs = append(errs, fmt.Sprintf("threads %d must not be negative", c.Threads))
@@ -207,7 +221,7 @@ func (c *Config) params() map[string]any {
 	return map[string]any{
 		"scheme": c.Scheme, "block_size": c.BlockSize, "symmetric": c.Symmetric, "group_size": c.GroupSize,
 		"min_elements": c.MinElements, "overrides": ovs, "fallback": c.Fallback, "strict": c.Strict,
-		"search": c.Search, "calibration": c.Calibration, "gptq": c.GPTQ,
+		"search": c.Search, "calibration": c.Calibration, "gptq": c.GPTQ, "bits_budget": c.BitsBudget,
 	}
 }
 
@@ -221,6 +235,18 @@ func asInt(v any) int {
 		return int(x)
 	case float64:
 		return int(x)
+	}
+	return 0
+}
+
+func asFloat(v any) float64 {
+	switch x := v.(type) {
+	case float64:
+		return x
+	case int:
+		return float64(x)
+	case int64:
+		return float64(x)
 	}
 	return 0
 }

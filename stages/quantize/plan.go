@@ -127,6 +127,11 @@ func (c *Config) plan(f *gguf.File) ([]*job, []string, error) {
 			warnings = append(warnings, fmt.Sprintf("override %s=%s matches no tensor", o.Pattern, o.Choice))
 		}
 	}
+	if c.BitsBudget > 0 && len(errs) == 0 {
+		if err := c.allot(f, jobs); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, j := range jobs {
 		if j.quantized() {
 			bits, err := j.info.storedBits()
@@ -225,4 +230,16 @@ func nearestDivisor(n, want int) int {
 		}
 	}
 	return best
+}
+
+// requantizes reports whether a job rounds weights anew, the only work that calibration
+// statistics inform: with scheme none (the fp16 base of a comparison) or pure transcoding
+// a calibration text has nothing to weigh.
+func requantizes(jobs []*job) bool {
+	for _, j := range jobs {
+		if j.block != nil || j.lut != nil {
+			return true
+		}
+	}
+	return false
 }

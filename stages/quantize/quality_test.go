@@ -174,6 +174,21 @@ func TestCalibrationErrors(t *testing.T) {
 	if _, err := quantize.Quantize(context.Background(), f, cfg, t.TempDir(), nil); err == nil || !strings.Contains(err.Error(), "was not measured") {
 		t.Errorf("unmeasured calibration: %v", err)
 	}
+	// Scheme none (the fp16 base of lilims compare) has nothing to weigh: the stage skips the
+	// measurement, and the calibration must not then be an error.
+	none, err := quantize.ParseConfig(map[string]any{"scheme": "none", "calibration": calibration})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := quantize.Quantize(context.Background(), f, none, t.TempDir(), nil); err != nil {
+		t.Errorf("scheme none with a calibration: %v", err)
+	}
+	_, err = quantize.Stage{Calibrate: calibrate.File}.Build(context.Background(), stage.BuildRequest{
+		Params: map[string]any{"scheme": "none", "calibration": calibration}, OutDir: t.TempDir(),
+		Inputs: []stage.Artifact{{Kind: "gguf", Path: stories}}})
+	if err != nil {
+		t.Errorf("stage with scheme none and a calibration: %v", err)
+	}
 	_, err = quantize.Stage{}.Build(context.Background(), stage.BuildRequest{
 		Params: map[string]any{"calibration": calibration}, OutDir: t.TempDir(),
 		Inputs: []stage.Artifact{{Kind: "gguf", Path: stories}}})

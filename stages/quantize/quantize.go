@@ -107,7 +107,7 @@ func Quantize(ctx context.Context, f *gguf.File, cfg *Config, dir string, report
 	// Activation statistics from a calibration text weight every error the codecs minimise
 	// (importance per input feature) and drive GPTQ; without a text they are uniform.
 	stats := cfg.Activations
-	if cfg.Calibration != "" && stats == nil {
+	if cfg.Calibration != "" && stats == nil && requantizes(jobs) {
 		return nil, fmt.Errorf("quantize/int4: calibration %s was not measured (Config.Activations is nil)", cfg.Calibration)
 	}
 
