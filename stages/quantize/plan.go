@@ -232,6 +232,15 @@ func nearestDivisor(n, want int) int {
 	return best
 }
 
+// needsActivations reports whether the plan for f re-quantizes any tensor, the work a
+// calibration informs. A plan that fails also answers true: Quantize then reports its errors.
+func (c *Config) needsActivations(f *gguf.File) bool {
+	plain := *c
+	plain.BitsBudget = 0 // the budget itself needs the activations to plan
+	jobs, _, err := plain.plan(f)
+	return err != nil || requantizes(jobs)
+}
+
 // requantizes reports whether a job rounds weights anew, the only work that calibration
 // statistics inform: with scheme none (the fp16 base of a comparison) or pure transcoding
 // a calibration text has nothing to weigh.

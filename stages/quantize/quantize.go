@@ -62,8 +62,8 @@ func (s Stage) Build(ctx context.Context, req stage.BuildRequest) (stage.Artifac
 	if report == nil {
 		report = func(stage.Event) {}
 	}
-	// Scheme none keeps fp16: no activations to measure.
-	if cfg.Calibration != "" && cfg.Scheme != "none" {
+	// Scheme none keeps fp16 and transcoding keeps the GGUF's blocks: no activations to measure.
+	if cfg.Calibration != "" && cfg.needsActivations(f) {
 		if s.Calibrate == nil {
 			return stage.Artifact{}, fmt.Errorf("quantize/int4: calibration %s: this build of the stage has no calibrator", cfg.Calibration)
 		}
