@@ -32,7 +32,7 @@ type rung struct {
 func (c *Config) ladder(j *job) []rung {
 	out := []rung{{info: j.info, block: j.block, lut: j.lut}}
 	in := j.info.Shape[1]
-	if b := j.block; b != nil && b.block == in && (b.dtype == "int4" || b.dtype == "uint4") {
+	if b := j.block; b != nil && b.block == in && (b.dtype == "int4" || b.dtype == "uint4") && !c.ActOrder {
 		// Two scale groups per row: the cheapest step up from one scale per channel
 		// (16 or 20 bits more per row).
 		if g := nearestDivisor(in, in/2); g < in && g >= 16 {
@@ -88,7 +88,7 @@ func (c *Config) allot(f *gguf.File, jobs []*job) error {
 		g, ok := factors[si]
 		if !ok {
 			var err error
-			if g, err = newGPTQState(si); err != nil {
+			if g, err = newGPTQState(si, c.ActOrder); err != nil {
 				return fmt.Errorf("tensor %q: %w", j.info.Name, err)
 			}
 			factors[si] = g

@@ -27,6 +27,7 @@ type Config struct {
 	Calibration string     // text whose activations weight the errors ("" data-free)
 	GPTQ        bool       // with a calibration: GPTQ error feedback
 	BitsBudget  float64    // mean bits per quantized weight that mixed precision may spend (0: none)
+	ActOrder    bool       // GPTQ quantizes columns by decreasing E[x²] (channel and palettes only)
 
 	// Activations measured on Calibration (Stage.Build fills it in through its Calibrator);
 	// nil quantizes data-free. Not a parameter.
@@ -110,6 +111,10 @@ var Spec = stage.Spec{
 				"(channel) and to int8 per channel, most sensitive first (the relative output error each encoding " +
 				"leaves on the calibration activations, gained per added bit), while the mean bits per quantized " +
 				"weight stays ≤ bits_budget. 0: every tensor keeps the scheme"},
+		{Name: "act_order", Type: stage.Bool, Default: false,
+			Doc: "with gptq: quantize each row's columns by decreasing activation energy E[x²] (GPTQ's act order), " +
+				"for per-channel scales and palettes (block scales must be fixed before their columns are rounded). " +
+				"On stories260K it does not pay: see docs/quantization-quality.md"},
 		{Name: "threads", Type: stage.Int, Default: 0, Doc: "worker goroutines (0: all cores)"},
 	},
 }
@@ -146,6 +151,7 @@ func ParseConfig(p stage.Params) (*Config, error) {
 		GPTQ:        get("gptq") == true,
 		Threads:     asInt(get("threads")),
 		BitsBudget:  asFloat(get("bits_budget")),
+		ActOrder:    get("act_order") == true,
 	}
 	if !contains(Schemes, c.Scheme) {
 		errs = append(errs, fmt.Sprintf("scheme %q is not one of %s", c.Scheme, strings.Join(Schemes, ", ")))
@@ -167,6 +173,9 @@ func ParseConfig(p stage.Params) (*Config, error) {
 	}
 	if c.BitsBudget > 0 && c.Calibration == "" {
 		errs = append(errs, fmt.Sprintf("bits_budget %v needs a calibration text (the tensors are ranked by their error on it)", c.BitsBudget))
+	}
+	if c.ActOrder && c.Scheme == "block" {
+		errs = append(errs, "act_order needs per-channel scales or palettes (scheme channel or lut4), not block scales")
 	}
 	if c.Threads < 0 {
 		errs = append(errs, fmt.Sprintf("threads %d must not be negative", c.Threads))
@@ -221,7 +230,7 @@ func (c *Config) params() map[string]any {
 	return map[string]any{
 		"scheme": c.Scheme, "block_size": c.BlockSize, "symmetric": c.Symmetric, "group_size": c.GroupSize,
 		"min_elements": c.MinElements, "overrides": ovs, "fallback": c.Fallback, "strict": c.Strict,
-		"search": c.Search, "calibration": c.Calibration, "gptq": c.GPTQ, "bits_budget": c.BitsBudget,
+		"search": c.Search, "calibration": c.Calibration, "gptq": c.GPTQ, "bits_budget": c.BitsBudget, "act_order": c.ActOrder,
 	}
 }
 

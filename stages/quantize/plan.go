@@ -180,6 +180,9 @@ func (c *Config) choose(j *job, choice string) error {
 				}
 			}
 		}
+		if c.ActOrder && bs != in {
+			return fmt.Errorf("act_order needs per-channel scales, and this override gives it blocks of %d", bs)
+		}
 		j.info.Encoding, j.info.BlockSize = Blockwise, bs
 		j.block = &blockCodec{block: bs, symmetric: c.Symmetric, search: c.Search}
 		if c.Symmetric {

@@ -285,7 +285,7 @@ feed:
 					g, ok := factors[si]
 					if !ok {
 						var err error
-						if g, err = newGPTQState(si); err != nil {
+						if g, err = newGPTQState(si, cfg.ActOrder); err != nil {
 							report(stage.Event{Event: "log", Msg: fmt.Sprintf("warning: %s: no GPTQ: %v", j.info.Name, err)})
 						}
 						factors[si] = g
