@@ -148,9 +148,17 @@ which the scheme's most likely token is the base's, and the time the quantize st
 
 Schemes: block[:BLOCK_SIZE] (INT4 block-wise), channel (INT4 per output channel),
 lut4[:GROUP_SIZE] (4-bit palettes), gguf (lossless transcoding of Q4_0/Q4_1 blocks), or any
-scheme the pipeline's quantize stage accepts. --plot draws the comparison and the weight error
-per layer as an SVG or PNG chart.`,
-		Example: `  lilims compare testdata/oracle/models/stories260K.gguf --schemes block:32,channel,lut4 --file testdata/oracle/eval/little-stories.txt --ctx 128
+scheme the pipeline's quantize stage accepts; "+PARAM=VALUE" sets another parameter of the
+stage for that row (channel+symmetric=false+bits_budget=4.45). gguf:FILE scores FILE, a GGUF
+quantized by llama.cpp, in the same table (its blocks transcoded, other types dequantized to
+fp16; bits/weight as llama.cpp stores them). Without --schemes: the pipeline's sweep when it
+has one, else block:32, channel, lut4 and the best calibrated scheme (which needs
+--set quantize.calibration=TEXT and is skipped without it). A row marked * has a note below
+the table (a scheme that quantized nothing, a llama.cpp file). --plot draws the comparison
+and the weight error per layer as an SVG or PNG chart.`,
+		Example: `  lilims compare testdata/oracle/models/stories260K.gguf --file testdata/oracle/eval/little-stories.txt --ctx 128 --set quantize.calibration=stages/quantize/testdata/calibration.txt
+  lilims compare stories260K.gguf --schemes channel,channel+act_order=true,gguf:stories260K-q4_k_m.gguf --file little-stories.txt --set quantize.calibration=calib.txt
+  lilims compare pipelines/quant-sweep.yaml --file testdata/oracle/eval/little-stories.txt
   lilims compare model.gguf --schemes block:32,block:128,lut4 --file wiki.test.raw --plot schemes.svg --json`,
 		Args: args(cobra.ExactArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {

@@ -65,8 +65,9 @@ var Spec = stage.Spec{
 		"runtime (package stages/quantize/calibrate imports the export stage and the runtime as libraries: a deliberate " +
 		"exception to \"stages do not import each other\", so that calibration observes exactly the exported program), " +
 		"then quantizes with GPTQ error feedback and activation-weighted searches. On stories260K (little-stories.txt, " +
-		"ctx 128) Δppl vs fp16 goes from +11.4/+13.1/+14.2% (block:32, channel, lut4) to +8.4/+4.5/+10.9%, and " +
-		"+3.7% for channel with symmetric: false (4.28 bits/weight); llama.cpp Q4_0: +11.6%.",
+		"ctx 128) Δppl vs fp16 goes from +11.4/+13.1/+14.2% (block:32, channel, lut4) to +8.7/+4.6/+10.8%, " +
+		"+3.7% for channel with symmetric: false (4.28 bits/weight) and +2.1% adding bits_budget: 4.45 (4.45 bits " +
+		"per quantized weight); llama.cpp Q4_0: +11.6%, Q4_K_M: +2.9% (docs/quantization-quality.md).",
 	Params: []stage.ParamSpec{
 		{Name: "scheme", Type: stage.String, Default: "block", Enum: Schemes,
 			Doc: "block: int4 per block of block_size along the input dimension (constexpr_blockwise_shift_scale, GPU friendly); " +

@@ -127,7 +127,7 @@ func (c *Config) plan(f *gguf.File) ([]*job, []string, error) {
 			warnings = append(warnings, fmt.Sprintf("override %s=%s matches no tensor", o.Pattern, o.Choice))
 		}
 	}
-	if c.BitsBudget > 0 && len(errs) == 0 {
+	if c.BitsBudget > 0 && len(errs) == 0 && requantizes(jobs) {
 		if err := c.allot(f, jobs); err != nil {
 			errs = append(errs, err)
 		}

@@ -175,8 +175,8 @@ func TestCalibrationErrors(t *testing.T) {
 		t.Errorf("unmeasured calibration: %v", err)
 	}
 	// Scheme none (the fp16 base of lilims compare) has nothing to weigh: the stage skips the
-	// measurement, and the calibration must not then be an error.
-	none, err := quantize.ParseConfig(map[string]any{"scheme": "none", "calibration": calibration})
+	// measurement, and the calibration (or a budget set for every row) must not then be an error.
+	none, err := quantize.ParseConfig(map[string]any{"scheme": "none", "calibration": calibration, "bits_budget": 4.5})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -184,7 +184,7 @@ func TestCalibrationErrors(t *testing.T) {
 		t.Errorf("scheme none with a calibration: %v", err)
 	}
 	_, err = quantize.Stage{Calibrate: calibrate.File}.Build(context.Background(), stage.BuildRequest{
-		Params: map[string]any{"scheme": "none", "calibration": calibration}, OutDir: t.TempDir(),
+		Params: map[string]any{"scheme": "none", "calibration": calibration, "bits_budget": 4.5}, OutDir: t.TempDir(),
 		Inputs: []stage.Artifact{{Kind: "gguf", Path: stories}}})
 	if err != nil {
 		t.Errorf("stage with scheme none and a calibration: %v", err)
