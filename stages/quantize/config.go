@@ -237,17 +237,8 @@ func (c *Config) params() map[string]any {
 
 func asString(v any) string { s, _ := v.(string); return s }
 
-func asInt(v any) int {
-	switch x := v.(type) {
-	case int:
-		return x
-	case int64:
-		return int(x)
-	case float64:
-		return int(x)
-	}
-	return 0
-}
+// asInt reads an integer parameter (YAML may give it as int, int64 or float64).
+func asInt(v any) int { return int(asFloat(v)) }
 
 func asFloat(v any) float64 {
 	switch x := v.(type) {
