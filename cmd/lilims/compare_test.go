@@ -88,3 +88,24 @@ func TestCompareSkipsUncalibrated(t *testing.T) {
 		t.Errorf("%d rows, stderr %q", len(rows), errOut)
 	}
 }
+
+// Regression of issue 13: `run … --set quantize.scheme=none --set quantize.calibration=FILE`
+// failed ("calibration … was not measured"). Scheme none is the fp16 export, so the greedy
+// text is llama.cpp's.
+func TestRunSchemeNoneCalibrated(t *testing.T) {
+	isolateCache(t)
+	var want string
+	for _, p := range loadRef(t, "stories260K.gguf") {
+		if p.Prompt == "Once upon a time" {
+			want = p.GreedyText
+		}
+	}
+	out, errOut, code := runCLI(t, "", "run", storiesF32, "--set", "quantize.scheme=none",
+		"--set", "quantize.calibration="+calibrationT, "--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "24")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if got := strings.TrimSuffix(out, "\n"); want == "" || got != want {
+		t.Errorf("run printed %q\nllama.cpp greedy_text %q", got, want)
+	}
+}
