@@ -1,8 +1,10 @@
 package quantize
 
 import (
+	"errors"
 	"fmt"
 	"math"
+	"sync"
 
 	"github.com/lilims/lilims/stages/loader/gguf"
 )
@@ -62,11 +64,12 @@ func (c *Config) allot(f *gguf.File, jobs []*job) error {
 		at     int
 		elems  float64
 		closed []bool // rungs the budget cannot afford
+		g      *gptqState
+		imp    []float32 // per input feature
 	}
 	var cands []*cand
 	var total, spent float64
 	factors := map[*InputStats]*gptqState{}
-	ws := new(workspace)
 	for _, j := range jobs {
 		if !j.quantized() {
 			continue
@@ -87,19 +90,14 @@ func (c *Config) allot(f *gguf.File, jobs []*job) error {
 		}
 		g, ok := factors[si]
 		if !ok {
-			var err error
 			if g, err = newGPTQState(si, c.ActOrder); err != nil {
 				return fmt.Errorf("tensor %q: %w", j.info.Name, err)
 			}
 			factors[si] = g
 		}
-		cd := &cand{j: j, rungs: c.ladder(j), elems: n}
+		cd := &cand{j: j, rungs: c.ladder(j), elems: n, g: g,
+			imp: importanceFor(si.SecondMoment, j.info.Shape[1], &job{})}
 		cd.closed = make([]bool, len(cd.rungs))
-		x := make([]float32, j.src.Elements())
-		if err := decodeRows(f, j.src, 0, j.info.Shape[0], x); err != nil {
-			return err
-		}
-		imp := importanceFor(si.SecondMoment, j.info.Shape[1], &job{})
 		for k := range cd.rungs {
 			r := &cd.rungs[k]
 			b, err := r.info.storedBits()
@@ -107,9 +105,36 @@ func (c *Config) allot(f *gguf.File, jobs []*job) error {
 				return fmt.Errorf("tensor %q: %w", j.info.Name, err)
 			}
 			r.bits = float64(b) / n
-			r.err = outputRelError(r, x, imp, g, ws)
 		}
 		cands = append(cands, cd)
+	}
+	// Measuring costs about what quantizing does, once per rung: spread it over the workers.
+	type task struct {
+		cd *cand
+		r  *rung
+	}
+	tasks := make(chan task)
+	errs := make([]error, max(1, c.Threads))
+	var wg sync.WaitGroup
+	for w := range errs {
+		wg.Go(func() {
+			ws := new(workspace)
+			for t := range tasks {
+				if errs[w] == nil {
+					t.r.err, errs[w] = rungError(f, t.cd.j, t.r, t.cd.imp, t.cd.g, ws)
+				}
+			}
+		})
+	}
+	for _, cd := range cands {
+		for k := range cd.rungs {
+			tasks <- task{cd, &cd.rungs[k]}
+		}
+	}
+	close(tasks)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return err
 	}
 	budget := c.BitsBudget * total
 	for {
@@ -167,10 +192,39 @@ func joinNote(a, b string) string {
 	return a + "; " + b
 }
 
-// outputRelError quantizes every row of x (the tensor, row-major) with rung r as the stage
-// would (GPTQ on g) and returns Σ (x − x̂)ᵀ·H·(x − x̂) / Σ xᵀ·H·x over the rows.
-func outputRelError(r *rung, x, imp []float32, g *gptqState, ws *workspace) float64 {
+// rungError quantizes every row of j's tensor with rung r as the stage would (GPTQ on g),
+// streaming it in chunks of rows, and returns the relative output error
+// Σ (x − x̂)ᵀ·H·(x − x̂) / Σ xᵀ·H·x over the rows.
+func rungError(f *gguf.File, j *job, r *rung, imp []float32, g *gptqState, ws *workspace) (float64, error) {
 	out, in := r.info.Shape[0], r.info.Shape[1]
+	unit := 1
+	if r.lut != nil {
+		unit = r.lut.group
+	}
+	step := max(1, (1<<18)/(in*unit)) * unit
+	x := make([]float32, min(step, out)*in)
+	var e, s float64
+	for r0 := 0; r0 < out; r0 += step {
+		rows := min(step, out-r0)
+		xs := x[:rows*in]
+		if err := decodeRows(f, j.src, r0, rows, xs); err != nil {
+			return 0, err
+		}
+		ce, cs := outputErrors(r, xs, imp, g, ws)
+		e += ce
+		s += cs
+	}
+	if s == 0 {
+		return 0, nil
+	}
+	return math.Max(e/s, 0), nil
+}
+
+// outputErrors quantizes the rows x (row-major, whole palette groups) with rung r and
+// returns Σ (x − x̂)ᵀ·H·(x − x̂) and Σ xᵀ·H·x over them.
+func outputErrors(r *rung, x, imp []float32, g *gptqState, ws *workspace) (e, s float64) {
+	in := r.info.Shape[1]
+	out := len(x) / in
 	deq := make([]float32, len(x))
 	ws.q = grow(ws.q, len(x))
 	ws.w = grow(ws.w, in)
@@ -178,13 +232,13 @@ func outputRelError(r *rung, x, imp []float32, g *gptqState, ws *workspace) floa
 	case r.lut != nil:
 		gs := r.lut.group
 		lut := make([]uint16, 16)
-		rowImp := importanceFor(nil, in, &job{lut: r.lut})
-		for i := range rowImp {
-			rowImp[i] = imp[i%in]
+		groupImp := make([]float32, gs*in)
+		for i := range groupImp {
+			groupImp[i] = imp[i%in]
 		}
 		for k := 0; k < out/gs; k++ {
 			xs, qs := x[k*gs*in:(k+1)*gs*in], ws.q[k*gs*in:(k+1)*gs*in]
-			r.lut.groupGPTQ(xs, rowImp, gs, g, ws, qs, lut)
+			r.lut.groupGPTQ(xs, groupImp, gs, g, ws, qs, lut)
 			for i, q := range qs {
 				deq[k*gs*in+i] = f16Table[lut[q]]
 			}
@@ -212,15 +266,11 @@ func outputRelError(r *rung, x, imp []float32, g *gptqState, ws *workspace) floa
 		}
 	}
 	zeros := make([]float32, in)
-	var e, s float64
 	ws.diff = grow(ws.diff, in)
 	for row := 0; row < out; row++ {
 		xs := x[row*in : (row+1)*in]
 		e += outputError(g.h, xs, deq[row*in:(row+1)*in], ws.diff)
 		s += outputError(g.h, xs, zeros, ws.diff)
 	}
-	if s == 0 {
-		return 0
-	}
-	return math.Max(e/s, 0)
+	return e, s
 }
