@@ -158,14 +158,25 @@ func TestParseSchemes(t *testing.T) {
 		bad  bool
 	}{
 		{in: []string{"block:32", "channel", "lut4", "gguf"}, want: []schemeChoice{
-			{"block:32", []string{"q.scheme=block", "q.block_size=32"}},
-			{"channel", []string{"q.scheme=channel"}},
-			{"lut4", []string{"q.scheme=lut4"}},
-			{"gguf", []string{"q.scheme=gguf"}},
+			{label: "block:32", sets: []string{"q.scheme=block", "q.block_size=32"}},
+			{label: "channel", sets: []string{"q.scheme=channel"}},
+			{label: "lut4", sets: []string{"q.scheme=lut4"}},
+			{label: "gguf", sets: []string{"q.scheme=gguf"}},
 		}},
-		{in: []string{" lut4:16 ", ""}, want: []schemeChoice{{"lut4:16", []string{"q.scheme=lut4", "q.group_size=16"}}}},
+		{in: []string{" lut4:16 ", ""}, want: []schemeChoice{{label: "lut4:16", sets: []string{"q.scheme=lut4", "q.group_size=16"}}}},
 		{in: []string{"plugin:./plugins/quant-nf4"}, want: []schemeChoice{
-			{"plugin:./plugins/quant-nf4", []string{"q.uses=plugin:./plugins/quant-nf4"}}}},
+			{label: "plugin:./plugins/quant-nf4", sets: []string{"q.uses=plugin:./plugins/quant-nf4"}}}},
+		// Further parameters after "+"; bits_budget marks the row as needing a calibration.
+		{in: []string{"channel+symmetric=false", "block:64+symmetric=false+bits_budget=4.5"}, want: []schemeChoice{
+			{label: "channel+symmetric=false", sets: []string{"q.scheme=channel", "q.symmetric=false"}},
+			{label: "block:64+symmetric=false+bits_budget=4.5", calibrated: true,
+				sets: []string{"q.scheme=block", "q.symmetric=false", "q.bits_budget=4.5", "q.block_size=64"}}}},
+		// A GGUF quantized by llama.cpp: its blocks transcoded, other types dequantized exactly.
+		{in: []string{"gguf:" + storiesQ4_0}, want: []schemeChoice{
+			{label: "gguf:stories260K-q4_0.gguf", model: storiesQ4_0, sets: []string{"q.scheme=gguf", "q.fallback=fp16"}}}},
+		{in: []string{"gguf:no/such.gguf"}, bad: true},
+		{in: []string{"channel+symmetric"}, bad: true},
+		{in: []string{"channel+=1"}, bad: true},
 		{in: []string{"plugin:x", "plugin:x"}, bad: true},
 		{in: []string{"channel:4"}, bad: true}, // channel takes no argument
 		{in: []string{"block:0"}, bad: true},

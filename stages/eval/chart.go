@@ -65,6 +65,11 @@ func drawChart(c canvas, rows []SchemeResult) {
 	bits := make([]float64, len(rows))
 	for i, r := range rows {
 		delta[i], bits[i] = r.DeltaPPLPct, r.BitsPerWeight
+		if math.Abs(delta[i]) < 0.005 {
+			// Below the table's precision (summation order between two fp16 runs): a
+			// −1e−13 would otherwise pull a whole tick step below zero onto the axis.
+			delta[i] = 0
+		}
 	}
 	barPanel(c, x, bars, "Δ perplexity vs base (%)", rows, delta)
 	x += bars + panelGap

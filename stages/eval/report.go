@@ -20,6 +20,9 @@ type SchemeResult struct {
 	KL              float64 `json:"kl"`               // mean KL(base ‖ scheme), nats
 	Top1Agreement   float64 `json:"top1_agreement"`   // share of scored tokens with the base's argmax
 	QuantizeSeconds float64 `json:"quantize_seconds"` // wall time of the quantize stage
+	// Note says what the row is when its figures alone would mislead: a scheme that
+	// quantized nothing, a GGUF quantized by llama.cpp. The table prints it below.
+	Note string `json:"note,omitempty"`
 
 	// LayerRelRMSE[i] is the quantization error of block i (see LayerErrors); it is drawn in
 	// the chart and not part of the JSON row.
@@ -94,16 +97,34 @@ func WriteTable(w io.Writer, rows []SchemeResult) error {
 	// left-aligned.
 	width := len("scheme")
 	for _, r := range rows {
-		width = max(width, len(r.Scheme))
+		n := len(r.Scheme)
+		if r.Note != "" {
+			n += len(" *")
+		}
+		width = max(width, n)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintf(tw, "%-*s\tbits/weight\tpackage\tperplexity\tΔ ppl\tKL\ttop-1\tquantize\t\n", width, "scheme")
+	var notes []string
 	for _, r := range rows {
+		name := r.Scheme
+		if r.Note != "" {
+			notes = append(notes, fmt.Sprintf("%s: %s", r.Scheme, r.Note))
+			name += " *"
+		}
 		fmt.Fprintf(tw, "%-*s\t%.2f\t%s\t%.4f\t%+.2f%%\t%.6f\t%.1f%%\t%.2fs\t\n",
-			width, r.Scheme, r.BitsPerWeight, FormatBytes(r.PackageBytes), r.Perplexity, r.DeltaPPLPct,
+			width, name, r.BitsPerWeight, FormatBytes(r.PackageBytes), r.Perplexity, r.DeltaPPLPct,
 			r.KL, 100*r.Top1Agreement, r.QuantizeSeconds)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	for _, n := range notes {
+		if _, err := fmt.Fprintf(w, "* %s\n", n); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // FormatBytes prints a size with a binary unit (KiB, MiB, GiB).

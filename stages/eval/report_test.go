@@ -179,3 +179,46 @@ func TestWriteTable(t *testing.T) {
 		t.Errorf("row %q lacks -0.40%%", lines[3])
 	}
 }
+
+// A row that quantized nothing prints its note below the table, marked in the row.
+func TestTableNotes(t *testing.T) {
+	rows := []SchemeResult{
+		{Scheme: "fp16", BitsPerWeight: 16, Perplexity: 4.2174, Top1Agreement: 1},
+		{Scheme: "gguf", BitsPerWeight: 16, Perplexity: 4.2174, Top1Agreement: 1, Note: "nothing quantized, every weight stays fp16"},
+	}
+	var b bytes.Buffer
+	if err := WriteTable(&b, rows); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	if !strings.Contains(out, "gguf *") || !strings.Contains(out, "* gguf: nothing quantized") {
+		t.Errorf("table does not mark and explain the unquantized row:\n%s", out)
+	}
+}
+
+// A Δ of −1e−13 (two fp16 runs summing in another order) must not pull the Δ axis a tick
+// step below zero: every Δ here is ≥ 0, so no tick label is negative.
+func TestChartAxisIgnoresRounding(t *testing.T) {
+	rows := []SchemeResult{
+		{Scheme: "fp16", BitsPerWeight: 16},
+		{Scheme: "gguf", BitsPerWeight: 16, DeltaPPLPct: -1e-13},
+		{Scheme: "block:32", BitsPerWeight: 4.5, DeltaPPLPct: 5},
+	}
+	var b bytes.Buffer
+	if err := WriteSVG(&b, rows); err != nil {
+		t.Fatal(err)
+	}
+	dec := xml.NewDecoder(&b)
+	for {
+		tok, err := dec.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cd, ok := tok.(xml.CharData); ok && strings.HasPrefix(strings.TrimSpace(string(cd)), "-") {
+			t.Errorf("negative label %q on a chart whose Δs are ≥ 0", cd)
+		}
+	}
+}

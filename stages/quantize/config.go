@@ -2,6 +2,7 @@ package quantize
 
 import (
 	"fmt"
+	"math"
 	"path"
 	"runtime"
 	"strings"
@@ -25,6 +26,8 @@ type Config struct {
 	Search      int        // scale/clipping candidates per block each side of round-to-nearest (0: RTN)
 	Calibration string     // text whose activations weight the errors ("" data-free)
 	GPTQ        bool       // with a calibration: GPTQ error feedback
+	BitsBudget  float64    // mean bits per quantized weight that mixed precision may spend (0: none)
+	ActOrder    bool       // GPTQ quantizes columns by decreasing E[x²] (channel and palettes only)
 
 	// Activations measured on Calibration (Stage.Build fills it in through its Calibrator);
 	// nil quantizes data-free. Not a parameter.
@@ -62,8 +65,9 @@ var Spec = stage.Spec{
 		"runtime (package stages/quantize/calibrate imports the export stage and the runtime as libraries: a deliberate " +
 		"exception to \"stages do not import each other\", so that calibration observes exactly the exported program), " +
 		"then quantizes with GPTQ error feedback and activation-weighted searches. On stories260K (little-stories.txt, " +
-		"ctx 128) Δppl vs fp16 goes from +11.4/+13.1/+14.2% (block:32, channel, lut4) to +8.4/+4.5/+10.9%, and " +
-		"+3.7% for channel with symmetric: false (4.28 bits/weight); llama.cpp Q4_0: +11.6%.",
+		"ctx 128) Δppl vs fp16 goes from +11.4/+13.1/+14.2% (block:32, channel, lut4) to +8.7/+4.6/+10.8%, " +
+		"+3.7% for channel with symmetric: false (4.28 bits/weight) and +2.1% adding bits_budget: 4.45 (4.45 bits " +
+		"per quantized weight); llama.cpp Q4_0: +11.6%, Q4_K_M: +2.9% (docs/quantization-quality.md).",
 	Params: []stage.ParamSpec{
 		{Name: "scheme", Type: stage.String, Default: "block", Enum: Schemes,
 			Doc: "block: int4 per block of block_size along the input dimension (constexpr_blockwise_shift_scale, GPU friendly); " +
@@ -103,6 +107,15 @@ var Spec = stage.Spec{
 		{Name: "gptq", Type: stage.Bool, Default: true,
 			Doc: "with a calibration: GPTQ error feedback (each rounding error is compensated on the columns not yet " +
 				"quantized, minimising the layer's output error on the calibration activations)"},
+		{Name: "bits_budget", Type: stage.Float, Default: 0.0,
+			Doc: "with a calibration: mixed precision. Tensors climb from the scheme to two scale groups per row " +
+				"(channel) and to int8 per channel, most sensitive first (the relative output error each encoding " +
+				"leaves on the calibration activations, gained per added bit), while the mean bits per quantized " +
+				"weight stays ≤ bits_budget. 0: every tensor keeps the scheme"},
+		{Name: "act_order", Type: stage.Bool, Default: false,
+			Doc: "with gptq: quantize each row's columns by decreasing activation energy E[x²] (GPTQ's act order), " +
+				"for per-channel scales and palettes (block scales must be fixed before their columns are rounded). " +
+				"On stories260K it does not pay: see docs/quantization-quality.md"},
 		{Name: "threads", Type: stage.Int, Default: 0, Doc: "worker goroutines (0: all cores)"},
 	},
 }
@@ -138,6 +151,8 @@ func ParseConfig(p stage.Params) (*Config, error) {
 		Calibration: asString(get("calibration")),
 		GPTQ:        get("gptq") == true,
 		Threads:     asInt(get("threads")),
+		BitsBudget:  asFloat(get("bits_budget")),
+		ActOrder:    get("act_order") == true,
 	}
 	if !contains(Schemes, c.Scheme) {
 		errs = append(errs, fmt.Sprintf("scheme %q is not one of %s", c.Scheme, strings.Join(Schemes, ", ")))
@@ -153,6 +168,15 @@ func ParseConfig(p stage.Params) (*Config, error) {
 	}
 	if c.Search < 0 || c.Search > 64 {
 		errs = append(errs, fmt.Sprintf("search %d is outside [0, 64]", c.Search))
+	}
+	if c.BitsBudget < 0 || c.BitsBudget > 16 || math.IsNaN(c.BitsBudget) {
+		errs = append(errs, fmt.Sprintf("bits_budget %v is outside [0, 16]", c.BitsBudget))
+	}
+	if c.BitsBudget > 0 && c.Calibration == "" {
+		errs = append(errs, fmt.Sprintf("bits_budget %v needs a calibration text (the tensors are ranked by their error on it)", c.BitsBudget))
+	}
+	if c.ActOrder && c.Scheme == "block" {
+		errs = append(errs, "act_order needs per-channel scales or palettes (scheme channel or lut4), not block scales")
 	}
 	if c.Threads < 0 {
 		errs = append(errs, fmt.Sprintf("threads %d must not be negative", c.Threads))
@@ -207,20 +231,23 @@ func (c *Config) params() map[string]any {
 	return map[string]any{
 		"scheme": c.Scheme, "block_size": c.BlockSize, "symmetric": c.Symmetric, "group_size": c.GroupSize,
 		"min_elements": c.MinElements, "overrides": ovs, "fallback": c.Fallback, "strict": c.Strict,
-		"search": c.Search, "calibration": c.Calibration, "gptq": c.GPTQ,
+		"search": c.Search, "calibration": c.Calibration, "gptq": c.GPTQ, "bits_budget": c.BitsBudget, "act_order": c.ActOrder,
 	}
 }
 
 func asString(v any) string { s, _ := v.(string); return s }
 
-func asInt(v any) int {
+// asInt reads an integer parameter (YAML may give it as int, int64 or float64).
+func asInt(v any) int { return int(asFloat(v)) }
+
+func asFloat(v any) float64 {
 	switch x := v.(type) {
-	case int:
-		return x
-	case int64:
-		return int(x)
 	case float64:
-		return int(x)
+		return x
+	case int:
+		return float64(x)
+	case int64:
+		return float64(x)
 	}
 	return 0
 }

@@ -127,6 +127,11 @@ func (c *Config) plan(f *gguf.File) ([]*job, []string, error) {
 			warnings = append(warnings, fmt.Sprintf("override %s=%s matches no tensor", o.Pattern, o.Choice))
 		}
 	}
+	if c.BitsBudget > 0 && len(errs) == 0 && requantizes(jobs) {
+		if err := c.allot(f, jobs); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for _, j := range jobs {
 		if j.quantized() {
 			bits, err := j.info.storedBits()
@@ -174,6 +179,9 @@ func (c *Config) choose(j *job, choice string) error {
 					note(fmt.Sprintf("block %d does not divide %d: block %d", c.BlockSize, in, bs))
 				}
 			}
+		}
+		if c.ActOrder && bs != in {
+			return fmt.Errorf("act_order needs per-channel scales, and this override gives it blocks of %d", bs)
 		}
 		j.info.Encoding, j.info.BlockSize = Blockwise, bs
 		j.block = &blockCodec{block: bs, symmetric: c.Symmetric, search: c.Search}
@@ -225,4 +233,25 @@ func nearestDivisor(n, want int) int {
 		}
 	}
 	return best
+}
+
+// needsActivations reports whether the plan for f re-quantizes any tensor, the work a
+// calibration informs. A plan that fails also answers true: Quantize then reports its errors.
+func (c *Config) needsActivations(f *gguf.File) bool {
+	plain := *c
+	plain.BitsBudget = 0 // the budget itself needs the activations to plan
+	jobs, _, err := plain.plan(f)
+	return err != nil || requantizes(jobs)
+}
+
+// requantizes reports whether a job rounds weights anew, the only work that calibration
+// statistics inform: with scheme none (the fp16 base of a comparison) or pure transcoding
+// a calibration text has nothing to weigh.
+func requantizes(jobs []*job) bool {
+	for _, j := range jobs {
+		if j.block != nil || j.lut != nil {
+			return true
+		}
+	}
+	return false
 }

@@ -62,8 +62,8 @@ func (s Stage) Build(ctx context.Context, req stage.BuildRequest) (stage.Artifac
 	if report == nil {
 		report = func(stage.Event) {}
 	}
-	// Scheme none keeps fp16: no activations to measure.
-	if cfg.Calibration != "" && cfg.Scheme != "none" {
+	// Scheme none keeps fp16 and transcoding keeps the GGUF's blocks: no activations to measure.
+	if cfg.Calibration != "" && cfg.needsActivations(f) {
 		if s.Calibrate == nil {
 			return stage.Artifact{}, fmt.Errorf("quantize/int4: calibration %s: this build of the stage has no calibrator", cfg.Calibration)
 		}
@@ -107,7 +107,7 @@ func Quantize(ctx context.Context, f *gguf.File, cfg *Config, dir string, report
 	// Activation statistics from a calibration text weight every error the codecs minimise
 	// (importance per input feature) and drive GPTQ; without a text they are uniform.
 	stats := cfg.Activations
-	if cfg.Calibration != "" && stats == nil {
+	if cfg.Calibration != "" && stats == nil && requantizes(jobs) {
 		return nil, fmt.Errorf("quantize/int4: calibration %s was not measured (Config.Activations is nil)", cfg.Calibration)
 	}
 
@@ -285,7 +285,7 @@ feed:
 					g, ok := factors[si]
 					if !ok {
 						var err error
-						if g, err = newGPTQState(si); err != nil {
+						if g, err = newGPTQState(si, cfg.ActOrder); err != nil {
 							report(stage.Event{Event: "log", Msg: fmt.Sprintf("warning: %s: no GPTQ: %v", j.info.Name, err)})
 						}
 						factors[si] = g
