@@ -158,7 +158,7 @@ func TestOpenErrors(t *testing.T) {
 		{"no logits", &fakeCoreML{nilLogits: true}, pkg, Options{}, `featureValueForName:] for "logits": returned nil`, -1, 3},
 		// A compiled model built from another package: Core ML refuses the inputs.
 		{"compiled from another package", &fakeCoreML{compiledFrom: other}, compiled, Options{Package: pkg},
-			`check of decode: coreml: -[MLModel predictionFromFeatures:usingState:error:] (fake): input "causal_mask" is float16 [1 1 1 64], the model takes float16 [1 1 1 32]`, 0, 2},
+			`check of decode: coreml: -[MLModel predictionFromFeatures:usingState:error:] (emulated): input "causal_mask" is float16 [1 1 1 64], the model takes float16 [1 1 1 32]`, 0, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := openWith(tc.fake, tc.path, tc.opts)

@@ -135,17 +135,13 @@ type objcModel struct {
 type objcState struct{ id objc.ID }
 
 func (s *objcState) release() {
-	if s.id != 0 {
-		s.id.Send(selRelease)
-		s.id = 0
-	}
+	release(s.id)
+	s.id = 0
 }
 
 func (m *objcModel) release() {
-	if m.id != 0 {
-		m.id.Send(selRelease)
-		m.id = 0
-	}
+	release(m.id)
+	m.id = 0
 }
 
 func (m *objcModel) newState() (state, error) {
@@ -190,6 +186,8 @@ func (m *objcModel) predict(inputs []*namedArray, outputs []string, st state) (m
 			}
 		}
 		dict := classNSDictionary.Send(selDictionaryWithObjects, unsafe.Pointer(&values[0]), unsafe.Pointer(&keys[0]), len(keys))
+		// A fresh NSError out-parameter for every call: a stale one from an earlier call
+		// would be reported for a later call that returned nil without setting it.
 		nsErr := new(objc.ID)
 		const initName = "-[MLDictionaryFeatureProvider initWithDictionary:error:]"
 		done := call(initName)
@@ -200,11 +198,12 @@ func (m *objcModel) predict(inputs []*namedArray, outputs []string, st state) (m
 		}
 		defer provider.Send(selRelease)
 		name := "-[MLModel predictionFromFeatures:usingState:error:] (" + m.function + ")"
+		predErr := new(objc.ID)
 		done = call(name)
-		result := m.id.Send(selPredictUsingState, provider, s.id, unsafe.Pointer(nsErr))
+		result := m.id.Send(selPredictUsingState, provider, s.id, unsafe.Pointer(predErr))
 		done()
 		if result == 0 {
-			return errorOf(name, *nsErr)
+			return errorOf(name, *predErr)
 		}
 		for _, o := range outputs {
 			fv := result.Send(selFeatureValueForName, nsString(o))
@@ -278,7 +277,7 @@ func readMultiArray(arr objc.ID) (*Array, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Array{Type: DataType(objc.Send[int](arr, selDataType)), Shape: shape, Strides: strides}
+	a := &Array{Type: DataType(sendInt(arr, selDataType)), Shape: shape, Strides: strides}
 	if a.Type.Size() == 0 {
 		return nil, fmt.Errorf("MLMultiArray data type %v is not one lilims reads", a.Type)
 	}

@@ -30,6 +30,7 @@ import (
 
 	"github.com/ebitengine/purego"
 	"github.com/ebitengine/purego/objc"
+	"golang.org/x/sys/unix"
 )
 
 // Framework paths (coreml-mil.md §7.3: load the frameworks before GetClass).
@@ -46,6 +47,15 @@ var (
 	// objc_autoreleasePoolPush / Pop from libobjc (coreml-mil.md §7.3).
 	autoreleasePoolPush func() uintptr
 	autoreleasePoolPop  func(uintptr)
+
+	// objc_msgSend under the typed signatures whose results are not objects, each
+	// registered once by load. objc.Send[T] would register a fresh function (a
+	// reflect.MakeFunc) on every call: about 30 per decoded token.
+	sendBoolSEL func(objc.ID, objc.SEL, objc.SEL) bool // instancesRespondToSelector:
+	sendInt     func(objc.ID, objc.SEL) int            // NSInteger: code, dataType
+	sendUint    func(objc.ID, objc.SEL) uint           // NSUInteger: count
+	sendInt64   func(objc.ID, objc.SEL) int64          // long long: longLongValue
+	sendString  func(objc.ID, objc.SEL) string         // const char *: UTF8String
 
 	// Classes.
 	classMLModel                     objc.ID
@@ -109,6 +119,11 @@ func loadFramework() error {
 }
 
 func load() error {
+	if v, err := unix.Sysctl("kern.osproductversion"); err == nil {
+		if err := requireMacOS(v, macOSForPackages, "running lilims packages with Core ML (stateful multifunction ML Programs)"); err != nil {
+			return err
+		}
+	}
 	for _, p := range []string{foundationPath, coreMLPath} {
 		if _, err := purego.Dlopen(p, purego.RTLD_NOW|purego.RTLD_GLOBAL); err != nil {
 			return fmt.Errorf("coreml: load %s: %v (%w)", p, err, ErrUnavailable)
@@ -116,7 +131,14 @@ func load() error {
 	}
 	libobjc, err := purego.Dlopen(libobjcPath, purego.RTLD_NOW|purego.RTLD_GLOBAL)
 	if err != nil {
-		return fmt.Errorf("coreml: load %s: %w", libobjcPath, err)
+		return fmt.Errorf("coreml: load %s: %v (%w)", libobjcPath, err, ErrUnavailable)
+	}
+	msgSend, err := purego.Dlsym(libobjc, "objc_msgSend")
+	if err != nil {
+		return fmt.Errorf("coreml: objc_msgSend: %v (%w)", err, ErrUnavailable)
+	}
+	for _, fn := range []any{&sendBoolSEL, &sendInt, &sendUint, &sendInt64, &sendString} {
+		purego.RegisterFunc(fn, msgSend)
 	}
 	// Dlsym first: RegisterLibFunc panics on a missing symbol.
 	for name, fn := range map[string]any{
@@ -125,7 +147,7 @@ func load() error {
 	} {
 		sym, err := purego.Dlsym(libobjc, name)
 		if err != nil {
-			return fmt.Errorf("coreml: %s: %w", name, err)
+			return fmt.Errorf("coreml: %s: %v (%w)", name, err, ErrUnavailable)
 		}
 		purego.RegisterFunc(fn, sym)
 	}
@@ -160,7 +182,7 @@ func load() error {
 		{classMLMultiArray, selGetBytes, "-[MLMultiArray getBytesWithHandler:]"},
 		{classMLMultiArray, selGetMutableBytes, "-[MLMultiArray getMutableBytesWithHandler:]"},
 	} {
-		if !objc.Send[bool](need.class, selInstancesRespondToSelector, need.sel) {
+		if !sendBoolSEL(need.class, selInstancesRespondToSelector, need.sel) {
 			return fmt.Errorf("coreml: %s is missing: lilims packages need macOS 15 or later, for stateful multifunction ML Programs (%w)", need.name, ErrUnavailable)
 		}
 	}
@@ -214,6 +236,20 @@ func withPool(f func() error) error {
 	return f()
 }
 
+// release sends release to an owned object inside an autorelease pool on a locked OS
+// thread: a dealloc may autorelease (Core ML's teardown of a model does), and outside a
+// pool that leaks or, on a goroutine's thread, is not a Cocoa thread at all.
+func release(id objc.ID) {
+	if id == 0 {
+		return
+	}
+	withPool(func() error {
+		defer call("-[NSObject release]")()
+		id.Send(selRelease)
+		return nil
+	})
+}
+
 // nsString returns an autoreleased NSString.
 func nsString(s string) objc.ID {
 	return classNSString.Send(selStringWithUTF8String, s)
@@ -224,7 +260,7 @@ func goString(s objc.ID) string {
 	if s == 0 {
 		return ""
 	}
-	return objc.Send[string](s, selUTF8String)
+	return sendString(s, selUTF8String)
 }
 
 // fileURL returns an autoreleased file NSURL.
@@ -257,13 +293,13 @@ func goInts(arr objc.ID, what string) ([]int, error) {
 	if arr == 0 {
 		return nil, nilResult("-[MLMultiArray " + what + "]")
 	}
-	n := objc.Send[uint](arr, selCount)
+	n := sendUint(arr, selCount)
 	if n > maxRank {
 		return nil, fmt.Errorf("coreml: MLMultiArray %s has %d entries, more than Core ML's rank limit of %d", what, n, maxRank)
 	}
 	out := make([]int, n)
 	for i := range out {
-		out[i] = int(objc.Send[int64](arr.Send(selObjectAtIndex, uint(i)), selLongLongValue))
+		out[i] = int(sendInt64(arr.Send(selObjectAtIndex, uint(i)), selLongLongValue))
 	}
 	return out, nil
 }
@@ -274,6 +310,6 @@ func errorOf(callName string, nsErr objc.ID) *Error {
 	if nsErr == 0 {
 		return nilResult(callName)
 	}
-	return nsError(callName, goString(nsErr.Send(selDomain)), objc.Send[int](nsErr, selCode),
+	return nsError(callName, goString(nsErr.Send(selDomain)), sendInt(nsErr, selCode),
 		goString(nsErr.Send(selLocalizedDescription)))
 }

@@ -11,11 +11,22 @@ import (
 	"github.com/lilims/lilims/stages/runtime/reference"
 )
 
-// fakeCoreML stands in for the framework: "compiling" records the package, "loading" opens
-// it with the reference runtime, and a prediction decodes the MLMultiArrays it is given
-// (checking them against the compiled interface, as Core ML rejects mismatched inputs),
-// runs the reference runtime and returns the logits at padded strides, in fp32 or fp16, as
-// an IOSurface-backed Core ML output may come (coreml-mil.md §7.2 gotchas).
+// OpenEmulated opens path through the same Session, Backend, input marshalling, output
+// reading, compile cache and checks as OpenOptions, with every Core ML call answered by
+// the reference runtime (fp32) instead of the framework. No Core ML runs: it exercises
+// lilims's side of the Core ML path on any OS, and it is what `lilims verify` runs where
+// Core ML is unavailable, saying so.
+func OpenEmulated(path string, opts Options) (*Session, error) {
+	return openWith(&fakeCoreML{}, path, opts)
+}
+
+// fakeCoreML stands in for the framework: "compiling" writes a compiled-model directory
+// that names its package, "loading" opens that package with the reference runtime, and a
+// prediction decodes the MLMultiArrays it is given (checking them against the compiled
+// interface, as Core ML rejects mismatched inputs), runs the reference runtime and returns
+// the logits at padded strides, in fp32 or fp16, as an IOSurface-backed Core ML output may
+// come (Apple's MLMultiArray documentation: strides may pad the last axis). Tests set its
+// fault-injection fields; OpenEmulated uses it as it is.
 type fakeCoreML struct {
 	compiledFrom string // the package a "compiled model" was built from (when not compiled here)
 	compiledPath string // where compileModel put it
@@ -44,6 +55,13 @@ func (f *fakeCoreML) compileModel(pkg, dir string) (string, error) {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return "", err
 	}
+	abs, err := filepath.Abs(pkg)
+	if err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(filepath.Join(out, emulatedSource), []byte(abs), 0o644); err != nil {
+		return "", err
+	}
 	f.compiledFrom = pkg
 	f.compiledPath = out
 	return out, nil
@@ -54,7 +72,14 @@ func (f *fakeCoreML) loadModel(compiled, function string, units ComputeUnits) (m
 	if f.loadErr != nil {
 		return nil, f.loadErr
 	}
-	m, err := reference.Open(f.compiledFrom, reference.Options{Precision: reference.FP32})
+	src := f.compiledFrom
+	if b, err := os.ReadFile(filepath.Join(compiled, emulatedSource)); err == nil {
+		src = string(b)
+	}
+	if src == "" {
+		return nil, nsError("+[MLModel modelWithContentsOfURL:configuration:error:] (emulated)", "com.apple.CoreML", 0, compiled+" is not a compiled model")
+	}
+	m, err := reference.Open(src, reference.Options{Precision: reference.FP32})
 	if err != nil {
 		return nil, err
 	}
@@ -62,7 +87,7 @@ func (f *fakeCoreML) loadModel(compiled, function string, units ComputeUnits) (m
 	if err != nil {
 		return nil, err
 	}
-	it, err := ReadInterface(f.compiledFrom)
+	it, err := ReadInterface(src)
 	if err != nil {
 		return nil, err
 	}
@@ -75,6 +100,9 @@ func (f *fakeCoreML) loadModel(compiled, function string, units ComputeUnits) (m
 	f.lastFunctions = append(f.lastFunctions, function)
 	return &fakeModel{f: f, m: m, b: b, fn: function, it: fi, c: it.Meta.ContextLength}, nil
 }
+
+// emulatedSource is the file of an emulated compiled model that names its package.
+const emulatedSource = "lilims-emulated-source"
 
 type fakeModel struct {
 	f  *fakeCoreML
@@ -117,7 +145,7 @@ func (m *fakeModel) release() {
 
 // coreMLError is what the fake reports for a bad input, shaped like Core ML's NSError.
 func coreMLError(format string, args ...any) error {
-	return nsError("-[MLModel predictionFromFeatures:usingState:error:] (fake)", "com.apple.CoreML", 0, fmt.Sprintf(format, args...))
+	return nsError("-[MLModel predictionFromFeatures:usingState:error:] (emulated)", "com.apple.CoreML", 0, fmt.Sprintf(format, args...))
 }
 
 func (m *fakeModel) predict(inputs []*namedArray, outputs []string, st state) (map[string]*Array, error) {
