@@ -8,59 +8,89 @@ import (
 	"github.com/lilims/lilims/stages/runtime"
 )
 
-// Backend runs the prefill and decode functions of a compiled lilims package through Core
-// ML. It implements runtime.Backend. One MLState serves both functions (coreml-mil.md §6.2).
+// Backend runs the prefill and decode functions of a compiled lilims package — or of the
+// packages of a chunked export, in order, handing each the previous one's hidden states —
+// through Core ML. It implements runtime.Backend. One MLState per package serves both of
+// its functions (coreml-mil.md §6.2).
 type Backend struct {
-	it     *Interface
-	models map[string]model // by contract function name
+	it     *Interface // the model's: the first package's functions, the Meta of all
+	chunks []*chunk   // one per package, in run order
 
 	mu     sync.Mutex
 	states []*State // every state handed out, released by Close
 	closed bool
 }
 
-// State is the Core ML KV state of one conversation (an MLState).
+// chunk is one package: its interface and both loaded functions.
+type chunk struct {
+	it     *Interface
+	models map[string]model // by contract function name
+}
+
+// State is the Core ML KV state of one conversation: an MLState per package.
 type State struct {
-	s     state
+	s     []state
 	owner *Backend
 }
 
-// newBackend loads both functions of the compiled model.
-func newBackend(fw framework, compiled string, it *Interface, units ComputeUnits) (*Backend, error) {
-	b := &Backend{it: it, models: map[string]model{}}
-	for _, fn := range []string{runtime.PrefillFunction, runtime.DecodeFunction} {
-		m, err := fw.loadModel(compiled, fn, units)
-		if err != nil {
-			b.Close()
-			return nil, fmt.Errorf("coreml: load function %s of %s (%v): %w", fn, compiled, units, err)
+// newBackend loads both functions of every compiled package; its[i] is the interface of
+// compiled[i].
+func newBackend(fw framework, compiled []string, its []*Interface, units ComputeUnits) (*Backend, error) {
+	b := &Backend{}
+	for i, path := range compiled {
+		c := &chunk{it: its[i], models: map[string]model{}}
+		b.chunks = append(b.chunks, c)
+		for _, fn := range []string{runtime.PrefillFunction, runtime.DecodeFunction} {
+			m, err := fw.loadModel(path, fn, units)
+			if err != nil {
+				b.Close()
+				return nil, fmt.Errorf("coreml: load function %s of %s (%v): %w", fn, path, units, err)
+			}
+			if m == nil {
+				b.Close()
+				return nil, fmt.Errorf("coreml: load function %s of %s: %w", fn, path, nilResult("+[MLModel modelWithContentsOfURL:configuration:error:]"))
+			}
+			c.models[fn] = m
 		}
-		if m == nil {
-			b.Close()
-			return nil, fmt.Errorf("coreml: load function %s of %s: %w", fn, compiled, nilResult("+[MLModel modelWithContentsOfURL:configuration:error:]"))
-		}
-		b.models[fn] = m
 	}
+	first, last := its[0], its[len(its)-1]
+	b.it = &Interface{Prefill: first.Prefill, Decode: first.Decode, Meta: first.Meta}
+	b.it.Meta.VocabSize = last.Meta.VocabSize
 	return b, nil
 }
 
-// Interface returns the package interface the backend was opened with.
+// Interface returns the interface of the model the backend was opened with (for a chunked
+// export, the first package's functions).
 func (b *Backend) Interface() *Interface { return b.it }
 
-// NewState implements runtime.Backend: a zeroed MLState from the decode function.
+// Chunks is the number of packages the backend chains (1 for an unchunked export).
+func (b *Backend) Chunks() int { return len(b.chunks) }
+
+// NewState implements runtime.Backend: a zeroed MLState from the decode function of every
+// package.
 func (b *Backend) NewState() (runtime.State, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
 		return nil, errClosed
 	}
-	s, err := b.models[runtime.DecodeFunction].newState()
-	if err != nil {
-		return nil, err
+	st := &State{owner: b}
+	for i, c := range b.chunks {
+		s, err := c.models[runtime.DecodeFunction].newState()
+		if err == nil && s == nil {
+			err = nilResult("-[MLModel newState]")
+		}
+		if err != nil {
+			for _, s := range st.s {
+				s.release()
+			}
+			if len(b.chunks) > 1 {
+				err = fmt.Errorf("chunk %d: %w", i, err)
+			}
+			return nil, err
+		}
+		st.s = append(st.s, s)
 	}
-	if s == nil {
-		return nil, nilResult("-[MLModel newState]")
-	}
-	st := &State{s: s, owner: b}
 	b.states = append(b.states, st)
 	return st, nil
 }
@@ -68,36 +98,73 @@ func (b *Backend) NewState() (runtime.State, error) {
 var errClosed = errors.New("coreml: backend is closed")
 
 // Predict implements runtime.Backend: it marshals in into MLMultiArrays of the declared
-// types and shapes, runs function fn with st and returns the logits as float32.
+// types and shapes, runs function fn of every package in order with its state, and
+// returns the last package's logits as float32.
 func (b *Backend) Predict(fn string, in runtime.Inputs, st runtime.State) ([]float32, error) {
-	f, err := b.it.Function(fn)
-	if err != nil {
+	if _, err := b.it.Function(fn); err != nil {
 		return nil, err
 	}
 	cs, ok := st.(*State)
 	if !ok || cs == nil || cs.owner != b {
 		return nil, fmt.Errorf("coreml: state %T was not made by this backend", st)
 	}
-	inputs, err := buildInputs(f, in)
-	if err != nil {
-		return nil, err
-	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
 		return nil, errClosed
 	}
-	out, err := b.models[fn].predict(inputs, []string{"logits"}, cs.s)
-	if err != nil {
-		return nil, err
+	var hidden *Array
+	for i, c := range b.chunks {
+		f, _ := c.it.Function(fn)
+		logits, h, err := c.predict(f, in, hidden, cs.s[i], i == len(b.chunks)-1)
+		if err != nil {
+			if len(b.chunks) > 1 {
+				err = fmt.Errorf("chunk %d: %w", i, err)
+			}
+			return nil, err
+		}
+		if logits != nil {
+			return logits, nil
+		}
+		hidden = h
 	}
-	return readLogits(f, out)
+	return nil, errors.New("coreml: backend holds no package")
+}
+
+// predict runs function f of one package: the last returns logits, the others their
+// hidden states for the next.
+func (c *chunk) predict(f *Function, in runtime.Inputs, hidden *Array, st state, last bool) ([]float32, *Array, error) {
+	inputs, err := buildInputs(f, in, hidden)
+	if err != nil {
+		return nil, nil, err
+	}
+	if last {
+		out, err := c.models[f.Name].predict(inputs, []string{"logits"}, st)
+		if err != nil {
+			return nil, nil, err
+		}
+		logits, err := readLogits(f, out)
+		return logits, nil, err
+	}
+	out, err := c.models[f.Name].predict(inputs, []string{runtime.HiddenStatesOut}, st)
+	if err != nil {
+		return nil, nil, err
+	}
+	want, _ := f.Output(runtime.HiddenStatesOut)
+	h := out[runtime.HiddenStatesOut]
+	if h == nil {
+		return nil, nil, fmt.Errorf("coreml: function %s: %w", f.Name, nilResult(`-[MLFeatureProvider featureValueForName:] for "`+runtime.HiddenStatesOut+`"`))
+	}
+	if !sameShape(h.Shape, want.Shape) {
+		return nil, nil, fmt.Errorf("coreml: function %s: %s has shape %v, the package declares %v", f.Name, runtime.HiddenStatesOut, h.Shape, want.Shape)
+	}
+	return nil, h, nil
 }
 
 // buildInputs marshals the contract inputs of one call into arrays of the types and
 // shapes function f declares; a length that does not match the declared shape is an error,
 // never a silent truncation.
-func buildInputs(f *Function, in runtime.Inputs) ([]*namedArray, error) {
+func buildInputs(f *Function, in runtime.Inputs, hidden *Array) ([]*namedArray, error) {
 	var out []*namedArray
 	for _, feat := range f.Inputs {
 		a, err := NewArray(feat.Type, feat.Shape)
@@ -115,6 +182,8 @@ func buildInputs(f *Function, in runtime.Inputs) ([]*namedArray, error) {
 			// −1e4 and 0 are exact in fp16 (runtime.MaskedScore), so the rounding in
 			// SetFloat32s changes nothing.
 			err = a.SetFloat32s(in.CausalMask)
+		case runtime.HiddenStates:
+			err = copyValues(a, hidden)
 		default:
 			err = fmt.Errorf("not an input of the contract")
 		}
@@ -124,6 +193,25 @@ func buildInputs(f *Function, in runtime.Inputs) ([]*namedArray, error) {
 		out = append(out, &namedArray{feat.Name, a})
 	}
 	return out, nil
+}
+
+// copyValues copies src into dst, an array of the same shape, converting the element type
+// when they differ (Core ML may hand an fp16 tensor back as fp32, and the reverse).
+func copyValues(dst, src *Array) error {
+	if src == nil {
+		return fmt.Errorf("no hidden states from the previous package")
+	}
+	if src.Type == dst.Type {
+		return src.CopyTo(dst)
+	}
+	if !sameShape(src.Shape, dst.Shape) {
+		return fmt.Errorf("shape %v, want %v", src.Shape, dst.Shape)
+	}
+	v, err := src.Float32s()
+	if err != nil {
+		return err
+	}
+	return dst.SetFloat32s(v)
 }
 
 // readLogits checks the logits array against the declared output and converts it.
@@ -155,11 +243,15 @@ func (b *Backend) Close() error {
 	}
 	b.closed = true
 	for _, st := range b.states {
-		st.s.release()
+		for _, s := range st.s {
+			s.release()
+		}
 	}
 	b.states = nil
-	for _, m := range b.models {
-		m.release()
+	for _, c := range b.chunks {
+		for _, m := range c.models {
+			m.release()
+		}
 	}
 	return nil
 }
@@ -170,6 +262,7 @@ func (b *Backend) Close() error {
 type Session struct {
 	*runtime.Session
 	Backend *Backend
+	Report  OpenReport
 	cleanup func() error // removes a temporary compiled model
 }
 
@@ -234,7 +327,9 @@ func (b *Backend) releaseState(st *State) {
 	for i, s := range b.states {
 		if s == st {
 			b.states = append(b.states[:i], b.states[i+1:]...)
-			st.s.release()
+			for _, s := range st.s {
+				s.release()
+			}
 			return
 		}
 	}

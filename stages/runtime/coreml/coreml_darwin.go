@@ -4,7 +4,6 @@ package coreml
 
 import (
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -64,33 +63,12 @@ func (objcFramework) compileModel(pkg, dir string) (string, error) {
 	}
 	if err := os.Rename(tmp, dst); err != nil {
 		// Another volume: copy, then remove the temporary model.
-		if cerr := copyDir(tmp, dst); cerr != nil {
+		if cerr := copyTree(tmp, dst); cerr != nil {
 			return "", fmt.Errorf("move compiled model %s to %s: %v", tmp, dst, cerr)
 		}
 		os.RemoveAll(tmp)
 	}
 	return dst, nil
-}
-
-func copyDir(src, dst string) error {
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		out := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(out, 0o755)
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(out, data, 0o644)
-	})
 }
 
 func (objcFramework) loadModel(compiled, function string, units ComputeUnits) (model, error) {

@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"slices"
 
-	"github.com/lilims/lilims/stages/runtime"
 	"github.com/lilims/lilims/stages/runtime/reference"
 )
 
@@ -83,39 +82,33 @@ func (f *fakeCoreML) loadModel(compiled, function string, units ComputeUnits) (m
 	if err != nil {
 		return nil, err
 	}
-	b, _, err := runtime.NewReferenceBackend(m)
+	d, err := m.Describe(function)
 	if err != nil {
-		return nil, err
-	}
-	it, err := ReadInterface(src)
-	if err != nil {
-		return nil, err
-	}
-	fi, err := it.Function(function)
-	if err != nil {
-		return nil, err
+		m.Close()
+		return nil, nsError("+[MLModel modelWithContentsOfURL:configuration:error:] (emulated)", "com.apple.CoreML", 0, err.Error())
 	}
 	f.loaded++
 	f.lastUnits = units
 	f.lastFunctions = append(f.lastFunctions, function)
-	return &fakeModel{f: f, m: m, b: b, fn: function, it: fi, c: it.Meta.ContextLength}, nil
+	return &fakeModel{f: f, m: m, fn: function, desc: d}, nil
 }
 
 // emulatedSource is the file of an emulated compiled model that names its package.
 const emulatedSource = "lilims-emulated-source"
 
+// fakeModel is one loaded function: the package opened with the reference runtime.
 type fakeModel struct {
-	f  *fakeCoreML
-	m  *reference.Model
-	b  *runtime.ReferenceBackend
-	fn string
-	it *Function
-	c  int
+	f    *fakeCoreML
+	m    *reference.Model
+	fn   string
+	desc reference.FunctionDescription
 }
 
+// fakeState is an MLState: reference state made by the decode function's model and used
+// by both, as one MLState serves both function instances in Core ML.
 type fakeState struct {
 	f        *fakeCoreML
-	st       runtime.State
+	st       *reference.State
 	released bool
 }
 
@@ -130,7 +123,7 @@ func (m *fakeModel) newState() (state, error) {
 	if m.f.nilState {
 		return nil, nil
 	}
-	st, err := m.b.NewState()
+	st, err := m.m.NewState(m.fn)
 	if err != nil {
 		return nil, err
 	}
@@ -148,6 +141,9 @@ func coreMLError(format string, args ...any) error {
 	return nsError("-[MLModel predictionFromFeatures:usingState:error:] (emulated)", "com.apple.CoreML", 0, fmt.Sprintf(format, args...))
 }
 
+// dataTypes maps the reference runtime's element types to MLMultiArray's.
+var dataTypes = map[reference.DType]DataType{reference.Float16: Float16, reference.Float32: Float32, reference.Int32: Int32}
+
 func (m *fakeModel) predict(inputs []*namedArray, outputs []string, st state) (map[string]*Array, error) {
 	m.f.predictions++
 	if m.f.predictErr != nil {
@@ -157,44 +153,55 @@ func (m *fakeModel) predict(inputs []*namedArray, outputs []string, st state) (m
 	if !ok || fs.released {
 		return nil, fmt.Errorf("fake: bad state %T", st)
 	}
-	var in runtime.Inputs
-	seen := map[string]bool{}
+	ins := map[string]*reference.Tensor{}
 	for _, a := range inputs {
-		want, ok := m.it.Input(a.name)
-		if !ok {
+		i := slices.IndexFunc(m.desc.Inputs, func(f reference.Feature) bool { return f.Name == a.name })
+		if i < 0 {
 			return nil, coreMLError("unexpected input %q", a.name)
 		}
-		if a.Type != want.Type || !slices.Equal(a.Shape, want.Shape) {
-			return nil, coreMLError("input %q is %v %v, the model takes %v %v", a.name, a.Type, a.Shape, want.Type, want.Shape)
+		want := m.desc.Inputs[i]
+		if a.Type != dataTypes[want.DType] || !slices.Equal(a.Shape, want.Shape) {
+			return nil, coreMLError("input %q is %v %v, the model takes %v %v", a.name, a.Type, a.Shape, dataTypes[want.DType], want.Shape)
 		}
-		seen[a.name] = true
-		switch a.name {
-		case "input_ids":
-			in.InputIDs = int32s(a.Array)
-		case "position_ids":
-			in.PositionIDs = int32s(a.Array)
-		case "current_pos":
-			in.CurrentPos = int32s(a.Array)[0]
-		case "causal_mask":
-			v, err := a.Float32s()
-			if err != nil {
-				return nil, err
+		var t *reference.Tensor
+		var err error
+		if a.Type == Int32 {
+			t, err = reference.FromInt32(a.Shape, int32s(a.Array))
+		} else {
+			var v []float32
+			if v, err = a.Float32s(); err == nil {
+				t, err = reference.FromFloat32(want.DType, a.Shape, v)
 			}
-			in.CausalMask = v
 		}
+		if err != nil {
+			return nil, err
+		}
+		ins[a.name] = t
 	}
-	if len(seen) != len(m.it.Inputs) {
-		return nil, coreMLError("%d inputs for a model with %d", len(seen), len(m.it.Inputs))
+	if len(ins) != len(m.desc.Inputs) {
+		return nil, coreMLError("%d inputs for a model with %d", len(ins), len(m.desc.Inputs))
 	}
-	logits, err := m.b.Predict(m.fn, in, fs.st)
+	res, err := m.m.Predict(m.fn, ins, fs.st)
 	if err != nil {
 		return nil, err
 	}
-	if m.f.nilLogits {
-		return map[string]*Array{}, nil
+	out := map[string]*Array{}
+	for _, name := range outputs {
+		t, ok := res[name]
+		if !ok || (name == "logits" && m.f.nilLogits) {
+			continue // featureValueForName: gives nil
+		}
+		fp16 := t.DType == reference.Float16
+		if name == "logits" {
+			fp16 = m.f.fp16Logits
+		}
+		a, err := paddedArray(t.Shape, t.Float32s(), m.f.pad, fp16)
+		if err != nil {
+			return nil, fmt.Errorf("output %s: %w", name, err)
+		}
+		out[name] = a
 	}
-	want, _ := m.it.Output("logits")
-	return map[string]*Array{"logits": paddedArray(want.Shape, logits, m.f.pad, m.f.fp16Logits)}, nil
+	return out, nil
 }
 
 // int32s reads a row-major Int32 array.
@@ -208,7 +215,7 @@ func int32s(a *Array) []int32 {
 
 // paddedArray lays v (row-major over shape) out with pad extra elements after every last-
 // axis row, and strides to match.
-func paddedArray(shape []int, v []float32, pad int, fp16 bool) *Array {
+func paddedArray(shape []int, v []float32, pad int, fp16 bool) (*Array, error) {
 	t := Float32
 	if fp16 {
 		t = Float16
@@ -217,11 +224,13 @@ func paddedArray(shape []int, v []float32, pad int, fp16 bool) *Array {
 	padded[len(padded)-1] += pad
 	a, err := NewArray(t, padded)
 	if err != nil {
-		panic(err)
+		return nil, err
 	}
 	a.Shape = append([]int(nil), shape...) // the padded strides stay
-	if err := a.SetFloat32s(v); err != nil {
-		panic(err)
-	}
-	return a
+	return a, a.SetFloat32s(v)
+}
+
+func isEmulated(fw framework) bool {
+	_, ok := fw.(*fakeCoreML)
+	return ok
 }

@@ -86,6 +86,31 @@ func ReadInterface(pkgDir string) (*Interface, error) {
 // with N = 1 for decode and the same states in both functions, since one MLState serves
 // both (§6.2).
 func InterfaceOf(m *milpb.Model) (*Interface, error) {
+	return chunkInterfaceOf(m, wholeModel)
+}
+
+// chunkRole is the place of a package in a chunked export (mlpackage.ChunkIndex): the first
+// takes input_ids, every later one the previous one's hidden states in their place; the
+// last returns the logits, every earlier one its hidden states.
+type chunkRole struct{ first, last bool }
+
+var wholeModel = chunkRole{first: true, last: true}
+
+// ReadChunkInterface is ReadInterface for package i of the n of a chunked export.
+func ReadChunkInterface(pkgDir string, i, n int) (*Interface, error) {
+	pkg, err := mlpackage.Open(pkgDir)
+	if err != nil {
+		return nil, err
+	}
+	defer pkg.Close()
+	it, err := chunkInterfaceOf(pkg.Model, chunkRole{first: i == 0, last: i == n-1})
+	if err != nil {
+		return nil, fmt.Errorf("%s (chunk %d of %d): %w", pkgDir, i, n, err)
+	}
+	return it, nil
+}
+
+func chunkInterfaceOf(m *milpb.Model, role chunkRole) (*Interface, error) {
 	desc := m.GetDescription()
 	if len(desc.GetFunctions()) == 0 {
 		return nil, fmt.Errorf("coreml: not a lilims package: the model describes no functions (want %s and %s)", runtime.PrefillFunction, runtime.DecodeFunction)
@@ -114,11 +139,11 @@ func InterfaceOf(m *milpb.Model) (*Interface, error) {
 			return nil, fmt.Errorf("coreml: not a lilims package: no function %q", name)
 		}
 	}
-	n, c, v, err := checkContract(&it.Prefill)
+	n, c, v, err := checkContract(&it.Prefill, role)
 	if err != nil {
 		return nil, err
 	}
-	n1, c1, v1, err := checkContract(&it.Decode)
+	n1, c1, v1, err := checkContract(&it.Decode, role)
 	if err != nil {
 		return nil, err
 	}
@@ -181,8 +206,9 @@ func featuresOf(fn, kind string, fds []*milpb.FeatureDescription, state bool) ([
 	return out, nil
 }
 
-// checkContract checks one function against the contract and returns its N, C and V.
-func checkContract(f *Function) (n, c, v int, err error) {
+// checkContract checks one function against the contract and returns its N, C and V (V is
+// 0 for a chunk that returns hidden states).
+func checkContract(f *Function, role chunkRole) (n, c, v int, err error) {
 	fail := func(format string, args ...any) (int, int, int, error) {
 		return 0, 0, 0, fmt.Errorf("coreml: function %s: "+format, append([]any{f.Name}, args...)...)
 	}
@@ -199,13 +225,24 @@ func checkContract(f *Function) (n, c, v int, err error) {
 		}
 		return in, nil
 	}
-	ids, err := get("input_ids", []DataType{Int32}, 2)
-	if err != nil {
-		return 0, 0, 0, err
-	}
-	n = ids.Shape[1]
-	if ids.Shape[0] != 1 || n < 1 {
-		return fail("input_ids has shape %v, want [1, N]", ids.Shape)
+	if role.first {
+		ids, err := get("input_ids", []DataType{Int32}, 2)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		n = ids.Shape[1]
+		if ids.Shape[0] != 1 || n < 1 {
+			return fail("input_ids has shape %v, want [1, N]", ids.Shape)
+		}
+	} else {
+		h, err := get(runtime.HiddenStates, []DataType{Float16, Float32}, 3)
+		if err != nil {
+			return 0, 0, 0, err
+		}
+		n = h.Shape[1]
+		if h.Shape[0] != 1 || n < 1 || h.Shape[2] < 1 {
+			return fail("%s has shape %v, want [1, N, E]", runtime.HiddenStates, h.Shape)
+		}
 	}
 	pos, err := get("position_ids", []DataType{Int32}, 1)
 	if err != nil {
@@ -230,7 +267,35 @@ func checkContract(f *Function) (n, c, v int, err error) {
 		return fail("current_pos has shape %v, want [1]", cur.Shape)
 	}
 	if len(f.Inputs) != 4 {
-		return fail("has %d inputs, want input_ids, position_ids, causal_mask and current_pos", len(f.Inputs))
+		return fail("has %d inputs, want input_ids (or %s), position_ids, causal_mask and current_pos", len(f.Inputs), runtime.HiddenStates)
+	}
+	if !role.last {
+		h, ok := f.Output(runtime.HiddenStatesOut)
+		if !ok {
+			return fail("no output %q (a chunk before the last passes its hidden states on)", runtime.HiddenStatesOut)
+		}
+		if len(h.Shape) != 3 || h.Shape[0] != 1 || h.Shape[1] != n || (h.Type != Float16 && h.Type != Float32) {
+			return fail("%s is %v %v, want float16 [1, %d, E]", runtime.HiddenStatesOut, h.Type, h.Shape, n)
+		}
+	} else if err := checkLogits(f, n, &v); err != nil {
+		return 0, 0, 0, err
+	}
+	if len(f.States) == 0 {
+		return fail("declares no KV state")
+	}
+	for _, s := range f.States {
+		// States are fp16 (coreml-mil.md §2.7); the KV rows are axis 2 (package export).
+		if s.Type != Float16 || len(s.Shape) != 4 || s.Shape[2] != c {
+			return fail("state %q is %v %v, want float16 [1, H, %d, D]", s.Name, s.Type, s.Shape, c)
+		}
+	}
+	return n, c, v, nil
+}
+
+// checkLogits checks the logits output of the last (or only) package and sets *v.
+func checkLogits(f *Function, n int, v *int) error {
+	fail := func(format string, args ...any) error {
+		return fmt.Errorf("coreml: function %s: "+format, append([]any{f.Name}, args...)...)
 	}
 	logits, ok := f.Output("logits")
 	if !ok {
@@ -242,17 +307,8 @@ func checkContract(f *Function) (n, c, v int, err error) {
 	if len(logits.Shape) != 3 || logits.Shape[0] != 1 || logits.Shape[1] != n || logits.Shape[2] < 1 {
 		return fail("logits have shape %v, want [1, %d, V]", logits.Shape, n)
 	}
-	v = logits.Shape[2]
-	if len(f.States) == 0 {
-		return fail("declares no KV state")
-	}
-	for _, s := range f.States {
-		// States are fp16 (coreml-mil.md §2.7); the KV rows are axis 2 (package export).
-		if s.Type != Float16 || len(s.Shape) != 4 || s.Shape[2] != c {
-			return fail("state %q is %v %v, want float16 [1, H, %d, D]", s.Name, s.Type, s.Shape, c)
-		}
-	}
-	return n, c, v, nil
+	*v = logits.Shape[2]
+	return nil
 }
 
 func sameFeatures(a, b []Feature) bool {
