@@ -4,9 +4,11 @@ package builtin
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"io"
+	"os"
 	"runtime"
+	"strings"
 
 	"github.com/lilims/lilims/pipeline"
 	"github.com/lilims/lilims/pipeline/stage"
@@ -83,19 +85,34 @@ type coremlRuntime struct{}
 
 func (coremlRuntime) Open(ctx context.Context, art stage.Artifact, p stage.Params) (stage.Session, error) {
 	opts := coreml.Options{ComputeUnits: p.String("compute_units")}
+	// Compiled models are kept in the lilims cache, at one path per package, so Core ML's
+	// own cache of device-specialised models (keyed by path) is hit on the next run.
+	// Without a cache directory they are compiled into a temporary one.
+	if dir, err := pipeline.DefaultCacheDir(); err == nil {
+		opts.CacheDir = dir
+	}
 	if art.Kind == "mlmodelc" {
 		opts.Package = art.Meta["package"]
 	}
 	return coreml.OpenOptions(art.Path, opts)
 }
 
-// autoRuntime prefers Core ML and falls back to the reference runtime where Core ML is not
-// available (any OS but macOS 15+).
-type autoRuntime struct{}
+// autoRuntime prefers Core ML and falls back to the reference runtime, saying why in one
+// line on stderr, wherever Core ML cannot run the package (any OS but macOS 15+, or a
+// package the framework refuses: coreml.CannotRun).
+type autoRuntime struct {
+	stderr io.Writer // os.Stderr when nil
+}
 
-func (autoRuntime) Open(ctx context.Context, art stage.Artifact, p stage.Params) (stage.Session, error) {
+func (a autoRuntime) Open(ctx context.Context, art stage.Artifact, p stage.Params) (stage.Session, error) {
 	sess, err := coremlRuntime{}.Open(ctx, art, p)
-	if errors.Is(err, coreml.ErrUnavailable) {
+	if coreml.CannotRun(err) {
+		w := a.stderr
+		if w == nil {
+			w = os.Stderr
+		}
+		reason, _, _ := strings.Cut(err.Error(), "\n")
+		fmt.Fprintf(w, "lilims: runtime/auto: using the reference runtime: %s\n", reason)
 		return referenceRuntime{}.Open(ctx, art, p)
 	}
 	return sess, err
