@@ -111,6 +111,9 @@ func ReadChunkInterface(pkgDir string, i, n int) (*Interface, error) {
 }
 
 func chunkInterfaceOf(m *milpb.Model, role chunkRole) (*Interface, error) {
+	if err := checkContractVersion(m); err != nil {
+		return nil, err
+	}
 	desc := m.GetDescription()
 	if len(desc.GetFunctions()) == 0 {
 		return nil, fmt.Errorf("coreml: not a lilims package: the model describes no functions (want %s and %s)", runtime.PrefillFunction, runtime.DecodeFunction)
