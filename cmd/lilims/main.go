@@ -62,6 +62,7 @@ anywhere through the pure-Go reference runtime that executes the exported packag
 	root.AddCommand(newPerplexityCmd(), newCompareCmd())
 	root.AddCommand(newValidateCmd(), newStagesCmd(), newCacheCmd())
 	root.AddCommand(newBenchCmd())
+	root.AddCommand(newVerifyCmd(), newPlanCmd())
 	return root
 }
 

@@ -20,7 +20,7 @@ func OpenEmulated(path string, opts Options) (*Session, error) {
 }
 
 // fakeCoreML stands in for the framework: "compiling" writes a compiled-model directory
-// that names its package, "loading" opens that package with the reference runtime, and a
+// holding a copy of its package, "loading" opens that package with the reference runtime, and a
 // prediction decodes the MLMultiArrays it is given (checking them against the compiled
 // interface, as Core ML rejects mismatched inputs), runs the reference runtime and returns
 // the logits at padded strides, in fp32 or fp16, as an IOSurface-backed Core ML output may
@@ -54,11 +54,9 @@ func (f *fakeCoreML) compileModel(pkg, dir string) (string, error) {
 	if err := os.MkdirAll(out, 0o755); err != nil {
 		return "", err
 	}
-	abs, err := filepath.Abs(pkg)
-	if err != nil {
-		return "", err
-	}
-	if err := os.WriteFile(filepath.Join(out, emulatedSource), []byte(abs), 0o644); err != nil {
+	// Like a real compiled model, the emulated one stands alone: it holds (links to) a
+	// copy of the package, which outlives the package's own directory.
+	if err := copyTree(pkg, filepath.Join(out, emulatedSource)); err != nil {
 		return "", err
 	}
 	f.compiledFrom = pkg
@@ -72,8 +70,8 @@ func (f *fakeCoreML) loadModel(compiled, function string, units ComputeUnits) (m
 		return nil, f.loadErr
 	}
 	src := f.compiledFrom
-	if b, err := os.ReadFile(filepath.Join(compiled, emulatedSource)); err == nil {
-		src = string(b)
+	if fi, err := os.Stat(filepath.Join(compiled, emulatedSource)); err == nil && fi.IsDir() {
+		src = filepath.Join(compiled, emulatedSource)
 	}
 	if src == "" {
 		return nil, nsError("+[MLModel modelWithContentsOfURL:configuration:error:] (emulated)", "com.apple.CoreML", 0, compiled+" is not a compiled model")
@@ -93,8 +91,8 @@ func (f *fakeCoreML) loadModel(compiled, function string, units ComputeUnits) (m
 	return &fakeModel{f: f, m: m, fn: function, desc: d}, nil
 }
 
-// emulatedSource is the file of an emulated compiled model that names its package.
-const emulatedSource = "lilims-emulated-source"
+// emulatedSource is the copy of the package inside an emulated compiled model.
+const emulatedSource = "package.mlpackage"
 
 // fakeModel is one loaded function: the package opened with the reference runtime.
 type fakeModel struct {

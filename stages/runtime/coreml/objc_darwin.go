@@ -57,6 +57,8 @@ var (
 	sendInt64   func(objc.ID, objc.SEL) int64          // long long: longLongValue
 	sendString  func(objc.ID, objc.SEL) string         // const char *: UTF8String
 
+	msgSend uintptr // objc_msgSend, for signatures registered later (plan_darwin.go)
+
 	// Classes.
 	classMLModel                     objc.ID
 	classMLModelConfiguration        objc.ID
@@ -133,7 +135,7 @@ func load() error {
 	if err != nil {
 		return fmt.Errorf("coreml: load %s: %v (%w)", libobjcPath, err, ErrUnavailable)
 	}
-	msgSend, err := purego.Dlsym(libobjc, "objc_msgSend")
+	msgSend, err = purego.Dlsym(libobjc, "objc_msgSend")
 	if err != nil {
 		return fmt.Errorf("coreml: objc_msgSend: %v (%w)", err, ErrUnavailable)
 	}
