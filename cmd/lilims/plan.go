@@ -47,7 +47,7 @@ PACKAGE is an .mlpackage or the directory of a chunked export.`,
 				return err
 			}
 			rep := planReport{Package: a[0], Units: units, Static: static,
-				StaticNote: "static checks from documented ANE limits, not a measurement"}
+				StaticNote: "from documented ANE limits; not a measurement"}
 			cacheDir, _ := compiledCacheDir(&pf)
 			plan, err := coreml.LoadComputePlan(a[0], coreml.Options{ComputeUnits: units, CacheDir: cacheDir})
 			if err != nil {
