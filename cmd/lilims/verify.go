@@ -42,6 +42,7 @@ func newVerifyCmd() *cobra.Command {
 		units   string
 		asJSON  bool
 		emulate bool
+		single  bool
 	)
 	cmd := &cobra.Command{
 		Use:   "verify MODEL.gguf|PIPELINE.yaml|PACKAGE [--units all|cpu_only,cpu_and_gpu,cpu_and_ne,all] [--json]",
@@ -49,7 +50,8 @@ func newVerifyCmd() *cobra.Command {
 		Long: `Run fixed token sequences through Core ML with each compute-unit setting and through
 the pure-Go reference runtime (fp32), and print per setting: max |Δp| and top-1 agreement
 against the reference, prompt and generation tokens/s, compile (or cache) and load time, and
-resident memory. One sequence prefills a prompt and then decodes 16 tokens: a KV state that
+resident memory (with --decode-only, of a model whose weights are loaded once: see
+docs/mac.md). One sequence prefills a prompt and then decodes 16 tokens: a KV state that
 did not carry over from the prefill function to the decode function shows there.
 
 Exit 1 when a setting disagrees beyond the export's tolerance: max |Δp| ≤ 0.005 for fp16
@@ -89,7 +91,7 @@ directory of a chunked export. --json prints the report for a bug report (docs/m
 					return fmt.Errorf("%s: %w", a[0], err)
 				}
 			}
-			v := verifier{open: coremlOpener(coreml.OpenOptions), emulated: emulate || goruntime.GOOS != "darwin"}
+			v := verifier{open: coremlOpener(coreml.OpenOptions), emulated: emulate || goruntime.GOOS != "darwin", decodeOnly: single}
 			if v.emulated {
 				v.open = coremlOpener(coreml.OpenEmulated)
 			}
@@ -114,6 +116,7 @@ directory of a chunked export. --json prints the report for a bug report (docs/m
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON (for a bug report)")
 	pf.register(cmd)
 	cmd.Flags().BoolVar(&emulate, "emulate", false, "answer the Core ML calls with the reference runtime even on macOS")
+	cmd.Flags().BoolVar(&single, "decode-only", false, "load the decode function only and run prompts through it (weights held once; compare rss_mb)")
 	return cmd
 }
 
@@ -180,9 +183,10 @@ func (r *verifyReport) err() error {
 
 // verifier runs the comparison.
 type verifier struct {
-	open     func(string, coreml.Options) (*openedSession, error)
-	emulated bool
-	cacheDir string
+	open       func(string, coreml.Options) (*openedSession, error)
+	emulated   bool
+	cacheDir   string
+	decodeOnly bool // coreml.Options.PrefillThroughDecode
 }
 
 // openedSession is a Core ML session as verify drives it.
@@ -225,6 +229,7 @@ type verifyReport struct {
 	Reference       string           `json:"reference"`
 	OS              string           `json:"os"`
 	Chunks          int              `json:"chunks"`
+	DecodeOnly      bool             `json:"decode_only"` // prompts ran through the decode function (--decode-only)
 	Quantized       bool             `json:"quantized"`
 	Tolerance       float64          `json:"tolerance"`
 	ToleranceSource string           `json:"tolerance_source"`
@@ -299,7 +304,7 @@ func (v *verifier) run(ctx context.Context, pkg, seed string, settings []string)
 		return nil, err
 	}
 	rep := &verifyReport{Package: pkg, Reference: "lilims reference runtime, fp32", OS: goruntime.GOOS + "/" + goruntime.GOARCH,
-		Chunks: len(pkgs), Quantized: static.Quantized, Tolerance: verifyToleranceFP16, ToleranceSource: verifyToleranceSource,
+		Chunks: len(pkgs), DecodeOnly: v.decodeOnly, Quantized: static.Quantized, Tolerance: verifyToleranceFP16, ToleranceSource: verifyToleranceSource,
 		Top1Margin: verifyTop1Margin, Pass: true}
 	if static.Quantized {
 		rep.Tolerance = verifyToleranceQuantized
@@ -343,7 +348,7 @@ func (v *verifier) run(ctx context.Context, pkg, seed string, settings []string)
 func (v *verifier) runSetting(ctx context.Context, pkg, seed, units string, rep *verifyReport, want []refRows) verifySetting {
 	s := verifySetting{Units: units, MaxDeltaPBySeq: map[string]float64{}}
 	resetPeakRSS()
-	opts := coreml.Options{ComputeUnits: units, CacheDir: v.cacheDir}
+	opts := coreml.Options{ComputeUnits: units, CacheDir: v.cacheDir, PrefillThroughDecode: v.decodeOnly}
 	path := pkg
 	if seed != "" {
 		path, opts.Package = seed, pkg

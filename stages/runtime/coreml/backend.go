@@ -15,6 +15,9 @@ import (
 type Backend struct {
 	it     *Interface // the model's: the first package's functions, the Meta of all
 	chunks []*chunk   // one per package, in run order
+	// prefillByDecode: only decode is loaded, and prefill calls run through it
+	// (Options.PrefillThroughDecode).
+	prefillByDecode bool
 
 	mu     sync.Mutex
 	states []*State // every state handed out, released by Close
@@ -35,12 +38,16 @@ type State struct {
 
 // newBackend loads both functions of every compiled package; its[i] is the interface of
 // compiled[i].
-func newBackend(fw framework, compiled []string, its []*Interface, units ComputeUnits) (*Backend, error) {
-	b := &Backend{}
+func newBackend(fw framework, compiled []string, its []*Interface, units ComputeUnits, prefillByDecode bool) (*Backend, error) {
+	b := &Backend{prefillByDecode: prefillByDecode}
+	fns := []string{runtime.PrefillFunction, runtime.DecodeFunction}
+	if prefillByDecode {
+		fns = fns[1:]
+	}
 	for i, path := range compiled {
 		c := &chunk{it: its[i], models: map[string]model{}}
 		b.chunks = append(b.chunks, c)
-		for _, fn := range []string{runtime.PrefillFunction, runtime.DecodeFunction} {
+		for _, fn := range fns {
 			m, err := fw.loadModel(path, fn, units)
 			if err != nil {
 				b.Close()
@@ -113,6 +120,34 @@ func (b *Backend) Predict(fn string, in runtime.Inputs, st runtime.State) ([]flo
 	if b.closed {
 		return nil, errClosed
 	}
+	if fn == runtime.PrefillFunction && b.prefillByDecode {
+		return b.prefillThroughDecode(in, cs)
+	}
+	return b.predict(fn, in, cs)
+}
+
+// prefillThroughDecode runs a prefill call as N decode calls, one per token (row i of the
+// mask is the mask of token i alone), for a backend that loaded decode only.
+func (b *Backend) prefillThroughDecode(in runtime.Inputs, cs *State) ([]float32, error) {
+	n, c, v := len(in.InputIDs), b.it.Meta.ContextLength, b.it.Meta.VocabSize
+	if len(in.PositionIDs) != n || len(in.CausalMask) != n*c {
+		return nil, fmt.Errorf("coreml: prefill: %d ids, %d positions and %d mask values, want N, N and N·%d", n, len(in.PositionIDs), len(in.CausalMask), c)
+	}
+	out := make([]float32, 0, n*v)
+	for i := range n {
+		one := runtime.Inputs{InputIDs: in.InputIDs[i : i+1], PositionIDs: in.PositionIDs[i : i+1],
+			CausalMask: in.CausalMask[i*c : (i+1)*c], CurrentPos: in.PositionIDs[i]}
+		logits, err := b.predict(runtime.DecodeFunction, one, cs)
+		if err != nil {
+			return nil, fmt.Errorf("prefill token %d through decode: %w", i, err)
+		}
+		out = append(out, logits...)
+	}
+	return out, nil
+}
+
+// predict runs fn of every package in order; b.mu is held.
+func (b *Backend) predict(fn string, in runtime.Inputs, cs *State) ([]float32, error) {
 	var hidden *Array
 	for i, c := range b.chunks {
 		f, _ := c.it.Function(fn)

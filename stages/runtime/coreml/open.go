@@ -29,6 +29,12 @@ type Options struct {
 	// CompileDir is where a package opened directly is compiled when CacheDir is empty.
 	// Both empty: a temporary directory removed by Session.Close.
 	CompileDir string
+	// PrefillThroughDecode loads the decode function only and runs prompts through it one
+	// token at a time. Core ML loads each function of a multifunction model as a model of
+	// its own, and memory grows with each (coremltools issue 2351), so loading one holds
+	// the weights once, at the cost of prompt speed. lilims verify reports the resident
+	// memory of both ways.
+	PrefillThroughDecode bool
 }
 
 // openWith is Open over any framework: it resolves what to compile and load, reads the
@@ -108,7 +114,7 @@ func openWith(fw framework, path string, opts Options) (*Session, error) {
 	}
 	rep.Compiled, rep.Compile = compiled, time.Since(start)
 	start = time.Now()
-	b, err := newBackend(fw, compiled, its, units)
+	b, err := newBackend(fw, compiled, its, units, opts.PrefillThroughDecode)
 	if err == nil {
 		var s *Session
 		if s, err = newSession(b); err == nil {
