@@ -57,7 +57,7 @@ func (objcFramework) compileModel(pkg, dir string) (string, error) {
 		return "", nilResult("-[NSURL path] of the compiled model")
 	}
 	// The compiled model is written to a temporary location the caller must move
-	// (coreml-mil.md §7.1).
+	// (Apple's documentation of +[MLModel compileModelAtURL:error:]).
 	if err := os.RemoveAll(dst); err != nil {
 		return "", err
 	}
@@ -207,7 +207,7 @@ func (m *objcModel) predict(inputs []*namedArray, outputs []string, st state) (m
 }
 
 // newMultiArray lets Core ML allocate an array of a's type and shape and copies a into it
-// at the strides Core ML reports (coreml-mil.md §7.3: memory handed to
+// at the strides Core ML reports (Apple's MLMultiArray documentation: memory handed to
 // initWithDataPointer: must outlive the array, so Go memory is not lent to it). The result
 // is owned (+1).
 func newMultiArray(a *Array) (objc.ID, error) {
@@ -245,7 +245,7 @@ func newMultiArray(a *Array) (objc.ID, error) {
 }
 
 // readMultiArray copies an output MLMultiArray into Go memory with its type, shape and
-// strides; the strides may be padded (coreml-mil.md §7.2 gotchas).
+// strides; the strides may be padded (Apple's MLMultiArray documentation).
 func readMultiArray(arr objc.ID) (*Array, error) {
 	shape, err := goInts(arr.Send(selShape), "shape")
 	if err != nil {

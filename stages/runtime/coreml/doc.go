@@ -1,10 +1,10 @@
 // Package coreml runs an exported lilims package through Apple's Core ML: on the Neural
 // Engine, the GPU or the CPU of a Mac (macOS 15 or later, for stateful multifunction ML
-// Programs; coreml-mil.md §0).
+// Programs: Core ML specification 9).
 //
 // The package has two layers. The thin one, in the darwin-only files, binds Core ML through
 // purego and purego/objc without cgo: every class, selector and enum value it uses is taken
-// from coreml-mil.md §7.2 (cited beside each), plus a handful of long-stable Foundation
+// from Apple's Core ML documentation (cited beside each), plus a handful of long-stable Foundation
 // selectors (NSString, NSNumber, NSArray, NSDictionary, NSURL, NSError) listed in
 // objc_darwin.go. Everything that does not need the framework lives in portable files and
 // is tested on every OS against a fake framework: compute-unit parsing, MLMultiArray data
@@ -19,5 +19,5 @@
 //
 // Core ML runs in the caller's process here. A wrong call signature or an uncaught
 // Objective-C exception ends that process, so the host should run this runtime in a plugin
-// process (DESIGN decision 7); the package itself knows nothing of plugins.
+// process (pipeline/builtin runs runtime/coreml as a plugin on macOS); the package itself knows nothing of plugins.
 package coreml

@@ -76,8 +76,8 @@ func ReadInterface(pkgDir string) (*Interface, error) {
 	return it, nil
 }
 
-// InterfaceOf reads the prefill/decode interface from a model description (coreml-mil.md
-// §2.2–2.7, §6.2: a multifunction model describes each function in
+// InterfaceOf reads the prefill/decode interface from a model description (coremltools'
+// Model.proto: a multifunction model describes each function in
 // ModelDescription.functions) and checks the contract of package export:
 //
 //	input_ids int32 [1, N], position_ids int32 [N], causal_mask fp16 [1, 1, N, C],
@@ -189,7 +189,7 @@ func featuresOf(fn, kind string, fds []*milpb.FeatureDescription, state bool) ([
 		if arr == nil {
 			return nil, fmt.Errorf("coreml: function %s: %s %q is not a multi-array", fn, kind, fd.GetName())
 		}
-		// ArrayDataType and MLMultiArrayDataType share their numbers (coreml-mil.md §7.2).
+		// ArrayDataType and MLMultiArrayDataType share their numbers (Model.proto in coremltools' mlmodel/format and MLMultiArray.h).
 		t := DataType(arr.GetDataType())
 		if t.Size() == 0 {
 			return nil, fmt.Errorf("coreml: function %s: %s %q has unsupported data type %v", fn, kind, fd.GetName(), arr.GetDataType())
@@ -287,7 +287,7 @@ func checkContract(f *Function, role chunkRole) (n, c, v int, err error) {
 		return fail("declares no KV state")
 	}
 	for _, s := range f.States {
-		// States are fp16 (coreml-mil.md §2.7); the KV rows are axis 2 (package export).
+		// States are fp16 (coremltools' StateType: fp16 tensors only); the KV rows are axis 2 (package export).
 		if s.Type != Float16 || len(s.Shape) != 4 || s.Shape[2] != c {
 			return fail("state %q is %v %v, want float16 [1, H, %d, D]", s.Name, s.Type, s.Shape, c)
 		}

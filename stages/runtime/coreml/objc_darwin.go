@@ -4,20 +4,20 @@ package coreml
 
 // The Objective-C surface this package touches, in one file so that every signature can be
 // checked against its source at a glance: in purego the Go func type is the ABI, and a wrong
-// one corrupts memory silently (go-ecosystem.md §2.5).
+// one corrupts memory silently (purego's documentation of RegisterFunc).
 //
-// Core ML classes and selectors: coreml-mil.md §7.2 (the table, and "Enum values" for
+// Core ML classes and selectors: Apple's Core ML documentation (and the headers' enum values for
 // MLComputeUnits / MLMultiArrayDataType). Loading the frameworks and the autorelease pool
-// functions: §7.3 and go-ecosystem.md §2.1, §2.5.
+// functions: Apple's objc runtime documentation and purego's.
 //
 // Foundation/NSObject selectors are not in the fact sheets; they are the long-stable
 // Foundation API every Objective-C program uses: alloc, retain, release,
 // instancesRespondToSelector:, +[NSString stringWithUTF8String:] and -UTF8String
-// (go-ecosystem.md §2.4 names both), +[NSURL fileURLWithPath:], -[NSURL path],
+// +[NSURL fileURLWithPath:], -[NSURL path],
 // +[NSNumber numberWithLongLong:], -[NSNumber longLongValue], +[NSArray
 // arrayWithObjects:count:], -[NSArray count], -[NSArray objectAtIndex:], +[NSDictionary
 // dictionaryWithObjects:forKeys:count:], -[NSError domain], -[NSError code],
-// -[NSError localizedDescription] (coreml-mil.md §7.3), -[NSException name],
+// -[NSError localizedDescription], -[NSException name],
 // -[NSException reason], and the C function NSSetUncaughtExceptionHandler.
 
 import (
@@ -33,7 +33,7 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// Framework paths (coreml-mil.md §7.3: load the frameworks before GetClass).
+// Framework paths (the frameworks are loaded before objc.GetClass can find their classes).
 const (
 	foundationPath = "/System/Library/Frameworks/Foundation.framework/Foundation"
 	coreMLPath     = "/System/Library/Frameworks/CoreML.framework/CoreML"
@@ -44,7 +44,7 @@ var (
 	loadOnce sync.Once
 	loadErr  error
 
-	// objc_autoreleasePoolPush / Pop from libobjc (coreml-mil.md §7.3).
+	// objc_autoreleasePoolPush / Pop from libobjc (the runtime's own pool functions).
 	autoreleasePoolPush func() uintptr
 	autoreleasePoolPop  func(uintptr)
 
@@ -71,7 +71,7 @@ var (
 	classNSArray                     objc.ID
 	classNSDictionary                objc.ID
 
-	// Core ML selectors, coreml-mil.md §7.2.
+	// Core ML selectors (Apple's Core ML documentation; first macOS release beside each).
 	selCompileModelAtURL      = objc.RegisterName("compileModelAtURL:error:")                    // +[MLModel] → NSURL, macOS 10.13
 	selModelWithContentsOfURL = objc.RegisterName("modelWithContentsOfURL:configuration:error:") // +[MLModel], macOS 10.14
 	selNew                    = objc.RegisterName("new")                                         // [MLModelConfiguration new]
@@ -172,7 +172,7 @@ func load() error {
 		*dst = objc.ID(c)
 	}
 	// MLModelConfiguration.functionName, -[MLModel newState] and stateful prediction are
-	// macOS 15 (coreml-mil.md §7.2); the getBytes handlers macOS 12.3.
+	// macOS 15 (Apple's documentation); the getBytes handlers macOS 12.3.
 	for _, need := range []struct {
 		class objc.ID
 		sel   objc.SEL
@@ -196,7 +196,7 @@ func load() error {
 var inFlight atomic.Pointer[string]
 
 // installExceptionHandler registers a Foundation uncaught-exception handler. Go cannot
-// catch an Objective-C exception (no @try; go-ecosystem.md §2.4), and after the handler
+// catch an Objective-C exception (no @try in Go), and after the handler
 // returns the process still terminates; what the handler adds is the name of the call that
 // raised, on stderr, where the plugin host logs it.
 func installExceptionHandler() {
@@ -228,8 +228,8 @@ func call(name string) func() {
 }
 
 // withPool runs f on a locked OS thread inside an autorelease pool: Core ML's returns are
-// mostly autoreleased, and goroutines are not Cocoa threads (coreml-mil.md §7.3,
-// go-ecosystem.md §2.5).
+// mostly autoreleased, and goroutines are not Cocoa threads (a goroutine may move between OS
+// threads, and a pool belongs to one).
 func withPool(f func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -287,7 +287,7 @@ func nsArray(ids []objc.ID) objc.ID {
 }
 
 // maxRank bounds the NSArrays of dimensions read from Core ML: its tensors have rank ≤ 5
-// (coreml-mil.md §7.4).
+// (Core ML's ML Program tensors are at most rank 5).
 const maxRank = 5
 
 // goInts converts an NSArray<NSNumber*> such as -[MLMultiArray shape] or strides.
