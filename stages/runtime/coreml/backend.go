@@ -10,8 +10,10 @@ import (
 
 // Backend runs the prefill and decode functions of a compiled lilims package — or of the
 // packages of a chunked export, in order, handing each the previous one's hidden states —
-// through Core ML. It implements runtime.Backend. One MLState per package serves both of
-// its functions (as Apple's stateful-model examples and community code use MLState; unverified on hardware, docs/mac.md).
+// through Core ML. It implements runtime.Backend. One MLState per package, made by its
+// decode function, serves both of its functions: Apple does not document that a state
+// crosses function instances, community code relies on it, and lilims verify's
+// prefill-then-decode sequence checks it (docs/mac.md).
 type Backend struct {
 	it     *Interface // the model's: the first package's functions, the Meta of all
 	chunks []*chunk   // one per package, in run order
