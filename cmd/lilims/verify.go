@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	llamacpp "github.com/lilims/lilims/internal/oracle"
 	"github.com/lilims/lilims/pipeline"
 	"github.com/lilims/lilims/stages/export/mlpackage"
 	"github.com/lilims/lilims/stages/runtime"
@@ -29,7 +30,7 @@ import (
 const (
 	verifyToleranceFP16      = 0.005
 	verifyToleranceQuantized = 0.05
-	verifyTop1Margin         = 0.02
+	verifyTop1Margin         = llamacpp.ArgmaxMargin
 	verifyToleranceSource    = "testdata/oracle/README.md: the numerics contract (0.005 fp16 / 0.05 quantized)"
 )
 
@@ -374,9 +375,9 @@ func (v *verifier) runSetting(ctx context.Context, pkg, seed, units string, rep 
 		for r, p := range got.probs {
 			q := want[i].probs[r]
 			worst = math.Max(worst, maxAbsDiff(p, q))
-			if argmax(p) == argmax(q) {
+			if llamacpp.Argmax(p) == llamacpp.Argmax(q) {
 				agree++
-			} else if margin(q) > verifyTop1Margin {
+			} else if llamacpp.TopMargin(q) > verifyTop1Margin {
 				s.Top1Disagreement++
 			}
 			s.Rows++
@@ -426,11 +427,11 @@ func runSequence(ctx context.Context, s session, sq sequence, feed []int32, t *t
 	t.promptTime += time.Since(start)
 	t.promptTokens += len(sq.tokens)
 	for _, r := range rows {
-		out.probs = append(out.probs, softmax(r))
+		out.probs = append(out.probs, llamacpp.Softmax(r))
 	}
 	last := out.probs[len(out.probs)-1]
 	for i := 0; i < sq.Decode; i++ {
-		tok := int32(argmax(last))
+		tok := llamacpp.Argmax(last)
 		if feed != nil {
 			tok = feed[i]
 		}
@@ -442,50 +443,10 @@ func runSequence(ctx context.Context, s session, sq sequence, feed []int32, t *t
 		}
 		t.genTime += time.Since(start)
 		t.genTokens++
-		last = softmax(l)
+		last = llamacpp.Softmax(l)
 		out.probs = append(out.probs, last)
 	}
 	return out, nil
-}
-
-func softmax(l []float32) []float64 {
-	m := math.Inf(-1)
-	for _, x := range l {
-		m = math.Max(m, float64(x))
-	}
-	p := make([]float64, len(l))
-	var sum float64
-	for i, x := range l {
-		p[i] = math.Exp(float64(x) - m)
-		sum += p[i]
-	}
-	for i := range p {
-		p[i] /= sum
-	}
-	return p
-}
-
-func argmax(p []float64) int {
-	best := 0
-	for i, x := range p {
-		if x > p[best] {
-			best = i
-		}
-	}
-	return best
-}
-
-// margin is the top-1 minus the top-2 probability.
-func margin(p []float64) float64 {
-	a, b := math.Inf(-1), math.Inf(-1)
-	for _, x := range p {
-		if x > a {
-			a, b = x, a
-		} else if x > b {
-			b = x
-		}
-	}
-	return a - b
 }
 
 func maxAbsDiff(p, q []float64) float64 {

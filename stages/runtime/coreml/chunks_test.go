@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/lilims/lilims/internal/oracle"
 	"github.com/lilims/lilims/stages/export"
 	"github.com/lilims/lilims/stages/loader/gguf"
 	"github.com/lilims/lilims/stages/runtime"
@@ -131,7 +132,7 @@ func TestPrefillThroughDecode(t *testing.T) {
 	want, wantGreedy := generate(t, ref, prompt, 6)
 	var worst float64
 	for i := range want {
-		p, q := probs(got[i]), probs(want[i])
+		p, q := oracle.Softmax(got[i]), oracle.Softmax(want[i])
 		for j := range p {
 			worst = max(worst, math.Abs(p[j]-q[j]))
 		}
@@ -140,21 +141,4 @@ func TestPrefillThroughDecode(t *testing.T) {
 	if worst > 1e-3 || !slices.Equal(greedy, wantGreedy) {
 		t.Errorf("max |Δp| %g, greedy %v vs %v", worst, greedy, wantGreedy)
 	}
-}
-
-func probs(l []float32) []float64 {
-	m := math.Inf(-1)
-	for _, x := range l {
-		m = math.Max(m, float64(x))
-	}
-	p := make([]float64, len(l))
-	var sum float64
-	for i, x := range l {
-		p[i] = math.Exp(float64(x) - m)
-		sum += p[i]
-	}
-	for i := range p {
-		p[i] /= sum
-	}
-	return p
 }

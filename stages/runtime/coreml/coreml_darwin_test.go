@@ -61,13 +61,13 @@ func TestCoreMLMatchesReference(t *testing.T) {
 				want, greedy := generate(t, ref, pr.Tokens, 8)
 				got := teacherForced(t, s, pr.Tokens, greedy)
 				for i := range want {
-					p, q := probs(got[i]), probs(want[i])
+					p, q := oracle.Softmax(got[i]), oracle.Softmax(want[i])
 					for j := range p {
 						worst = math.Max(worst, math.Abs(p[j]-q[j]))
 					}
-					if oracle.Argmax(got[i]) != oracle.Argmax(want[i]) && topMargin(q) > 0.02 {
+					if oracle.Argmax(got[i]) != oracle.Argmax(want[i]) && oracle.TopMargin(q) > 0.02 {
 						t.Errorf("%s %s %q row %d: top-1 %d, reference %d (margin %.3f)", tc.name, units, pr.Prompt, i,
-							oracle.Argmax(got[i]), oracle.Argmax(want[i]), topMargin(q))
+							oracle.Argmax(got[i]), oracle.Argmax(want[i]), oracle.TopMargin(q))
 					}
 				}
 			}
@@ -98,18 +98,6 @@ func teacherForced(t *testing.T, s *Session, prompt, feed []int32) [][]float32 {
 		rows = append(rows, slices.Clone(l))
 	}
 	return rows
-}
-
-func topMargin(p []float64) float64 {
-	a, b := math.Inf(-1), math.Inf(-1)
-	for _, x := range p {
-		if x > a {
-			a, b = x, a
-		} else if x > b {
-			b = x
-		}
-	}
-	return a - b
 }
 
 // The second open of a package loads the compiled model from the same cache path without
