@@ -78,14 +78,11 @@ func (objcFramework) loadModel(compiled, function string, units ComputeUnits) (m
 	}
 	var m objc.ID
 	err = withPool(func() error {
-		// [MLModelConfiguration new] returns an owned (+1) object.
-		cfg := classMLModelConfiguration.Send(selNew)
-		if cfg == 0 {
-			return nilResult("+[MLModelConfiguration new]")
+		cfg, err := newConfiguration(function, units)
+		if err != nil {
+			return err
 		}
 		defer cfg.Send(selRelease)
-		cfg.Send(selSetComputeUnits, int(units))
-		cfg.Send(selSetFunctionName, nsString(function))
 		const name = "+[MLModel modelWithContentsOfURL:configuration:error:]"
 		defer call(name)()
 		nsErr := new(objc.ID)
@@ -101,6 +98,18 @@ func (objcFramework) loadModel(compiled, function string, units ComputeUnits) (m
 		return nil, err
 	}
 	return &objcModel{id: m, function: function}, nil
+}
+
+// newConfiguration returns an owned MLModelConfiguration (the "new" family: +1) for one
+// function of a multifunction model with the given compute units. Call inside withPool.
+func newConfiguration(function string, units ComputeUnits) (objc.ID, error) {
+	cfg := classMLModelConfiguration.Send(selNew)
+	if cfg == 0 {
+		return 0, nilResult("+[MLModelConfiguration new]")
+	}
+	cfg.Send(selSetComputeUnits, int(units))
+	cfg.Send(selSetFunctionName, nsString(function))
+	return cfg, nil
 }
 
 // objcModel is one loaded function (a retained MLModel).

@@ -185,13 +185,11 @@ func computePlanOf(compiled, fn string, units ComputeUnits, where map[string]str
 		done <- result{plan, nsErr}
 	})
 	err = withPool(func() error {
-		cfg := classMLModelConfiguration.Send(selNew)
-		if cfg == 0 {
-			return nilResult("+[MLModelConfiguration new]")
+		cfg, err := newConfiguration(fn, units)
+		if err != nil {
+			return err
 		}
 		defer cfg.Send(selRelease)
-		cfg.Send(selSetComputeUnits, int(units))
-		cfg.Send(selSetFunctionName, nsString(fn))
 		defer call(name)()
 		classMLComputePlan.Send(selLoadComputePlan, fileURL(abs), cfg, handler)
 		return nil
