@@ -11,6 +11,7 @@ import (
 
 	"github.com/lilims/lilims/internal/oracle"
 	"github.com/lilims/lilims/stages/export"
+	"github.com/lilims/lilims/stages/export/arch"
 	"github.com/lilims/lilims/stages/loader/gguf"
 	"github.com/lilims/lilims/stages/runtime"
 	"github.com/lilims/lilims/stages/runtime/reference"
@@ -18,13 +19,18 @@ import (
 
 func exportChunks(t *testing.T, file string, chunks int) string {
 	t.Helper()
+	return exportChunksLayout(t, file, chunks, arch.Standard)
+}
+
+func exportChunksLayout(t *testing.T, file string, chunks int, layout arch.Layout) string {
+	t.Helper()
 	f, err := gguf.Open(filepath.Join(oracleDir, "models", file))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
 	out := filepath.Join(t.TempDir(), "model.chunks")
-	if err := export.Export(context.Background(), f, export.Options{ContextLength: 64, PrefillChunk: 16, Chunks: chunks}, out); err != nil {
+	if err := export.Export(context.Background(), f, export.Options{ContextLength: 64, PrefillChunk: 16, Chunks: chunks, Layout: layout}, out); err != nil {
 		t.Fatal(err)
 	}
 	return out
@@ -34,9 +40,16 @@ func exportChunks(t *testing.T, file string, chunks int) string {
 // package compiled and loaded, one MLState per package, hidden states handed on. The logits
 // must equal the reference runtime's over the same chunked export, bit for bit (the hidden
 // states travel as the fp16 the packages declare, exactly as the reference chains them),
-// for a prompt longer than one prefill chunk followed by greedy decoding.
+// for a prompt longer than one prefill chunk followed by greedy decoding; in the standard
+// layout ([1, N, E] hidden states) and the ANE one ([1, E, 1, N]).
 func TestChunkedExport(t *testing.T) {
-	dir := exportChunks(t, "tiny-phi2-f16.gguf", 3)
+	for _, layout := range []arch.Layout{arch.Standard, arch.ANE} {
+		t.Run(layout.String(), func(t *testing.T) { testChunkedExport(t, layout) })
+	}
+}
+
+func testChunkedExport(t *testing.T, layout arch.Layout) {
+	dir := exportChunksLayout(t, "tiny-phi2-f16.gguf", 3, layout)
 	fake := &fakeCoreML{pad: 3}
 	s, err := openWith(fake, dir, Options{CacheDir: t.TempDir()})
 	if err != nil {

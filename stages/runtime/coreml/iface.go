@@ -238,13 +238,12 @@ func checkContract(f *Function, role chunkRole) (n, c, v int, err error) {
 			return fail("input_ids has shape %v, want [1, N]", ids.Shape)
 		}
 	} else {
-		h, err := get(runtime.HiddenStates, []DataType{Float16, Float32}, 3)
-		if err != nil {
-			return 0, 0, 0, err
+		h, ok := f.Input(runtime.HiddenStates)
+		if !ok {
+			return fail("no input %q (a chunk after the first takes the previous one's hidden states)", runtime.HiddenStates)
 		}
-		n = h.Shape[1]
-		if h.Shape[0] != 1 || n < 1 || h.Shape[2] < 1 {
-			return fail("%s has shape %v, want [1, N, E]", runtime.HiddenStates, h.Shape)
+		if n = hiddenTokens(h); n < 1 || (h.Type != Float16 && h.Type != Float32) {
+			return fail("input %q is %v %v, want float16 [1, N, E] (or [1, E, 1, N] in the ANE layout)", runtime.HiddenStates, h.Type, h.Shape)
 		}
 	}
 	pos, err := get("position_ids", []DataType{Int32}, 1)
@@ -277,8 +276,8 @@ func checkContract(f *Function, role chunkRole) (n, c, v int, err error) {
 		if !ok {
 			return fail("no output %q (a chunk before the last passes its hidden states on)", runtime.HiddenStatesOut)
 		}
-		if len(h.Shape) != 3 || h.Shape[0] != 1 || h.Shape[1] != n || (h.Type != Float16 && h.Type != Float32) {
-			return fail("%s is %v %v, want float16 [1, %d, E]", runtime.HiddenStatesOut, h.Type, h.Shape, n)
+		if hiddenTokens(h) != n || (h.Type != Float16 && h.Type != Float32) {
+			return fail("%s is %v %v, want float16 [1, %d, E] (or [1, E, 1, %d] in the ANE layout)", runtime.HiddenStatesOut, h.Type, h.Shape, n, n)
 		}
 	} else if err := checkLogits(f, n, &v); err != nil {
 		return 0, 0, 0, err
@@ -293,6 +292,18 @@ func checkContract(f *Function, role chunkRole) (n, c, v int, err error) {
 		}
 	}
 	return n, c, v, nil
+}
+
+// hiddenTokens is the N of a hidden-states feature: [1, N, E] in the standard layout,
+// [1, E, 1, N] in the ANE layout (channels first); 0 for any other shape.
+func hiddenTokens(h Feature) int {
+	switch s := h.Shape; {
+	case len(s) == 3 && s[0] == 1 && s[2] >= 1:
+		return s[1]
+	case len(s) == 4 && s[0] == 1 && s[1] >= 1 && s[2] == 1:
+		return s[3]
+	}
+	return 0
 }
 
 // checkLogits checks the logits output of the last (or only) package and sets *v.
