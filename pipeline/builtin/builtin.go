@@ -55,6 +55,8 @@ func runtimeSpec(uses, doc string) stage.Spec {
 			Doc: "fp32: float32 activations over the fp16 weights and fp16 KV state (meets llama.cpp's tolerances); fp16: round every op result to fp16 as the program declares, emulating fp16 hardware"},
 		{Name: "compute_units", Type: stage.String, Default: "all", Enum: []string{"cpu_only", "cpu_and_gpu", "cpu_and_ne", "all"},
 			Doc: "Core ML compute units (macOS only; ignored by the reference runtime)"},
+		{Name: "decode_only", Type: stage.Bool, Default: false,
+			Doc: "Core ML: load the decode function only and run prompts through it, so the weights are held once (slower prompts; ignored by the reference runtime)"},
 	}}
 }
 
@@ -84,7 +86,7 @@ func (referenceRuntime) Open(ctx context.Context, art stage.Artifact, p stage.Pa
 type coremlRuntime struct{}
 
 func (coremlRuntime) Open(ctx context.Context, art stage.Artifact, p stage.Params) (stage.Session, error) {
-	opts := coreml.Options{ComputeUnits: p.String("compute_units")}
+	opts := coreml.Options{ComputeUnits: p.String("compute_units"), PrefillThroughDecode: p.Bool("decode_only")}
 	// Compiled models are kept in the lilims cache, at one path per package, so Core ML's
 	// own cache of device-specialised models (keyed by path) is hit on the next run.
 	// Without a cache directory they are compiled into a temporary one.
