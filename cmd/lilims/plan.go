@@ -91,8 +91,8 @@ func (r *planReport) writeText(w io.Writer, perOp bool) {
 	if len(r.Static.Findings) == 0 {
 		fmt.Fprintln(w, "  none failed")
 	}
-	for _, f := range r.Static.Findings {
-		fmt.Fprintf(w, "  %s\n", f)
+	for _, l := range r.Static.Lines() {
+		fmt.Fprintf(w, "  %s\n", l)
 	}
 	fmt.Fprintln(w)
 	if r.ComputePlanError != "" {

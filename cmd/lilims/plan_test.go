@@ -7,9 +7,9 @@ import (
 	"testing"
 )
 
-// plan's static checks on real exports: stories260K's KV states are [1, 8, C, 8] (head dim
-// 64/8 = 8, testdata/oracle/README.md), so each breaks the multiple-of-32 rule; tiny-phi2's
-// (head dim 32) do not. Off macOS the MLComputePlan part says in one line why it did not run.
+// plan's static checks on real exports: stories260K's KV states are [1, 4, C, 8] (4 KV
+// heads, head dim 64/8 = 8, testdata/oracle/README.md), so each breaks the multiple-of-32
+// rule; tiny-phi2's (head dim 32) do not. Off macOS the MLComputePlan part says in one line why it did not run.
 func TestPlanStatic(t *testing.T) {
 	for _, tc := range []struct {
 		file       string

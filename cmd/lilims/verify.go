@@ -8,8 +8,10 @@ import (
 	"math"
 	"path/filepath"
 	goruntime "runtime"
+	"runtime/debug"
 	"slices"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -262,7 +264,7 @@ type verifySetting struct {
 	CompileCached  bool    `json:"compile_cached"` // the compiled model came from the cache
 	LoadSeconds    float64 `json:"load_seconds"`   // both functions loaded and checked once
 	RSSMB          float64 `json:"rss_mb"`
-	RSSKind        string  `json:"rss_kind"` // "current" (Linux VmRSS) or "peak" (getrusage)
+	RSSKind        string  `json:"rss_kind"` // "current" (Linux VmRSS), "footprint" (macOS phys_footprint) or "peak" (getrusage)
 }
 
 // verifySequences are the fixed inputs for a package of context c, prefill chunk n and
@@ -295,7 +297,10 @@ func (v *verifier) run(ctx context.Context, pkg, seed string, settings []string)
 	if err != nil {
 		return nil, err
 	}
-	defer ref.Close()
+	// The reference runs first and is closed before any Core ML session opens, so that
+	// each setting's memory figure is Core ML's, not the reference runtime's.
+	closeRef := sync.OnceValue(ref.Close)
+	defer closeRef()
 	static, err := coreml.CheckStatic(pkg)
 	if err != nil {
 		return nil, err
@@ -317,9 +322,7 @@ func (v *verifier) run(ctx context.Context, pkg, seed string, settings []string)
 		rep.Backend = "coreml"
 		rep.BackendNote = "Apple Core ML framework"
 	}
-	for _, f := range static.Findings {
-		rep.Static = append(rep.Static, f.String())
-	}
+	rep.Static = static.Lines()
 	rep.Sequences = verifySequences(ref.Meta())
 	want := make([]refRows, len(rep.Sequences))
 	var refT throughput
@@ -329,6 +332,7 @@ func (v *verifier) run(ctx context.Context, pkg, seed string, settings []string)
 		}
 	}
 	rep.ReferenceRun = refT.rates()
+	closeRef()
 	var failed []string
 	for _, u := range settings {
 		s := v.runSetting(ctx, pkg, seed, u, rep, want)
@@ -348,6 +352,7 @@ func (v *verifier) run(ctx context.Context, pkg, seed string, settings []string)
 
 func (v *verifier) runSetting(ctx context.Context, pkg, seed, units string, rep *verifyReport, want []refRows) verifySetting {
 	s := verifySetting{Units: units, MaxDeltaPBySeq: map[string]float64{}}
+	debug.FreeOSMemory() // what earlier settings left behind is not this one's
 	resetPeakRSS()
 	opts := coreml.Options{ComputeUnits: units, CacheDir: v.cacheDir, PrefillThroughDecode: v.decodeOnly}
 	path := pkg
@@ -457,11 +462,15 @@ func maxAbsDiff(p, q []float64) float64 {
 	return d
 }
 
-// residentMB is the resident set now (Linux) or the process's peak where the current one
-// is not readable (macOS: getrusage's ru_maxrss), and which of the two it is.
+// residentMB is the process's memory now — the resident set on Linux, the physical
+// footprint on macOS (which counts Core ML's IOSurface and Neural Engine buffers) — or the
+// peak resident set where neither is readable, and which of these it is.
 func residentMB() (float64, string) {
 	if v, ok := procStatusMB("VmRSS"); ok {
 		return v, "current"
+	}
+	if v, ok := footprintMB(); ok {
+		return v, "footprint"
 	}
 	return maxRSSMB(), "peak"
 }

@@ -47,6 +47,28 @@ func (f StaticFinding) String() string {
 	return fmt.Sprintf("%s: [%s] %s", s, f.Check, f.Msg)
 }
 
+// Lines are the findings for people: one line per distinct finding, naming every function
+// it holds for (prefill and decode usually share their weights and states).
+func (r *StaticReport) Lines() []string {
+	var keys []string
+	fns := map[string][]string{}
+	for _, f := range r.Findings {
+		k := f.Where + ": [" + f.Check + "] " + f.Msg
+		if f.Package != "" {
+			k = f.Package + ": " + k
+		}
+		if _, ok := fns[k]; !ok {
+			keys = append(keys, k)
+		}
+		fns[k] = append(fns[k], f.Function)
+	}
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = strings.Join(fns[k], ", ") + " " + k
+	}
+	return out
+}
+
 // StaticReport is the result of the static checks of one package or chunked export.
 type StaticReport struct {
 	Ops       map[string]int  `json:"ops"`       // op count by type, over every function (consts excluded)

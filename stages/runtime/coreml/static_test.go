@@ -115,3 +115,16 @@ func TestOpsInOrderLayers(t *testing.T) {
 		t.Errorf("placement order %v, want %v", order, want)
 	}
 }
+
+// A finding shared by both functions is one line naming both.
+func TestStaticLines(t *testing.T) {
+	r := &StaticReport{Findings: []StaticFinding{
+		{Function: "decode", Check: "state", Where: "state", Msg: "state \"k_cache_0\" is bad"},
+		{Function: "prefill", Check: "state", Where: "state", Msg: "state \"k_cache_0\" is bad"},
+		{Function: "prefill", Check: "dtype", Where: "head", Msg: "cast is fp32"},
+	}}
+	want := []string{`decode, prefill state: [state] state "k_cache_0" is bad`, "prefill head: [dtype] cast is fp32"}
+	if got := r.Lines(); !slices.Equal(got, want) {
+		t.Errorf("lines %q, want %q", got, want)
+	}
+}
