@@ -100,24 +100,25 @@ func (coremlRuntime) Open(ctx context.Context, art stage.Artifact, p stage.Param
 }
 
 // autoRuntime prefers Core ML and falls back to the reference runtime, saying why in one
-// line on stderr, wherever Core ML cannot run the package (any OS but macOS 15+, or a
-// package the framework refuses: coreml.CannotRun).
+// line on stderr, whenever Core ML cannot open the package: any OS but macOS 15+, no
+// libobjc, or a package or chunk directory the framework refuses to compile or load. An
+// artifact that neither runtime opens gets the reference runtime's error.
 type autoRuntime struct {
 	stderr io.Writer // os.Stderr when nil
 }
 
 func (a autoRuntime) Open(ctx context.Context, art stage.Artifact, p stage.Params) (stage.Session, error) {
 	sess, err := coremlRuntime{}.Open(ctx, art, p)
-	if coreml.CannotRun(err) {
-		w := a.stderr
-		if w == nil {
-			w = os.Stderr
-		}
-		reason, _, _ := strings.Cut(err.Error(), "\n")
-		fmt.Fprintf(w, "lilims: runtime/auto: using the reference runtime: %s\n", reason)
-		return referenceRuntime{}.Open(ctx, art, p)
+	if err == nil {
+		return sess, nil
 	}
-	return sess, err
+	w := a.stderr
+	if w == nil {
+		w = os.Stderr
+	}
+	reason, _, _ := strings.Cut(err.Error(), "\n")
+	fmt.Fprintf(w, "lilims: runtime/auto: using the reference runtime: %s\n", reason)
+	return referenceRuntime{}.Open(ctx, art, p)
 }
 
 var samplerSpec = stage.Spec{Uses: "sampler/default", Kind: stage.KindSampler,

@@ -3,6 +3,7 @@ package builtin
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	goruntime "runtime"
 	"strings"
@@ -43,5 +44,23 @@ func TestAutoRuntimeFallsBack(t *testing.T) {
 		if strings.Count(msg, "\n") != 1 || !strings.Contains(msg, "runtime/auto: using the reference runtime: ") || !strings.Contains(msg, "only available on macOS") {
 			t.Errorf("chunks %d: stderr %q, want one line with the reason", chunks, msg)
 		}
+	}
+}
+
+// An artifact neither runtime opens (a chunk directory whose index is missing a package)
+// gets the reference runtime's error, after the one line saying why Core ML was not used.
+func TestAutoRuntimeNeitherOpens(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "m.chunks")
+	os.MkdirAll(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "chunks.json"), []byte(`{"format": "lilims.chunks", "version": 1, "layers": 2,
+ "chunks": [{"path": "chunk_0.mlpackage", "first": 0, "end": 2}]}`), 0o644)
+	var stderr bytes.Buffer
+	_, err := autoRuntime{stderr: &stderr}.Open(context.Background(), stage.Artifact{Kind: "mlpackage", Path: dir},
+		stage.Params{"compute_units": "all", "precision": "fp32", "threads": 1})
+	if err == nil || !strings.Contains(err.Error(), "chunk_0.mlpackage") {
+		t.Errorf("error %v, want the reference runtime's, naming the missing package", err)
+	}
+	if strings.Count(stderr.String(), "\n") != 1 {
+		t.Errorf("stderr %q, want one line", stderr.String())
 	}
 }

@@ -18,7 +18,7 @@
 // loop. Open (darwin) compiles each package once into the lilims cache (CompiledCacheDir),
 // loads the prefill and decode functions with the requested compute units, and checks both
 // with one prediction before returning. Elsewhere Open returns an error wrapping
-// ErrUnavailable; CannotRun tells a host when to fall back to the reference runtime.
+// ErrUnavailable.
 //
 // Beside running, the package describes: CheckStatic compares a package with documented
 // Neural Engine limits (static checks, not a measurement), and LoadComputePlan (darwin,

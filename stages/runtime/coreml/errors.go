@@ -40,14 +40,3 @@ func nsError(call, domain string, code int, description string) *Error {
 func nilResult(call string) *Error {
 	return &Error{Call: call, Description: "returned nil without an NSError"}
 }
-
-// CannotRun reports whether err, from Open, means that Core ML cannot run the package on
-// this machine — it is unavailable (not macOS, macOS older than 15, no libobjc), or the
-// framework refused to compile, load or run one of its packages (a chunk it cannot open
-// among them) — so that a host choosing a runtime (runtime/auto) falls back to the
-// reference runtime instead of failing. Errors in the input itself (a missing file, a
-// package that is not lilims's) are not: the reference runtime would refuse them too.
-func CannotRun(err error) bool {
-	var e *Error
-	return errors.Is(err, ErrUnavailable) || errors.As(err, &e)
-}
