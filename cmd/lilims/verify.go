@@ -131,7 +131,7 @@ func parseUnitsList(s string) ([]string, error) {
 	var out []string
 	for _, u := range strings.Split(s, ",") {
 		u = strings.TrimSpace(u)
-		if _, err := coreml.ParseComputeUnits(u); err != nil {
+		if _, err := coreml.ParseComputeUnits(u); err != nil || u == "" {
 			return nil, fmt.Errorf("--units: %q is not a compute-unit setting; valid: %s", u, strings.Join(allUnits, ", "))
 		}
 		if !slices.Contains(out, u) {
@@ -335,7 +335,10 @@ func (v *verifier) run(ctx context.Context, pkg, seed string, settings []string)
 	closeRef()
 	var failed []string
 	for _, u := range settings {
-		s := v.runSetting(ctx, pkg, seed, u, rep, want)
+		s, err := v.runSetting(ctx, pkg, seed, u, rep, want)
+		if err != nil {
+			return nil, err // Core ML cannot run here at all: one line, not a table of errors
+		}
 		if !s.Pass {
 			rep.Pass = false
 			failed = append(failed, u)
@@ -350,7 +353,9 @@ func (v *verifier) run(ctx context.Context, pkg, seed string, settings []string)
 	return rep, nil
 }
 
-func (v *verifier) runSetting(ctx context.Context, pkg, seed, units string, rep *verifyReport, want []refRows) verifySetting {
+// runSetting runs every sequence with one compute-unit setting. A failure of that setting
+// is recorded in the result; the error is for Core ML being unavailable altogether.
+func (v *verifier) runSetting(ctx context.Context, pkg, seed, units string, rep *verifyReport, want []refRows) (verifySetting, error) {
 	s := verifySetting{Units: units, MaxDeltaPBySeq: map[string]float64{}}
 	debug.FreeOSMemory() // what earlier settings left behind is not this one's
 	resetPeakRSS()
@@ -360,9 +365,12 @@ func (v *verifier) runSetting(ctx context.Context, pkg, seed, units string, rep 
 		path, opts.Package = seed, pkg
 	}
 	sess, err := v.open(path, opts)
+	if errors.Is(err, coreml.ErrUnavailable) {
+		return s, err
+	}
 	if err != nil {
 		s.Error = err.Error()
-		return s
+		return s, nil
 	}
 	defer sess.close()
 	s.CompileSeconds, s.CompileCached = sess.report.Compile.Seconds(), sess.report.CacheHit
@@ -374,7 +382,7 @@ func (v *verifier) runSetting(ctx context.Context, pkg, seed, units string, rep 
 		got, err := runSequence(ctx, sess, sq, want[i].decode, &t)
 		if err != nil {
 			s.Error = fmt.Sprintf("%s: %v", sq.Name, err)
-			return s
+			return s, nil
 		}
 		var worst float64
 		for r, p := range got.probs {
@@ -393,7 +401,7 @@ func (v *verifier) runSetting(ctx context.Context, pkg, seed, units string, rep 
 	s.verifyThroughput = t.rates()
 	s.Top1Agreement = float64(agree) / float64(max(1, s.Rows))
 	s.Pass = s.MaxDeltaP <= rep.Tolerance && s.Top1Disagreement == 0
-	return s
+	return s, nil
 }
 
 // throughput sums the tokens and time of prompt and decode calls.

@@ -3,6 +3,8 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -174,5 +176,17 @@ func TestVerifyBadUnits(t *testing.T) {
 	_, errOut, code := runCLI(t, "", "verify", "x.mlpackage", "--units", "cpu_and_ane")
 	if code != 2 || !strings.Contains(errOut, `"cpu_and_ane" is not a compute-unit setting; valid: cpu_only, cpu_and_gpu, cpu_and_ne, all`) {
 		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+}
+
+// Where Core ML cannot run at all (here: a Mac older than macOS 15, as the real framework
+// reports it), verify stops with that one line instead of a table of failed settings.
+func TestVerifyUnavailable(t *testing.T) {
+	pkg := exportForVerify(t, "tiny-phi2-f16.gguf", 1)
+	old := fmt.Errorf("coreml: this Mac runs macOS 14.6; running lilims packages with Core ML needs macOS 15.0 or later (%w)", coreml.ErrUnavailable)
+	v := verifier{open: func(string, coreml.Options) (*openedSession, error) { return nil, old }}
+	_, err := v.run(context.Background(), pkg, "", allUnits)
+	if !errors.Is(err, coreml.ErrUnavailable) || strings.Contains(err.Error(), "\n") {
+		t.Errorf("error %v, want the one-line unavailability", err)
 	}
 }
