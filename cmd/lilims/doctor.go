@@ -155,7 +155,6 @@ func diagnoseMac(p probe, rep *doctorReport) {
 	default:
 		rep.CoreML = true
 		rep.Runtime = "coreml"
-		rep.Notes = append(rep.Notes, "check Core ML against the reference runtime with: lilims verify MODEL --json (docs/mac.md)")
 	}
 	if dir, err := pipeline.DefaultCacheDir(); err == nil {
 		rep.CompiledCache = filepath.Join(dir, "coreml")
@@ -215,6 +214,9 @@ func (r doctorReport) writeText(w io.Writer) error {
 		rt = "Core ML"
 	}
 	fmt.Fprintf(tw, "runtime/auto:\t%s\n", rt)
+	if r.CoreML {
+		fmt.Fprintf(tw, "first run:\tlilims verify MODEL checks Core ML against the reference runtime (docs/mac.md)\n")
+	}
 	if r.Kernels != "" {
 		fmt.Fprintf(tw, "reference kernels:\t%s (LILIMS_KERNELS=simd|portable narrows them)\n", r.Kernels)
 	}
