@@ -105,6 +105,7 @@ directory of a chunked export. --json prints the report for a bug report (docs/m
 			if err != nil {
 				return err
 			}
+			rep.Machine = diagnose(systemProbe(ctx)) // for a bug report: macOS version, chip, tools
 			if asJSON {
 				if err := writeJSON(cmd.OutOrStdout(), rep); err != nil {
 					return err
@@ -231,6 +232,7 @@ type verifyReport struct {
 	BackendNote     string           `json:"backend_note"`
 	Reference       string           `json:"reference"`
 	OS              string           `json:"os"`
+	Machine         doctorReport     `json:"machine"` // what lilims doctor reports
 	Chunks          int              `json:"chunks"`
 	DecodeOnly      bool             `json:"decode_only"` // prompts ran through the decode function (--decode-only)
 	Quantized       bool             `json:"quantized"`
@@ -486,6 +488,11 @@ func residentMB() (float64, string) {
 func (r *verifyReport) writeText(w io.Writer) {
 	fmt.Fprintf(w, "package:    %s (%d package(s), %s)\n", r.Package, r.Chunks, map[bool]string{true: "quantized", false: "fp16"}[r.Quantized])
 	fmt.Fprintf(w, "backend:    %s — %s\n", r.Backend, r.BackendNote)
+	machine := strings.TrimSpace(r.Machine.OS + " " + r.Machine.OSVersion)
+	if r.Machine.Machine != "" {
+		machine += ", " + r.Machine.Machine
+	}
+	fmt.Fprintf(w, "machine:    %s (%s)\n", machine, r.OS)
 	fmt.Fprintf(w, "reference:  %s (%.1f prompt tok/s, %.1f gen tok/s)\n", r.Reference, r.ReferenceRun.PromptTokensPerSecond, r.ReferenceRun.GenTokensPerSecond)
 	fmt.Fprintf(w, "tolerance:  max |Δp| ≤ %g; same top-1 where the reference's margin > %g (%s)\n", r.Tolerance, r.Top1Margin, r.ToleranceSource)
 	for _, sq := range r.Sequences {
