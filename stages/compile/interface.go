@@ -10,7 +10,7 @@ import (
 // CheckModel validates a whole model: the spec version, the program (every op against its
 // signature, through mil.CheckProgram) and the interface — that the model description and the
 // program's functions agree on input, output and state names, dtypes and shapes, as Core ML's
-// interface validators require (coremltools' Model.proto: FunctionDescription, StateFeatureType).
+// interface validators require (coreml-mil.md §2.2, §6).
 func CheckModel(m *milpb.Model) []error {
 	var errs []error
 	fail := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
