@@ -183,17 +183,17 @@ func (c *chunk) predict(f *Function, in runtime.Inputs, hidden *Array, st state,
 		logits, err := readLogits(f, out)
 		return logits, nil, err
 	}
-	out, err := c.models[f.Name].predict(inputs, []string{runtime.HiddenStatesOut}, st)
+	out, err := c.models[f.Name].predict(inputs, []string{hiddenStatesOut}, st)
 	if err != nil {
 		return nil, nil, err
 	}
-	want, _ := f.Output(runtime.HiddenStatesOut)
-	h := out[runtime.HiddenStatesOut]
+	want, _ := f.Output(hiddenStatesOut)
+	h := out[hiddenStatesOut]
 	if h == nil {
-		return nil, nil, fmt.Errorf("coreml: function %s: %w", f.Name, nilResult(`-[MLFeatureProvider featureValueForName:] for "`+runtime.HiddenStatesOut+`"`))
+		return nil, nil, fmt.Errorf("coreml: function %s: %w", f.Name, nilResult(`-[MLFeatureProvider featureValueForName:] for "`+hiddenStatesOut+`"`))
 	}
 	if !sameShape(h.Shape, want.Shape) {
-		return nil, nil, fmt.Errorf("coreml: function %s: %s has shape %v, the package declares %v", f.Name, runtime.HiddenStatesOut, h.Shape, want.Shape)
+		return nil, nil, fmt.Errorf("coreml: function %s: %s has shape %v, the package declares %v", f.Name, hiddenStatesOut, h.Shape, want.Shape)
 	}
 	return nil, h, nil
 }
@@ -219,7 +219,7 @@ func buildInputs(f *Function, in runtime.Inputs, hidden *Array) ([]*namedArray, 
 			// −1e4 and 0 are exact in fp16 (runtime.MaskedScore), so the rounding in
 			// SetFloat32s changes nothing.
 			err = a.SetFloat32s(in.CausalMask)
-		case runtime.HiddenStates:
+		case hiddenStates:
 			err = copyValues(a, hidden)
 		default:
 			err = fmt.Errorf("not an input of the contract")

@@ -238,12 +238,12 @@ func checkContract(f *Function, role chunkRole) (n, c, v int, err error) {
 			return fail("input_ids has shape %v, want [1, N]", ids.Shape)
 		}
 	} else {
-		h, ok := f.Input(runtime.HiddenStates)
+		h, ok := f.Input(hiddenStates)
 		if !ok {
-			return fail("no input %q (a chunk after the first takes the previous one's hidden states)", runtime.HiddenStates)
+			return fail("no input %q (a chunk after the first takes the previous one's hidden states)", hiddenStates)
 		}
 		if n = hiddenTokens(h); n < 1 || (h.Type != Float16 && h.Type != Float32) {
-			return fail("input %q is %v %v, want float16 [1, N, E] (or [1, E, 1, N] in the ANE layout)", runtime.HiddenStates, h.Type, h.Shape)
+			return fail("input %q is %v %v, want float16 [1, N, E] (or [1, E, 1, N] in the ANE layout)", hiddenStates, h.Type, h.Shape)
 		}
 	}
 	pos, err := get("position_ids", []DataType{Int32}, 1)
@@ -269,15 +269,15 @@ func checkContract(f *Function, role chunkRole) (n, c, v int, err error) {
 		return fail("current_pos has shape %v, want [1]", cur.Shape)
 	}
 	if len(f.Inputs) != 4 {
-		return fail("has %d inputs, want input_ids (or %s), position_ids, causal_mask and current_pos", len(f.Inputs), runtime.HiddenStates)
+		return fail("has %d inputs, want input_ids (or %s), position_ids, causal_mask and current_pos", len(f.Inputs), hiddenStates)
 	}
 	if !role.last {
-		h, ok := f.Output(runtime.HiddenStatesOut)
+		h, ok := f.Output(hiddenStatesOut)
 		if !ok {
-			return fail("no output %q (a chunk before the last passes its hidden states on)", runtime.HiddenStatesOut)
+			return fail("no output %q (a chunk before the last passes its hidden states on)", hiddenStatesOut)
 		}
 		if hiddenTokens(h) != n || (h.Type != Float16 && h.Type != Float32) {
-			return fail("%s is %v %v, want float16 [1, %d, E] (or [1, E, 1, %d] in the ANE layout)", runtime.HiddenStatesOut, h.Type, h.Shape, n, n)
+			return fail("%s is %v %v, want float16 [1, %d, E] (or [1, E, 1, %d] in the ANE layout)", hiddenStatesOut, h.Type, h.Shape, n, n)
 		}
 	} else if err := checkLogits(f, n, &v); err != nil {
 		return 0, 0, 0, err

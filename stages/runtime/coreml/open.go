@@ -141,10 +141,10 @@ func checkChain(its []*Interface, i int) error {
 	for _, fn := range []string{runtime.PrefillFunction, runtime.DecodeFunction} {
 		pf, _ := prev.Function(fn)
 		cf, _ := cur.Function(fn)
-		out, _ := pf.Output(runtime.HiddenStatesOut)
-		in, _ := cf.Input(runtime.HiddenStates)
+		out, _ := pf.Output(hiddenStatesOut)
+		in, _ := cf.Input(hiddenStates)
 		if !sameShape(out.Shape, in.Shape) {
-			return fmt.Errorf("chunk %d %s takes %s %v, chunk %d returns %v", i, fn, runtime.HiddenStates, in.Shape, i-1, out.Shape)
+			return fmt.Errorf("chunk %d %s takes %s %v, chunk %d returns %v", i, fn, hiddenStates, in.Shape, i-1, out.Shape)
 		}
 	}
 	return nil
