@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lilims/lilims/pipeline"
 	"github.com/lilims/lilims/stages/runtime/reference"
 )
 
@@ -40,24 +42,26 @@ func newDoctorCmd() *cobra.Command {
 	return cmd
 }
 
-// minCoreMLMajor is the first macOS whose Core ML runs lilims packages: they are spec 9
-// ML Programs with state and two functions (coreml-mil.md §0: spec 9 = macOS 15).
+// minCoreMLMajor is the first macOS whose Core ML runs lilims packages: they are Core ML
+// specification 9 ML Programs with state and two functions (MLState and
+// MLModelConfiguration.functionName are macOS 15 APIs).
 const minCoreMLMajor = 15
 
 // doctorReport is what `lilims doctor` prints.
 type doctorReport struct {
-	OS             string   `json:"os"`                       // "macOS", "Debian GNU/Linux 12 (bookworm)", …
-	OSVersion      string   `json:"os_version,omitempty"`     // "15.1 (24B83)" on macOS
-	Kernel         string   `json:"kernel,omitempty"`         // kernel release
-	Arch           string   `json:"arch"`                     // the lilims binary's GOOS/GOARCH
-	Machine        string   `json:"machine,omitempty"`        // the CPU, e.g. "Apple M2 Pro"
-	AppleSilicon   bool     `json:"apple_silicon"`            // hw.optional.arm64 = 1
-	NeuralEngine   bool     `json:"neural_engine"`            // every Apple silicon Mac has one
-	XcodeTools     string   `json:"xcode_tools,omitempty"`    // xcode-select -p
-	CoreMLCompiler string   `json:"coremlcompiler,omitempty"` // xcrun --find coremlcompiler
-	CoreML         bool     `json:"coreml"`                   // Core ML can run lilims packages
-	Runtime        string   `json:"runtime"`                  // what runtime/auto picks: "coreml" or "reference"
-	Kernels        string   `json:"kernels,omitempty"`        // the reference runtime's kernel set (reference.Kernels)
+	OS             string   `json:"os"`                             // "macOS", "Debian GNU/Linux 12 (bookworm)", …
+	OSVersion      string   `json:"os_version,omitempty"`           // "15.1 (24B83)" on macOS
+	Kernel         string   `json:"kernel,omitempty"`               // kernel release
+	Arch           string   `json:"arch"`                           // the lilims binary's GOOS/GOARCH
+	Machine        string   `json:"machine,omitempty"`              // the CPU, e.g. "Apple M2 Pro"
+	AppleSilicon   bool     `json:"apple_silicon"`                  // hw.optional.arm64 = 1
+	NeuralEngine   bool     `json:"neural_engine"`                  // every Apple silicon Mac has one
+	XcodeTools     string   `json:"xcode_tools,omitempty"`          // xcode-select -p
+	CoreMLCompiler string   `json:"coremlcompiler,omitempty"`       // xcrun --find coremlcompiler
+	CoreML         bool     `json:"coreml"`                         // Core ML can run lilims packages
+	Runtime        string   `json:"runtime"`                        // what runtime/auto picks: "coreml" or "reference"
+	Kernels        string   `json:"kernels,omitempty"`              // the reference runtime's kernel set (reference.Kernels)
+	CompiledCache  string   `json:"compiled_model_cache,omitempty"` // where Core ML's compiled models are kept
 	Notes          []string `json:"notes,omitempty"`
 }
 
@@ -152,6 +156,9 @@ func diagnoseMac(p probe, rep *doctorReport) {
 		rep.CoreML = true
 		rep.Runtime = "coreml"
 	}
+	if dir, err := pipeline.DefaultCacheDir(); err == nil {
+		rep.CompiledCache = filepath.Join(dir, "coreml")
+	}
 }
 
 // macMajor reads the major version of "15.1.1".
@@ -199,11 +206,17 @@ func (r doctorReport) writeText(w io.Writer) error {
 		fmt.Fprintf(tw, "xcode tools:\t%s\n", orNone(r.XcodeTools))
 		fmt.Fprintf(tw, "coremlcompiler:\t%s\n", orNone(r.CoreMLCompiler))
 	}
+	if r.CompiledCache != "" {
+		fmt.Fprintf(tw, "compiled models:\t%s\n", r.CompiledCache)
+	}
 	rt := "reference (pure Go)"
 	if r.Runtime == "coreml" {
 		rt = "Core ML"
 	}
 	fmt.Fprintf(tw, "runtime/auto:\t%s\n", rt)
+	if r.CoreML {
+		fmt.Fprintf(tw, "first run:\tlilims verify MODEL checks Core ML against the reference runtime (docs/mac.md)\n")
+	}
 	if r.Kernels != "" {
 		fmt.Fprintf(tw, "reference kernels:\t%s (LILIMS_KERNELS=simd|portable narrows them)\n", r.Kernels)
 	}

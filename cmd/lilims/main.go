@@ -63,6 +63,7 @@ anywhere through the pure-Go reference runtime that executes the exported packag
 	root.AddCommand(newValidateCmd(), newStagesCmd(), newCacheCmd())
 	root.AddCommand(newBenchCmd())
 	root.AddCommand(newPullCmd(), newListCmd(), newRemoveCmd(), newServeCmd())
+	root.AddCommand(newVerifyCmd(), newPlanCmd())
 	return root
 }
 

@@ -145,6 +145,24 @@ func (s Step) Margin() float64 {
 	return s.Top[0][1] - s.Top[1][1]
 }
 
+// TopMargin is the top-1 minus the top-2 of the probabilities p (0 for fewer than two): a
+// comparison of two runtimes holds their argmax equal where the reference's margin exceeds
+// ArgmaxMargin, as the oracle comparison does.
+func TopMargin(p []float64) float64 {
+	if len(p) < 2 {
+		return 0
+	}
+	a, b := math.Inf(-1), math.Inf(-1)
+	for _, x := range p {
+		if x > a {
+			a, b = x, a
+		} else if x > b {
+			b = x
+		}
+	}
+	return a - b
+}
+
 // Decisive reports whether the margin exceeds ArgmaxMargin, so that our argmax must equal
 // llama.cpp's.
 func (s Step) Decisive() bool { return s.Margin() > ArgmaxMargin }

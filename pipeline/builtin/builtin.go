@@ -4,9 +4,12 @@ package builtin
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"io"
+	"os"
 	"runtime"
+	goruntime "runtime"
+	"strings"
 
 	"github.com/lilims/lilims/pipeline"
 	"github.com/lilims/lilims/pipeline/stage"
@@ -53,6 +56,8 @@ func runtimeSpec(uses, doc string) stage.Spec {
 			Doc: "fp32: float32 activations over the fp16 weights and fp16 KV state (meets llama.cpp's tolerances); fp16: round every op result to fp16 as the program declares, emulating fp16 hardware"},
 		{Name: "compute_units", Type: stage.String, Default: "all", Enum: []string{"cpu_only", "cpu_and_gpu", "cpu_and_ne", "all"},
 			Doc: "Core ML compute units (macOS only; ignored by the reference runtime)"},
+		{Name: "decode_only", Type: stage.Bool, Default: false,
+			Doc: "Core ML: load the decode function only and run prompts through it, so the weights are held once (slower prompts; ignored by the reference runtime)"},
 	}}
 }
 
@@ -82,24 +87,46 @@ func (referenceRuntime) Open(ctx context.Context, art stage.Artifact, p stage.Pa
 type coremlRuntime struct{}
 
 func (coremlRuntime) Open(ctx context.Context, art stage.Artifact, p stage.Params) (stage.Session, error) {
-	opts := coreml.Options{ComputeUnits: p.String("compute_units")}
+	opts := coreml.Options{ComputeUnits: p.String("compute_units"), PrefillThroughDecode: p.Bool("decode_only")}
+	// Compiled models are kept in the lilims cache, at one path per package, so Core ML's
+	// own cache of device-specialised models (keyed by path) is hit on the next run.
+	// Without a cache directory they are compiled into a temporary one.
+	if dir, err := pipeline.DefaultCacheDir(); err == nil {
+		opts.CacheDir = dir
+	}
 	if art.Kind == "mlmodelc" {
 		opts.Package = art.Meta["package"]
 	}
 	return coreml.OpenOptions(art.Path, opts)
 }
 
-// autoRuntime prefers Core ML and falls back to the reference runtime where Core ML is not
-// available (any OS but macOS 15+).
-type autoRuntime struct{}
-
-func (autoRuntime) Open(ctx context.Context, art stage.Artifact, p stage.Params) (stage.Session, error) {
-	sess, err := coremlRuntime{}.Open(ctx, art, p)
-	if errors.Is(err, coreml.ErrUnavailable) {
-		return referenceRuntime{}.Open(ctx, art, p)
-	}
-	return sess, err
+// autoRuntime prefers Core ML and falls back to the reference runtime whenever Core ML
+// cannot open the package: any OS but macOS 15+, no libobjc, or a package or chunk directory
+// the framework refuses to compile or load. On a Mac, where Core ML was expected, it says why
+// in one line on stderr; elsewhere the reference runtime is simply the runtime. An artifact
+// that neither runtime opens gets the reference runtime's error.
+type autoRuntime struct {
+	stderr io.Writer // os.Stderr when nil
 }
+
+func (a autoRuntime) Open(ctx context.Context, art stage.Artifact, p stage.Params) (stage.Session, error) {
+	sess, err := coremlRuntime{}.Open(ctx, art, p)
+	if err == nil {
+		return sess, nil
+	}
+	if expectCoreML {
+		w := a.stderr
+		if w == nil {
+			w = os.Stderr
+		}
+		reason, _, _ := strings.Cut(err.Error(), "\n")
+		fmt.Fprintf(w, "lilims: runtime/auto: using the reference runtime: %s\n", reason)
+	}
+	return referenceRuntime{}.Open(ctx, art, p)
+}
+
+// expectCoreML: runtime/auto explains a fallback only where Core ML could have run.
+var expectCoreML = goruntime.GOOS == "darwin"
 
 var samplerSpec = stage.Spec{Uses: "sampler/default", Kind: stage.KindSampler,
 	Doc:    "llama.cpp's sampling chain: penalties → top-k → typical → top-p → min-p → temperature → draw.",

@@ -5,8 +5,8 @@
 //
 // A chunked export (a directory holding chunks.json and one package per run of layers) is
 // validated package by package, with the hidden-state chain between them, and passed on as
-// it is: the Core ML runtime does not run chunk directories yet, so there is nothing to
-// compile them for.
+// it is: the Core ML runtime compiles each of its packages into the lilims cache when it
+// first opens the directory (stages/runtime/coreml, CompiledCacheDir).
 package compile
 
 import (
@@ -42,7 +42,7 @@ func (Stage) Build(ctx context.Context, req stage.BuildRequest) (stage.Artifact,
 	}
 	if mlpackage.IsChunked(in.Path) {
 		if mode == "always" {
-			return stage.Artifact{}, fmt.Errorf("compile: %s is a chunked export; coremlcompiler: always compiles single packages only (the Core ML runtime does not run chunks yet): export with chunks: 1", in.Path)
+			return stage.Artifact{}, fmt.Errorf("compile: %s is a chunked export; coremlcompiler: always compiles single packages only (the Core ML runtime compiles the chunks of a chunked export itself, into its cache): use coremlcompiler: auto, or export with chunks: 1", in.Path)
 		}
 		meta := map[string]string{"validated": "true"}
 		if n, ok := in.Meta["chunks"]; ok {

@@ -11,7 +11,7 @@ import (
 // DataType is MLMultiArrayDataType, the element type of an MLMultiArray.
 type DataType int
 
-// The NSInteger values of MLMultiArrayDataType (coreml-mil.md §7.2, "Enum values"): the
+// The NSInteger values of MLMultiArrayDataType (Apple's MLMultiArray.h): the
 // same numbers as ArrayFeatureType.ArrayDataType in the model description (§2.6), a type
 // class in bits 16+ (1 float, 2 int) and the width in bits below.
 const (
@@ -54,7 +54,7 @@ func (d DataType) String() string {
 const maxElements = 1 << 31
 
 // Array is the host side of an MLMultiArray: elements of one DataType laid out in Data at
-// Strides (in elements, as Core ML counts them; coreml-mil.md §7.2) over Shape. The arrays
+// Strides (in elements, as Core ML counts them; -[MLMultiArray strides]) over Shape. The arrays
 // this package builds are row-major; the ones Core ML returns may be padded (§7.2 gotchas),
 // so readers always go through Strides.
 type Array struct {
@@ -257,7 +257,7 @@ func (a *Array) Float32s() ([]float32, error) {
 
 // CopyTo copies a's elements into dst, an array of the same type and shape laid out at
 // other strides (Core ML's own allocation, whose strides its mutable-bytes handler
-// reports; coreml-mil.md §7.2).
+// reports; Apple's MLMultiArray documentation).
 func (a *Array) CopyTo(dst *Array) error {
 	if dst.Type != a.Type {
 		return fmt.Errorf("coreml: copy of a %v array into a %v array", a.Type, dst.Type)

@@ -8,7 +8,7 @@ import (
 	"testing"
 )
 
-// MLMultiArrayDataType values and widths (coreml-mil.md §7.2 "Enum values"; the same
+// MLMultiArrayDataType values and widths (Apple's MLMultiArray.h; the same
 // numbers as ArrayFeatureType, §2.6).
 func TestDataType(t *testing.T) {
 	for _, tc := range []struct {

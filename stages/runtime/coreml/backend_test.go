@@ -147,7 +147,7 @@ func TestOpenErrors(t *testing.T) {
 		calls  int // framework calls expected: 0 when the input is refused first
 	}{
 		{"bad compute units", &fakeCoreML{}, pkg, Options{ComputeUnits: "ane"}, `compute units "ane" is not one of`, -1, 0},
-		{"not a model", &fakeCoreML{}, filepath.Join(oracleDir, "models", "stories260K.gguf"), Options{}, "neither an .mlpackage nor a compiled .mlmodelc", -1, 0},
+		{"not a model", &fakeCoreML{}, filepath.Join(oracleDir, "models", "stories260K.gguf"), Options{}, "neither an .mlpackage, a compiled .mlmodelc nor a chunked export", -1, 0},
 		{"missing package", &fakeCoreML{}, filepath.Join(t.TempDir(), "x.mlpackage"), Options{}, "no such file", -1, 0},
 		{"compiled without package", &fakeCoreML{}, compiled, Options{}, "needs its source .mlpackage", -1, 0},
 		{"compile fails", &fakeCoreML{compileErr: nsError("+[MLModel compileModelAtURL:error:]", "com.apple.CoreML", 0, "validator error")},
@@ -158,7 +158,7 @@ func TestOpenErrors(t *testing.T) {
 		{"no logits", &fakeCoreML{nilLogits: true}, pkg, Options{}, `featureValueForName:] for "logits": returned nil`, -1, 3},
 		// A compiled model built from another package: Core ML refuses the inputs.
 		{"compiled from another package", &fakeCoreML{compiledFrom: other}, compiled, Options{Package: pkg},
-			`check of decode: coreml: -[MLModel predictionFromFeatures:usingState:error:] (fake): input "causal_mask" is float16 [1 1 1 64], the model takes float16 [1 1 1 32]`, 0, 2},
+			`check of decode: coreml: -[MLModel predictionFromFeatures:usingState:error:] (emulated): input "causal_mask" is float16 [1 1 1 64], the model takes float16 [1 1 1 32]`, 0, 2},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := openWith(tc.fake, tc.path, tc.opts)
@@ -243,7 +243,7 @@ func TestBuildInputsErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	ok := runtime.Inputs{InputIDs: []int32{3}, PositionIDs: []int32{0}, CausalMask: make([]float32, 64)}
-	if _, err := buildInputs(&it.Decode, ok); err != nil {
+	if _, err := buildInputs(&it.Decode, ok, nil); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range []struct {
@@ -257,7 +257,7 @@ func TestBuildInputsErrors(t *testing.T) {
 	} {
 		in := ok
 		tc.edit(&in)
-		if _, err := buildInputs(&it.Decode, in); err == nil || !strings.Contains(err.Error(), tc.want) {
+		if _, err := buildInputs(&it.Decode, in, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: error %v, want %q", tc.name, err, tc.want)
 		}
 	}

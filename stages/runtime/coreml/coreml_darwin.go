@@ -4,7 +4,6 @@ package coreml
 
 import (
 	"fmt"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,39 +57,18 @@ func (objcFramework) compileModel(pkg, dir string) (string, error) {
 		return "", nilResult("-[NSURL path] of the compiled model")
 	}
 	// The compiled model is written to a temporary location the caller must move
-	// (coreml-mil.md §7.1).
+	// (Apple's documentation of +[MLModel compileModelAtURL:error:]).
 	if err := os.RemoveAll(dst); err != nil {
 		return "", err
 	}
 	if err := os.Rename(tmp, dst); err != nil {
 		// Another volume: copy, then remove the temporary model.
-		if cerr := copyDir(tmp, dst); cerr != nil {
+		if cerr := copyTree(tmp, dst); cerr != nil {
 			return "", fmt.Errorf("move compiled model %s to %s: %v", tmp, dst, cerr)
 		}
 		os.RemoveAll(tmp)
 	}
 	return dst, nil
-}
-
-func copyDir(src, dst string) error {
-	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, p)
-		if err != nil {
-			return err
-		}
-		out := filepath.Join(dst, rel)
-		if d.IsDir() {
-			return os.MkdirAll(out, 0o755)
-		}
-		data, err := os.ReadFile(p)
-		if err != nil {
-			return err
-		}
-		return os.WriteFile(out, data, 0o644)
-	})
 }
 
 func (objcFramework) loadModel(compiled, function string, units ComputeUnits) (model, error) {
@@ -100,14 +78,11 @@ func (objcFramework) loadModel(compiled, function string, units ComputeUnits) (m
 	}
 	var m objc.ID
 	err = withPool(func() error {
-		// [MLModelConfiguration new] returns an owned (+1) object.
-		cfg := classMLModelConfiguration.Send(selNew)
-		if cfg == 0 {
-			return nilResult("+[MLModelConfiguration new]")
+		cfg, err := newConfiguration(function, units)
+		if err != nil {
+			return err
 		}
 		defer cfg.Send(selRelease)
-		cfg.Send(selSetComputeUnits, int(units))
-		cfg.Send(selSetFunctionName, nsString(function))
 		const name = "+[MLModel modelWithContentsOfURL:configuration:error:]"
 		defer call(name)()
 		nsErr := new(objc.ID)
@@ -125,6 +100,18 @@ func (objcFramework) loadModel(compiled, function string, units ComputeUnits) (m
 	return &objcModel{id: m, function: function}, nil
 }
 
+// newConfiguration returns an owned MLModelConfiguration (the "new" family: +1) for one
+// function of a multifunction model with the given compute units. Call inside withPool.
+func newConfiguration(function string, units ComputeUnits) (objc.ID, error) {
+	cfg := classMLModelConfiguration.Send(selNew)
+	if cfg == 0 {
+		return 0, nilResult("+[MLModelConfiguration new]")
+	}
+	cfg.Send(selSetComputeUnits, int(units))
+	cfg.Send(selSetFunctionName, nsString(function))
+	return cfg, nil
+}
+
 // objcModel is one loaded function (a retained MLModel).
 type objcModel struct {
 	id       objc.ID
@@ -135,17 +122,13 @@ type objcModel struct {
 type objcState struct{ id objc.ID }
 
 func (s *objcState) release() {
-	if s.id != 0 {
-		s.id.Send(selRelease)
-		s.id = 0
-	}
+	release(s.id)
+	s.id = 0
 }
 
 func (m *objcModel) release() {
-	if m.id != 0 {
-		m.id.Send(selRelease)
-		m.id = 0
-	}
+	release(m.id)
+	m.id = 0
 }
 
 func (m *objcModel) newState() (state, error) {
@@ -190,6 +173,8 @@ func (m *objcModel) predict(inputs []*namedArray, outputs []string, st state) (m
 			}
 		}
 		dict := classNSDictionary.Send(selDictionaryWithObjects, unsafe.Pointer(&values[0]), unsafe.Pointer(&keys[0]), len(keys))
+		// A fresh NSError out-parameter for every call: a stale one from an earlier call
+		// would be reported for a later call that returned nil without setting it.
 		nsErr := new(objc.ID)
 		const initName = "-[MLDictionaryFeatureProvider initWithDictionary:error:]"
 		done := call(initName)
@@ -200,11 +185,12 @@ func (m *objcModel) predict(inputs []*namedArray, outputs []string, st state) (m
 		}
 		defer provider.Send(selRelease)
 		name := "-[MLModel predictionFromFeatures:usingState:error:] (" + m.function + ")"
+		predErr := new(objc.ID)
 		done = call(name)
-		result := m.id.Send(selPredictUsingState, provider, s.id, unsafe.Pointer(nsErr))
+		result := m.id.Send(selPredictUsingState, provider, s.id, unsafe.Pointer(predErr))
 		done()
 		if result == 0 {
-			return errorOf(name, *nsErr)
+			return errorOf(name, *predErr)
 		}
 		for _, o := range outputs {
 			fv := result.Send(selFeatureValueForName, nsString(o))
@@ -230,7 +216,7 @@ func (m *objcModel) predict(inputs []*namedArray, outputs []string, st state) (m
 }
 
 // newMultiArray lets Core ML allocate an array of a's type and shape and copies a into it
-// at the strides Core ML reports (coreml-mil.md §7.3: memory handed to
+// at the strides Core ML reports (Apple's MLMultiArray documentation: memory handed to
 // initWithDataPointer: must outlive the array, so Go memory is not lent to it). The result
 // is owned (+1).
 func newMultiArray(a *Array) (objc.ID, error) {
@@ -268,7 +254,7 @@ func newMultiArray(a *Array) (objc.ID, error) {
 }
 
 // readMultiArray copies an output MLMultiArray into Go memory with its type, shape and
-// strides; the strides may be padded (coreml-mil.md §7.2 gotchas).
+// strides; the strides may be padded (Apple's MLMultiArray documentation).
 func readMultiArray(arr objc.ID) (*Array, error) {
 	shape, err := goInts(arr.Send(selShape), "shape")
 	if err != nil {
@@ -278,7 +264,7 @@ func readMultiArray(arr objc.ID) (*Array, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := &Array{Type: DataType(objc.Send[int](arr, selDataType)), Shape: shape, Strides: strides}
+	a := &Array{Type: DataType(sendInt(arr, selDataType)), Shape: shape, Strides: strides}
 	if a.Type.Size() == 0 {
 		return nil, fmt.Errorf("MLMultiArray data type %v is not one lilims reads", a.Type)
 	}

@@ -5,7 +5,7 @@ package coreml
 // so that everything around the framework is exercised on every OS.
 type framework interface {
 	// compileModel compiles an .mlpackage into an .mlmodelc inside dir and returns the
-	// compiled model's path (+[MLModel compileModelAtURL:error:], coreml-mil.md §7.1).
+	// compiled model's path (+[MLModel compileModelAtURL:error:]).
 	compileModel(pkg, dir string) (string, error)
 	// loadModel loads one function of a compiled model with the given compute units
 	// (+[MLModel modelWithContentsOfURL:configuration:error:] with

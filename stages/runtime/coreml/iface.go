@@ -77,6 +77,35 @@ func ReadInterface(pkgDir string) (*Interface, error) {
 	return it, nil
 }
 
+// ReadInterfaces reads the packages of a chunked export (or one package), checks them
+// together against the program contract — the first takes input_ids, each later one the
+// previous one's hidden states, the last returns the logits (contract.Check) — and returns
+// each one's interface, all with the Meta of the whole.
+func ReadInterfaces(pkgDirs []string) ([]*Interface, error) {
+	models := make([]*milpb.Model, len(pkgDirs))
+	descs := make([]contract.Description, len(pkgDirs))
+	for i, dir := range pkgDirs {
+		pkg, err := mlpackage.Open(dir)
+		if err != nil {
+			return nil, err
+		}
+		models[i], descs[i] = pkg.Model, contract.Describe(pkg.Model)
+		pkg.Close()
+	}
+	meta, err := contract.CheckOne(descs)
+	if err != nil {
+		return nil, fmt.Errorf("coreml: %w", err)
+	}
+	its := make([]*Interface, len(models))
+	for i, m := range models {
+		if its[i], err = functionsOf(m); err != nil {
+			return nil, fmt.Errorf("%s: %w", pkgDirs[i], err)
+		}
+		its[i].Meta = meta
+	}
+	return its, nil
+}
+
 // InterfaceOf reads the prefill/decode interface from a model description (a multifunction
 // model describes each function in ModelDescription.functions, Core ML spec 9) after
 // checking it against the program contract (contract.Check).
@@ -85,7 +114,17 @@ func InterfaceOf(m *milpb.Model) (*Interface, error) {
 	if err != nil {
 		return nil, fmt.Errorf("coreml: %w", err)
 	}
-	it := &Interface{Meta: meta}
+	it, err := functionsOf(m)
+	if err != nil {
+		return nil, err
+	}
+	it.Meta = meta
+	return it, nil
+}
+
+// functionsOf reads the described prefill and decode functions of a checked package.
+func functionsOf(m *milpb.Model) (*Interface, error) {
+	it := &Interface{}
 	for _, fd := range m.GetDescription().GetFunctions() {
 		var dst *Function
 		switch fd.GetName() {
@@ -96,6 +135,7 @@ func InterfaceOf(m *milpb.Model) (*Interface, error) {
 		default:
 			continue
 		}
+		var err error
 		if *dst, err = functionOf(fd); err != nil {
 			return nil, err
 		}

@@ -4,20 +4,20 @@ package coreml
 
 // The Objective-C surface this package touches, in one file so that every signature can be
 // checked against its source at a glance: in purego the Go func type is the ABI, and a wrong
-// one corrupts memory silently (go-ecosystem.md §2.5).
+// one corrupts memory silently (purego's documentation of RegisterFunc).
 //
-// Core ML classes and selectors: coreml-mil.md §7.2 (the table, and "Enum values" for
+// Core ML classes and selectors: Apple's Core ML documentation (and the headers' enum values for
 // MLComputeUnits / MLMultiArrayDataType). Loading the frameworks and the autorelease pool
-// functions: §7.3 and go-ecosystem.md §2.1, §2.5.
+// functions: Apple's objc runtime documentation and purego's.
 //
 // Foundation/NSObject selectors are not in the fact sheets; they are the long-stable
 // Foundation API every Objective-C program uses: alloc, retain, release,
 // instancesRespondToSelector:, +[NSString stringWithUTF8String:] and -UTF8String
-// (go-ecosystem.md §2.4 names both), +[NSURL fileURLWithPath:], -[NSURL path],
+// +[NSURL fileURLWithPath:], -[NSURL path],
 // +[NSNumber numberWithLongLong:], -[NSNumber longLongValue], +[NSArray
 // arrayWithObjects:count:], -[NSArray count], -[NSArray objectAtIndex:], +[NSDictionary
 // dictionaryWithObjects:forKeys:count:], -[NSError domain], -[NSError code],
-// -[NSError localizedDescription] (coreml-mil.md §7.3), -[NSException name],
+// -[NSError localizedDescription], -[NSException name],
 // -[NSException reason], and the C function NSSetUncaughtExceptionHandler.
 
 import (
@@ -30,9 +30,10 @@ import (
 
 	"github.com/ebitengine/purego"
 	"github.com/ebitengine/purego/objc"
+	"golang.org/x/sys/unix"
 )
 
-// Framework paths (coreml-mil.md §7.3: load the frameworks before GetClass).
+// Framework paths (the frameworks are loaded before objc.GetClass can find their classes).
 const (
 	foundationPath = "/System/Library/Frameworks/Foundation.framework/Foundation"
 	coreMLPath     = "/System/Library/Frameworks/CoreML.framework/CoreML"
@@ -43,9 +44,20 @@ var (
 	loadOnce sync.Once
 	loadErr  error
 
-	// objc_autoreleasePoolPush / Pop from libobjc (coreml-mil.md §7.3).
+	// objc_autoreleasePoolPush / Pop from libobjc (the runtime's own pool functions).
 	autoreleasePoolPush func() uintptr
 	autoreleasePoolPop  func(uintptr)
+
+	// objc_msgSend under the typed signatures whose results are not objects, each
+	// registered once by load. objc.Send[T] would register a fresh function (a
+	// reflect.MakeFunc) on every call: about 30 per decoded token.
+	sendBoolSEL func(objc.ID, objc.SEL, objc.SEL) bool // instancesRespondToSelector:
+	sendInt     func(objc.ID, objc.SEL) int            // NSInteger: code, dataType
+	sendUint    func(objc.ID, objc.SEL) uint           // NSUInteger: count
+	sendInt64   func(objc.ID, objc.SEL) int64          // long long: longLongValue
+	sendString  func(objc.ID, objc.SEL) string         // const char *: UTF8String
+
+	msgSend uintptr // objc_msgSend, for signatures registered later (plan_darwin.go)
 
 	// Classes.
 	classMLModel                     objc.ID
@@ -59,7 +71,7 @@ var (
 	classNSArray                     objc.ID
 	classNSDictionary                objc.ID
 
-	// Core ML selectors, coreml-mil.md §7.2.
+	// Core ML selectors (Apple's Core ML documentation; first macOS release beside each).
 	selCompileModelAtURL      = objc.RegisterName("compileModelAtURL:error:")                    // +[MLModel] → NSURL, macOS 10.13
 	selModelWithContentsOfURL = objc.RegisterName("modelWithContentsOfURL:configuration:error:") // +[MLModel], macOS 10.14
 	selNew                    = objc.RegisterName("new")                                         // [MLModelConfiguration new]
@@ -109,6 +121,11 @@ func loadFramework() error {
 }
 
 func load() error {
+	if v, err := unix.Sysctl("kern.osproductversion"); err == nil {
+		if err := requireMacOS(v, macOSForPackages, "running lilims packages with Core ML (stateful multifunction ML Programs)"); err != nil {
+			return err
+		}
+	}
 	for _, p := range []string{foundationPath, coreMLPath} {
 		if _, err := purego.Dlopen(p, purego.RTLD_NOW|purego.RTLD_GLOBAL); err != nil {
 			return fmt.Errorf("coreml: load %s: %v (%w)", p, err, ErrUnavailable)
@@ -116,7 +133,14 @@ func load() error {
 	}
 	libobjc, err := purego.Dlopen(libobjcPath, purego.RTLD_NOW|purego.RTLD_GLOBAL)
 	if err != nil {
-		return fmt.Errorf("coreml: load %s: %w", libobjcPath, err)
+		return fmt.Errorf("coreml: load %s: %v (%w)", libobjcPath, err, ErrUnavailable)
+	}
+	msgSend, err = purego.Dlsym(libobjc, "objc_msgSend")
+	if err != nil {
+		return fmt.Errorf("coreml: objc_msgSend: %v (%w)", err, ErrUnavailable)
+	}
+	for _, fn := range []any{&sendBoolSEL, &sendInt, &sendUint, &sendInt64, &sendString} {
+		purego.RegisterFunc(fn, msgSend)
 	}
 	// Dlsym first: RegisterLibFunc panics on a missing symbol.
 	for name, fn := range map[string]any{
@@ -125,7 +149,7 @@ func load() error {
 	} {
 		sym, err := purego.Dlsym(libobjc, name)
 		if err != nil {
-			return fmt.Errorf("coreml: %s: %w", name, err)
+			return fmt.Errorf("coreml: %s: %v (%w)", name, err, ErrUnavailable)
 		}
 		purego.RegisterFunc(fn, sym)
 	}
@@ -148,7 +172,7 @@ func load() error {
 		*dst = objc.ID(c)
 	}
 	// MLModelConfiguration.functionName, -[MLModel newState] and stateful prediction are
-	// macOS 15 (coreml-mil.md §7.2); the getBytes handlers macOS 12.3.
+	// macOS 15 (Apple's documentation); the getBytes handlers macOS 12.3.
 	for _, need := range []struct {
 		class objc.ID
 		sel   objc.SEL
@@ -160,7 +184,7 @@ func load() error {
 		{classMLMultiArray, selGetBytes, "-[MLMultiArray getBytesWithHandler:]"},
 		{classMLMultiArray, selGetMutableBytes, "-[MLMultiArray getMutableBytesWithHandler:]"},
 	} {
-		if !objc.Send[bool](need.class, selInstancesRespondToSelector, need.sel) {
+		if !sendBoolSEL(need.class, selInstancesRespondToSelector, need.sel) {
 			return fmt.Errorf("coreml: %s is missing: lilims packages need macOS 15 or later, for stateful multifunction ML Programs (%w)", need.name, ErrUnavailable)
 		}
 	}
@@ -172,7 +196,7 @@ func load() error {
 var inFlight atomic.Pointer[string]
 
 // installExceptionHandler registers a Foundation uncaught-exception handler. Go cannot
-// catch an Objective-C exception (no @try; go-ecosystem.md §2.4), and after the handler
+// catch an Objective-C exception (no @try in Go), and after the handler
 // returns the process still terminates; what the handler adds is the name of the call that
 // raised, on stderr, where the plugin host logs it.
 func installExceptionHandler() {
@@ -204,14 +228,28 @@ func call(name string) func() {
 }
 
 // withPool runs f on a locked OS thread inside an autorelease pool: Core ML's returns are
-// mostly autoreleased, and goroutines are not Cocoa threads (coreml-mil.md §7.3,
-// go-ecosystem.md §2.5).
+// mostly autoreleased, and goroutines are not Cocoa threads (a goroutine may move between OS
+// threads, and a pool belongs to one).
 func withPool(f func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	pool := autoreleasePoolPush()
 	defer autoreleasePoolPop(pool)
 	return f()
+}
+
+// release sends release to an owned object inside an autorelease pool on a locked OS
+// thread: a dealloc may autorelease (Core ML's teardown of a model does), and outside a
+// pool that leaks or, on a goroutine's thread, is not a Cocoa thread at all.
+func release(id objc.ID) {
+	if id == 0 {
+		return
+	}
+	withPool(func() error {
+		defer call("-[NSObject release]")()
+		id.Send(selRelease)
+		return nil
+	})
 }
 
 // nsString returns an autoreleased NSString.
@@ -224,7 +262,7 @@ func goString(s objc.ID) string {
 	if s == 0 {
 		return ""
 	}
-	return objc.Send[string](s, selUTF8String)
+	return sendString(s, selUTF8String)
 }
 
 // fileURL returns an autoreleased file NSURL.
@@ -249,7 +287,7 @@ func nsArray(ids []objc.ID) objc.ID {
 }
 
 // maxRank bounds the NSArrays of dimensions read from Core ML: its tensors have rank ≤ 5
-// (coreml-mil.md §7.4).
+// (Core ML's ML Program tensors are at most rank 5).
 const maxRank = 5
 
 // goInts converts an NSArray<NSNumber*> such as -[MLMultiArray shape] or strides.
@@ -257,13 +295,13 @@ func goInts(arr objc.ID, what string) ([]int, error) {
 	if arr == 0 {
 		return nil, nilResult("-[MLMultiArray " + what + "]")
 	}
-	n := objc.Send[uint](arr, selCount)
+	n := sendUint(arr, selCount)
 	if n > maxRank {
 		return nil, fmt.Errorf("coreml: MLMultiArray %s has %d entries, more than Core ML's rank limit of %d", what, n, maxRank)
 	}
 	out := make([]int, n)
 	for i := range out {
-		out[i] = int(objc.Send[int64](arr.Send(selObjectAtIndex, uint(i)), selLongLongValue))
+		out[i] = int(sendInt64(arr.Send(selObjectAtIndex, uint(i)), selLongLongValue))
 	}
 	return out, nil
 }
@@ -274,6 +312,6 @@ func errorOf(callName string, nsErr objc.ID) *Error {
 	if nsErr == 0 {
 		return nilResult(callName)
 	}
-	return nsError(callName, goString(nsErr.Send(selDomain)), objc.Send[int](nsErr, selCode),
+	return nsError(callName, goString(nsErr.Send(selDomain)), sendInt(nsErr, selCode),
 		goString(nsErr.Send(selLocalizedDescription)))
 }

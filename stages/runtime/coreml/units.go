@@ -6,10 +6,10 @@ import (
 )
 
 // ComputeUnits is MLComputeUnits: the hardware Core ML may use. It is a permission, not a
-// guarantee of placement (coreml-mil.md §7.4).
+// guarantee of placement (Apple's MLComputeUnits documentation).
 type ComputeUnits int
 
-// The NSInteger values of MLComputeUnits (coreml-mil.md §7.2, "Enum values").
+// The NSInteger values of MLComputeUnits (Apple's MLModelConfiguration.h).
 const (
 	CPUOnly            ComputeUnits = 0
 	CPUAndGPU          ComputeUnits = 1

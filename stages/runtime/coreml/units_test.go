@@ -5,7 +5,7 @@ import (
 	"testing"
 )
 
-// The numbers are MLComputeUnits' NSInteger values (coreml-mil.md §7.2): CPUOnly 0,
+// The numbers are MLComputeUnits' NSInteger values (Apple's MLModelConfiguration.h): CPUOnly 0,
 // CPUAndGPU 1, All 2, CPUAndNeuralEngine 3.
 func TestParseComputeUnits(t *testing.T) {
 	for _, tc := range []struct {
