@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lilims/lilims/stages/export/arch"
 	"github.com/lilims/lilims/stages/loader/gguf"
 )
 
@@ -52,7 +53,7 @@ type inspectDoc struct {
 	DataOffset   int64          `json:"data_offset"`
 	Architecture string         `json:"architecture"`
 	Parameters   int64          `json:"parameters"`
-	Config       *gguf.Config   `json:"config,omitempty"`
+	Config       *arch.Config   `json:"config,omitempty"`
 	Metadata     map[string]any `json:"metadata"`
 	Tensors      []tensorJSON   `json:"tensors"`
 }
@@ -61,7 +62,7 @@ func inspectJSON(f *gguf.File) inspectDoc {
 	doc := inspectDoc{Path: f.Path, Version: f.Version, Alignment: f.Alignment, DataOffset: f.DataOffset,
 		Architecture: f.Architecture(), Parameters: f.ParameterCount(),
 		Metadata: make(map[string]any, len(f.KVs)), Tensors: make([]tensorJSON, 0, len(f.Tensors))}
-	if cfg, err := f.Config(); err == nil {
+	if cfg, err := arch.ReadConfig(f); err == nil {
 		doc.Config = cfg
 	}
 	for _, kv := range f.KVs {
@@ -130,7 +131,7 @@ func inspectText(w io.Writer, f *gguf.File) error {
 		total += t.Size
 	}
 	fmt.Fprintf(tw, "tensor data:\t%s in %d tensors\n", humanBytes(total), len(f.Tensors))
-	if cfg, err := f.Config(); err == nil {
+	if cfg, err := arch.ReadConfig(f); err == nil {
 		fmt.Fprintf(tw, "hyper-parameters:\tn_embd %d, n_layer %d, n_ff %d, n_head %d, n_head_kv %d, head_dim %d\n",
 			cfg.EmbeddingLen, cfg.BlockCount, cfg.FeedForward, cfg.HeadCount, cfg.HeadCountKV, cfg.KeyLength)
 		norm := "LayerNorm"

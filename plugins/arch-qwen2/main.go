@@ -22,7 +22,6 @@ import (
 	"github.com/lilims/lilims/stages/export"
 	"github.com/lilims/lilims/stages/export/arch"
 	"github.com/lilims/lilims/stages/export/mil"
-	"github.com/lilims/lilims/stages/loader/gguf"
 )
 
 // Spec is the stage this plugin serves.
@@ -46,8 +45,8 @@ func main() {
 // Linear adds a bias wherever the file has one, so the graph reads as llama's; the rope
 // style comes from the configuration.
 var Qwen2 = arch.Arch{
-	ConfigFunc: arch.StandardConfig(arch.Traits{RMSNorm: true, Rope: gguf.RopeNeox}),
-	EmbedFunc:  func(fn *arch.Func) *mil.Value { return fn.Embed("token_embd.weight") },
+	Traits:    arch.Traits{RMSNorm: true, Rope: arch.RopeNeox},
+	EmbedFunc: func(fn *arch.Func) *mil.Value { return fn.Embed("token_embd.weight") },
 	BlockFunc: func(fn *arch.Func, l int, x *mil.Value) *mil.Value {
 		f := fn.F
 		blk := func(name string) string { return fmt.Sprintf("blk.%d.%s", l, name) }

@@ -12,11 +12,11 @@ func TestLookup(t *testing.T) {
 			t.Errorf("Lookup(%q): %v", name, err)
 		}
 	}
-	_, err := Lookup("qwen2")
+	_, err := Lookup("mamba")
 	if err == nil {
-		t.Fatal("Lookup(qwen2) succeeded; qwen2 is only available as a plugin")
+		t.Fatal("Lookup(mamba) succeeded; lilims has no mamba builder")
 	}
-	for _, want := range []string{`"qwen2"`, "gemma, gpt2, llama, phi2", "uses: plugin:PATH"} {
+	for _, want := range []string{`"mamba"`, "gemma, gpt2, llama, phi2", "uses: plugin:PATH"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}

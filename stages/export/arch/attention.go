@@ -4,7 +4,6 @@ import (
 	"fmt"
 
 	"github.com/lilims/lilims/stages/export/mil"
-	"github.com/lilims/lilims/stages/loader/gguf"
 )
 
 // kvBounds builds, once per function, the slice_update bounds of the chunk's K/V rows:
@@ -62,7 +61,7 @@ func (fn *Func) Attention(l int, q, k, v *mil.Value, qScale, kqScale float64) *m
 		return f.Transpose(f.Reshape(x, 1, n, nh, d), 0, 2, 1, 3)
 	}
 	q, k, v = heads(q, h, dk), heads(k, kvh, dk), heads(v, kvh, dv)
-	if cfg.Rope != gguf.RopeNone {
+	if cfg.Rope != RopeNone {
 		q, k = fn.Rope(q), fn.Rope(k)
 	}
 	if qScale != 1 {
@@ -96,7 +95,7 @@ func (fn *Func) attentionANE(l int, q, k, v *mil.Value, qScale, kqScale float64)
 	h, kvh, dk, dv := cfg.HeadCount, cfg.HeadCountKV, cfg.KeyLength, cfg.ValueLength
 	g := h / kvh
 	q, k, v = f.Reshape(q, 1, h, dk, n), f.Reshape(k, 1, kvh, dk, n), f.Reshape(v, 1, kvh, dv, n)
-	if cfg.Rope != gguf.RopeNone {
+	if cfg.Rope != RopeNone {
 		q, k = fn.Rope(q), fn.Rope(k)
 	}
 	if qScale != 1 {

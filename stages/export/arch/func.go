@@ -74,7 +74,7 @@ type FuncSpec struct {
 type Func struct {
 	F      *mil.Function
 	File   *gguf.File
-	Config *gguf.Config
+	Config *Config
 	FuncSpec
 
 	InputIDs    *mil.Value // int32 [1, N]; nil unless the function embeds (First == 0)
@@ -95,7 +95,7 @@ type Func struct {
 
 // NewFunc adds function spec.Name to p and declares the contract's inputs and one K and one
 // V state per layer of [spec.First, spec.End).
-func NewFunc(p *mil.Program, file *gguf.File, cfg *gguf.Config, spec FuncSpec) *Func {
+func NewFunc(p *mil.Program, file *gguf.File, cfg *Config, spec FuncSpec) *Func {
 	f := p.Function(spec.Name)
 	fn := &Func{F: f, File: file, Config: cfg, FuncSpec: spec, prog: p}
 	if spec.First < 0 || spec.End > cfg.BlockCount || spec.First > spec.End {

@@ -7,6 +7,10 @@ import (
 	"github.com/lilims/lilims/stages/export/mil"
 )
 
+func init() {
+	Register("gemma", Arch{Traits: Traits{RMSNorm: true, Rope: RopeNeox}, EmbedFunc: gemmaEmbed, BlockFunc: gemmaBlock, HeadFunc: gemmaHead})
+}
+
 // gemma 1 (gguf-arch.md §4.6):
 //
 //	x = token_embd[t]·√n_embd

@@ -7,6 +7,10 @@ import (
 	"github.com/lilims/lilims/stages/export/mil"
 )
 
+func init() {
+	Register("gpt2", Arch{Traits: Traits{Rope: RopeNone}, EmbedFunc: gpt2Embed, BlockFunc: gpt2Block, HeadFunc: gpt2Head})
+}
+
 // gpt2 (gguf-arch.md §4.3): learned positions, no RoPE.
 //
 //	x = token_embd[t] + position_embd[p]

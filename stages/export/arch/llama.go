@@ -7,6 +7,10 @@ import (
 	"github.com/lilims/lilims/stages/export/mil"
 )
 
+func init() {
+	Register("llama", Arch{Traits: Traits{RMSNorm: true, Rope: RopeNorm}, EmbedFunc: llamaEmbed, BlockFunc: llamaBlock, HeadFunc: llamaHead})
+}
+
 // llama (gguf-arch.md §4.5):
 //
 //	x = token_embd[t]

@@ -7,6 +7,10 @@ import (
 	"github.com/lilims/lilims/stages/export/mil"
 )
 
+func init() {
+	Register("phi2", Arch{Traits: Traits{Rope: RopeNeox}, EmbedFunc: phi2Embed, BlockFunc: phi2Block, HeadFunc: phi2Head})
+}
+
 // phi2 (gguf-arch.md §4.4): one LayerNorm feeds attention and MLP in parallel.
 //
 //	x = token_embd[t]

@@ -5,7 +5,6 @@ import (
 	"math"
 
 	"github.com/lilims/lilims/stages/export/mil"
-	"github.com/lilims/lilims/stages/loader/gguf"
 )
 
 // ropeTables returns cos and sin, each [C, n_rot/2] row-major, exactly as ggml's rope cache
@@ -89,7 +88,7 @@ func (fn *Func) ropeAngles() (cos, sin *mil.Value) {
 // (a row permutation would split LUT groups and undo lossless Q4_0 transcoding).
 func (fn *Func) Rope(x *mil.Value) *mil.Value {
 	cfg := fn.Config
-	if cfg.Rope == gguf.RopeNorm {
+	if cfg.Rope == RopeNorm {
 		x = fn.normToNeox(x)
 	}
 	cos, sin := fn.ropeAngles()
