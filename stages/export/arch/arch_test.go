@@ -41,7 +41,7 @@ func TestRopeTables(t *testing.T) {
 		{5, 1, 1, []float32{1, 2, 1, 1}, 0.25}, // rope_freqs divides theta_1 by 2
 	}
 	for _, tt := range tests {
-		cos, sin := ropeTables(10, 8, 10000, tt.freqScale, tt.ff)
+		cos, sin := ropeTables(10, 8, 10000, ropeScaling{freqScale: tt.freqScale, factors: tt.ff, mscale: 1})
 		k := tt.p*4 + tt.i
 		if d := math.Abs(float64(cos[k]) - math.Cos(tt.theta)); d > 1e-6 {
 			t.Errorf("cos(p=%d, i=%d) = %v, want %v", tt.p, tt.i, cos[k], math.Cos(tt.theta))

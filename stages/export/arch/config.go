@@ -52,7 +52,7 @@ type Config struct {
 
 	// RoPE scaling as the file declares it (llama.cpp src/llama-model.cpp, load_hparams;
 	// src/llama-context.cpp for the YaRN magnitude). Zero values mean "not declared".
-	RopeScaling    string  `json:"rope_scaling,omitempty"`     // rope.scaling.type: none, linear, yarn
+	RopeScaling    string  `json:"rope_scaling,omitempty"`     // rope.scaling.type: none, linear, yarn, longrope
 	RopeOrigCtx    int     `json:"rope_orig_ctx,omitempty"`    // rope.scaling.original_context_length
 	RopeAttnFactor float32 `json:"rope_attn_factor,omitempty"` // rope.scaling.attn_factor: scales cos and sin
 	YarnBetaFast   float32 `json:"yarn_beta_fast,omitempty"`   // YaRN only (default 32)
@@ -136,10 +136,10 @@ func archOf(cfg *Config) string {
 	return cfg.Arch
 }
 
-// ropeScalings are the rope.scaling.type values lilims implements, of llama.cpp's
-// LLAMA_ROPE_SCALING_TYPES (src/llama-model.cpp). LongRoPE needs no type: its factors are
-// the rope_factors_long/short tensors (see Func.ropeAngles).
-var ropeScalings = []string{"none", "linear", "yarn"}
+// ropeScalings are the rope.scaling.type values lilims implements: all of llama.cpp's
+// LLAMA_ROPE_SCALING_TYPES (src/llama-model.cpp). LongRoPE's factors are the
+// rope_factors_long/short tensors (Func.scaling); phi3 files use them without the type.
+var ropeScalings = []string{"none", "linear", "yarn", "longrope"}
 
 // readStandard reads the keys every llama-like architecture shares (llama.cpp
 // src/llama-model.cpp, load_hparams): ARCH.context_length, .embedding_length, .block_count,

@@ -66,9 +66,6 @@ func TestConfigFixtures(t *testing.T) {
 // 128, n_ff 352, 4 heads (2 KV) of 128/4 = 32, context 256, rms eps 1e-6, rope base 1e6,
 // 1024 tokens.
 func TestResolve(t *testing.T) {
-	if _, err := Lookup("qwen2"); err != nil { // as the plugin registers it
-		Register("qwen2", Arch{Traits: Traits{RMSNorm: true, Rope: RopeNeox}})
-	}
 	q := open(t, "tiny-qwen2-f16.gguf")
 	got, b, err := Resolve(q)
 	if err != nil {
