@@ -57,7 +57,8 @@ func TestInspectJSON(t *testing.T) {
 		t.Fatal("no fixtures")
 	}
 	archOf := map[string]string{"stories260K": "llama", "tiny-phi2": "phi2", "tiny-llama": "llama",
-		"tiny-gpt2": "gpt2", "tiny-gemma": "gemma", "tiny-qwen2": "qwen2", "tiny-qwen3": "qwen3", "tiny-phi3": "phi3"}
+		"tiny-gpt2": "gpt2", "tiny-gemma": "gemma", "tiny-qwen2": "qwen2", "tiny-qwen3": "qwen3", "tiny-phi3": "phi3",
+		"tiny-gemma2": "gemma2", "tiny-gemma3": "gemma3"}
 	for _, p := range paths {
 		base := filepath.Base(p)
 		out, errOut, code := runCLI(t, "", "inspect", "--json", p)

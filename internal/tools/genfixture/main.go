@@ -1,7 +1,8 @@
 // Command genfixture writes the tiny random-weight GGUF fixtures of the architectures lilims
 // builds in (testdata/oracle/models/tiny-*.gguf, provenance in testdata/README.md), each
 // exercising what sets its architecture apart: qwen3's per-head q/k norms and explicit
-// head_dim, Llama 3's rope_freqs, YaRN, phi3's fused projections and LongRoPE factors.
+// head_dim, Llama 3's rope_freqs, YaRN, phi3's fused projections and LongRoPE factors,
+// gemma2's soft-caps, post-norms and sliding window, gemma3's local/global layers.
 //
 //	go run ./internal/tools/genfixture -o testdata/oracle/models            # every fixture
 //	go run ./internal/tools/genfixture -o /tmp/fx -only tiny-qwen3-f16.gguf
@@ -11,8 +12,8 @@
 // for the LM head, unit-scale embeddings, norms 1 ± 0.1 and biases ± 0.3, which keeps
 // next-token distributions peaked enough to compare with llama.cpp. 2-D weights are f16,
 // 1-D ones f32 (as llama.cpp's converter writes them). The vocabularies are real: the
-// tokenizer.* metadata is copied from tiny-qwen2-f16.gguf (byte-level BPE, pre qwen2) or
-// tiny-llama-f16.gguf (SentencePiece with byte fallback). Output is deterministic per seed.
+// tokenizer.* metadata is copied from tiny-qwen2-f16.gguf (byte-level BPE, pre qwen2),
+// tiny-llama-f16.gguf or tiny-gemma-f16.gguf (SentencePiece with byte fallback). Output is deterministic per seed.
 package main
 
 import (
@@ -20,10 +21,12 @@ import (
 	"encoding/binary"
 	"flag"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/x448/float16"
@@ -44,13 +47,17 @@ type fixture struct {
 	qkvBias, qkNorm    bool
 	fusedQKV, fusedFFN bool
 	tied               bool
+	postNorms          bool                                     // post_attention_norm and post_ffw_norm (gemma2, gemma3)
+	embdStd            float64                                  // of token_embd; 0: 1 (gemma scales its embedding by √n_embd instead)
+	outNormMean        float64                                  // of output_norm; 0: 1
 	meta               map[string]any                           // extra ARCH.* keys (the prefix is added)
 	extra              func(g *gen, b *gguf.Builder, f fixture) // global tensors such as rope factors
 }
 
 const (
-	bpeVocab = "tiny-qwen2-f16.gguf"
-	spmVocab = "tiny-llama-f16.gguf"
+	bpeVocab   = "tiny-qwen2-f16.gguf"
+	spmVocab   = "tiny-llama-f16.gguf"
+	gemmaVocab = "tiny-gemma-f16.gguf"
 )
 
 var fixtures = []fixture{
@@ -72,6 +79,18 @@ var fixtures = []fixture{
 	{file: "tiny-phi3-short-f16.gguf", name: "tiny-longrope-short-f16", arch: "phi3", vocab: spmVocab, embd: 128, layers: 2, ff: 256, heads: 4, kv: 2,
 		ctx: 8192, ropeBase: 10000, fusedQKV: true, fusedFFN: true,
 		meta: map[string]any{"rope.scaling.original_context_length": uint32(4096)}, extra: longRope},
+	// A window of 4 is shorter than every recorded prompt but one; layer 0 is local, layer 1
+	// global. The caps are low enough to bend the scores and logits of these tiny weights.
+	{file: "tiny-gemma2-f16.gguf", arch: "gemma2", vocab: gemmaVocab, embd: 128, layers: 2, ff: 384, heads: 4, kv: 2,
+		ctx: 256, ropeBase: 10000, tied: true, postNorms: true, embdStd: 1 / math.Sqrt(128), outNormMean: 2.5,
+		meta: map[string]any{"attention.sliding_window": uint32(4), "attn_logit_softcapping": float32(3),
+			"final_logit_softcapping": float32(10)}},
+	// Layers 0 and 1 local (window 4, base 10000, unscaled), layer 2 global (base 1e6, linear
+	// scaling by 4); head_dim 48 ≠ n_embd/n_head.
+	{file: "tiny-gemma3-f16.gguf", arch: "gemma3", vocab: gemmaVocab, embd: 128, layers: 3, ff: 384, heads: 4, kv: 2,
+		headDim: 48, ctx: 1024, ropeBase: 1e6, tied: true, postNorms: true, qkNorm: true, embdStd: 1 / math.Sqrt(128), outNormMean: 3,
+		meta: map[string]any{"attention.sliding_window": uint32(4), "attention.sliding_window_pattern": uint32(3),
+			"rope.freq_base_swa": float32(10000), "rope.scaling.type": "linear", "rope.scaling.factor": float32(4)}},
 }
 
 func main() {
@@ -127,8 +146,8 @@ func write(path, vocabPath string, fx fixture, seed uint64) error {
 		b.Set(a("attention.value_length"), uint32(hd))
 	}
 	b.Set(a("rope.dimension_count"), uint32(hd))
-	for k, val := range fx.meta {
-		b.Set(a(k), val)
+	for _, k := range slices.Sorted(maps.Keys(fx.meta)) { // sorted: the file is reproducible
+		b.Set(a(k), fx.meta[k])
 	}
 	nVocab := 0
 	for _, kv := range v.KVs {
@@ -142,7 +161,11 @@ func write(path, vocabPath string, fx fixture, seed uint64) error {
 
 	g := &gen{r: rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)), b: b}
 	e, nq, nkv := fx.embd, fx.heads*hd, fx.kv*hd
-	g.matrix("token_embd.weight", e, nVocab, 1)
+	embdStd := 1.0
+	if fx.embdStd != 0 {
+		embdStd = fx.embdStd
+	}
+	g.matrix("token_embd.weight", e, nVocab, embdStd)
 	for l := range fx.layers {
 		p := func(n string) string { return fmt.Sprintf("blk.%d.%s", l, n) }
 		g.norm(p("attn_norm.weight"), e)
@@ -163,6 +186,9 @@ func write(path, vocabPath string, fx fixture, seed uint64) error {
 			g.vector(p("attn_k_norm.weight"), hd, 1, 0.3)
 		}
 		g.matrix(p("attn_output.weight"), nq, e, 1/math.Sqrt(float64(nq)))
+		if fx.postNorms {
+			g.norm(p("post_attention_norm.weight"), e)
+		}
 		g.norm(p("ffn_norm.weight"), e)
 		if fx.fusedFFN {
 			g.matrix(p("ffn_up.weight"), e, 2*fx.ff, 1/math.Sqrt(float64(e)))
@@ -171,8 +197,15 @@ func write(path, vocabPath string, fx fixture, seed uint64) error {
 			g.matrix(p("ffn_up.weight"), e, fx.ff, 1/math.Sqrt(float64(e)))
 		}
 		g.matrix(p("ffn_down.weight"), fx.ff, e, 1/math.Sqrt(float64(fx.ff)))
+		if fx.postNorms {
+			g.norm(p("post_ffw_norm.weight"), e)
+		}
 	}
-	g.norm("output_norm.weight", e)
+	outNorm := 1.0
+	if fx.outNormMean != 0 {
+		outNorm = fx.outNormMean
+	}
+	g.vector("output_norm.weight", e, outNorm, 0.1)
 	if !fx.tied {
 		g.matrix("output.weight", e, nVocab, 3/math.Sqrt(float64(e)))
 	}

@@ -7,7 +7,7 @@ import (
 )
 
 func TestLookup(t *testing.T) {
-	for _, name := range []string{"llama", "phi2", "gemma", "gpt2"} {
+	for _, name := range []string{"llama", "phi2", "gemma", "gpt2", "qwen2", "qwen3", "phi3", "gemma2", "gemma3"} {
 		if _, err := Lookup(name); err != nil {
 			t.Errorf("Lookup(%q): %v", name, err)
 		}
@@ -16,7 +16,7 @@ func TestLookup(t *testing.T) {
 	if err == nil {
 		t.Fatal("Lookup(mamba) succeeded; lilims has no mamba builder")
 	}
-	for _, want := range []string{`"mamba"`, "gemma, gpt2, llama, phi2", "uses: plugin:PATH"} {
+	for _, want := range []string{`"mamba"`, "gemma, gemma2, gemma3, gpt2, llama, phi2, phi3, qwen2, qwen3", "uses: plugin:PATH"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}

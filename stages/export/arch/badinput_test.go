@@ -84,6 +84,9 @@ func TestBadInput(t *testing.T) {
 		{"misshapen ffn_down", "tiny-gemma-f16.gguf", nil, map[string][]int64{"blk.1.ffn_down.weight": {384, 64}}, `"blk.1.ffn_down.weight" has shape [384 64], want [n_in, 128]`},
 		{"misshapen norm", "tiny-llama-f16.gguf", nil, map[string][]int64{"output_norm.weight": {64}}, `"output_norm.weight" has shape [64], want [128]`},
 		{"missing output norm", "tiny-phi2-f16.gguf", nil, map[string][]int64{"output_norm.weight": nil}, `"output_norm.weight" not found`},
+		{"missing post-FFN norm", "tiny-gemma2-f16.gguf", nil, map[string][]int64{"blk.0.post_ffw_norm.weight": nil}, `"blk.0.post_ffw_norm.weight" not found`},
+		{"misshapen q norm", "tiny-gemma3-f16.gguf", nil, map[string][]int64{"blk.2.attn_q_norm.weight": {32}}, `"blk.2.attn_q_norm.weight" has shape [32], want [48]`},
+		{"huge window", "tiny-gemma2-f16.gguf", map[string]any{"gemma2.attention.sliding_window": uint64(1 << 40)}, nil, "gemma2.attention.sliding_window"},
 		{"one LongRoPE table", "tiny-phi3-f16.gguf", nil, map[string][]int64{"rope_factors_long.weight": nil}, "rope_factors_long.weight is missing"},
 		{"short rope_freqs", "tiny-llama3-f16.gguf", nil, map[string][]int64{"rope_freqs.weight": {8}}, "rope_freqs.weight: want 16 frequency factors"},
 		{"KV heads do not divide", "tiny-llama-f16.gguf", map[string]any{"llama.attention.head_count_kv": uint32(3)}, nil, "llama.attention.head_count_kv: 3 does not divide head_count 4"},
@@ -107,7 +110,7 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 	// The unedited fixtures build.
-	for _, file := range []string{"tiny-qwen3-f16.gguf", "tiny-phi3-f16.gguf", "tiny-llama3-f16.gguf", "tiny-llama-yarn-f16.gguf"} {
+	for _, file := range []string{"tiny-qwen3-f16.gguf", "tiny-phi3-f16.gguf", "tiny-llama3-f16.gguf", "tiny-llama-yarn-f16.gguf", "tiny-gemma2-f16.gguf", "tiny-gemma3-f16.gguf"} {
 		if err := buildDecode(edit(t, file, nil, nil)); err != nil {
 			t.Errorf("%s: %v", file, err)
 		}

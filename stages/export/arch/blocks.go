@@ -50,12 +50,12 @@ func (fn *Func) QKV(l int, h *mil.Value) (q, k, v *mil.Value) {
 }
 
 // SelfAttention is the attention block of layer l after its projections: attention over the
-// KV state (see Attention for qScale and kqScale) and the output projection attn_output.
-func (fn *Func) SelfAttention(l int, q, k, v *mil.Value, qScale, kqScale float64) *mil.Value {
+// KV state as a says (Attend) and the output projection attn_output.
+func (fn *Func) SelfAttention(l int, q, k, v *mil.Value, a Attn) *mil.Value {
 	if !fn.wantRows(Blk(l, "attn_output.weight"), fn.Config.EmbeddingLen) {
 		return nil
 	}
-	return fn.Linear(fn.Attention(l, q, k, v, qScale, kqScale), Blk(l, "attn_output"))
+	return fn.Linear(fn.Attend(l, q, k, v, a), Blk(l, "attn_output"))
 }
 
 // GatedFFN is the gated feed-forward block of layer l, W_down·(act(W_gate·h) ⊙ W_up·h)

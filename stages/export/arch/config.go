@@ -2,6 +2,7 @@ package arch
 
 import (
 	"fmt"
+	"math"
 	"slices"
 
 	"github.com/lilims/lilims/stages/loader/gguf"
@@ -57,6 +58,20 @@ type Config struct {
 	RopeAttnFactor float32 `json:"rope_attn_factor,omitempty"` // rope.scaling.attn_factor: scales cos and sin
 	YarnBetaFast   float32 `json:"yarn_beta_fast,omitempty"`   // YaRN only (default 32)
 	YarnBetaSlow   float32 `json:"yarn_beta_slow,omitempty"`   // YaRN only (default 1)
+
+	// Sliding-window attention and soft-capping, read by the architectures that declare
+	// them (gemma2, gemma3); zero: none.
+	SlidingWindow  int     `json:"sliding_window,omitempty"`         // attention.sliding_window
+	SlidingPattern int     `json:"sliding_window_pattern,omitempty"` // of every SlidingPattern layers, all but the last are local (0: all)
+	RopeBaseSWA    float32 `json:"rope_freq_base_swa,omitempty"`     // RoPE base of the local layers
+	AttnSoftCap    float32 `json:"attn_logit_softcapping,omitempty"`
+	FinalSoftCap   float32 `json:"final_logit_softcapping,omitempty"`
+}
+
+// Local reports whether layer l attends within the sliding window (llama.cpp
+// src/llama-hparams.cpp, set_swa_pattern: layer l is local unless l % pattern == pattern−1).
+func (c *Config) Local(l int) bool {
+	return c.SlidingWindow > 0 && (c.SlidingPattern == 0 || l%c.SlidingPattern < c.SlidingPattern-1)
 }
 
 // OrigContext is the context the model's rotary embedding was trained at before scaling:
@@ -308,6 +323,47 @@ func readVocab(f *gguf.File, c *Config) error {
 	}
 	if int(emb.Shape[1]) < c.VocabSize {
 		return fmt.Errorf("%s: tensor token_embd.weight has %d rows for a vocabulary of %d tokens (tokenizer.ggml.tokens)", f.Path, emb.Shape[1], c.VocabSize)
+	}
+	return nil
+}
+
+// An OptionalKey is a key ARCH.Name an architecture's ConfigFunc reads into Dst (*int or
+// *float32) when the file has it; Dst holds the default otherwise.
+type OptionalKey struct {
+	Name string
+	Dst  any
+}
+
+// ReadOptional reads keys for c's architecture (ReadOptional(f, c, OptionalKey{…}, …)) in
+// a ConfigFunc. An integer must be positive and a float finite; an error names the key.
+func ReadOptional(f *gguf.File, c *Config, keys ...OptionalKey) error {
+	for _, k := range keys {
+		key := c.Arch + "." + k.Name
+		if !f.Has(key) {
+			continue
+		}
+		switch dst := k.Dst.(type) {
+		case *int:
+			n, err := f.GetLayerInt(key)
+			if err != nil {
+				return err
+			}
+			if n > 1<<30 {
+				return fmt.Errorf("%s: %s: %d is out of range", f.Path, key, n)
+			}
+			*dst = n
+		case *float32:
+			v, err := f.GetFloat(key)
+			if err != nil {
+				return err
+			}
+			if math.IsNaN(v) || math.IsInf(v, 0) || math.Abs(v) > math.MaxFloat32 {
+				return fmt.Errorf("%s: %s: %g is not a finite float32", f.Path, key, v)
+			}
+			*dst = float32(v)
+		default:
+			return fmt.Errorf("arch: ReadOptional: key %s: unsupported destination %T", key, k.Dst)
+		}
 	}
 	return nil
 }

@@ -87,10 +87,10 @@ type Func struct {
 
 	prog       *mil.Program // for WeightProgress: weights are shared within a program
 	err        error
-	cos, sin   *mil.Value // rope angles of the chunk's positions, gathered once per function
-	maskT      *mil.Value // ANE: causal mask as [1, C, N], transposed once per function
-	kvBegin    *mil.Value // [0, 0, current_pos, 0]
-	kEnd, vEnd *mil.Value // [1, n_head_kv, current_pos+N, head_dim]
+	cos, sin   [2]*mil.Value // rope angles of the chunk's positions, once per function: global, local
+	masks      [4]*mil.Value // attention masks, once per function: (global, local) × (Standard, ANE)
+	kvBegin    *mil.Value    // [0, 0, current_pos, 0]
+	kEnd, vEnd *mil.Value    // [1, n_head_kv, current_pos+N, head_dim]
 }
 
 // NewFunc adds function spec.Name to p and declares the contract's inputs and one K and one

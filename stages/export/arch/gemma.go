@@ -27,7 +27,7 @@ func gemmaEmbed(fn *Func) *mil.Value {
 func gemmaBlock(fn *Func, l int, x *mil.Value) *mil.Value {
 	f := fn.F
 	q, k, v := fn.QKV(l, fn.RMSNorm(x, Blk(l, "attn_norm.weight")))
-	x = f.Add(fn.SelfAttention(l, q, k, v, 1/math.Sqrt(float64(fn.Config.KeyLength)), 1), x)
+	x = f.Add(fn.SelfAttention(l, q, k, v, Attn{QScale: 1 / math.Sqrt(float64(fn.Config.KeyLength))}), x)
 	return f.Add(fn.GatedFFN(l, fn.RMSNorm(x, Blk(l, "ffn_norm.weight")), GELUTanh), x)
 }
 

@@ -32,7 +32,7 @@ func gpt2Embed(fn *Func) *mil.Value {
 func gpt2Block(fn *Func, l int, x *mil.Value) *mil.Value {
 	f := fn.F
 	q, k, v := fn.QKV(l, fn.LayerNorm(x, Blk(l, "attn_norm")))
-	x = f.Add(fn.SelfAttention(l, q, k, v, 1, 1/math.Sqrt(float64(fn.Config.KeyLength))), x)
+	x = f.Add(fn.SelfAttention(l, q, k, v, Attn{KQScale: 1 / math.Sqrt(float64(fn.Config.KeyLength))}), x)
 	return f.Add(fn.FFN(l, fn.LayerNorm(x, Blk(l, "ffn_norm")), GELUTanh), x)
 }
 

@@ -27,7 +27,7 @@ func llamaEmbed(fn *Func) *mil.Value { return fn.Embed("token_embd.weight") }
 func llamaBlock(fn *Func, l int, x *mil.Value) *mil.Value {
 	f := fn.F
 	q, k, v := fn.QKV(l, fn.RMSNorm(x, Blk(l, "attn_norm.weight")))
-	x = f.Add(fn.SelfAttention(l, q, k, v, 1, 1/math.Sqrt(float64(fn.Config.KeyLength))), x)
+	x = f.Add(fn.SelfAttention(l, q, k, v, Attn{KQScale: 1 / math.Sqrt(float64(fn.Config.KeyLength))}), x)
 	return f.Add(fn.GatedFFN(l, fn.RMSNorm(x, Blk(l, "ffn_norm.weight")), SiLU), x)
 }
 

@@ -27,7 +27,7 @@ func phi2Block(fn *Func, l int, x *mil.Value) *mil.Value {
 	f := fn.F
 	h := fn.LayerNorm(x, Blk(l, "attn_norm"))
 	q, k, v := fn.QKV(l, h)
-	a := fn.SelfAttention(l, q, k, v, 1/math.Sqrt(float64(fn.Config.KeyLength)), 1)
+	a := fn.SelfAttention(l, q, k, v, Attn{QScale: 1 / math.Sqrt(float64(fn.Config.KeyLength))})
 	return f.Add(f.Add(a, fn.FFN(l, h, GELUTanh)), x)
 }
 

@@ -69,10 +69,14 @@ func yarnCorrDims(nRot, origCtx int, base, betaFast, betaSlow float32) [2]float3
 // rope_freqs.weight (Llama 3), else LongRoPE's rope_factors_long.weight when the exported
 // context exceeds the original one and rope_factors_short.weight otherwise (phi3; llama.cpp
 // src/llama-model.cpp, get_rope_factors); mscale from rope.scaling.attn_factor and YaRN's
-// magnitude (src/llama-context.cpp).
-func (fn *Func) scaling() (ropeScaling, error) {
+// magnitude (src/llama-context.cpp). A local (sliding-window) layer's rotation is unscaled
+// (llama.cpp's rope_freq_scale_train_swa is 1).
+func (fn *Func) scaling(local bool) (ropeScaling, error) {
 	cfg := fn.Config
 	s := ropeScaling{freqScale: cfg.RopeScale, mscale: 1}
+	if local {
+		s.freqScale = 1
+	}
 	if cfg.RopeAttnFactor != 0 {
 		s.mscale = cfg.RopeAttnFactor
 	}
@@ -92,7 +96,7 @@ func (fn *Func) scaling() (ropeScaling, error) {
 	} else if name != "rope_freqs.weight" && fn.Has("rope_factors_long.weight") != fn.Has("rope_factors_short.weight") {
 		return s, fmt.Errorf("export: %s: tensor %s is missing (LongRoPE needs rope_factors_long and rope_factors_short)", fn.File.Path, name)
 	}
-	if cfg.RopeScaling == "yarn" {
+	if cfg.RopeScaling == "yarn" && !local {
 		// llama.cpp sets the attention factor to get_mscale(factor)/(1 + 0.1·ln factor), which
 		// cancels the magnitude rope_yarn applies unless factor ≤ 1.
 		factor := 1 / s.freqScale
@@ -118,20 +122,25 @@ func transposed(m []float32, rows, cols int) []float32 {
 	return t
 }
 
-// ropeAngles gathers the cos/sin of the chunk's positions, once per function:
-// [1, 1, N, n_rot/2] each (Standard), or [1, 1, n_rot/2, N] (ANE, head_dim before sequence).
-func (fn *Func) ropeAngles() (cos, sin *mil.Value) {
-	if fn.cos != nil || fn.err != nil {
-		return fn.cos, fn.sin
+// ropeAngles gathers the cos/sin of the chunk's positions, once per function and kind of
+// layer (global, local): [1, 1, N, n_rot/2] each (Standard), or [1, 1, n_rot/2, N] (ANE,
+// head_dim before sequence).
+func (fn *Func) ropeAngles(local bool) (cos, sin *mil.Value) {
+	i, base, name := 0, fn.Config.RopeBase, fmt.Sprintf("rope_%%s_%d", fn.C)
+	if local {
+		i, base, name = 1, fn.Config.RopeBaseSWA, fmt.Sprintf("rope_%%s_%d_local", fn.C)
+	}
+	if fn.cos[i] != nil || fn.err != nil {
+		return fn.cos[i], fn.sin[i]
 	}
 	cfg := fn.Config
 	half := cfg.RopeDims / 2
-	sc, err := fn.scaling()
+	sc, err := fn.scaling(local)
 	if err != nil {
 		fn.fail(err)
 		return nil, nil
 	}
-	c, s := ropeTables(fn.C, cfg.RopeDims, cfg.RopeBase, sc)
+	c, s := ropeTables(fn.C, cfg.RopeDims, base, sc)
 	f := fn.F
 	gather := func(name string, v []float32) *mil.Value {
 		if fn.Layout == ANE {
@@ -143,8 +152,8 @@ func (fn *Func) ropeAngles() (cos, sin *mil.Value) {
 		w := f.Weight(name, mil.FP16, []int{fn.C, half}, mil.Bytes(halves(nil, v)))
 		return f.Reshape(f.Gather(w, fn.PositionIDs, 0), 1, 1, fn.N, half)
 	}
-	fn.cos, fn.sin = gather(fmt.Sprintf("rope_cos_%d", fn.C), c), gather(fmt.Sprintf("rope_sin_%d", fn.C), s)
-	return fn.cos, fn.sin
+	fn.cos[i], fn.sin[i] = gather(fmt.Sprintf(name, "cos"), c), gather(fmt.Sprintf(name, "sin"), s)
+	return fn.cos[i], fn.sin[i]
 }
 
 // Rope rotates x by its tokens' positions. x is [1, heads, N, head_dim] (Standard) or
@@ -158,12 +167,15 @@ func (fn *Func) ropeAngles() (cos, sin *mil.Value) {
 // unchanged, and V is untouched. Reordering activations rather than permuting the rows of
 // attn_q/attn_k at export keeps quantized weights exactly as the quantize stage wrote them
 // (a row permutation would split LUT groups and undo lossless Q4_0 transcoding).
-func (fn *Func) Rope(x *mil.Value) *mil.Value {
+func (fn *Func) Rope(x *mil.Value) *mil.Value { return fn.rope(x, false) }
+
+// rope is Rope with the angles of a global or a local (sliding-window) layer.
+func (fn *Func) rope(x *mil.Value, local bool) *mil.Value {
 	cfg := fn.Config
 	if cfg.Rope == RopeNorm {
 		x = fn.normToNeox(x)
 	}
-	cos, sin := fn.ropeAngles()
+	cos, sin := fn.ropeAngles(local)
 	if x == nil || cos == nil {
 		return nil
 	}
