@@ -140,6 +140,16 @@ func inspectText(w io.Writer, f *gguf.File) error {
 		}
 		fmt.Fprintf(tw, "\tcontext %d, %s eps %g, rope %s (n_rot %d, base %g)\n",
 			cfg.ContextLength, norm, cfg.NormEps, cfg.Rope, cfg.RopeDims, cfg.RopeBase)
+		if cfg.RopeScaling != "" || cfg.RopeScale != 1 || cfg.RopeOrigCtx != 0 {
+			fmt.Fprintf(tw, "\trope scaling %s, freq_scale %g, original context %d\n",
+				orDash(cfg.RopeScaling), cfg.RopeScale, cfg.OrigContext())
+		}
+		if cfg.SlidingWindow > 0 {
+			fmt.Fprintf(tw, "\tsliding window %d (pattern %d, local rope base %g)\n", cfg.SlidingWindow, cfg.SlidingPattern, cfg.RopeBaseSWA)
+		}
+		if cfg.AttnSoftCap != 0 || cfg.FinalSoftCap != 0 {
+			fmt.Fprintf(tw, "\tsoft-caps: attention %g, final %g\n", cfg.AttnSoftCap, cfg.FinalSoftCap)
+		}
 	} else if f.Architecture() != "" {
 		fmt.Fprintf(tw, "hyper-parameters:\t%v\n", err)
 	}

@@ -2,9 +2,10 @@
 // builds in (testdata/oracle/models/tiny-*.gguf, provenance in testdata/README.md), each
 // exercising what sets its architecture apart: qwen3's per-head q/k norms and explicit
 // head_dim, Llama 3's rope_freqs, YaRN, phi3's fused projections and LongRoPE factors,
-// gemma2's soft-caps, post-norms and sliding window, gemma3's local/global layers.
+// gemma2's soft-caps, post-norms and sliding window, gemma3's local/global layers — and the
+// starcoder2 model of the architecture-plugin example (plugins/arch-starcoder2/testdata).
 //
-//	go run ./internal/tools/genfixture -o testdata/oracle/models            # every fixture
+//	go run ./internal/tools/genfixture                                # every fixture, into its home
 //	go run ./internal/tools/genfixture -o /tmp/fx -only tiny-qwen3-f16.gguf
 //
 // The weights follow the existing tiny-* fixtures (testdata/oracle/README.md): normal, with
@@ -18,6 +19,7 @@ package main
 
 import (
 	"bytes"
+	"cmp"
 	"encoding/binary"
 	"flag"
 	"fmt"
@@ -40,6 +42,7 @@ import (
 type fixture struct {
 	file, arch, vocab  string // vocab: the fixture whose tokenizer.* keys are copied
 	name               string // general.name; the file's base name when empty
+	home               string // directory it is committed in; testdata/oracle/models when empty
 	embd, layers, ff   int
 	heads, kv, headDim int // headDim 0: n_embd/n_head, no key_length key
 	ctx                int
@@ -48,6 +51,8 @@ type fixture struct {
 	fusedQKV, fusedFFN bool
 	tied               bool
 	postNorms          bool                                     // post_attention_norm and post_ffw_norm (gemma2, gemma3)
+	layerNorm          bool                                     // LayerNorm with biases rather than RMSNorm (starcoder2)
+	plainFFN, outBias  bool                                     // ungated GELU FFN; biases on attn_output, ffn_up and ffn_down
 	embdStd            float64                                  // of token_embd; 0: 1 (gemma scales its embedding by √n_embd instead)
 	outNormMean        float64                                  // of output_norm; 0: 1
 	meta               map[string]any                           // extra ARCH.* keys (the prefix is added)
@@ -91,10 +96,15 @@ var fixtures = []fixture{
 		headDim: 48, ctx: 1024, ropeBase: 1e6, tied: true, postNorms: true, qkNorm: true, embdStd: 1 / math.Sqrt(128), outNormMean: 3,
 		meta: map[string]any{"attention.sliding_window": uint32(4), "attention.sliding_window_pattern": uint32(3),
 			"rope.freq_base_swa": float32(10000), "rope.scaling.type": "linear", "rope.scaling.factor": float32(4)}},
+	// The architecture of the plugin example (plugins/arch-starcoder2), which the core does not
+	// know: LayerNorm, biases everywhere, an ungated GELU FFN, NEOX rope, tied output.
+	{file: "tiny-starcoder2-f16.gguf", arch: "starcoder2", vocab: bpeVocab, embd: 128, layers: 2, ff: 512, heads: 4, kv: 2,
+		ctx: 256, ropeBase: 10000, tied: true, layerNorm: true, qkvBias: true, plainFFN: true, outBias: true, outNormMean: 0.12,
+		home: "plugins/arch-starcoder2/testdata"},
 }
 
 func main() {
-	out := flag.String("o", "testdata/oracle/models", "output directory")
+	out := flag.String("o", "", "output directory (default: each fixture's home in the repository)")
 	vocabDir := flag.String("vocab", "testdata/oracle/models", "directory of the fixtures whose vocabularies are copied")
 	only := flag.String("only", "", "write only this file")
 	seed := flag.Uint64("seed", 12, "random seed")
@@ -105,7 +115,11 @@ func main() {
 			continue
 		}
 		n++
-		if err := write(filepath.Join(*out, fx.file), filepath.Join(*vocabDir, fx.vocab), fx, *seed+uint64(i)); err != nil {
+		dir := *out
+		if dir == "" {
+			dir = cmp.Or(fx.home, "testdata/oracle/models")
+		}
+		if err := write(filepath.Join(dir, fx.file), filepath.Join(*vocabDir, fx.vocab), fx, *seed+uint64(i)); err != nil {
 			fmt.Fprintln(os.Stderr, "genfixture:", err)
 			os.Exit(1)
 		}
@@ -137,7 +151,11 @@ func write(path, vocabPath string, fx fixture, seed uint64) error {
 	b.Set(a("block_count"), uint32(fx.layers))
 	b.Set(a("attention.head_count"), uint32(fx.heads))
 	b.Set(a("attention.head_count_kv"), uint32(fx.kv))
-	b.Set(a("attention.layer_norm_rms_epsilon"), float32(1e-6))
+	if fx.layerNorm {
+		b.Set(a("attention.layer_norm_epsilon"), float32(1e-5))
+	} else {
+		b.Set(a("attention.layer_norm_rms_epsilon"), float32(1e-6))
+	}
 	b.Set(a("rope.freq_base"), fx.ropeBase)
 	hd := fx.embd / fx.heads
 	if fx.headDim != 0 {
@@ -169,6 +187,9 @@ func write(path, vocabPath string, fx fixture, seed uint64) error {
 	for l := range fx.layers {
 		p := func(n string) string { return fmt.Sprintf("blk.%d.%s", l, n) }
 		g.norm(p("attn_norm.weight"), e)
+		if fx.layerNorm {
+			g.vector(p("attn_norm.bias"), e, 0, 0.1)
+		}
 		if fx.fusedQKV {
 			g.rows(p("attn_qkv.weight"), e, []int{nq, nkv, nkv}, []float64{1.5, 1.5, 1})
 		} else {
@@ -186,17 +207,32 @@ func write(path, vocabPath string, fx fixture, seed uint64) error {
 			g.vector(p("attn_k_norm.weight"), hd, 1, 0.3)
 		}
 		g.matrix(p("attn_output.weight"), nq, e, 1/math.Sqrt(float64(nq)))
+		if fx.outBias {
+			g.vector(p("attn_output.bias"), e, 0, 0.3)
+		}
 		if fx.postNorms {
 			g.norm(p("post_attention_norm.weight"), e)
 		}
 		g.norm(p("ffn_norm.weight"), e)
-		if fx.fusedFFN {
+		if fx.layerNorm {
+			g.vector(p("ffn_norm.bias"), e, 0, 0.1)
+		}
+		switch {
+		case fx.fusedFFN:
 			g.matrix(p("ffn_up.weight"), e, 2*fx.ff, 1/math.Sqrt(float64(e)))
-		} else {
+		case fx.plainFFN:
+			g.matrix(p("ffn_up.weight"), e, fx.ff, 1/math.Sqrt(float64(e)))
+		default:
 			g.matrix(p("ffn_gate.weight"), e, fx.ff, 1/math.Sqrt(float64(e)))
 			g.matrix(p("ffn_up.weight"), e, fx.ff, 1/math.Sqrt(float64(e)))
 		}
+		if fx.outBias {
+			g.vector(p("ffn_up.bias"), fx.ff, 0, 0.3)
+		}
 		g.matrix(p("ffn_down.weight"), fx.ff, e, 1/math.Sqrt(float64(fx.ff)))
+		if fx.outBias {
+			g.vector(p("ffn_down.bias"), e, 0, 0.3)
+		}
 		if fx.postNorms {
 			g.norm(p("post_ffw_norm.weight"), e)
 		}
@@ -206,6 +242,9 @@ func write(path, vocabPath string, fx fixture, seed uint64) error {
 		outNorm = fx.outNormMean
 	}
 	g.vector("output_norm.weight", e, outNorm, 0.1)
+	if fx.layerNorm {
+		g.vector("output_norm.bias", e, 0, 0.1)
+	}
 	if !fx.tied {
 		g.matrix("output.weight", e, nVocab, 3/math.Sqrt(float64(e)))
 	}

@@ -12,6 +12,9 @@ func TestLookup(t *testing.T) {
 			t.Errorf("Lookup(%q): %v", name, err)
 		}
 	}
+	if _, err := Lookup("starcoder2"); err == nil {
+		t.Error("Lookup(starcoder2) succeeded; starcoder2 is the plugin example's architecture (plugins/arch-starcoder2)")
+	}
 	_, err := Lookup("mamba")
 	if err == nil {
 		t.Fatal("Lookup(mamba) succeeded; lilims has no mamba builder")
