@@ -69,10 +69,10 @@ func TestInspectJSON(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &doc); err != nil {
 			t.Fatalf("%s: %v", base, err)
 		}
-		wantArch := ""
+		wantArch, longest := "", 0 // the longest matching prefix: tiny-gemma2 is not tiny-gemma
 		for prefix, a := range archOf {
-			if strings.HasPrefix(base, prefix) && len(prefix) > len(wantArch) {
-				wantArch = a
+			if strings.HasPrefix(base, prefix) && len(prefix) > longest {
+				wantArch, longest = a, len(prefix)
 			}
 		}
 		if doc.Version != 3 || doc.Architecture != wantArch {
