@@ -108,7 +108,7 @@ func (fn *Func) Attend(l int, q, k, v *mil.Value, a Attn) *mil.Value {
 }
 
 // attentionANE is Attention on channels-first activations [1, features, 1, N], after Apple's
-// ml-ane-transformers (coreml-mil.md §7.5): heads are split off the channel axis, each head's
+// ml-ane-transformers: heads are split off the channel axis, each head's
 // scores are laid out keys-first, [1, C, N], so that the softmax runs over axis 1 and the
 // sequence stays on the last axis; per-head outputs are concatenated on the channel axis.
 // K and V are transposed once per layer, to the cache's [1, n_head_kv, N, head_dim] rows,

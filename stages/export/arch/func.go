@@ -19,7 +19,7 @@ const (
 	Standard Layout = iota
 	// ANE keeps it channels-first, [1, n_embd, 1, N], projects with 1×1 conv on
 	// [out, in, 1, 1] weights, runs attention per head with the softmax over the key
-	// (channel) axis and normalises over axis 1 (coreml-mil.md §7.5, after Apple's
+	// (channel) axis and normalises over axis 1 (after Apple's
 	// ml-ane-transformers). The function interface is the same as Standard's.
 	ANE
 )

@@ -10,7 +10,7 @@ func init() {
 	Register("gemma", Arch{Traits: Traits{RMSNorm: true, Rope: RopeNeox}, EmbedFunc: gemmaEmbed, BlockFunc: gemmaBlock, HeadFunc: gemmaHead})
 }
 
-// gemma 1 (gguf-arch.md §4.6):
+// gemma 1 (llama.cpp src/models/gemma.cpp):
 //
 //	x = token_embd[t]·√n_embd
 //	per layer: h = RMSNorm(x; attn_norm)      (the converter stored the weights as 1 + w)

@@ -11,7 +11,7 @@ func init() {
 	Register("gpt2", Arch{Traits: Traits{Rope: RopeNone}, EmbedFunc: gpt2Embed, BlockFunc: gpt2Block, HeadFunc: gpt2Head})
 }
 
-// gpt2 (gguf-arch.md §4.3): learned positions, no RoPE.
+// gpt2 (llama.cpp src/models/gpt2.cpp): learned positions, no RoPE.
 //
 //	x = token_embd[t] + position_embd[p]
 //	per layer: h = LayerNorm(x; attn_norm)

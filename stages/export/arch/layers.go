@@ -121,7 +121,7 @@ func (fn *Func) normLast(x *mil.Value, norm func(*mil.Value) *mil.Value) *mil.Va
 // RMSNorm is x/sqrt(mean(x²)+eps)·weight over the features (llama, gemma). MIL has no
 // rms_norm and x² may overflow fp16, so it is lowered as layer_norm over concat([x, −x]):
 // that row has exactly zero mean and variance mean(x²); its first half is the
-// RMS-normalised x (Anemll's trick, coreml-mil.md §5.4).
+// RMS-normalised x (Anemll's trick).
 func (fn *Func) RMSNorm(x *mil.Value, weight string) *mil.Value {
 	if x == nil || fn.err != nil || !fn.wantShape(weight, fn.Config.EmbeddingLen) {
 		return nil

@@ -10,7 +10,7 @@ func init() {
 	Register("llama", Arch{Traits: Traits{RMSNorm: true, Rope: RopeNorm}, EmbedFunc: llamaEmbed, BlockFunc: llamaBlock, HeadFunc: llamaHead})
 }
 
-// llama (gguf-arch.md §4.5):
+// llama (llama.cpp src/models/llama.cpp):
 //
 //	x = token_embd[t]
 //	per layer: h = RMSNorm(x; attn_norm)

@@ -10,7 +10,7 @@ func init() {
 	Register("phi2", Arch{Traits: Traits{Rope: RopeNeox}, EmbedFunc: phi2Embed, BlockFunc: phi2Block, HeadFunc: phi2Head})
 }
 
-// phi2 (gguf-arch.md §4.4): one LayerNorm feeds attention and MLP in parallel.
+// phi2 (llama.cpp src/models/phi2.cpp): one LayerNorm feeds attention and MLP in parallel.
 //
 //	x = token_embd[t]
 //	per layer: h = LayerNorm(x; attn_norm)

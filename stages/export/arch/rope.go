@@ -205,7 +205,7 @@ func (fn *Func) rope(x *mil.Value, local bool) *mil.Value {
 // normToNeox reorders the head dimension of x ([1, H, N, D] Standard, [1, H, D, N] ANE) to
 // the even dimensions then the odd ones. It is a reshape that splits D into (D/2, 2), a
 // swap of those two axes and a reshape back — all rank 4, the Neural Engine's native rank
-// (a gather along the last axis would do the same but gathers run on the CPU, §7.4).
+// (a gather along the last axis would do the same but gathers run on the CPU).
 func (fn *Func) normToNeox(x *mil.Value) *mil.Value {
 	if x == nil || fn.err != nil {
 		return nil

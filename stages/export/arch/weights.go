@@ -17,7 +17,7 @@ const (
 )
 
 // Compressed is a 2-D weight [Out, In] (PyTorch order) that the quantize stage compressed,
-// in the terms of the iOS18 constexpr ops that decompress it (coreml-mil.md §5.7).
+// in the terms of the iOS18 constexpr ops that decompress it.
 type Compressed struct {
 	Encoding string    // Blockwise or LUT
 	Out, In  int       // logical shape
