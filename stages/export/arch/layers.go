@@ -92,6 +92,9 @@ func (fn *Func) rowsToHidden(x *mil.Value) *mil.Value {
 
 // LayerNorm is LayerNorm over the features with prefix.weight and prefix.bias (gpt2, phi2).
 func (fn *Func) LayerNorm(x *mil.Value, prefix string) *mil.Value {
+	if !fn.wantShape(prefix+".weight", fn.Config.EmbeddingLen) {
+		return nil
+	}
 	g := fn.Weight(prefix + ".weight")
 	var b *mil.Value
 	if fn.Has(prefix + ".bias") {

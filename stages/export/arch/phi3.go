@@ -19,6 +19,9 @@ import (
 //	           h = RMSNorm(x; ffn_norm)
 //	           x = W_down·(SiLU(g) ⊙ u) + x, [g | u] = W_up·h (gate and up fused in ffn_up)
 //	logits = W_out·RMSNorm(x; output_norm), W_out = output, else token_embd (tied)
+//
+// phi3.attention.sliding_window is ignored, as llama.cpp ignores it (it disables Phi-3's
+// sliding window: the converters do not record which layers use it).
 
 func init() {
 	Register("phi3", Arch{Traits: Traits{RMSNorm: true, Rope: RopeNeox},
