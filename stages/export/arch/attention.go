@@ -42,7 +42,7 @@ type Attn struct {
 	SoftCap float64
 	// Local marks a sliding-window layer (gemma2, gemma3): keys Config.SlidingWindow or more
 	// positions behind the query are masked (llama.cpp's LLAMA_SWA_TYPE_STANDARD), and RoPE
-	// uses the local base Config.RopeBaseSWA, unscaled.
+	// uses the local base and scale Config.RopeBaseSWA, Config.RopeScaleSWA.
 	Local bool
 }
 

@@ -64,6 +64,7 @@ type Config struct {
 	SlidingWindow  int     `json:"sliding_window,omitempty"`         // attention.sliding_window
 	SlidingPattern int     `json:"sliding_window_pattern,omitempty"` // of every SlidingPattern layers, all but the last are local (0: all)
 	RopeBaseSWA    float32 `json:"rope_freq_base_swa,omitempty"`     // RoPE base of the local layers
+	RopeScaleSWA   float32 `json:"rope_freq_scale_swa,omitempty"`    // their freq_scale (gemma2: the global one; gemma3: 1)
 	AttnSoftCap    float32 `json:"attn_logit_softcapping,omitempty"`
 	FinalSoftCap   float32 `json:"final_logit_softcapping,omitempty"`
 }

@@ -26,9 +26,10 @@ func init() {
 }
 
 // gemma2Config reads the window and the caps with llama.cpp's defaults: window 4096 on every
-// other layer, the local RoPE base the global one, caps 50 (scores) and 30 (logits).
+// other layer, the local RoPE base and scale the global ones, caps 50 (scores) and 30
+// (logits).
 func gemma2Config(f *gguf.File, c *Config) error {
-	c.SlidingWindow, c.SlidingPattern, c.RopeBaseSWA = 4096, 2, c.RopeBase
+	c.SlidingWindow, c.SlidingPattern, c.RopeBaseSWA, c.RopeScaleSWA = 4096, 2, c.RopeBase, c.RopeScale
 	c.AttnSoftCap, c.FinalSoftCap = 50, 30
 	return readGemmaKeys(f, c)
 }

@@ -26,9 +26,9 @@ func init() {
 }
 
 // gemma3Config reads llama.cpp's keys and defaults: a sliding window only when the file
-// declares one (pattern 6), the local RoPE base 10000, no attention soft-cap.
+// declares one (pattern 6), the local RoPE base 10000 and scale 1, no attention soft-cap.
 func gemma3Config(f *gguf.File, c *Config) error {
-	c.SlidingPattern, c.RopeBaseSWA = 6, 10000
+	c.SlidingPattern, c.RopeBaseSWA, c.RopeScaleSWA = 6, 10000, 1
 	if err := readGemmaKeys(f, c); err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package arch
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 
@@ -69,13 +70,13 @@ func yarnCorrDims(nRot, origCtx int, base, betaFast, betaSlow float32) [2]float3
 // rope_freqs.weight (Llama 3), else LongRoPE's rope_factors_long.weight when the exported
 // context exceeds the original one and rope_factors_short.weight otherwise (phi3; llama.cpp
 // src/llama-model.cpp, get_rope_factors); mscale from rope.scaling.attn_factor and YaRN's
-// magnitude (src/llama-context.cpp). A local (sliding-window) layer's rotation is unscaled
-// (llama.cpp's rope_freq_scale_train_swa is 1).
+// magnitude (src/llama-context.cpp). A local (sliding-window) layer has its own freq_scale
+// (llama.cpp's rope_freq_scale_train_swa, 1 unless the architecture says otherwise).
 func (fn *Func) scaling(local bool) (ropeScaling, error) {
 	cfg := fn.Config
 	s := ropeScaling{freqScale: cfg.RopeScale, mscale: 1}
 	if local {
-		s.freqScale = 1
+		s.freqScale = cmp.Or(cfg.RopeScaleSWA, 1)
 	}
 	if cfg.RopeAttnFactor != 0 {
 		s.mscale = cfg.RopeAttnFactor
@@ -96,10 +97,11 @@ func (fn *Func) scaling(local bool) (ropeScaling, error) {
 	} else if name != "rope_freqs.weight" && fn.Has("rope_factors_long.weight") != fn.Has("rope_factors_short.weight") {
 		return s, fmt.Errorf("export: %s: tensor %s is missing (LongRoPE needs rope_factors_long and rope_factors_short)", fn.File.Path, name)
 	}
-	if cfg.RopeScaling == "yarn" && !local {
-		// llama.cpp sets the attention factor to get_mscale(factor)/(1 + 0.1·ln factor), which
-		// cancels the magnitude rope_yarn applies unless factor ≤ 1.
-		factor := 1 / s.freqScale
+	if cfg.RopeScaling == "yarn" {
+		// llama.cpp sets the attention factor of every layer to get_mscale(factor)/(1 + 0.1·ln
+		// factor) of the model's factor, which cancels the magnitude rope_yarn applies unless
+		// factor ≤ 1 (or the layer has its own freq_scale).
+		factor := 1 / cfg.RopeScale
 		get := float32(1)
 		if factor > 1 {
 			get = 0.1*float32(math.Log(float64(factor))) + 1
