@@ -57,7 +57,8 @@ func TestInspectJSON(t *testing.T) {
 		t.Fatal("no fixtures")
 	}
 	archOf := map[string]string{"stories260K": "llama", "tiny-phi2": "phi2", "tiny-llama": "llama",
-		"tiny-gpt2": "gpt2", "tiny-gemma": "gemma", "tiny-qwen2": "qwen2"}
+		"tiny-gpt2": "gpt2", "tiny-gemma": "gemma", "tiny-qwen2": "qwen2", "tiny-qwen3": "qwen3", "tiny-phi3": "phi3",
+		"tiny-gemma2": "gemma2", "tiny-gemma3": "gemma3"}
 	for _, p := range paths {
 		base := filepath.Base(p)
 		out, errOut, code := runCLI(t, "", "inspect", "--json", p)
@@ -68,10 +69,10 @@ func TestInspectJSON(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &doc); err != nil {
 			t.Fatalf("%s: %v", base, err)
 		}
-		wantArch := ""
+		wantArch, longest := "", 0 // the longest matching prefix: tiny-gemma2 is not tiny-gemma
 		for prefix, a := range archOf {
-			if strings.HasPrefix(base, prefix) && len(prefix) > len(wantArch) {
-				wantArch = a
+			if strings.HasPrefix(base, prefix) && len(prefix) > longest {
+				wantArch, longest = a, len(prefix)
 			}
 		}
 		if doc.Version != 3 || doc.Architecture != wantArch {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lilims/lilims/stages/export/arch"
 	"github.com/lilims/lilims/stages/loader/gguf"
 )
 
@@ -69,7 +70,7 @@ type inspectDoc struct {
 	DataOffset   int64          `json:"data_offset"`
 	Architecture string         `json:"architecture"`
 	Parameters   int64          `json:"parameters"`
-	Config       *gguf.Config   `json:"config,omitempty"`
+	Config       *arch.Config   `json:"config,omitempty"`
 	Metadata     map[string]any `json:"metadata"`
 	Tensors      []tensorJSON   `json:"tensors"`
 }
@@ -78,7 +79,7 @@ func inspectJSON(f *gguf.File) inspectDoc {
 	doc := inspectDoc{Path: f.Path, Version: f.Version, Alignment: f.Alignment, DataOffset: f.DataOffset,
 		Architecture: f.Architecture(), Parameters: f.ParameterCount(),
 		Metadata: make(map[string]any, len(f.KVs)), Tensors: make([]tensorJSON, 0, len(f.Tensors))}
-	if cfg, err := f.Config(); err == nil {
+	if cfg, err := arch.ReadConfig(f); err == nil {
 		doc.Config = cfg
 	}
 	for _, kv := range f.KVs {
@@ -147,7 +148,7 @@ func inspectText(w io.Writer, f *gguf.File) error {
 		total += t.Size
 	}
 	fmt.Fprintf(tw, "tensor data:\t%s in %d tensors\n", humanBytes(total), len(f.Tensors))
-	if cfg, err := f.Config(); err == nil {
+	if cfg, err := arch.ReadConfig(f); err == nil {
 		fmt.Fprintf(tw, "hyper-parameters:\tn_embd %d, n_layer %d, n_ff %d, n_head %d, n_head_kv %d, head_dim %d\n",
 			cfg.EmbeddingLen, cfg.BlockCount, cfg.FeedForward, cfg.HeadCount, cfg.HeadCountKV, cfg.KeyLength)
 		norm := "LayerNorm"
@@ -156,6 +157,16 @@ func inspectText(w io.Writer, f *gguf.File) error {
 		}
 		fmt.Fprintf(tw, "\tcontext %d, %s eps %g, rope %s (n_rot %d, base %g)\n",
 			cfg.ContextLength, norm, cfg.NormEps, cfg.Rope, cfg.RopeDims, cfg.RopeBase)
+		if cfg.RopeScaling != "" || cfg.RopeScale != 1 || cfg.RopeOrigCtx != 0 {
+			fmt.Fprintf(tw, "\trope scaling %s, freq_scale %g, original context %d\n",
+				orDash(cfg.RopeScaling), cfg.RopeScale, cfg.OrigContext())
+		}
+		if cfg.SlidingWindow > 0 {
+			fmt.Fprintf(tw, "\tsliding window %d (pattern %d, local rope base %g)\n", cfg.SlidingWindow, cfg.SlidingPattern, cfg.RopeBaseSWA)
+		}
+		if cfg.AttnSoftCap != 0 || cfg.FinalSoftCap != 0 {
+			fmt.Fprintf(tw, "\tsoft-caps: attention %g, final %g\n", cfg.AttnSoftCap, cfg.FinalSoftCap)
+		}
 	} else if f.Architecture() != "" {
 		fmt.Fprintf(tw, "hyper-parameters:\t%v\n", err)
 	}

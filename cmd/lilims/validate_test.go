@@ -53,7 +53,7 @@ stages:
 		doc.Problems[0].Line != 8 || doc.Problems[0].Col != 14 {
 		t.Errorf("--json: exit %d, %v, %+v", code, err, doc)
 	}
-	// The shipped pipelines of this task (qwen2-plugin.yaml needs its plugin built, which the
+	// The shipped pipelines of this task (starcoder2-plugin.yaml needs its plugin built, which the
 	// plugin tests do).
 	files := []string{"../../pipelines/stories.yaml", "../../pipelines/phi2-ane.yaml", "../../pipelines/quant-sweep.yaml"}
 	out, errOut, code = runCLI(t, "", append([]string{"validate"}, files...)...)

@@ -3,7 +3,6 @@ package main
 import (
 	"encoding/json"
 	"path/filepath"
-	"strings"
 	"testing"
 )
 
@@ -19,9 +18,6 @@ func TestExportVariantsValidate(t *testing.T) {
 	}
 	n := 0
 	for _, p := range paths {
-		if strings.HasPrefix(filepath.Base(p), "tiny-qwen2") {
-			continue // needs the arch-qwen2 plugin (tested in plugins/arch-qwen2)
-		}
 		for name, extra := range variants {
 			a := append([]string{"build", p, "-o", t.TempDir(), "--json", "--set", "export.context=32",
 				"--set", "export.prefill_chunk=8"}, extra...)

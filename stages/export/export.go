@@ -69,7 +69,7 @@ type Options struct {
 }
 
 // resolve fills in the defaults and checks the options against the model.
-func (o Options) resolve(cfg *gguf.Config) (Options, error) {
+func (o Options) resolve(cfg *arch.Config) (Options, error) {
 	if o.ContextLength < 0 || o.PrefillChunk < 0 || o.Chunks < 0 {
 		return o, fmt.Errorf("export: negative context length (%d), prefill chunk (%d) or chunk count (%d)", o.ContextLength, o.PrefillChunk, o.Chunks)
 	}
@@ -126,7 +126,7 @@ func Programs(f *gguf.File, opts Options) ([]*mil.Program, Options, error) {
 
 // programs is Programs, also returning the configuration and counting the weights bound
 // into progress (may be nil).
-func programs(f *gguf.File, opts Options, progress *arch.WeightProgress) ([]*mil.Program, *gguf.Config, Options, error) {
+func programs(f *gguf.File, opts Options, progress *arch.WeightProgress) ([]*mil.Program, *arch.Config, Options, error) {
 	cfg, b, err := arch.Resolve(f)
 	if err != nil {
 		return nil, nil, opts, err
@@ -155,7 +155,7 @@ func programs(f *gguf.File, opts Options, progress *arch.WeightProgress) ([]*mil
 func chunkLayers(l, n, i int) (first, end int) { return i * l / n, (i + 1) * l / n }
 
 // program builds the prefill and decode functions over layers [first, end).
-func program(f *gguf.File, cfg *gguf.Config, b arch.Builder, opts Options, first, end int, progress *arch.WeightProgress) (*mil.Program, error) {
+func program(f *gguf.File, cfg *arch.Config, b arch.Builder, opts Options, first, end int, progress *arch.WeightProgress) (*mil.Program, error) {
 	p := mil.NewProgram()
 	for _, fd := range []struct {
 		name string

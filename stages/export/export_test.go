@@ -1,6 +1,7 @@
 package export
 
 import (
+	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -23,6 +24,20 @@ func openModel(t *testing.T, name string) *gguf.File {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// parseModel writes b and parses it back.
+func parseModel(t *testing.T, b *gguf.Builder) *gguf.File {
+	t.Helper()
+	var buf bytes.Buffer
+	if _, err := b.WriteTo(&buf); err != nil {
+		t.Fatal(err)
+	}
+	f, err := gguf.Parse("mem.gguf", buf.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
 	return f
 }
 
@@ -106,7 +121,7 @@ func TestExportErrors(t *testing.T) {
 		opts  Options
 		want  string
 	}{
-		{"tiny-qwen2-f16.gguf", Options{}, "uses: plugin:PATH"},
+		{"mamba", Options{}, "uses: plugin:PATH"}, // an architecture lilims does not know
 		{"stories260K.gguf", Options{ContextLength: 32, PrefillChunk: 64}, "prefill chunk 64 exceeds the context length 32"},
 		{"stories260K.gguf", Options{ContextLength: -1}, "negative context length"},
 		// gpt2 learned 128 positions (gpt2.context_length); there is no position 128 to embed.
@@ -114,7 +129,15 @@ func TestExportErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		out := filepath.Join(t.TempDir(), "x.mlpackage")
-		err := Export(context.Background(), openModel(t, tt.model), tt.opts, out)
+		var f *gguf.File
+		if strings.HasSuffix(tt.model, ".gguf") {
+			f = openModel(t, tt.model)
+		} else {
+			b := gguf.NewBuilder()
+			b.Set("general.architecture", tt.model)
+			f = parseModel(t, b)
+		}
+		err := Export(context.Background(), f, tt.opts, out)
 		if err == nil || !strings.Contains(err.Error(), tt.want) {
 			t.Errorf("%s %+v: error %v, want one containing %q", tt.model, tt.opts, err, tt.want)
 		}

@@ -46,7 +46,7 @@ func quantizeDir(t *testing.T, model string, raw map[string]any) string {
 func TestQuantizedPackages(t *testing.T) {
 	const model, c = "stories260K.gguf", 64
 	f := openModel(t, model)
-	cfg, err := f.Config()
+	cfg, err := arch.ReadConfig(f)
 	if err != nil {
 		t.Fatal(err)
 	}

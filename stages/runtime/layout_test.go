@@ -165,8 +165,13 @@ func fileSize(t *testing.T, pkg string) int64 {
 }
 
 // layoutModels are the fixture architectures: llama (NORM rope, GQA), phi2 (partial NEOX
-// rope, fused qkv, biases), gemma (MQA, tied head), gpt2 (learned positions).
-var layoutModels = []string{"stories260K.gguf", "tiny-llama-f16.gguf", "tiny-phi2-f16.gguf", "tiny-gemma-f16.gguf", "tiny-gpt2-f32.gguf"}
+// rope, fused qkv, biases), gemma (MQA, tied head), gpt2 (learned positions), qwen2 (q/k/v
+// biases), qwen3 (per-head q/k norms, head_dim ≠ n_embd/n_head), Llama 3 (rope_freqs), YaRN,
+// phi3 (fused qkv and gate/up, LongRoPE), gemma2 (soft-caps, post-norms, sliding window),
+// gemma3 (q/k norms, local layers with their own RoPE base).
+var layoutModels = []string{"stories260K.gguf", "tiny-llama-f16.gguf", "tiny-phi2-f16.gguf", "tiny-gemma-f16.gguf", "tiny-gpt2-f32.gguf",
+	"tiny-qwen2-f16.gguf", "tiny-qwen3-f16.gguf", "tiny-llama3-f16.gguf", "tiny-llama-yarn-f16.gguf", "tiny-phi3-f16.gguf",
+	"tiny-gemma2-f16.gguf", "tiny-gemma3-f16.gguf"}
 
 // TestANELayout: the channels-first export computes what the standard one computes, within
 // 1e-3 on the logits (measured: 0 — both layouts reach the reference runtime's kernels with
@@ -217,6 +222,17 @@ func TestChunks(t *testing.T) {
 		{"stories260K.gguf", 5, arch.ANE},      // one layer per package
 		{"tiny-phi2-f16.gguf", 3, arch.Standard},
 		{"tiny-gpt2-f32.gguf", 2, arch.ANE},
+		{"tiny-qwen2-f16.gguf", 2, arch.Standard},
+		{"tiny-qwen3-f16.gguf", 2, arch.Standard},
+		{"tiny-qwen3-f16.gguf", 2, arch.ANE},
+		{"tiny-llama3-f16.gguf", 2, arch.Standard},
+		{"tiny-llama-yarn-f16.gguf", 2, arch.ANE},
+		{"tiny-phi3-f16.gguf", 2, arch.Standard},
+		{"tiny-phi3-f16.gguf", 2, arch.ANE},
+		{"tiny-gemma2-f16.gguf", 2, arch.Standard},
+		{"tiny-gemma2-f16.gguf", 2, arch.ANE},
+		{"tiny-gemma3-f16.gguf", 3, arch.Standard},
+		{"tiny-gemma3-f16.gguf", 2, arch.ANE},
 	} {
 		one := exportModel(t, tt.file, export.Options{ContextLength: 64, PrefillChunk: 16, Layout: tt.layout})
 		dir := exportModel(t, tt.file, export.Options{ContextLength: 64, PrefillChunk: 16, Layout: tt.layout, Chunks: tt.chunks})

@@ -1,9 +1,11 @@
-// Package arch holds the architecture builders of the exporter: one file per GGUF
-// architecture (llama.go, phi2.go, gemma.go, gpt2.go) that reads the model's
-// hyper-parameters and emits its forward pass into a MIL function following the lilims
-// program contract, and the blocks they share: function inputs and states (func.go), weight
-// binding, fp16 or compressed (weights.go), projections and norms (layers.go), RoPE
-// (rope.go) and attention over the stateful KV cache (attention.go).
+// Package arch holds lilims' knowledge of model architectures: the one reader of their
+// typed hyper-parameters (config.go, ReadConfig), and one file per GGUF architecture
+// (llama.go, qwen2.go, phi3.go, …) that registers it — its traits and its forward pass,
+// emitted into a MIL function following the lilims program contract — exactly as a plugin
+// registers one. The blocks they share: function inputs and states (func.go), weight
+// binding, fp16 or compressed (weights.go), projections and norms (layers.go), QKV and
+// feed-forward blocks (blocks.go), RoPE (rope.go) and attention over the stateful KV cache
+// (attention.go).
 //
 // A builder only describes the graph, in three parts — embedding, one transformer block,
 // LM head — so that a chunked export can place blocks in different packages. Weights are
@@ -33,15 +35,16 @@ type Builder interface {
 	Head(fn *Func, x *mil.Value) *mil.Value
 }
 
-// Arch is a Builder made of three functions, and a ConfigReader.
+// Arch is an architecture: its traits and a ConfigReader over them, and a Builder made of
+// three functions. Built-in architectures and plugins register one each (see llama.go).
 type Arch struct {
+	Traits    Traits
 	EmbedFunc func(fn *Func) *mil.Value
 	BlockFunc func(fn *Func, l int, x *mil.Value) *mil.Value
 	HeadFunc  func(fn *Func, x *mil.Value) *mil.Value
-	// ConfigFunc reads the model's hyper-parameters; nil means gguf.File.Config, which
-	// knows the built-in architectures. A plugin's architecture sets it, often to
-	// StandardConfig.
-	ConfigFunc func(f *gguf.File) (*gguf.Config, error)
+	// ConfigFunc, when set, reads the architecture's own keys into c after the standard
+	// ones (Arch.Config) and checks them; an error names the key.
+	ConfigFunc func(f *gguf.File, c *Config) error
 }
 
 // Embed implements Builder.
@@ -85,8 +88,8 @@ var (
 )
 
 // Register makes a builder available for GGUF files whose general.architecture is name.
-// Registering a name twice replaces the earlier builder. An architecture package gguf has
-// no typed configuration for needs a builder that is also a ConfigReader (see Resolve).
+// Registering a name twice replaces the earlier builder. The builder must also be a
+// ConfigReader (an Arch is), which ReadConfig uses for the model's hyper-parameters.
 func Register(name string, b Builder) {
 	mu.Lock()
 	defer mu.Unlock()
@@ -120,11 +123,4 @@ func supportedLocked() []string {
 	}
 	sort.Strings(names)
 	return names
-}
-
-func init() {
-	Register("llama", Arch{EmbedFunc: llamaEmbed, BlockFunc: llamaBlock, HeadFunc: llamaHead})
-	Register("phi2", Arch{EmbedFunc: phi2Embed, BlockFunc: phi2Block, HeadFunc: phi2Head})
-	Register("gemma", Arch{EmbedFunc: gemmaEmbed, BlockFunc: gemmaBlock, HeadFunc: gemmaHead})
-	Register("gpt2", Arch{EmbedFunc: gpt2Embed, BlockFunc: gpt2Block, HeadFunc: gpt2Head})
 }

@@ -7,16 +7,19 @@ import (
 )
 
 func TestLookup(t *testing.T) {
-	for _, name := range []string{"llama", "phi2", "gemma", "gpt2"} {
+	for _, name := range []string{"llama", "phi2", "gemma", "gpt2", "qwen2", "qwen3", "phi3", "gemma2", "gemma3"} {
 		if _, err := Lookup(name); err != nil {
 			t.Errorf("Lookup(%q): %v", name, err)
 		}
 	}
-	_, err := Lookup("qwen2")
-	if err == nil {
-		t.Fatal("Lookup(qwen2) succeeded; qwen2 is only available as a plugin")
+	if _, err := Lookup("starcoder2"); err == nil {
+		t.Error("Lookup(starcoder2) succeeded; starcoder2 is the plugin example's architecture (plugins/arch-starcoder2)")
 	}
-	for _, want := range []string{`"qwen2"`, "gemma, gpt2, llama, phi2", "uses: plugin:PATH"} {
+	_, err := Lookup("mamba")
+	if err == nil {
+		t.Fatal("Lookup(mamba) succeeded; lilims has no mamba builder")
+	}
+	for _, want := range []string{`"mamba"`, "gemma, gemma2, gemma3, gpt2, llama, phi2, phi3, qwen2, qwen3", "uses: plugin:PATH"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %q", err, want)
 		}
@@ -41,7 +44,7 @@ func TestRopeTables(t *testing.T) {
 		{5, 1, 1, []float32{1, 2, 1, 1}, 0.25}, // rope_freqs divides theta_1 by 2
 	}
 	for _, tt := range tests {
-		cos, sin := ropeTables(10, 8, 10000, tt.freqScale, tt.ff)
+		cos, sin := ropeTables(10, 8, 10000, ropeScaling{freqScale: tt.freqScale, factors: tt.ff, mscale: 1})
 		k := tt.p*4 + tt.i
 		if d := math.Abs(float64(cos[k]) - math.Cos(tt.theta)); d > 1e-6 {
 			t.Errorf("cos(p=%d, i=%d) = %v, want %v", tt.p, tt.i, cos[k], math.Cos(tt.theta))

@@ -20,7 +20,7 @@ const (
 	Standard Layout = iota
 	// ANE keeps it channels-first, [1, n_embd, 1, N], projects with 1×1 conv on
 	// [out, in, 1, 1] weights, runs attention per head with the softmax over the key
-	// (channel) axis and normalises over axis 1 (coreml-mil.md §7.5, after Apple's
+	// (channel) axis and normalises over axis 1 (after Apple's
 	// ml-ane-transformers). The function interface is the same as Standard's.
 	ANE
 )
@@ -75,7 +75,7 @@ type FuncSpec struct {
 type Func struct {
 	F      *mil.Function
 	File   *gguf.File
-	Config *gguf.Config
+	Config *Config
 	FuncSpec
 
 	InputIDs    *mil.Value // int32 [1, N]; nil unless the function embeds (First == 0)
@@ -88,15 +88,15 @@ type Func struct {
 
 	prog       *mil.Program // for WeightProgress: weights are shared within a program
 	err        error
-	cos, sin   *mil.Value // rope angles of the chunk's positions, gathered once per function
-	maskT      *mil.Value // ANE: causal mask as [1, C, N], transposed once per function
-	kvBegin    *mil.Value // [0, 0, current_pos, 0]
-	kEnd, vEnd *mil.Value // [1, n_head_kv, current_pos+N, head_dim]
+	cos, sin   [2]*mil.Value // rope angles of the chunk's positions, once per function: global, local
+	masks      [4]*mil.Value // attention masks, once per function: (global, local) × (Standard, ANE)
+	kvBegin    *mil.Value    // [0, 0, current_pos, 0]
+	kEnd, vEnd *mil.Value    // [1, n_head_kv, current_pos+N, head_dim]
 }
 
 // NewFunc adds function spec.Name to p and declares the contract's inputs and one K and one
 // V state per layer of [spec.First, spec.End).
-func NewFunc(p *mil.Program, file *gguf.File, cfg *gguf.Config, spec FuncSpec) *Func {
+func NewFunc(p *mil.Program, file *gguf.File, cfg *Config, spec FuncSpec) *Func {
 	f := p.Function(spec.Name)
 	fn := &Func{F: f, File: file, Config: cfg, FuncSpec: spec, prog: p}
 	if spec.First < 0 || spec.End > cfg.BlockCount || spec.First > spec.End {

@@ -1,13 +1,16 @@
 package arch
 
 import (
-	"fmt"
 	"math"
 
 	"github.com/lilims/lilims/stages/export/mil"
 )
 
-// gemma 1 (gguf-arch.md §4.6):
+func init() {
+	Register("gemma", Arch{Traits: Traits{RMSNorm: true, Rope: RopeNeox}, EmbedFunc: gemmaEmbed, BlockFunc: gemmaBlock, HeadFunc: gemmaHead})
+}
+
+// gemma 1 (llama.cpp src/models/gemma.cpp):
 //
 //	x = token_embd[t]·√n_embd
 //	per layer: h = RMSNorm(x; attn_norm)      (the converter stored the weights as 1 + w)
@@ -23,17 +26,9 @@ func gemmaEmbed(fn *Func) *mil.Value {
 
 func gemmaBlock(fn *Func, l int, x *mil.Value) *mil.Value {
 	f := fn.F
-	blk := func(name string) string { return fmt.Sprintf("blk.%d.%s", l, name) }
-
-	h := fn.RMSNorm(x, blk("attn_norm.weight"))
-	q, k, v := fn.Linear(h, blk("attn_q")), fn.Linear(h, blk("attn_k")), fn.Linear(h, blk("attn_v"))
-	a := fn.Attention(l, q, k, v, 1/math.Sqrt(float64(fn.Config.KeyLength)), 1)
-	x = f.Add(fn.Linear(a, blk("attn_output")), x)
-
-	h = fn.RMSNorm(x, blk("ffn_norm.weight"))
-	gate := f.Gelu(fn.Linear(h, blk("ffn_gate")), "TANH_APPROXIMATION")
-	up := fn.Linear(h, blk("ffn_up"))
-	return f.Add(fn.Linear(f.Mul(gate, up), blk("ffn_down")), x)
+	q, k, v := fn.QKV(l, fn.RMSNorm(x, Blk(l, "attn_norm.weight")))
+	x = f.Add(fn.SelfAttention(l, q, k, v, Attn{QScale: 1 / math.Sqrt(float64(fn.Config.KeyLength))}), x)
+	return f.Add(fn.GatedFFN(l, fn.RMSNorm(x, Blk(l, "ffn_norm.weight")), GELUTanh), x)
 }
 
 func gemmaHead(fn *Func, x *mil.Value) *mil.Value {

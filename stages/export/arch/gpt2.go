@@ -7,7 +7,11 @@ import (
 	"github.com/lilims/lilims/stages/export/mil"
 )
 
-// gpt2 (gguf-arch.md §4.3): learned positions, no RoPE.
+func init() {
+	Register("gpt2", Arch{Traits: Traits{Rope: RopeNone}, EmbedFunc: gpt2Embed, BlockFunc: gpt2Block, HeadFunc: gpt2Head})
+}
+
+// gpt2 (llama.cpp src/models/gpt2.cpp): learned positions, no RoPE.
 //
 //	x = token_embd[t] + position_embd[p]
 //	per layer: h = LayerNorm(x; attn_norm)
@@ -26,20 +30,10 @@ func gpt2Embed(fn *Func) *mil.Value {
 }
 
 func gpt2Block(fn *Func, l int, x *mil.Value) *mil.Value {
-	cfg, f := fn.Config, fn.F
-	nq, nk := cfg.HeadCount*cfg.KeyLength, cfg.HeadCountKV*cfg.KeyLength
-	nv := cfg.HeadCountKV * cfg.ValueLength
-	blk := func(name string) string { return fmt.Sprintf("blk.%d.%s", l, name) }
-
-	h := fn.LayerNorm(x, blk("attn_norm"))
-	q := fn.LinearRows(h, blk("attn_qkv"), 0, nq)
-	k := fn.LinearRows(h, blk("attn_qkv"), nq, nq+nk)
-	v := fn.LinearRows(h, blk("attn_qkv"), nq+nk, nq+nk+nv)
-	x = f.Add(fn.Linear(fn.Attention(l, q, k, v, 1, 1/math.Sqrt(float64(cfg.KeyLength))), blk("attn_output")), x)
-
-	h = fn.LayerNorm(x, blk("ffn_norm"))
-	m := fn.Linear(f.Gelu(fn.Linear(h, blk("ffn_up")), "TANH_APPROXIMATION"), blk("ffn_down"))
-	return f.Add(m, x)
+	f := fn.F
+	q, k, v := fn.QKV(l, fn.LayerNorm(x, Blk(l, "attn_norm")))
+	x = f.Add(fn.SelfAttention(l, q, k, v, Attn{KQScale: 1 / math.Sqrt(float64(fn.Config.KeyLength))}), x)
+	return f.Add(fn.FFN(l, fn.LayerNorm(x, Blk(l, "ffn_norm")), GELUTanh), x)
 }
 
 func gpt2Head(fn *Func, x *mil.Value) *mil.Value {

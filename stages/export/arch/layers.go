@@ -92,6 +92,9 @@ func (fn *Func) rowsToHidden(x *mil.Value) *mil.Value {
 
 // LayerNorm is LayerNorm over the features with prefix.weight and prefix.bias (gpt2, phi2).
 func (fn *Func) LayerNorm(x *mil.Value, prefix string) *mil.Value {
+	if !fn.wantShape(prefix+".weight", fn.Config.EmbeddingLen) {
+		return nil
+	}
 	g := fn.Weight(prefix + ".weight")
 	var b *mil.Value
 	if fn.Has(prefix + ".bias") {
@@ -121,19 +124,22 @@ func (fn *Func) normLast(x *mil.Value, norm func(*mil.Value) *mil.Value) *mil.Va
 // RMSNorm is x/sqrt(mean(x²)+eps)·weight over the features (llama, gemma). MIL has no
 // rms_norm and x² may overflow fp16, so it is lowered as layer_norm over concat([x, −x]):
 // that row has exactly zero mean and variance mean(x²); its first half is the
-// RMS-normalised x (Anemll's trick, coreml-mil.md §5.4).
+// RMS-normalised x (Anemll's trick).
 func (fn *Func) RMSNorm(x *mil.Value, weight string) *mil.Value {
-	if x == nil || fn.err != nil {
+	if x == nil || fn.err != nil || !fn.wantShape(weight, fn.Config.EmbeddingLen) {
 		return nil
 	}
 	w := fn.Weight(weight)
-	return fn.normLast(x, func(x *mil.Value) *mil.Value {
-		f := fn.F
-		sh := x.Shape()
-		both := f.Concat(-1, x, f.Mul(x, fn.Scalar(-1)))
-		n := f.LayerNorm(both, []int{-1}, nil, nil, float64(fn.Config.NormEps))
-		return f.Mul(f.SliceByIndex(n, make([]int, len(sh)), sh), w)
-	})
+	return fn.normLast(x, func(x *mil.Value) *mil.Value { return fn.rmsNormLast(x, w) })
+}
+
+// rmsNormLast is RMSNorm over the last axis of x, times w.
+func (fn *Func) rmsNormLast(x, w *mil.Value) *mil.Value {
+	f := fn.F
+	sh := x.Shape()
+	both := f.Concat(-1, x, f.Mul(x, fn.Scalar(-1)))
+	n := f.LayerNorm(both, []int{-1}, nil, nil, float64(fn.Config.NormEps))
+	return f.Mul(f.SliceByIndex(n, make([]int, len(sh)), sh), w)
 }
 
 // LMHead projects the final hidden state onto the vocabulary with the first of names that

@@ -1,13 +1,16 @@
 package arch
 
 import (
-	"fmt"
 	"math"
 
 	"github.com/lilims/lilims/stages/export/mil"
 )
 
-// llama (gguf-arch.md §4.5):
+func init() {
+	Register("llama", Arch{Traits: Traits{RMSNorm: true, Rope: RopeNorm}, EmbedFunc: llamaEmbed, BlockFunc: llamaBlock, HeadFunc: llamaHead})
+}
+
+// llama (llama.cpp src/models/llama.cpp):
 //
 //	x = token_embd[t]
 //	per layer: h = RMSNorm(x; attn_norm)
@@ -23,17 +26,9 @@ func llamaEmbed(fn *Func) *mil.Value { return fn.Embed("token_embd.weight") }
 
 func llamaBlock(fn *Func, l int, x *mil.Value) *mil.Value {
 	f := fn.F
-	blk := func(name string) string { return fmt.Sprintf("blk.%d.%s", l, name) }
-
-	h := fn.RMSNorm(x, blk("attn_norm.weight"))
-	q, k, v := fn.Linear(h, blk("attn_q")), fn.Linear(h, blk("attn_k")), fn.Linear(h, blk("attn_v"))
-	a := fn.Attention(l, q, k, v, 1, 1/math.Sqrt(float64(fn.Config.KeyLength)))
-	x = f.Add(fn.Linear(a, blk("attn_output")), x)
-
-	h = fn.RMSNorm(x, blk("ffn_norm.weight"))
-	gate := f.Silu(fn.Linear(h, blk("ffn_gate")))
-	up := fn.Linear(h, blk("ffn_up"))
-	return f.Add(fn.Linear(f.Mul(gate, up), blk("ffn_down")), x)
+	q, k, v := fn.QKV(l, fn.RMSNorm(x, Blk(l, "attn_norm.weight")))
+	x = f.Add(fn.SelfAttention(l, q, k, v, Attn{KQScale: 1 / math.Sqrt(float64(fn.Config.KeyLength))}), x)
+	return f.Add(fn.GatedFFN(l, fn.RMSNorm(x, Blk(l, "ffn_norm.weight")), SiLU), x)
 }
 
 func llamaHead(fn *Func, x *mil.Value) *mil.Value {

@@ -17,12 +17,12 @@ const (
 )
 
 // Compressed is a 2-D weight [Out, In] (PyTorch order) that the quantize stage compressed,
-// in the terms of the iOS18 constexpr ops that decompress it (coreml-mil.md §5.7).
+// in the terms of the iOS18 constexpr ops that decompress it.
 type Compressed struct {
 	Encoding string    // Blockwise or LUT
 	Out, In  int       // logical shape
 	DType    mil.DType // Blockwise: data Int4, UInt4, Int8 or UInt8; LUT: indices UInt4 or UInt8
-	// Data is row-major [Out, In], sub-byte values packed LSB-first as in a MIL blob (§4.4).
+	// Data is row-major [Out, In], sub-byte values packed LSB-first as in a MIL blob.
 	Data []byte
 
 	// Blockwise: Scale is fp16 [Out, In/BlockSize]; Offset, same shape and of OffsetDType
@@ -202,7 +202,7 @@ func (fn *Func) matrix(name string, r0, r1 int) *mil.Value {
 // and decode functions share one copy of each in weight.bin.
 func (fn *Func) constexpr(key string, shape []int, w *Compressed) *mil.Value {
 	// Operand shapes follow the output's rank: blocks run along axes 0 and 1 only
-	// (coremltools' rule for linear [out, in] and conv [out, in, 1, 1], §5.7).
+	// (coremltools' rule for linear [out, in] and conv [out, in, 1, 1]).
 	like := func(a, b int) []int { return append([]int{a, b}, shape[2:]...) }
 	f := fn.F
 	switch w.Encoding {

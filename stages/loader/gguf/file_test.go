@@ -48,64 +48,6 @@ func TestOpenFixtures(t *testing.T) {
 	}
 }
 
-// Facts from testdata/oracle/README.md about each fixture's architecture.
-func TestConfigFixtures(t *testing.T) {
-	cases := []struct {
-		file                         string
-		arch                         string
-		embd, layers, heads, kv, rot int
-		ff                           int
-		rope                         RopeStyle
-		vocab                        int
-	}{
-		{"stories260K.gguf", "llama", 64, 5, 8, 4, 8, 0, RopeNorm, 512},
-		{"tiny-phi2-f16.gguf", "phi2", 128, 3, 4, 4, 16, 512, RopeNeox, 1024},
-		{"tiny-llama-f16.gguf", "llama", 0, 0, 4, 2, 0, 0, RopeNorm, 1024},
-		{"tiny-gemma-f16.gguf", "gemma", 0, 0, 0, 1, 0, 0, RopeNeox, 1024},
-		{"tiny-gpt2-f32.gguf", "gpt2", 0, 0, 0, 0, 0, 0, RopeNone, 1024},
-		{"tiny-llama256-f16.gguf", "llama", 256, 0, 0, 0, 0, 0, RopeNorm, 1024},
-	}
-	for _, c := range cases {
-		f, err := Open(filepath.Join(modelsDir, c.file))
-		if err != nil {
-			t.Fatal(err)
-		}
-		cfg, err := f.Config()
-		f.Close()
-		if err != nil {
-			t.Errorf("%s: %v", c.file, err)
-			continue
-		}
-		check := func(name string, got, want int) {
-			if want != 0 && got != want {
-				t.Errorf("%s: %s = %d, want %d", c.file, name, got, want)
-			}
-		}
-		if cfg.Arch != c.arch || cfg.Rope != c.rope {
-			t.Errorf("%s: arch %s rope %v, want %s %v", c.file, cfg.Arch, cfg.Rope, c.arch, c.rope)
-		}
-		check("n_embd", cfg.EmbeddingLen, c.embd)
-		check("n_layer", cfg.BlockCount, c.layers)
-		check("n_head", cfg.HeadCount, c.heads)
-		check("n_head_kv", cfg.HeadCountKV, c.kv)
-		check("n_rot", cfg.RopeDims, c.rot)
-		check("n_ff", cfg.FeedForward, c.ff)
-		check("n_vocab", cfg.VocabSize, c.vocab)
-	}
-}
-
-func TestMissingConfigKey(t *testing.T) {
-	b := NewBuilder()
-	b.Set("general.architecture", "llama")
-	b.Set("llama.context_length", uint32(128))
-	b.Set("llama.embedding_length", uint32(64))
-	f := mustParse(t, b)
-	_, err := f.Config()
-	if err == nil || !strings.Contains(err.Error(), `"llama.block_count"`) {
-		t.Fatalf("want an error naming llama.block_count, got %v", err)
-	}
-}
-
 func mustParse(t *testing.T, b *Builder) *File {
 	t.Helper()
 	var buf bytes.Buffer
@@ -271,6 +213,5 @@ func FuzzParse(f *testing.F) {
 		for _, tn := range file.Tensors {
 			_ = file.Data(tn)
 		}
-		file.Config()
 	})
 }

@@ -23,6 +23,7 @@ import (
 	"strings"
 
 	"github.com/lilims/lilims/stages/export"
+	"github.com/lilims/lilims/stages/export/arch"
 	"github.com/lilims/lilims/stages/loader/gguf"
 	"github.com/lilims/lilims/stages/loader/tokenizer"
 	"github.com/lilims/lilims/stages/quantize"
@@ -110,7 +111,7 @@ func FileOptions(ctx context.Context, f *gguf.File, path string, opts Options) (
 // of each sequence is replaced by bos, as llama-perplexity does with its chunks.
 func Collect(ctx context.Context, f *gguf.File, tokens []int32, bos int32, opts Options) (*quantize.Activations, error) {
 	opts = opts.withDefaults()
-	if cfg, err := f.Config(); err == nil && cfg.ContextLength > 0 {
+	if cfg, err := arch.ReadConfig(f); err == nil && cfg.ContextLength > 0 {
 		opts.Context = min(opts.Context, int(cfg.ContextLength))
 		opts.PrefillChunk = min(opts.PrefillChunk, opts.Context)
 	}

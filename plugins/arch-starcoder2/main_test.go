@@ -12,31 +12,34 @@ import (
 	"github.com/lilims/lilims/pipeline/stage"
 )
 
+// testdata holds the plugin's fixture, a random-weight starcoder2 model (made by
+// internal/tools/genfixture, see testdata/README.md at the repository root), and llama.cpp's
+// answers on it in the format of testdata/oracle/llamacpp-reference.json.
 const (
-	oracleDir  = "../../testdata/oracle"
-	qwen2Model = "../../testdata/oracle/models/tiny-qwen2-f16.gguf"
+	oracleDir = "testdata"
+	model     = "testdata/tiny-starcoder2-f16.gguf"
 )
 
 // The plugin, built from this directory by the lilims plugin host (go build into its cache)
-// and run as a separate process, exports tiny-qwen2-f16.gguf — an architecture lilims does not
-// know — into a package that the built-in reference runtime runs within llama.cpp's
+// and run as a separate process, exports tiny-starcoder2-f16.gguf — an architecture lilims
+// does not know — into a package that the built-in reference runtime runs within llama.cpp's
 // tolerances (testdata/oracle/README.md): max |Δp| ≤ 0.005 over the 20 listed tokens of every
 // step, and the same argmax wherever llama.cpp's top-1/top-2 margin exceeds 0.02.
-func TestQwen2MatchesLlamaCpp(t *testing.T) {
+func TestStarCoder2MatchesLlamaCpp(t *testing.T) {
 	ref, err := oracle.Load(oracleDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	prompts := ref.Models["tiny-qwen2-f16.gguf"].Prompts
+	prompts := ref.Models["tiny-starcoder2-f16.gguf"].Prompts
 	if len(prompts) == 0 {
-		t.Fatal("no llama.cpp reference for tiny-qwen2-f16.gguf")
+		t.Fatal("no llama.cpp reference for tiny-starcoder2-f16.gguf")
 	}
 
 	h := plugin.NewHost(plugin.Options{CacheDir: t.TempDir()})
 	defer h.Close()
 	reg := builtin.Registry()
 	reg.External = h.External
-	spec := &pipeline.Spec{Name: "qwen2", Model: qwen2Model, Stages: []*pipeline.StageSpec{
+	spec := &pipeline.Spec{Name: "starcoder2", Model: model, Stages: []*pipeline.StageSpec{
 		{ID: "load", Uses: "loader/gguf", With: map[string]any{}},
 		{ID: "export", Uses: "plugin:.", With: map[string]any{"context": 64, "prefill_chunk": 8}},
 		{ID: "runtime", Uses: "runtime/reference", With: map[string]any{"precision": "fp32"}},
@@ -45,7 +48,7 @@ func TestQwen2MatchesLlamaCpp(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := plan.Step(stage.KindExport).Entry.Spec.Uses; got != "export/qwen2" {
+	if got := plan.Step(stage.KindExport).Entry.Spec.Uses; got != "export/starcoder2" {
 		t.Fatalf("the plugin describes itself as %q", got)
 	}
 	ctx := context.Background()
