@@ -259,7 +259,7 @@ func writePackage(ctx context.Context, f *gguf.File, p *mil.Program, outPath str
 }
 
 // hparams is the one-line hyper-parameter summary of the metadata (contract.KeyHParams).
-func hparams(cfg *gguf.Config) string {
+func hparams(cfg *arch.Config) string {
 	return fmt.Sprintf("n_vocab %d, n_embd %d, n_layer %d, n_ff %d, n_head %d, n_head_kv %d, head_dim %d/%d, n_ctx_train %d",
 		cfg.VocabSize, cfg.EmbeddingLen, cfg.BlockCount, cfg.FeedForward, cfg.HeadCount, cfg.HeadCountKV,
 		cfg.KeyLength, cfg.ValueLength, cfg.ContextLength)
