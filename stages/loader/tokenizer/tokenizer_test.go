@@ -13,66 +13,100 @@ import (
 	"github.com/lilims/lilims/stages/loader/gguf"
 )
 
-// piecesOf runs one pre-tokenizer chain over s and returns the pieces as strings.
-func piecesOf(chain []splitter, s string) []string {
-	cps := decodeCodepoints(nil, s)
-	cls := make([]uint8, len(cps))
-	for i, c := range cps {
-		cls[i] = classOf(c)
+// piecesOf runs the pre-tokenizer named pre over s and returns the pieces as strings.
+func piecesOf(t *testing.T, pre, s string) []string {
+	t.Helper()
+	p, err := lookupPre(pre)
+	if err != nil {
+		t.Fatal(err)
 	}
-	cur := []int{len(cps)}
-	for _, split := range chain {
-		cur = split(cps, cls, cur, nil)
-	}
+	var text runeText
+	var scratch [2][]int
 	var out []string
 	lo := 0
-	for _, n := range cur {
-		out = append(out, string(cps[lo:lo+n]))
+	for _, n := range p.pieces(&text, s, &scratch) {
+		out = append(out, string(text.cps[lo:lo+n]))
 		lo += n
 	}
 	return out
 }
 
-// TestPreTokenizers checks the hand-written matchers against what the regexes they replace
-// match (pattern semantics quoted in each case).
+// TestPreTokenizers checks the splitters against what the expressions they run match in
+// llama.cpp (pattern semantics quoted in each case).
 func TestPreTokenizers(t *testing.T) {
-	gpt2 := []splitter{gpt2Split}
-	llama3 := []splitter{llama3Split}
-	qwen2 := []splitter{qwen2Split}
 	tests := []struct {
-		name  string
-		chain []splitter
-		in    string
-		want  []string
+		name string
+		pre  string
+		in   string
+		want []string
 	}{
-		{"gpt2 words", gpt2, "Hello world", []string{"Hello", " world"}},
+		{"gpt2 words", "gpt-2", "Hello world", []string{"Hello", " world"}},
 		// \s+(?!\S) leaves the last space of a run to ' ?\p{L}+'.
-		{"gpt2 space run", gpt2, "a   b", []string{"a", "  ", " b"}},
+		{"gpt2 space run", "gpt-2", "a   b", []string{"a", "  ", " b"}},
 		// A run at the end of the piece is taken whole; a tab is not ' ', so it stands alone.
-		{"gpt2 trailing", gpt2, "a \t\n", []string{"a", " \t\n"}},
-		{"gpt2 tab before word", gpt2, "\t\tb", []string{"\t", "\t", "b"}},
+		{"gpt2 trailing", "gpt-2", "a \t\n", []string{"a", " \t\n"}},
+		{"gpt2 tab before word", "gpt-2", "\t\tb", []string{"\t", "\t", "b"}},
 		// Contractions are case-sensitive in GPT-2.
-		{"gpt2 contraction", gpt2, "I'm I'M", []string{"I", "'m", " I", "'", "M"}},
-		{"gpt2 numbers", gpt2, "x 12345", []string{"x", " 12345"}},
-		{"gpt2 symbols", gpt2, "a ?!b", []string{"a", " ?!", "b"}},
-		{"llama3 contraction", llama3, "I'M", []string{"I", "'M"}},
+		{"gpt2 contraction", "gpt-2", "I'm I'M", []string{"I", "'m", " I", "'", "M"}},
+		{"gpt2 numbers", "gpt-2", "x 12345", []string{"x", " 12345"}},
+		{"gpt2 symbols", "gpt-2", "a ?!b", []string{"a", " ?!", "b"}},
+		{"llama3 contraction", "llama-bpe", "I'M", []string{"I", "'M"}},
 		// \p{N}{1,3} groups digits by three from the left.
-		{"llama3 digits", llama3, "12345", []string{"123", "45"}},
+		{"llama3 digits", "llama-bpe", "12345", []string{"123", "45"}},
 		// [^\r\n\p{L}\p{N}]?\p{L}+ takes one leading non-letter.
-		{"llama3 prefix", llama3, "(hello\tworld", []string{"(hello", "\tworld"}},
+		{"llama3 prefix", "llama-bpe", "(hello\tworld", []string{"(hello", "\tworld"}},
 		// \s*[\r\n]+ ends at the last newline of the run.
-		{"llama3 newlines", llama3, "a\n\n b", []string{"a", "\n\n", " b"}},
-		{"llama3 symbols newline", llama3, "a ...\n\nb", []string{"a", " ...\n\n", "b"}},
+		{"llama3 newlines", "llama-bpe", "a\n\n b", []string{"a", "\n\n", " b"}},
+		{"llama3 symbols newline", "llama-bpe", "a ...\n\nb", []string{"a", " ...\n\n", "b"}},
 		// Qwen2 splits digits one at a time (\p{N}).
-		{"qwen2 digits", qwen2, "x 123", []string{"x", " ", "1", "2", "3"}},
+		{"qwen2 digits", "qwen2", "x 123", []string{"x", " ", "1", "2", "3"}},
+		// Qwen3.5 keeps combining marks with letters: [\p{L}\p{M}]+.
+		{"qwen35 marks", "qwen35", "a\u0301b \u0301x", []string{"a\u0301b", " \u0301x"}},
 		// DEFAULT: punctuation runs first, then GPT-2, then \p{N}+, then [0-9]{3}.
-		{"default", defaultSplit, "a,b 123456", []string{"a", ",", "b", " ", "123", "456"}},
-		{"default backtick", defaultSplit, "a`b", []string{"a", "`", "b"}},
+		{"default", "default", "a,b 123456", []string{"a", ",", "b", " ", "123", "456"}},
+		{"default backtick", "default", "a`b", []string{"a", "`", "b"}},
+		// Starcoder: \p{N} isolates every digit before GPT-2's expression runs.
+		{"starcoder digits", "starcoder", "x12 y", []string{"x", "1", "2", " y"}},
+		// Falcon: [0-9][0-9][0-9] cuts triples from the left, out of GPT-2's " 12345".
+		{"falcon digits", "falcon", "a 12345", []string{"a", " ", "123", "45"}},
+		// Kimi-K2: Han runs stand alone; letters take an optional contraction.
+		{"kimi han", "kimi-k2", "你好abc's 1234", []string{"你好", "abc's", " ", "123", "4"}},
+		// AFMoE's digit splitter glues the text before a run to its first group.
+		{"afmoe digits", "afmoe", "ab1234", []string{"ab", "1", "234"}},
+		// Gemma 4: only newline runs split (spaces are U+2581 by then).
+		{"gemma4", "gemma4", "a b\n\nc", []string{"a b", "\n\n", "c"}},
+		// SuperBPE: (?=(\d{3})+(?!\d)) matches empty strings before each group of three.
+		{"superbpe", "superbpe", "x1234567", []string{"x", "1", "", "234", "", "567"}},
+		// Poro/BLOOM: ' ?[^(\s|.,!?…。，、।۔،)]+' and the gaps between (" (" is one gap).
+		{"bloom", "bloom", "Hi, you (x)", []string{"Hi", ",", " you", " (", "x", ")"}},
+		// Tekken: an upper-case run followed by lower-case letters splits before a new capital.
+		{"tekken case", "tekken", "HelloWorld", []string{"Hello", "World"}},
+		// GPT-4o: the same, with contractions attached and \p{N}{1,3}.
+		{"gpt4o", "gpt-4o", "They're 12345", []string{"They're", " ", "123", "45"}},
+		// DeepSeek-LLM: \s+$ takes trailing whitespace whole.
+		{"deepseek-llm", "deepseek-llm", "Hi there  ", []string{"Hi", " there", "  "}},
 	}
 	for _, tc := range tests {
-		if got := piecesOf(tc.chain, tc.in); !slices.Equal(got, tc.want) {
+		if got := piecesOf(t, tc.pre, tc.in); !slices.Equal(got, tc.want) {
 			t.Errorf("%s: pieces of %q = %q, want %q", tc.name, tc.in, got, tc.want)
 		}
+	}
+}
+
+// TestPreTokenizerTable checks that every tokenizer.ggml.pre value llama.cpp maps compiles, and
+// that an unknown one is refused with the known ones listed.
+func TestPreTokenizerTable(t *testing.T) {
+	for _, name := range KnownPreTokenizers() {
+		if _, err := lookupPre(name); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+		if _, ok := preTypeRegexes[preNames[name].typ]; !ok {
+			t.Errorf("%s: type %q has no expressions", name, preNames[name].typ)
+		}
+	}
+	_, err := lookupPre("no-such-pre")
+	if err == nil || !strings.Contains(err.Error(), `"no-such-pre"`) || !strings.Contains(err.Error(), "deepseek-v3") {
+		t.Errorf("unknown pre: %v", err)
 	}
 }
 
