@@ -191,23 +191,7 @@ func matchLlama3(maxDigits int, marks bool) pieceMatcher {
 				emit(pos)
 				continue
 			}
-			n, lastNL := 0, -1
-			for class(pos+n)&classSpace != 0 {
-				if r := cps[pos+n]; r == '\r' || r == '\n' {
-					lastNL = pos + n + 1
-				}
-				n++
-			}
-			switch {
-			case lastNL >= 0: // '\s*[\r\n]+'
-				pos = lastNL
-			case n > 1 && pos+n < hi: // '\s+(?!\S)'
-				pos += n - 1
-			case n > 0: // '\s+'
-				pos += n
-			default:
-				pos++
-			}
+			pos = matchSpaces(cps, cls, pos, hi)
 			emit(pos)
 		}
 		return out

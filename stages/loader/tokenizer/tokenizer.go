@@ -4,7 +4,8 @@
 // knows (tokenizer.ggml.pre), SentencePiece-style merging by score with byte fallback ("llama"),
 // and llama.cpp's end-of-generation token set.
 //
-// It does not hold WordPiece, Unigram (T5) or RWKV tokenizers, chat templates, or FIM tokens.
+// It does not hold WordPiece, Unigram (T5), RWKV, PLaMo-2 or HybridDNA tokenizers, or chat
+// templates.
 // A Vocab carries everything the algorithms need, so it can be built by hand as well as read
 // with VocabFromGGUF. A Tokenizer is immutable and safe for concurrent use.
 package tokenizer

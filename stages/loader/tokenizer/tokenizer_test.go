@@ -249,7 +249,7 @@ func TestNewErrors(t *testing.T) {
 		modify func(v *Vocab)
 		want   string
 	}{
-		{"unknown pre", func(v *Vocab) { v.Pre = "klingon-7b" }, `"klingon-7b"`},
+		{"unknown pre", func(v *Vocab) { v.Pre = "klingon-7b" }, `"klingon-7b"; known: a.x-4.0, afmoe,`},
 		{"unknown model", func(v *Vocab) { v.Model = "t5" }, `tokenizer.ggml.model "t5"`},
 		{"duplicate", func(v *Vocab) { v.Tokens = []string{"a", "a"} }, `duplicate token "a"`},
 		{"short scores", func(v *Vocab) { v.Scores = []float32{0} }, "tokenizer.ggml.scores"},
@@ -263,6 +263,46 @@ func TestNewErrors(t *testing.T) {
 		_, err := New(v)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: err = %v, want it to mention %s", tc.name, err, tc.want)
+		}
+	}
+}
+
+// TestEOGRules checks llama.cpp's end-of-generation rules on small vocabularies
+// (src/llama-vocab.cpp): texts found, FIM pad/repo/separator, and the two workarounds that take
+// <|end|> (gpt-oss, solar-open) and </s> (Gemma 4) out again.
+func TestEOGRules(t *testing.T) {
+	tests := []struct {
+		name   string
+		tokens []string
+		fim    *FIMTokens
+		eog    []int32
+		eot    int32
+		user   []int32 // USER_DEFINED afterwards: matched even without parse_special
+	}{
+		// The first text of llama.cpp's list is EOT; every listed text ends generation.
+		{"texts", []string{"a", "<|endoftext|>", "<|im_end|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>", "<|fim_prefix|>"},
+			nil, []int32{1, 2, 3, 4, 5}, 2, nil},
+		// A FIM pad id from the metadata wins over the texts.
+		{"fim key", []string{"a", "<PAD>", "<|fim_pad|>"}, &FIMTokens{-1, -1, -1, 2, -1, -1}, []int32{2}, -1, nil},
+		// gpt-oss: <|end|> ends a message, not generation, and is always rendered.
+		{"harmony", []string{"a", "<|return|>", "<|call|>", "<|end|>", "<|channel|>"}, nil, []int32{1, 2}, 3, []int32{3, 4}},
+		// Gemma 4: </s> is an ordinary token next to <|tool_response>.
+		{"gemma4", []string{"a", "</s>", "<|tool_response>", "<turn|>"}, nil, []int32{2, 3}, -1, nil},
+	}
+	for _, tc := range tests {
+		v := &Vocab{Model: "gpt2", Pre: "gpt-2", Tokens: tc.tokens, FIM: tc.fim,
+			BOS: -1, EOS: -1, UNK: -1, EOT: -1, EOM: -1, PAD: -1, SEP: -1}
+		tok, err := New(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(tok.EOG(), tc.eog) || tok.EOT() != tc.eot {
+			t.Errorf("%s: eog %v eot %d, want %v %d", tc.name, tok.EOG(), tok.EOT(), tc.eog, tc.eot)
+		}
+		for _, id := range tc.user {
+			if tok.attrs[id] != attrUserDefined {
+				t.Errorf("%s: %q has attributes %b, want USER_DEFINED", tc.name, tc.tokens[id], tok.attrs[id])
+			}
 		}
 	}
 }
