@@ -369,12 +369,7 @@ func (p *preTokenizer) pieces(t *runeText, text string, scratch *[2][]int) []int
 
 func eachPiece(m pieceMatcher) splitter {
 	return func(t *runeText, in, out []int) []int {
-		lo := 0
-		for _, n := range in {
-			out = m(t.cps, t.cls, lo, lo+n, out)
-			lo += n
-		}
-		return out
+		return forPieces(in, out, func(lo, hi int, out []int) []int { return m(t.cps, t.cls, lo, hi, out) })
 	}
 }
 
@@ -384,13 +379,18 @@ func regexSplitter(r *regex) splitter {
 		if r.collapsed {
 			text = t.collapsed
 		}
-		lo := 0
-		for _, n := range in {
-			out = r.split(text, lo, lo+n, out)
-			lo += n
-		}
-		return out
+		return forPieces(in, out, func(lo, hi int, out []int) []int { return r.split(text, lo, hi, out) })
 	}
+}
+
+// forPieces calls split on each piece [lo, hi) of the lengths in.
+func forPieces(in, out []int, split func(lo, hi int, out []int) []int) []int {
+	lo := 0
+	for _, n := range in {
+		out = split(lo, lo+n, out)
+		lo += n
+	}
+	return out
 }
 
 // lookupPre compiles the pre-tokenizer named by a tokenizer.ggml.pre value ("" is "default",

@@ -9,6 +9,109 @@ package tokenizer
 // appends their lengths to out.
 type pieceMatcher func(cps []rune, cls []uint8, lo, hi int, out []int) []int
 
+// pieceScan walks one piece cps[lo:hi]. Positions outside the piece read as code point -1 with
+// no class at all, as in llama.cpp's splitters; emit closes a piece at end.
+type pieceScan struct {
+	cps       []rune
+	cls       []uint8
+	lo, hi    int
+	start     int
+	out       []int
+	foldCase  bool // contractions are ASCII case-insensitive
+	letter    uint8
+	maxDigits int // \p{N}{1,maxDigits}; 0 is \p{N}+
+}
+
+func newScan(cps []rune, cls []uint8, lo, hi int, out []int) *pieceScan {
+	return &pieceScan{cps: cps, cls: cls, lo: lo, hi: hi, start: lo, out: out, letter: classLetter}
+}
+
+func (p *pieceScan) at(i int) rune {
+	if i >= p.lo && i < p.hi {
+		return p.cps[i]
+	}
+	return -1
+}
+
+func (p *pieceScan) class(i int) uint8 {
+	if i >= p.lo && i < p.hi {
+		return p.cls[i]
+	}
+	return 0
+}
+
+func (p *pieceScan) emit(end int) {
+	if end > p.start {
+		p.out = append(p.out, end-p.start)
+	}
+	p.start = end
+}
+
+// contraction is the length of 's 't 're 've 'm 'll 'd at pos, or 0.
+func (p *pieceScan) contraction(pos int) int {
+	if p.at(pos) != '\'' {
+		return 0
+	}
+	c1, c2 := p.at(pos+1), p.at(pos+2)
+	if p.foldCase {
+		c1, c2 = asciiLower(c1), asciiLower(c2)
+	}
+	switch {
+	case c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd':
+		return 2
+	case c1 == 'r' && c2 == 'e' || c1 == 'v' && c2 == 'e' || c1 == 'l' && c2 == 'l':
+		return 3
+	}
+	return 0
+}
+
+// other reports [^\s\p{L}\p{N}] (with the scan's letter classes) for a class read by class().
+func (p *pieceScan) other(f uint8) bool {
+	return f != 0 && f&(p.letter|classNumber|classSpace) == 0
+}
+
+// run returns the end of the run of code points from pos whose class has a bit of mask.
+func (p *pieceScan) run(pos int, mask uint8) int {
+	for p.class(pos)&mask != 0 {
+		pos++
+	}
+	return pos
+}
+
+// digits emits the \p{N} run at pos in groups of maxDigits and returns its end.
+func (p *pieceScan) digits(pos int) int {
+	group := pos
+	for p.class(pos)&classNumber != 0 {
+		pos++
+		if p.maxDigits > 0 && pos-group >= p.maxDigits {
+			p.emit(pos)
+			group = pos
+		}
+	}
+	p.emit(pos)
+	return pos
+}
+
+// symbols matches ' ?[^\s\p{L}\p{N}]+' at pos, then [\r\n]* when newlines is set, and returns
+// its end, or pos when it does not match.
+func (p *pieceScan) symbols(pos int, newlines bool) int {
+	f, sp := p.cls[pos], 0
+	if p.cps[pos] == ' ' {
+		f, sp = p.class(pos+1), 1
+	}
+	if !p.other(f) {
+		return pos
+	}
+	pos += sp
+	for p.other(p.class(pos)) {
+		pos++
+	}
+	for newlines && (p.at(pos) == '\r' || p.at(pos) == '\n') {
+		pos++
+	}
+	return pos
+}
+
 // matchGPT2 implements OpenAI's GPT-2 pattern
 //
 //	's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
@@ -16,84 +119,38 @@ type pieceMatcher func(cps []rune, cls []uint8, lo, hi int, out []int) []int
 // (llama.cpp's unicode_regex_split_custom_gpt2): contractions are case-sensitive, and a
 // whitespace run followed by a non-space leaves its last character to the next piece.
 func matchGPT2(cps []rune, cls []uint8, lo, hi int, out []int) []int {
-	at := func(i int) rune {
-		if i >= lo && i < hi {
-			return cps[i]
-		}
-		return -1
-	}
-	class := func(i int) uint8 {
-		if i >= lo && i < hi {
-			return cls[i]
-		}
-		return 0
-	}
-	start := lo
-	emit := func(end int) {
-		if end > start {
-			out = append(out, end-start)
-		}
-		start = end
-	}
+	p := newScan(cps, cls, lo, hi, out)
 	for pos := lo; pos < hi; {
-		c := cps[pos]
-		if c == '\'' && pos+1 < hi {
-			c1 := at(pos + 1)
-			if c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd' {
-				pos += 2
-				emit(pos)
-				continue
-			}
-			if c2 := at(pos + 2); pos+2 < hi && (c1 == 'r' && c2 == 'e' || c1 == 'v' && c2 == 'e' || c1 == 'l' && c2 == 'l') {
-				pos += 3
-				emit(pos)
-				continue
-			}
+		if n := p.contraction(pos); n > 0 {
+			pos += n
+			p.emit(pos)
+			continue
 		}
-		f := cls[pos]
-		sp := 0
-		if c == ' ' {
-			f = class(pos + 1)
-			sp = 1
+		f, sp := cls[pos], 0
+		if cps[pos] == ' ' {
+			f, sp = p.class(pos+1), 1
 		}
 		switch {
 		case f&classLetter != 0: // ' ?\p{L}+'
-			pos += sp
-			for class(pos)&classLetter != 0 {
-				pos++
-			}
-			emit(pos)
-			continue
+			pos = p.run(pos+sp, classLetter)
 		case f&classNumber != 0: // ' ?\p{N}+'
-			pos += sp
-			for class(pos)&classNumber != 0 {
-				pos++
-			}
-			emit(pos)
-			continue
-		case isOther(f): // ' ?[^\s\p{L}\p{N}]+'
-			pos += sp
-			for isOther(class(pos)) {
-				pos++
-			}
-			emit(pos)
-			continue
-		}
-		n := 0
-		for class(pos+n)&classSpace != 0 {
-			n++
-		}
-		switch {
-		case n > 1 && pos+n < hi: // '\s+(?!\S)': the last space goes with what follows
-			pos += n - 1
-		case n > 0: // '\s+'
-			pos += n
+			pos = p.run(pos+sp, classNumber)
+		case p.other(f): // ' ?[^\s\p{L}\p{N}]+'
+			pos = p.symbols(pos, false)
 		default:
-			pos++
+			n := p.run(pos, classSpace) - pos
+			switch {
+			case n > 1 && pos+n < hi: // '\s+(?!\S)': the last space goes with what follows
+				pos += n - 1
+			case n > 0: // '\s+'
+				pos += n
+			default:
+				pos++
+			}
 		}
-		emit(pos)
+		p.emit(pos)
 	}
-	return out
+	return p.out
 }
 
 // isOther reports [^\s\p{L}\p{N}] for a code point inside the piece.
@@ -114,87 +171,25 @@ func matchLlama3(maxDigits int, marks bool) pieceMatcher {
 	if marks {
 		letter |= classMark
 	}
-	other := func(f uint8) bool { return f != 0 && f&(letter|classNumber|classSpace) == 0 }
 	return func(cps []rune, cls []uint8, lo, hi int, out []int) []int {
-		at := func(i int) rune {
-			if i >= lo && i < hi {
-				return cps[i]
-			}
-			return -1
-		}
-		class := func(i int) uint8 {
-			if i >= lo && i < hi {
-				return cls[i]
-			}
-			return 0
-		}
-		start := lo
-		emit := func(end int) {
-			if end > start {
-				out = append(out, end-start)
-			}
-			start = end
-		}
+		p := newScan(cps, cls, lo, hi, out)
+		p.foldCase, p.letter, p.maxDigits = true, letter, maxDigits
 		for pos := lo; pos < hi; {
-			c := cps[pos]
-			f := cls[pos]
-			if c == '\'' && pos+1 < hi { // contractions, ASCII case-insensitive
-				c1 := asciiLower(at(pos + 1))
-				if c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd' {
-					pos += 2
-					emit(pos)
-					continue
-				}
-				if c2 := asciiLower(at(pos + 2)); pos+2 < hi && (c1 == 'r' && c2 == 'e' || c1 == 'v' && c2 == 'e' || c1 == 'l' && c2 == 'l') {
-					pos += 3
-					emit(pos)
-					continue
-				}
+			c, f := cps[pos], cls[pos]
+			if n := p.contraction(pos); n > 0 {
+				pos += n
+				p.emit(pos)
+				continue
 			}
 			// '[^\r\n\p{L}\p{N}]?\p{L}+'
-			if c != '\r' && c != '\n' && f&classNumber == 0 && (f&letter != 0 || class(pos+1)&letter != 0) {
-				pos++
-				for class(pos)&letter != 0 {
-					pos++
-				}
-				emit(pos)
+			if c != '\r' && c != '\n' && f&classNumber == 0 && (f&letter != 0 || p.class(pos+1)&letter != 0) {
+				pos = p.run(pos+1, letter)
+				p.emit(pos)
 				continue
 			}
-			// '\p{N}{1,maxDigits}'
-			if f&classNumber != 0 {
-				run := pos
-				for class(pos)&classNumber != 0 {
-					pos++
-					if pos-run >= maxDigits {
-						emit(pos)
-						run = pos
-					}
-				}
-				emit(pos)
-				continue
-			}
-			// ' ?[^\s\p{L}\p{N}]+[\r\n]*'
-			f2 := f
-			sp := 0
-			if c == ' ' {
-				f2 = class(pos + 1)
-				sp = 1
-			}
-			if other(f2) {
-				pos += sp
-				for other(class(pos)) {
-					pos++
-				}
-				for r := at(pos); r == '\r' || r == '\n'; r = at(pos) {
-					pos++
-				}
-				emit(pos)
-				continue
-			}
-			pos = matchSpaces(cps, cls, pos, hi)
-			emit(pos)
+			pos = p.llama3Tail(pos)
 		}
-		return out
+		return p.out
 	}
 }
 
@@ -213,34 +208,17 @@ func asciiLower(c rune) rune {
 // as it implements it: Han runs, then letter runs without Han with an optional leading
 // non-letter and an optional contraction, then the Llama-3 rules.
 func matchKimiK2(cps []rune, cls []uint8, lo, hi int, out []int) []int {
-	at := func(i int) rune {
-		if i >= lo && i < hi {
-			return cps[i]
-		}
-		return -1
-	}
-	class := func(i int) uint8 {
-		if i >= lo && i < hi {
-			return cls[i]
-		}
-		return 0
-	}
+	p := newScan(cps, cls, lo, hi, out)
+	p.foldCase, p.maxDigits = true, 3
 	han := func(i int) bool { return i >= lo && i < hi && isHan(cps[i]) }
-	word := func(i int) bool { return class(i)&classLetter != 0 && !han(i) }
-	start := lo
-	emit := func(end int) {
-		if end > start {
-			out = append(out, end-start)
-		}
-		start = end
-	}
+	word := func(i int) bool { return p.class(i)&classLetter != 0 && !han(i) }
 	for pos := lo; pos < hi; {
 		c, f := cps[pos], cls[pos]
 		if isHan(c) {
 			for han(pos) {
 				pos++
 			}
-			emit(pos)
+			p.emit(pos)
 			continue
 		}
 		lead := c != '\r' && c != '\n' && f&(classLetter|classNumber) == 0
@@ -251,53 +229,32 @@ func matchKimiK2(cps []rune, cls []uint8, lo, hi int, out []int) []int {
 			for word(pos) {
 				pos++
 			}
-			if at(pos) == '\'' && pos+1 < hi { // (?i:'s|'t|'re|'ve|'m|'ll|'d)?
-				c1 := asciiLower(at(pos + 1))
-				if c1 == 's' || c1 == 't' || c1 == 'm' || c1 == 'd' {
-					pos += 2
-				} else if c2 := asciiLower(at(pos + 2)); pos+2 < hi && (c1 == 'r' && c2 == 'e' || c1 == 'v' && c2 == 'e' || c1 == 'l' && c2 == 'l') {
-					pos += 3
-				}
-			}
-			emit(pos)
+			pos += p.contraction(pos) // (?i:'s|'t|'re|'ve|'m|'ll|'d)?
+			p.emit(pos)
 			continue
 		}
-		if f&classNumber != 0 { // \p{N}{1,3}
-			run := pos
-			for class(pos)&classNumber != 0 {
-				pos++
-				if pos-run >= 3 {
-					emit(pos)
-					run = pos
-				}
-			}
-			emit(pos)
-			continue
-		}
-		f2 := f
-		if c == ' ' {
-			f2 = class(pos + 1)
-		}
-		if isOther(f2) { // ' ?[^\s\p{L}\p{N}]+[\r\n]*'
-			if c == ' ' {
-				pos++
-			}
-			for isOther(class(pos)) {
-				pos++
-			}
-			for r := at(pos); r == '\r' || r == '\n'; r = at(pos) {
-				pos++
-			}
-			emit(pos)
-			continue
-		}
-		pos = matchSpaces(cps, cls, pos, hi)
-		emit(pos)
+		pos = p.llama3Tail(pos)
 	}
-	return out
+	return p.out
 }
 
-// matchSpaces is the tail the Llama-3 family shares: \s*[\r\n]+|\s+(?!\S)|\s+, else one
+// llama3Tail matches the rules the Llama-3 family ends with,
+// \p{N}{1,maxDigits}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+, else one character, at
+// pos; it emits the pieces and returns their end.
+func (p *pieceScan) llama3Tail(pos int) int {
+	if p.cls[pos]&classNumber != 0 {
+		return p.digits(pos)
+	}
+	if end := p.symbols(pos, true); end > pos {
+		pos = end
+	} else {
+		pos = matchSpaces(p.cps, p.cls, pos, p.hi)
+	}
+	p.emit(pos)
+	return pos
+}
+
+// matchSpaces is the whitespace tail the Llama-3 family shares: \s*[\r\n]+|\s+(?!\S)|\s+, else one
 // character. It returns the end of the match at pos.
 func matchSpaces(cps []rune, cls []uint8, pos, hi int) int {
 	n, lastNL := 0, -1
