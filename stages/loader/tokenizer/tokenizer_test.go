@@ -475,10 +475,12 @@ func TestInvalidInput(t *testing.T) {
 var (
 	fuzzOnce sync.Once
 	fuzzToks map[string]*Tokenizer
+	fuzzPres []preTokenizer
 )
 
-// FuzzEncodeDecode feeds arbitrary bytes to every tokenizer: nothing may panic, every id must be
-// in range, and where llama.cpp's detokenizer is lossless the text must round-trip: SPM and qwen2
+// FuzzEncodeDecode feeds arbitrary bytes to every pre-tokenizer type and every tokenizer: nothing
+// may panic, the pieces must cover the text, every id must be in range, and where llama.cpp's
+// detokenizer is lossless the text must round-trip: SPM and qwen2
 // (no clean_spaces) for valid UTF-8 (SPM also without '▁'). Invalid UTF-8 does not round-trip in
 // llama.cpp either: SPM cuts symbols by the lead byte's announced length, so "\xf1 " swallows part
 // of the escaped space, and BPE replaces invalid bytes by U+FFFD.
@@ -495,8 +497,28 @@ func FuzzEncodeDecode(f *testing.F) {
 		for _, name := range vocabNames {
 			fuzzToks[name] = loadGGUF(f, filepath.Join(oracleDir, "vocab", "ggml-vocab-"+name+".gguf"))
 		}
+		seen := map[string]bool{}
+		for _, name := range KnownPreTokenizers() {
+			if typ := preNames[name].typ; !seen[typ] {
+				seen[typ] = true
+				p, _ := lookupPre(name)
+				fuzzPres = append(fuzzPres, p)
+			}
+		}
 	})
 	f.Fuzz(func(t *testing.T, s string) {
+		// Every pre-tokenizer type cuts the whole text into pieces, without a panic.
+		var text runeText
+		var scratch [2][]int
+		for _, p := range fuzzPres {
+			sum := 0
+			for _, n := range p.pieces(&text, s, &scratch) {
+				sum += n
+			}
+			if sum != len(text.cps) {
+				t.Fatalf("%s: pieces of %q cover %d of %d code points", p.name, s, sum, len(text.cps))
+			}
+		}
 		for name, tok := range fuzzToks {
 			for _, parse := range []bool{false, true} {
 				ids := tok.Encode(s, true, parse)
