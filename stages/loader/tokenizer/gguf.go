@@ -26,6 +26,9 @@ const (
 	keySpacePrefix = "tokenizer.ggml.add_space_prefix"
 	keyName        = "general.name"
 
+	keyLowercase    = "tokenizer.ggml.normalizer.lowercase"
+	keyStripAccents = "tokenizer.ggml.normalizer.strip_accents"
+
 	keyFIMPre = "tokenizer.ggml.fim_pre_token_id"
 	keyFIMSuf = "tokenizer.ggml.fim_suf_token_id"
 	keyFIMMid = "tokenizer.ggml.fim_mid_token_id"
@@ -94,6 +97,9 @@ func VocabFromGGUF(f *gguf.File) (*Vocab, error) {
 	case "llama":
 		v.BOS, v.EOS, v.UNK = 1, 2, 0
 		v.AddBOS, v.AddSpacePrefix = true, true
+	case "bert":
+		v.BOS, v.UNK, v.SEP, v.PAD = 101, 100, 102, 0
+		v.AddBOS = true
 	case "gpt2", "gemma4":
 		// Kimi-K2 vocabularies may have no merges (llama.cpp skips them for it).
 		if f.Has(keyMerges) || v.Pre != "kimi-k2" || v.Model != "gpt2" {
@@ -145,6 +151,18 @@ func VocabFromGGUF(f *gguf.File) (*Vocab, error) {
 			continue
 		}
 		if *b.val, err = f.GetBool(b.key); err != nil {
+			return nil, err
+		}
+	}
+	v.Lowercase = true
+	if f.Has(keyLowercase) {
+		if v.Lowercase, err = f.GetBool(keyLowercase); err != nil {
+			return nil, err
+		}
+	}
+	v.StripAccents = v.Lowercase
+	if f.Has(keyStripAccents) {
+		if v.StripAccents, err = f.GetBool(keyStripAccents); err != nil {
 			return nil, err
 		}
 	}

@@ -2,10 +2,9 @@
 // reproduces llama.cpp's tokenize, token_to_piece and detokenize exactly: BPE
 // (tokenizer.ggml.model = "gpt2", and Gemma 4's "gemma4") with every pre-tokenizer llama.cpp
 // knows (tokenizer.ggml.pre), SentencePiece-style merging by score with byte fallback ("llama"),
-// and llama.cpp's end-of-generation token set.
+// BERT's WordPiece ("bert"), and llama.cpp's end-of-generation token set.
 //
-// It does not hold WordPiece, Unigram (T5), RWKV, PLaMo-2 or HybridDNA tokenizers, or chat
-// templates.
+// It does not hold Unigram (T5), RWKV, PLaMo-2 or HybridDNA tokenizers, or chat templates.
 // A Vocab carries everything the algorithms need, so it can be built by hand as well as read
 // with VocabFromGGUF. A Tokenizer is immutable and safe for concurrent use.
 package tokenizer
@@ -20,7 +19,7 @@ import (
 // Vocab is a tokenizer's vocabulary and settings, decoupled from GGUF. Token ids index Tokens;
 // Scores and Types may be nil (all 0 and all NORMAL). Special ids are -1 when absent.
 type Vocab struct {
-	Model string // tokenizer.ggml.model: "gpt2", "gemma4" or "llama"
+	Model string // tokenizer.ggml.model: "gpt2", "gemma4", "llama" or "bert"
 	Pre   string // tokenizer.ggml.pre: BPE pre-tokenizer; "" means "default"
 	Name  string // general.name: llama.cpp keys per-token strip attributes on it (Phi-3)
 
@@ -34,6 +33,9 @@ type Vocab struct {
 	FIM *FIMTokens
 
 	AddBOS, AddEOS, AddSpacePrefix bool
+	// Lowercase and StripAccents are WordPiece's normaliser options
+	// (tokenizer.ggml.normalizer.*; llama.cpp's default is true for both).
+	Lowercase, StripAccents bool
 }
 
 // FIMTokens are fill-in-the-middle token ids, -1 when absent. llama.cpp counts PAD, REP and SEP
@@ -97,6 +99,7 @@ type Tokenizer struct {
 	eog      map[int32]bool
 	bpe      *bpeModel
 	sp       *spmModel
+	wpm      *wpmModel
 	clean    bool // llama_detokenize's clean_spaces
 	unescape bool // BPE tokens spell spaces as U+2581 (Gemma 4)
 	pool     sync.Pool
@@ -123,6 +126,8 @@ func New(v *Vocab) (*Tokenizer, error) {
 	switch v.Model {
 	case "llama":
 		t.spm = true
+	case "bert":
+		t.clean = true
 	case "gpt2", "gemma4":
 		name := v.Pre
 		if v.Model == "gemma4" {
@@ -135,7 +140,7 @@ func New(v *Vocab) (*Tokenizer, error) {
 		t.clean = pre.cleanSpaces
 		t.unescape = pre.escapeSpaces
 	default:
-		return nil, fmt.Errorf("tokenizer: unsupported tokenizer.ggml.model %q (supported: gpt2, gemma4, llama)", v.Model)
+		return nil, fmt.Errorf("tokenizer: unsupported tokenizer.ggml.model %q (supported: gpt2, gemma4, llama, bert)", v.Model)
 	}
 
 	t.v.Tokens = slices.Clone(v.Tokens)
@@ -204,9 +209,12 @@ func New(v *Vocab) (*Tokenizer, error) {
 		}
 	}
 
-	if t.spm {
+	switch {
+	case t.spm:
 		t.sp = newSPMModel(&t.v, t.tokenID)
-	} else {
+	case v.Model == "bert":
+		t.wpm = newWPMModel(&t.v, t.tokenID)
+	default:
 		t.bpe = newBPEModel(&t.v, t.tokenID, pre)
 	}
 	return t, nil
@@ -285,8 +293,8 @@ func (t *Tokenizer) Encode(text string, addSpecial, parseSpecial bool) []int32 {
 	defer t.pool.Put(s)
 
 	var out []int32
-	addBOS := addSpecial && t.v.AddBOS
-	if addBOS {
+	// WordPiece always frames the text with BOS ([CLS]) and SEP when asked for special tokens.
+	if addSpecial && t.v.BOS >= 0 && (t.v.AddBOS || t.wpm != nil) {
 		out = append(out, t.v.BOS)
 	}
 	prevSpecial := true // SPM: a space is prefixed to the first fragment and after special tokens
@@ -296,15 +304,23 @@ func (t *Tokenizer) Encode(text string, addSpecial, parseSpecial bool) []int32 {
 			prevSpecial = true
 			continue
 		}
-		if t.spm {
+		switch {
+		case t.spm:
 			escaped := s.spm.escapeText(f.text, t.v.AddSpacePrefix && prevSpecial)
 			out = t.sp.encode(&s.spm, escaped, out)
 			prevSpecial = false
-		} else {
+		case t.wpm != nil:
+			out = t.wpm.encode(f.text, out)
+		default:
 			out = t.bpe.encode(&s.bpe, f.text, out)
 		}
 	}
-	if addSpecial && t.v.AddEOS {
+	switch {
+	case t.wpm != nil:
+		if addSpecial && t.v.SEP >= 0 {
+			out = append(out, t.v.SEP)
+		}
+	case addSpecial && t.v.AddEOS:
 		out = append(out, t.v.EOS)
 	}
 	return out
@@ -325,7 +341,7 @@ func (t *Tokenizer) Piece(id int32, special bool) []byte {
 	case a&(attrUnknown|attrControl|attrUserDefined) != 0:
 		return []byte(text)
 	case a&attrNormal != 0:
-		if t.spm || t.unescape {
+		if t.spm || t.unescape || t.wpm != nil {
 			return []byte(strings.ReplaceAll(text, "\u2581", " "))
 		}
 		return decodeBPEText(text)

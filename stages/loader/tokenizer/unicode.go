@@ -1,7 +1,5 @@
 package tokenizer
 
-import "slices"
-
 // Code-point classes used by the pre-tokenizers, from llama.cpp's own Unicode tables
 // (src/unicode-data.cpp, generated from UnicodeData.txt; unicode_tables.go is made from it) so
 // that code points newer than Go's unicode package classify as in llama.cpp: \p{L}, \p{N},
@@ -22,7 +20,7 @@ const (
 )
 
 // llama.cpp's category flags (unicode.h unicode_cpt_flags) and the classes they map to.
-var categoryClass = map[uint8]uint8{2: classNumber, 4: classLetter, 16: classMark, 32: classPunct, 64: classSymbol}
+var categoryClass = map[uint8]uint8{catNumber: classNumber, catLetter: classLetter, catMark: classMark, catPunct: classPunct, catSymbol: classSymbol}
 
 var asciiClass [128]uint8
 
@@ -33,11 +31,7 @@ func init() {
 }
 
 func computeClass(c rune) uint8 {
-	i, _ := slices.BinarySearch(categoryStarts[:], int32(c)+1) // first start > c
-	f := classOther
-	if i > 0 {
-		f |= categoryClass[categoryFlags[i-1]]
-	}
+	f := classOther | categoryClass[categoryOf(c)]
 	if whiteSpace[c] {
 		f |= classSpace
 	}
