@@ -25,6 +25,8 @@ const (
 	reAFMoEDigits = `\p{AFMoE_digits}`
 	reNewlines    = `[^\n]+|[\n]+`
 	reDigitGroups = `\d{1,3}(?=(?:\d{3})*\b)`
+	// llama.cpp has no splitter for this one; see matchTripleBoundaries.
+	reTripleBoundaries = `(?=(\d{3})+(?!\d))`
 )
 
 var customSplitters = map[string]pieceMatcher{
@@ -36,6 +38,8 @@ var customSplitters = map[string]pieceMatcher{
 	reAFMoEDigits: matchDigitGroups,
 	reNewlines:    matchNewlines,
 	reDigitGroups: matchDigitGroups,
+
+	reTripleBoundaries: matchTripleBoundaries,
 }
 
 // preTypeRegexes maps llama.cpp's pre-tokenizer types (LLAMA_VOCAB_PRE_TYPE_*, named here in
@@ -151,7 +155,7 @@ var preTypeRegexes = map[string][]string{
 	// SUPERBPE
 	"superbpe": {
 		`\p{N}+`,
-		`(?=(\d{3})+(?!\d))`,
+		reTripleBoundaries,
 	},
 	// BAILINGMOE
 	"bailingmoe": {

@@ -258,8 +258,14 @@ func (r *reRepeat) match(in *reInput, pos int, k func(int) bool) bool {
 	return r.from(in, pos, 0, k)
 }
 
+// maxGroupRepeats bounds the iterations of a repeated group (one character per iteration is not
+// bounded), which recurse here as in std::regex: llama.cpp's std::regex overflows its stack on a
+// few thousand iterations anyway, so longer runs have no reference behaviour; they are cut here
+// instead of exhausting the stack.
+const maxGroupRepeats = 1 << 12
+
 func (r *reRepeat) from(in *reInput, pos, count int, k func(int) bool) bool {
-	if r.max < 0 || count < r.max {
+	if (r.max < 0 || count < r.max) && count < maxGroupRepeats {
 		more := r.sub.match(in, pos, func(p int) bool {
 			if p == pos && count >= r.min { // an empty iteration ends the loop (ECMAScript)
 				return false

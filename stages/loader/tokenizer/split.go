@@ -318,3 +318,38 @@ func matchNewlines(cps []rune, _ []uint8, lo, hi int, out []int) []int {
 	}
 	return out
 }
+
+// matchTripleBoundaries is SuperBPE's (?=(\d{3})+(?!\d)) as std::regex_iterator runs it: an empty
+// match wherever the ASCII digits from there to the end of their run number a positive multiple
+// of three. llama.cpp runs the expression through std::regex, which takes quadratic time on a long
+// digit run (and overflows its stack); this scan yields the same pieces in one pass.
+func matchTripleBoundaries(cps []rune, _ []uint8, lo, hi int, out []int) []int {
+	prev := lo
+	for pos := lo; pos < hi; {
+		if !isDigit(cps[pos]) {
+			pos++
+			continue
+		}
+		end := pos
+		for end < hi && isDigit(cps[end]) {
+			end++
+		}
+		for p := pos; p < end; p++ {
+			if (end-p)%3 != 0 {
+				continue
+			}
+			if p > prev {
+				out = append(out, p-prev)
+			}
+			out = append(out, 0)
+			prev = p
+		}
+		pos = end
+	}
+	if hi > prev {
+		out = append(out, hi-prev)
+	}
+	return out
+}
+
+func isDigit(c rune) bool { return c >= '0' && c <= '9' }
