@@ -93,6 +93,30 @@ func TestPreTokenizers(t *testing.T) {
 	}
 }
 
+// TestPreTokenizerLongRuns feeds megabyte runs to the expressions that repeat groups: they must
+// cover the text without exhausting the stack (std::regex in llama.cpp does not survive these).
+func TestPreTokenizerLongRuns(t *testing.T) {
+	for _, tc := range []struct{ pre, text string }{
+		{"exaone-moe", strings.Repeat("a", 1<<20)},
+		{"superbpe", strings.Repeat("1", 1<<20)},
+		{"tekken", strings.Repeat("A", 1<<20)},
+	} {
+		p, err := lookupPre(tc.pre)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var text runeText
+		var scratch [2][]int
+		sum := 0
+		for _, n := range p.pieces(&text, tc.text, &scratch) {
+			sum += n
+		}
+		if sum != len(tc.text) {
+			t.Errorf("%s: pieces cover %d of %d code points", tc.pre, sum, len(tc.text))
+		}
+	}
+}
+
 // TestPreTokenizerTable checks that every tokenizer.ggml.pre value llama.cpp maps compiles, and
 // that an unknown one is refused with the known ones listed.
 func TestPreTokenizerTable(t *testing.T) {
