@@ -2,6 +2,8 @@ package tokenizer
 
 import (
 	"fmt"
+	"slices"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -159,6 +161,21 @@ func (s reSeq) match(in *reInput, pos int, k func(int) bool) bool {
 	if len(s) == 0 {
 		return k(pos)
 	}
+	// Single characters and runs of them step on without a continuation closure: most of the
+	// expressions are made of them, and the closures are most of the cost.
+	switch n := s[0].(type) {
+	case oneChar:
+		return pos < in.hi && n.has(in.text[pos]) && s[1:].match(in, pos+1, k)
+	case *reRepeat:
+		if c, ok := n.sub.(oneChar); ok {
+			for i := n.run(in, pos, c); i >= n.min; i-- {
+				if s[1:].match(in, pos+i, k) {
+					return true
+				}
+			}
+			return false
+		}
+	}
 	return s[0].match(in, pos, func(p int) bool { return s[1:].match(in, p, k) })
 }
 
@@ -173,18 +190,53 @@ func (a reAlt) match(in *reInput, pos int, k func(int) bool) bool {
 	return false
 }
 
-// reClass matches one character: a set of ranges and named classes, possibly negated.
+// reClass matches one character: a set of ranges and named classes, possibly negated. done
+// classes answer ASCII from a bitmap and the rest by binary search over merged ranges.
 type reClass struct {
 	ranges  []rune // pairs lo, hi
 	classes []byte // 's', 'S', 'd', 'D', 'w', 'W'
 	negate  bool
+	done    bool
+	ascii   [2]uint64
+}
+
+// finish sorts and merges the ranges and fills the ASCII bitmap; the class is read-only after.
+func (c *reClass) finish() *reClass {
+	type span struct{ lo, hi rune }
+	spans := make([]span, 0, len(c.ranges)/2)
+	for i := 0; i < len(c.ranges); i += 2 {
+		spans = append(spans, span{c.ranges[i], c.ranges[i+1]})
+	}
+	slices.SortFunc(spans, func(a, b span) int { return int(a.lo) - int(b.lo) })
+	c.ranges = c.ranges[:0]
+	for _, sp := range spans {
+		if n := len(c.ranges); n > 0 && sp.lo <= c.ranges[n-1]+1 {
+			c.ranges[n-1] = max(c.ranges[n-1], sp.hi)
+			continue
+		}
+		c.ranges = append(c.ranges, sp.lo, sp.hi)
+	}
+	for r := rune(0); r < 128; r++ {
+		if c.slowHas(r) {
+			c.ascii[r>>6] |= 1 << (r & 63)
+		}
+	}
+	c.done = true
+	return c
 }
 
 func (c *reClass) has(r rune) bool {
-	for i := 0; i < len(c.ranges); i += 2 {
-		if r >= c.ranges[i] && r <= c.ranges[i+1] {
-			return !c.negate
-		}
+	if c.done && r >= 0 && r < 128 {
+		return c.ascii[r>>6]&(1<<(r&63)) != 0
+	}
+	return c.slowHas(r)
+}
+
+func (c *reClass) slowHas(r rune) bool {
+	// the last range starting at or before r
+	i := sort.Search(len(c.ranges)/2, func(i int) bool { return c.ranges[2*i] > r }) - 1
+	if i >= 0 && r <= c.ranges[2*i+1] {
+		return !c.negate
 	}
 	for _, k := range c.classes {
 		if namedClass(k, r) {
@@ -244,11 +296,7 @@ type reRepeat struct {
 
 func (r *reRepeat) match(in *reInput, pos int, k func(int) bool) bool {
 	if c, ok := r.sub.(oneChar); ok { // one character per iteration: no recursion needed
-		n := 0
-		for pos+n < in.hi && (r.max < 0 || n < r.max) && c.has(in.text[pos+n]) {
-			n++
-		}
-		for ; n >= r.min; n-- {
+		for n := r.run(in, pos, c); n >= r.min; n-- {
 			if k(pos + n) {
 				return true
 			}
@@ -263,6 +311,15 @@ func (r *reRepeat) match(in *reInput, pos int, k func(int) bool) bool {
 // few thousand iterations anyway, so longer runs have no reference behaviour; they are cut here
 // instead of exhausting the stack.
 const maxGroupRepeats = 1 << 12
+
+// run is the greedy length of a repeated single character at pos.
+func (r *reRepeat) run(in *reInput, pos int, c oneChar) int {
+	n := 0
+	for pos+n < in.hi && (r.max < 0 || n < r.max) && c.has(in.text[pos+n]) {
+		n++
+	}
+	return n
+}
 
 func (r *reRepeat) from(in *reInput, pos, count int, k func(int) bool) bool {
 	if (r.max < 0 || count < r.max) && count < maxGroupRepeats {
@@ -441,17 +498,21 @@ func (p *reParser) parseAtom() (reNode, error) {
 	case '[':
 		return p.parseClass()
 	case '\\':
-		return p.parseEscape(false)
+		c, err := p.parseEscape(false)
+		if err != nil {
+			return nil, err
+		}
+		return c.finish(), nil
 	case '^':
 		return reAnchor(false), nil
 	case '$':
 		return reAnchor(true), nil
 	case '.':
-		return &reClass{ranges: []rune{'\n', '\n', '\r', '\r', 0x2028, 0x2029}, negate: true}, nil
+		return (&reClass{ranges: []rune{'\n', '\n', '\r', '\r', 0x2028, 0x2029}, negate: true}).finish(), nil
 	case '*', '+', '?', '{', ')':
 		return nil, fmt.Errorf("unexpected %q", c)
 	}
-	return &reClass{ranges: []rune{c, c}}, nil
+	return (&reClass{ranges: []rune{c, c}}).finish(), nil
 }
 
 // parseEscape reads what follows a backslash: a named class, a control escape or an identity
@@ -499,7 +560,7 @@ func (p *reParser) parseClass() (reNode, error) {
 		}
 		if p.peek() == ']' && !first {
 			p.pos++
-			return cls, nil
+			return cls.finish(), nil
 		}
 		first = false
 		lo, named, err := p.classAtom()
@@ -581,16 +642,16 @@ func (r *regex) split(text []rune, lo, hi int, out []int) []int {
 // search finds the leftmost match starting at or after from (only at from when notNull, which
 // also rejects an empty match, as match_continuous | match_not_null do).
 func (r *regex) search(in *reInput, from int, notNull bool) (start, end int, ok bool) {
-	for s := from; s <= in.hi; s++ {
-		end := -1
-		if r.root.match(in, s, func(e int) bool {
-			if notNull && e == s {
-				return false
-			}
-			end = e
-			return true
-		}) {
-			return s, end, true
+	accept := func(e int) bool {
+		if notNull && e == start {
+			return false
+		}
+		end = e
+		return true
+	}
+	for start = from; start <= in.hi; start++ {
+		if r.root.match(in, start, accept) {
+			return start, end, true
 		}
 		if notNull {
 			break
