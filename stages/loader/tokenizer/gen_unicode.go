@@ -27,12 +27,23 @@ func main() {
 		log.Fatal(err)
 	}
 	defer f.Close()
-	pair := regexp.MustCompile(`^\{0x([0-9A-Fa-f]+), 0x([0-9A-Fa-f]+)\},$`)
-	var ranges [][2]uint64
-	var spaces []uint64
-	var lower [][2]uint64
+	entry := regexp.MustCompile(`^\{0x([0-9A-Fa-f]+), 0x([0-9A-Fa-f]+)(?:, 0x([0-9A-Fa-f]+))?\},$`)
+	// hexFields parses one {0x…, 0x…[, 0x…]} table row.
+	hexFields := func(line string, n int) []uint64 {
+		m := entry.FindStringSubmatch(line)
+		if m == nil || (n == 3) != (m[3] != "") {
+			log.Fatalf("unexpected line %q", line)
+		}
+		var v []uint64
+		for _, h := range m[1 : n+1] {
+			x, _ := strconv.ParseUint(h, 16, 32)
+			v = append(v, x)
+		}
+		return v
+	}
+	var ranges, lower [][2]uint64
 	var nfd [][3]uint64
-	triple := regexp.MustCompile(`^\{0x([0-9A-Fa-f]+), 0x([0-9A-Fa-f]+), 0x([0-9A-Fa-f]+)\},$`)
+	var spaces []uint64
 	section := ""
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
@@ -40,51 +51,26 @@ func main() {
 		switch {
 		case strings.Contains(line, "unicode_ranges_flags = {"):
 			section = "flags"
-			continue
 		case strings.Contains(line, "unicode_set_whitespace = {"):
 			section = "space"
-			continue
 		case strings.Contains(line, "unicode_map_lowercase = {"):
 			section = "lower"
-			continue
 		case strings.Contains(line, "unicode_ranges_nfd = {"):
 			section = "nfd"
-			continue
 		case strings.Contains(line, " = {"):
 			section = "skip"
-			continue
 		case strings.HasPrefix(line, "};"):
 			section = ""
-			continue
-		}
-		switch section {
-		case "flags":
-			m := pair.FindStringSubmatch(line)
-			if m == nil {
-				log.Fatalf("unexpected line %q", line)
-			}
-			lo, _ := strconv.ParseUint(m[1], 16, 32)
-			fl, _ := strconv.ParseUint(m[2], 16, 16)
-			ranges = append(ranges, [2]uint64{lo, fl})
-		case "lower":
-			m := pair.FindStringSubmatch(line)
-			if m == nil {
-				log.Fatalf("unexpected line %q", line)
-			}
-			from, _ := strconv.ParseUint(m[1], 16, 32)
-			to, _ := strconv.ParseUint(m[2], 16, 32)
-			lower = append(lower, [2]uint64{from, to})
-		case "nfd":
-			m := triple.FindStringSubmatch(line)
-			if m == nil {
-				log.Fatalf("unexpected line %q", line)
-			}
-			var t [3]uint64
-			for i := range t {
-				t[i], _ = strconv.ParseUint(m[i+1], 16, 32)
-			}
-			nfd = append(nfd, t)
-		case "space":
+		case section == "flags":
+			v := hexFields(line, 2)
+			ranges = append(ranges, [2]uint64{v[0], v[1]})
+		case section == "lower":
+			v := hexFields(line, 2)
+			lower = append(lower, [2]uint64{v[0], v[1]})
+		case section == "nfd":
+			v := hexFields(line, 3)
+			nfd = append(nfd, [3]uint64{v[0], v[1], v[2]})
+		case section == "space":
 			for _, field := range strings.Split(strings.TrimSuffix(line, ","), ",") {
 				v, err := strconv.ParseUint(strings.TrimPrefix(strings.TrimSpace(field), "0x"), 16, 32)
 				if err != nil {

@@ -108,15 +108,7 @@ func vocabTestFiles(t *testing.T) map[string]string {
 func TestVocabOracle(t *testing.T) {
 	for name, base := range vocabTestFiles(t) {
 		t.Run(name, func(t *testing.T) {
-			f, err := gguf.Open(base)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			tok, err := FromGGUF(f)
-			if err != nil {
-				t.Fatal(err)
-			}
+			tok := loadGGUF(t, base)
 			texts, want := readVocabTests(t, base)
 			if len(texts) < 46 {
 				t.Errorf("got %d test strings, llama.cpp's sets have at least 46", len(texts))
