@@ -24,14 +24,19 @@ func init() {
 	}
 }
 
-// bpeModel is a byte-level BPE vocabulary prepared for merging by symbol id rather than by
-// string: every string that can occur as a symbol (each vocab token, each side and result of a
-// merge, each mapped byte) gets an id; ids ≥ nVocab are symbols that are not tokens.
+// bpeModel is a BPE vocabulary prepared for merging by symbol id rather than by string: every
+// string that can occur as a symbol (each vocab token, each side and result of a merge, each
+// mapped byte) gets an id; ids ≥ nVocab are symbols that are not tokens. Byte-level vocabularies
+// store their texts through GPT-2's byte-to-rune map, so each input byte starts as one symbol;
+// raw ones (Gemma 4) store UTF-8 and start from one symbol per character.
 type bpeModel struct {
 	nVocab   int32
+	tokenID  map[string]int32
+	extra    map[string]int32   // symbols that are not tokens
 	byteSym  [256]int32         // symbol of each input byte (its mapped code point)
+	hexTok   [256]int32         // raw vocabularies: the <0xHH> token of each byte, or -1
 	merges   map[uint64]bpeRule // (left id, right id) → rank and result
-	fallback [][]int32          // ids ≥ nVocab: tokens of the single bytes of the symbol's text
+	fallback [][]int32          // ids ≥ nVocab: the tokens of the symbol's single bytes
 	rawToken map[string]int32   // unmapped byte string → token, for ignore_merges
 	pre      preTokenizer
 }
@@ -45,11 +50,13 @@ func pairKey(l, r int32) uint64 { return uint64(uint32(l))<<32 | uint64(uint32(r
 
 func newBPEModel(v *Vocab, tokenID map[string]int32, pre preTokenizer) *bpeModel {
 	m := &bpeModel{
-		nVocab: int32(len(v.Tokens)),
-		merges: make(map[uint64]bpeRule, len(v.Merges)),
-		pre:    pre,
+		nVocab:  int32(len(v.Tokens)),
+		tokenID: tokenID,
+		extra:   map[string]int32{},
+		merges:  make(map[uint64]bpeRule, len(v.Merges)),
+		pre:     pre,
 	}
-	extra := map[string]int32{}
+	extra := m.extra
 	var extraText []string
 	sym := func(s string) int32 {
 		if id, ok := tokenID[s]; ok {
@@ -63,8 +70,15 @@ func newBPEModel(v *Vocab, tokenID map[string]int32, pre preTokenizer) *bpeModel
 		extraText = append(extraText, s)
 		return id
 	}
+	const hex = "0123456789ABCDEF"
 	for b := 0; b < 256; b++ {
-		m.byteSym[b] = sym(string(byteToRune[b]))
+		m.hexTok[b] = -1
+		if id, ok := tokenID["<0x"+hex[b>>4:b>>4+1]+hex[b&15:b&15+1]+">"]; ok {
+			m.hexTok[b] = id
+		}
+		if !pre.rawUTF8 {
+			m.byteSym[b] = sym(string(byteToRune[b]))
+		}
 	}
 	for rank, merge := range v.Merges {
 		// llama.cpp splits at the first space at index ≥ 1, so a merge may start with a space.
@@ -81,16 +95,13 @@ func newBPEModel(v *Vocab, tokenID map[string]int32, pre preTokenizer) *bpeModel
 		m.merges[key] = bpeRule{rank: int32(rank), result: sym(left + right)}
 	}
 	// A symbol that is not a token is emitted as the tokens of its single bytes (of the mapped
-	// text, as llama.cpp does), silently dropping bytes that are not tokens.
+	// text, as llama.cpp does; <0xHH> tokens for raw vocabularies), silently dropping bytes
+	// that are not tokens.
 	m.fallback = make([][]int32, len(extraText))
 	for i, s := range extraText {
-		for j := 0; j < len(s); j++ {
-			if id, ok := tokenID[s[j:j+1]]; ok {
-				m.fallback[i] = append(m.fallback[i], id)
-			}
-		}
+		m.fallback[i] = m.byteTokens(nil, s)
 	}
-	if pre.ignoreMerges {
+	if pre.ignoreMerges && !pre.rawUTF8 {
 		m.rawToken = make(map[string]int32, len(v.Tokens))
 		var raw []byte
 		for id, text := range v.Tokens {
@@ -112,10 +123,32 @@ func newBPEModel(v *Vocab, tokenID map[string]int32, pre preTokenizer) *bpeModel
 	return m
 }
 
-// bpeSymbol is one node of the doubly linked list of symbols of a piece.
+// byteTokens appends the tokens of the single bytes of s (llama.cpp's fallback for a symbol
+// that is not a token).
+func (m *bpeModel) byteTokens(out []int32, s string) []int32 {
+	for j := 0; j < len(s); j++ {
+		id, ok := int32(-1), false
+		if m.pre.rawUTF8 {
+			id = m.hexTok[s[j]]
+			ok = id >= 0
+		} else {
+			id, ok = m.tokenID[s[j:j+1]]
+		}
+		if ok {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// unknownSym is the symbol of a character of a raw vocabulary that no token or merge holds.
+const unknownSym = -2
+
+// bpeSymbol is one node of the doubly linked list of symbols of a piece, word[start:end].
 type bpeSymbol struct {
 	id         int32
 	prev, next int32
+	start, end int32
 }
 
 // bpeBigram is a candidate merge; the queue pops the lowest rank, ties to the leftmost.
@@ -131,64 +164,112 @@ func (a bpeBigram) less(b bpeBigram) bool {
 
 // bpeSession holds the scratch buffers of one Encode call.
 type bpeSession struct {
-	cps     []rune
-	cls     []uint8
+	text    runeText
 	pieces  [2][]int
 	bytes   []byte
 	symbols []bpeSymbol
 	heap    []bpeBigram
+	// cache remembers the tokens of recent pieces (a piece's tokens depend on its bytes only):
+	// natural text repeats its words, and merging is most of the cost of encoding.
+	cache map[string]tokenSpan
+	arena []int32
 }
+
+// tokenSpan locates a cached piece's tokens in bpeSession.arena.
+type tokenSpan struct{ off, n int32 }
+
+// maxCachedPieces bounds the cache, which is emptied when full; pieces longer than
+// maxCachedLen bytes are not cached.
+const (
+	maxCachedPieces = 1 << 15
+	maxCachedLen    = 64
+)
 
 // encode appends the tokens of one raw fragment (llama.cpp llm_tokenizer_bpe_session::tokenize).
 func (m *bpeModel) encode(s *bpeSession, text string, out []int32) []int32 {
-	s.cps = decodeCodepoints(s.cps[:0], text)
-	s.cls = s.cls[:0]
-	for _, c := range s.cps {
-		s.cls = append(s.cls, classOf(c))
+	if m.pre.escapeSpaces {
+		text = strings.ReplaceAll(text, " ", "\u2581")
 	}
-	cur := append(s.pieces[0][:0], len(s.cps))
-	next := s.pieces[1][:0]
-	for _, split := range m.pre.split {
-		next = split(s.cps, s.cls, cur, next[:0])
-		cur, next = next, cur
-	}
-	s.pieces[0], s.pieces[1] = cur, next
+	t := &s.text
+	cur := m.pre.pieces(t, text, &s.pieces)
 	lo := 0
 	for _, n := range cur {
 		s.bytes = s.bytes[:0]
-		for _, c := range s.cps[lo : lo+n] {
+		for _, c := range t.cps[lo : lo+n] {
 			s.bytes = appendCodepoint(s.bytes, c)
 		}
 		lo += n
-		out = m.encodeWord(s, s.bytes, out)
+		out = m.encodeCached(s, s.bytes, out)
 	}
 	return out
 }
 
-// encodeWord merges the symbols of one pre-tokenized piece, given as raw bytes: the mapped form
-// has exactly one code point per byte, so each byte starts as one symbol.
+// encodeCached is encodeWord through the session's cache.
+func (m *bpeModel) encodeCached(s *bpeSession, word []byte, out []int32) []int32 {
+	if len(word) > maxCachedLen {
+		return m.encodeWord(s, word, out)
+	}
+	if sp, ok := s.cache[string(word)]; ok {
+		return append(out, s.arena[sp.off:sp.off+sp.n]...)
+	}
+	n0 := len(out)
+	out = m.encodeWord(s, word, out)
+	if s.cache == nil || len(s.cache) >= maxCachedPieces {
+		s.cache = make(map[string]tokenSpan)
+		s.arena = s.arena[:0]
+	}
+	s.cache[string(word)] = tokenSpan{off: int32(len(s.arena)), n: int32(len(out) - n0)}
+	s.arena = append(s.arena, out[n0:]...)
+	return out
+}
+
+// encodeWord merges the symbols of one pre-tokenized piece, given as raw bytes.
 func (m *bpeModel) encodeWord(s *bpeSession, word []byte, out []int32) []int32 {
 	if len(word) == 0 {
 		return out
 	}
-	if m.rawToken != nil {
-		if id, ok := m.rawToken[string(word)]; ok {
+	if m.pre.ignoreMerges {
+		raw := m.rawToken
+		if m.pre.rawUTF8 {
+			raw = m.tokenID
+		}
+		if id, ok := raw[string(word)]; ok {
 			return append(out, id)
 		}
 	}
-	if len(word) == 1 {
-		return m.emit(m.byteSym[word[0]], out)
+	if m.pre.newlineTokens && onlyNewlines(word) { // Gemma 4 keeps newline runs whole
+		if id, ok := m.tokenID[string(word)]; ok {
+			return append(out, id)
+		}
 	}
 	s.symbols = s.symbols[:0]
-	for i, b := range word {
-		s.symbols = append(s.symbols, bpeSymbol{id: m.byteSym[b], prev: int32(i - 1), next: int32(i + 1)})
-	}
-	s.symbols[len(word)-1].next = -1
-	s.heap = s.heap[:0]
-	for i := 1; i < len(word); i++ {
-		m.push(s, int32(i-1), int32(i))
+	if m.pre.rawUTF8 {
+		for off := 0; off < len(word); {
+			n := min(utf8Len(word[off]), len(word)-off)
+			id, ok := m.tokenID[string(word[off:off+n])]
+			if !ok {
+				if id, ok = m.extra[string(word[off:off+n])]; !ok {
+					id = unknownSym
+				}
+			}
+			i := int32(len(s.symbols))
+			s.symbols = append(s.symbols, bpeSymbol{id: id, prev: i - 1, next: i + 1, start: int32(off), end: int32(off + n)})
+			off += n
+		}
+	} else {
+		if len(word) == 1 {
+			return m.emit(m.byteSym[word[0]], word, out)
+		}
+		for i, b := range word {
+			s.symbols = append(s.symbols, bpeSymbol{id: m.byteSym[b], prev: int32(i - 1), next: int32(i + 1), start: int32(i), end: int32(i + 1)})
+		}
 	}
 	syms := s.symbols
+	syms[len(syms)-1].next = -1
+	s.heap = s.heap[:0]
+	for i := 1; i < len(syms); i++ {
+		m.push(s, int32(i-1), int32(i))
+	}
 	for len(s.heap) > 0 {
 		bg := s.pop()
 		l, r := &syms[bg.left], &syms[bg.right]
@@ -196,6 +277,7 @@ func (m *bpeModel) encodeWord(s *bpeSession, word []byte, out []int32) []int32 {
 			continue
 		}
 		l.id = m.merges[pairKey(bg.lid, bg.rid)].result
+		l.end = r.end
 		r.id = -1
 		l.next = r.next
 		if r.next >= 0 {
@@ -209,13 +291,26 @@ func (m *bpeModel) encodeWord(s *bpeSession, word []byte, out []int32) []int32 {
 		}
 	}
 	for i := int32(0); i >= 0; i = syms[i].next {
-		out = m.emit(syms[i].id, out)
+		out = m.emit(syms[i].id, word[syms[i].start:syms[i].end], out)
 	}
 	return out
 }
 
-func (m *bpeModel) emit(id int32, out []int32) []int32 {
-	if id < m.nVocab {
+func onlyNewlines(word []byte) bool {
+	for _, b := range word {
+		if b != '\n' {
+			return false
+		}
+	}
+	return true
+}
+
+// emit appends the tokens of a final symbol whose raw bytes are text.
+func (m *bpeModel) emit(id int32, text []byte, out []int32) []int32 {
+	switch {
+	case id == unknownSym:
+		return m.byteTokens(out, string(text))
+	case id < m.nVocab:
 		return append(out, id)
 	}
 	return append(out, m.fallback[id-m.nVocab]...)

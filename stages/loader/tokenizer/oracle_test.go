@@ -1,6 +1,7 @@
 package tokenizer
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"slices"
@@ -73,27 +74,131 @@ func readVocabTests(t testing.TB, base string) (texts []string, want [][]int32) 
 	return texts, want
 }
 
-var vocabNames = []string{"gpt-2", "llama-bpe", "qwen2", "llama-spm", "phi-3"}
+// vocabNames are llama.cpp's test vocabularies under testdata/oracle/vocab: every one of its
+// models/ folder with test strings except command-r and gemma-4 (over 10 MB each; see the README).
+var vocabNames = []string{"gpt-2", "llama-bpe", "qwen2", "qwen35", "deepseek-llm", "deepseek-coder",
+	"falcon", "mpt", "refact", "starcoder", "llama-spm", "phi-3", "bert-bge"}
 
-// TestVocabOracle checks every string of llama.cpp's tokenizer test set (46 per vocabulary; the
-// expected ids come from the Hugging Face tokenizers) with add_special=false,
+// vocabTestFiles lists the vocabularies TestVocabOracle runs: the fixtures, or with
+// LILIMS_VOCAB_DIR set (to llama.cpp's models/ folder, say) every ggml-vocab-*.gguf there that
+// has test strings, the two over 10 MB included.
+func vocabTestFiles(t *testing.T) map[string]string {
+	files := map[string]string{}
+	dir := os.Getenv("LILIMS_VOCAB_DIR")
+	if dir == "" {
+		for _, name := range vocabNames {
+			files[name] = filepath.Join(oracleDir, "vocab", "ggml-vocab-"+name+".gguf")
+		}
+		return files
+	}
+	inps, err := filepath.Glob(filepath.Join(dir, "ggml-vocab-*.gguf.inp"))
+	if err != nil || len(inps) == 0 {
+		t.Fatalf("LILIMS_VOCAB_DIR=%s: no ggml-vocab-*.gguf.inp files (%v)", dir, err)
+	}
+	for _, inp := range inps {
+		base := strings.TrimSuffix(inp, ".inp")
+		files[strings.TrimSuffix(strings.TrimPrefix(filepath.Base(base), "ggml-vocab-"), ".gguf")] = base
+	}
+	return files
+}
+
+// TestVocabOracle checks every string of llama.cpp's tokenizer test set (46 per vocabulary, 50
+// for qwen35; the expected ids come from the Hugging Face tokenizers) with add_special=false,
 // parse_special=false: every id must match.
 func TestVocabOracle(t *testing.T) {
-	for _, name := range vocabNames {
+	for name, base := range vocabTestFiles(t) {
 		t.Run(name, func(t *testing.T) {
-			base := filepath.Join(oracleDir, "vocab", "ggml-vocab-"+name+".gguf")
 			tok := loadGGUF(t, base)
 			texts, want := readVocabTests(t, base)
-			if len(texts) != 46 {
-				t.Errorf("got %d test strings, the fixture has 46", len(texts))
+			if len(texts) < 46 {
+				t.Errorf("got %d test strings, llama.cpp's sets have at least 46", len(texts))
 			}
+			pass := 0
 			for i, text := range texts {
 				got := tok.Encode(text, false, false)
 				if !slices.Equal(got, want[i]) {
 					t.Errorf("string %d %q:\n got %v\nwant %v", i, text, got, want[i])
+					continue
 				}
+				pass++
 			}
+			t.Logf("%s (pre %q): %d/%d strings exact", name, tok.v.Pre, pass, len(texts))
 		})
+	}
+}
+
+// TestEOG checks the end-of-generation sets against llama.cpp's (llamacpp-eog.json: eos, eot
+// and every id for which llama_vocab_is_eog is true, recorded through node-llama-cpp).
+func TestEOG(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(oracleDir, "vocab", "llamacpp-eog.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref map[string]struct {
+		EOS, EOT *int32
+		EOG      []int32
+	}
+	if err := json.Unmarshal(raw, &ref); err != nil {
+		t.Fatal(err)
+	}
+	for name, base := range vocabTestFiles(t) {
+		r, ok := ref[name]
+		if !ok {
+			t.Errorf("%s: no recorded end-of-generation set", name)
+			continue
+		}
+		tok := loadGGUF(t, base)
+		id := func(p *int32) int32 {
+			if p == nil {
+				return -1
+			}
+			return *p
+		}
+		if tok.EOS() != id(r.EOS) || tok.EOT() != id(r.EOT) || !slices.Equal(tok.EOG(), r.EOG) {
+			t.Errorf("%s: eos %d eot %d eog %v, llama.cpp: %d %d %v", name, tok.EOS(), tok.EOT(), tok.EOG(), id(r.EOS), id(r.EOT), r.EOG)
+		}
+	}
+}
+
+// TestPreTokenizerOracle checks every pre-tokenizer type against the pieces llama.cpp's
+// unicode_regex_split makes of 500 texts (llamacpp-pretokenize.json: llama.cpp's vocabulary test
+// strings, random mixes of scripts, digits, spaces, marks and newly assigned code points, and a
+// few long runs), piece lengths in code points, keyed by one tokenizer.ggml.pre value per type.
+func TestPreTokenizerOracle(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join(oracleDir, "vocab", "llamacpp-pretokenize.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ref struct {
+		Texts  []string
+		Pieces map[string][][]int
+	}
+	if err := json.Unmarshal(raw, &ref); err != nil {
+		t.Fatal(err)
+	}
+	types := map[string]bool{}
+	for name, want := range ref.Pieces {
+		p, err := lookupPre(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		types[preNames[name].typ] = true
+		if len(want) != len(ref.Texts) {
+			t.Fatalf("%s: %d results for %d texts", name, len(want), len(ref.Texts))
+		}
+		var text runeText
+		var scratch [2][]int
+		bad := 0
+		for i, s := range ref.Texts {
+			got := p.pieces(&text, s, &scratch)
+			if !slices.Equal(got, want[i]) && bad < 3 {
+				t.Errorf("%s: pieces of %q: %v, llama.cpp: %v", name, s, got, want[i])
+				bad++
+			}
+		}
+	}
+	if len(types) != len(preTypeRegexes) {
+		t.Errorf("the recording covers %d of %d pre-tokenizer types", len(types), len(preTypeRegexes))
 	}
 }
 

@@ -1,9 +1,10 @@
 // Package tokenizer holds the tokenizers stored in GGUF metadata (tokenizer.ggml.*) and
-// reproduces llama.cpp's tokenize, token_to_piece and detokenize exactly: GPT-2 style byte-level
-// BPE (tokenizer.ggml.model = "gpt2") with the GPT-2, Llama-3, Qwen2 and default pre-tokenizers,
-// and SentencePiece-style merging by score with byte fallback ("llama").
+// reproduces llama.cpp's tokenize, token_to_piece and detokenize exactly: BPE
+// (tokenizer.ggml.model = "gpt2", and Gemma 4's "gemma4") with every pre-tokenizer llama.cpp
+// knows (tokenizer.ggml.pre), SentencePiece-style merging by score with byte fallback ("llama"),
+// BERT's WordPiece ("bert"), and llama.cpp's end-of-generation token set.
 //
-// It does not hold WordPiece, Unigram (T5) or RWKV tokenizers, chat templates, or FIM tokens.
+// It does not hold Unigram (T5), RWKV, PLaMo-2 or HybridDNA tokenizers, or chat templates.
 // A Vocab carries everything the algorithms need, so it can be built by hand as well as read
 // with VocabFromGGUF. A Tokenizer is immutable and safe for concurrent use.
 package tokenizer
@@ -18,7 +19,7 @@ import (
 // Vocab is a tokenizer's vocabulary and settings, decoupled from GGUF. Token ids index Tokens;
 // Scores and Types may be nil (all 0 and all NORMAL). Special ids are -1 when absent.
 type Vocab struct {
-	Model string // tokenizer.ggml.model: "gpt2" or "llama"
+	Model string // tokenizer.ggml.model: "gpt2", "gemma4", "llama" or "bert"
 	Pre   string // tokenizer.ggml.pre: BPE pre-tokenizer; "" means "default"
 	Name  string // general.name: llama.cpp keys per-token strip attributes on it (Phi-3)
 
@@ -28,8 +29,19 @@ type Vocab struct {
 	Merges []string
 
 	BOS, EOS, UNK, EOT, EOM, PAD, SEP int32
+	// FIM holds the fill-in-the-middle ids (tokenizer.ggml.fim_*_token_id); nil means none set.
+	FIM *FIMTokens
 
 	AddBOS, AddEOS, AddSpacePrefix bool
+	// Lowercase and StripAccents are WordPiece's normaliser options
+	// (tokenizer.ggml.normalizer.*; llama.cpp's default is true for both).
+	Lowercase, StripAccents bool
+}
+
+// FIMTokens are fill-in-the-middle token ids, -1 when absent. llama.cpp counts PAD, REP and SEP
+// as end of generation.
+type FIMTokens struct {
+	Pre, Suf, Mid, Pad, Rep, Sep int32
 }
 
 // Token types (tokenizer.ggml.token_type, llama.h llama_token_type).
@@ -77,22 +89,20 @@ func attrOfType(t int32) attr {
 	return 0 // UNDEFINED and unknown values
 }
 
-// eogTexts are token texts llama.cpp treats as end of generation whatever the metadata says;
-// such tokens are forced to CONTROL.
-var eogTexts = []string{"<|eot_id|>", "<|im_end|>", "<|end|>", "<end_of_turn>", "<|endoftext|>", "<|eom_id|>", "<EOT>"}
-
 // Tokenizer encodes text to token ids and back.
 type Tokenizer struct {
-	v       Vocab
-	spm     bool
-	attrs   []attr
-	tokenID map[string]int32
-	special []int32 // CONTROL, USER_DEFINED and UNKNOWN tokens, longest text first
-	eog     map[int32]bool
-	bpe     *bpeModel
-	sp      *spmModel
-	clean   bool // llama_detokenize's clean_spaces
-	pool    sync.Pool
+	v        Vocab
+	spm      bool
+	attrs    []attr
+	tokenID  map[string]int32
+	special  []int32 // CONTROL, USER_DEFINED and UNKNOWN tokens, longest text first
+	eog      map[int32]bool
+	bpe      *bpeModel
+	sp       *spmModel
+	wpm      *wpmModel
+	clean    bool // llama_detokenize's clean_spaces
+	unescape bool // BPE tokens spell spaces as U+2581 (Gemma 4)
+	pool     sync.Pool
 }
 
 // New prepares a tokenizer. It fails on an unsupported model or pre-tokenizer, on inconsistent
@@ -116,14 +126,21 @@ func New(v *Vocab) (*Tokenizer, error) {
 	switch v.Model {
 	case "llama":
 		t.spm = true
-	case "gpt2":
-		var ok bool
-		if pre, ok = lookupPre(v.Pre); !ok {
-			return nil, fmt.Errorf("tokenizer: unsupported tokenizer.ggml.pre %q", v.Pre)
+	case "bert":
+		t.clean = true
+	case "gpt2", "gemma4":
+		name := v.Pre
+		if v.Model == "gemma4" {
+			name = "gemma4" // llama.cpp ignores tokenizer.ggml.pre for this model
+		}
+		var err error
+		if pre, err = lookupPre(name); err != nil {
+			return nil, fmt.Errorf("tokenizer: %w", err)
 		}
 		t.clean = pre.cleanSpaces
+		t.unescape = pre.escapeSpaces
 	default:
-		return nil, fmt.Errorf("tokenizer: unsupported tokenizer.ggml.model %q", v.Model)
+		return nil, fmt.Errorf("tokenizer: unsupported tokenizer.ggml.model %q (supported: gpt2, gemma4, llama, bert)", v.Model)
 	}
 
 	t.v.Tokens = slices.Clone(v.Tokens)
@@ -155,26 +172,7 @@ func New(v *Vocab) (*Tokenizer, error) {
 		return nil, fmt.Errorf("tokenizer: tokenizer.ggml.add_eos_token is true, but tokenizer.ggml.eos_token_id is not set")
 	}
 
-	// End of generation: EOS, EOT, EOM and tokens with well-known texts, which llama.cpp forces
-	// to CONTROL so that they are not parsed unless parse_special is set.
-	t.eog = map[int32]bool{}
-	for _, text := range eogTexts {
-		if id, ok := t.tokenID[text]; ok {
-			t.eog[id] = true
-			t.attrs[id] |= attrControl
-			if text != "<|eom_id|>" && t.v.EOT < 0 {
-				t.v.EOT = id
-			}
-			if text == "<|eom_id|>" && t.v.EOM < 0 {
-				t.v.EOM = id
-			}
-		}
-	}
-	for _, id := range []int32{t.v.EOS, t.v.EOT, t.v.EOM} {
-		if id >= 0 {
-			t.eog[id] = true
-		}
-	}
+	t.markEOG()
 
 	for i, a := range t.attrs {
 		if a&(attrControl|attrUserDefined|attrUnknown) != 0 {
@@ -184,9 +182,16 @@ func New(v *Vocab) (*Tokenizer, error) {
 	// llama.cpp sorts by text length, longest first (std::sort; equal lengths keep id order here).
 	slices.SortStableFunc(t.special, func(a, b int32) int { return len(t.v.Tokens[b]) - len(t.v.Tokens[a]) })
 
-	// Phi-3: every special token strips the whitespace to its right, except <unk>, <s> and
-	// <|endoftext|> (llama.cpp keys this on general.name).
-	if name := strings.ToLower(v.Name); strings.Contains(name, "phi-3") || strings.Contains(name, "phi3") {
+	// Per-token strip attributes llama.cpp sets by tokenizer or model name: <mask> strips to its
+	// left for Jina v2; every Phi-3 special token strips the whitespace to its right, except
+	// <unk>, <s> and <|endoftext|>; ModernBERT's [MASK] strips to its left.
+	name := strings.ToLower(v.Name)
+	switch {
+	case strings.Contains(v.Pre, "jina-v2-de") || strings.Contains(v.Pre, "jina-v2-es") || strings.Contains(v.Pre, "jina-v2-code"):
+		if id, ok := t.tokenID["<mask>"]; ok {
+			t.attrs[id] |= attrLStrip
+		}
+	case strings.Contains(name, "phi-3") || strings.Contains(name, "phi3"):
 		for _, id := range t.special {
 			t.attrs[id] |= attrRStrip
 		}
@@ -198,11 +203,18 @@ func New(v *Vocab) (*Tokenizer, error) {
 				t.attrs[id] &^= attrRStrip
 			}
 		}
+	case strings.Contains(name, "modern-bert"):
+		if id, ok := t.tokenID["[MASK]"]; ok {
+			t.attrs[id] |= attrLStrip
+		}
 	}
 
-	if t.spm {
+	switch {
+	case t.spm:
 		t.sp = newSPMModel(&t.v, t.tokenID)
-	} else {
+	case v.Model == "bert":
+		t.wpm = newWPMModel(&t.v, t.tokenID)
+	default:
 		t.bpe = newBPEModel(&t.v, t.tokenID, pre)
 	}
 	return t, nil
@@ -281,8 +293,8 @@ func (t *Tokenizer) Encode(text string, addSpecial, parseSpecial bool) []int32 {
 	defer t.pool.Put(s)
 
 	var out []int32
-	addBOS := addSpecial && t.v.AddBOS
-	if addBOS {
+	// WordPiece always frames the text with BOS ([CLS]) and SEP when asked for special tokens.
+	if addSpecial && t.v.BOS >= 0 && (t.v.AddBOS || t.wpm != nil) {
 		out = append(out, t.v.BOS)
 	}
 	prevSpecial := true // SPM: a space is prefixed to the first fragment and after special tokens
@@ -292,15 +304,23 @@ func (t *Tokenizer) Encode(text string, addSpecial, parseSpecial bool) []int32 {
 			prevSpecial = true
 			continue
 		}
-		if t.spm {
+		switch {
+		case t.spm:
 			escaped := s.spm.escapeText(f.text, t.v.AddSpacePrefix && prevSpecial)
 			out = t.sp.encode(&s.spm, escaped, out)
 			prevSpecial = false
-		} else {
+		case t.wpm != nil:
+			out = t.wpm.encode(f.text, out)
+		default:
 			out = t.bpe.encode(&s.bpe, f.text, out)
 		}
 	}
-	if addSpecial && t.v.AddEOS {
+	switch {
+	case t.wpm != nil:
+		if addSpecial && t.v.SEP >= 0 {
+			out = append(out, t.v.SEP)
+		}
+	case addSpecial && t.v.AddEOS:
 		out = append(out, t.v.EOS)
 	}
 	return out
@@ -321,7 +341,7 @@ func (t *Tokenizer) Piece(id int32, special bool) []byte {
 	case a&(attrUnknown|attrControl|attrUserDefined) != 0:
 		return []byte(text)
 	case a&attrNormal != 0:
-		if t.spm {
+		if t.spm || t.unescape || t.wpm != nil {
 			return []byte(strings.ReplaceAll(text, "\u2581", " "))
 		}
 		return decodeBPEText(text)
@@ -452,8 +472,22 @@ func (t *Tokenizer) EOS() int32 { return t.v.EOS }
 // AddBOS reports whether Encode with addSpecial prepends BOS.
 func (t *Tokenizer) AddBOS() bool { return t.v.AddBOS }
 
-// IsEOG reports whether id ends generation: EOS, EOT, EOM or a token with an end-of-turn text.
+// IsEOG reports whether id ends generation, as llama.cpp's llama_vocab_is_eog: EOS, EOT, EOM,
+// FIM pad/repo/separator and tokens with an end-of-turn text (see EOG).
 func (t *Tokenizer) IsEOG(id int32) bool { return t.eog[id] }
+
+// EOG lists the end-of-generation tokens in increasing order.
+func (t *Tokenizer) EOG() []int32 {
+	ids := make([]int32, 0, len(t.eog))
+	for id := range t.eog {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	return ids
+}
+
+// EOT is the end-of-turn token (tokenizer.ggml.eot_token_id or found by its text), or -1.
+func (t *Tokenizer) EOT() int32 { return t.v.EOT }
 
 // VocabSize is the number of tokens.
 func (t *Tokenizer) VocabSize() int { return len(t.v.Tokens) }

@@ -1,20 +1,26 @@
 package tokenizer
 
-import "unicode"
-
-// Code-point classes used by the pre-tokenizers. llama.cpp derives them from its own Unicode
-// tables (src/unicode-data.cpp); we use Go's: \p{L} = unicode.IsLetter, \p{N} = unicode.IsNumber
-// (Nd, Nl, No), \p{P} = unicode.IsPunct, and \s = the 25 White_Space code points, which is
-// exactly unicode.IsSpace.
+// Code-point classes used by the pre-tokenizers, from llama.cpp's own Unicode tables
+// (src/unicode-data.cpp, generated from UnicodeData.txt; unicode_tables.go is made from it) so
+// that code points newer than Go's unicode package classify as in llama.cpp: \p{L}, \p{N},
+// \p{P}, \p{M}, \p{S} are the general categories L*, N*, P*, M*, S*, and \s the 25 White_Space
+// code points.
+//
+//go:generate go run gen_unicode.go -src $LLAMACPP/src/unicode-data.cpp
 const (
 	classLetter uint8 = 1 << iota
 	classNumber
 	classSpace
-	classPunct // \p{P}; only the DEFAULT pre-tokenizer's first regex looks at it
+	classPunct
+	classMark
+	classSymbol
 	// classOther marks every code point that is inside the current piece; llama.cpp's matchers
 	// treat a position outside the piece as having no flags at all, which stops [^\s\p{L}\p{N}]+.
 	classOther
 )
+
+// llama.cpp's category flags (unicode.h unicode_cpt_flags) and the classes they map to.
+var categoryClass = map[uint8]uint8{catNumber: classNumber, catLetter: classLetter, catMark: classMark, catPunct: classPunct, catSymbol: classSymbol}
 
 var asciiClass [128]uint8
 
@@ -25,20 +31,23 @@ func init() {
 }
 
 func computeClass(c rune) uint8 {
-	f := classOther
-	switch {
-	case unicode.IsLetter(c):
-		f |= classLetter
-	case unicode.IsNumber(c):
-		f |= classNumber
-	}
-	if unicode.IsSpace(c) {
+	f := classOther | categoryClass[categoryOf(c)]
+	if whiteSpace[c] {
 		f |= classSpace
 	}
-	if unicode.IsPunct(c) {
-		f |= classPunct
-	}
 	return f
+}
+
+// isHan is llama.cpp's unicode_cpt_is_han: the CJK Unified Ideographs, their extensions A–F and
+// the compatibility ideographs.
+func isHan(c rune) bool {
+	switch {
+	case c >= 0x4E00 && c <= 0x9FFF, c >= 0x3400 && c <= 0x4DBF,
+		c >= 0x20000 && c <= 0x2A6DF, c >= 0x2A700 && c <= 0x2EBEF,
+		c >= 0xF900 && c <= 0xFAFF, c >= 0x2F800 && c <= 0x2FA1F:
+		return true
+	}
+	return false
 }
 
 func classOf(c rune) uint8 {
