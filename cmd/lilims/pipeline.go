@@ -144,7 +144,18 @@ func checkPipeline(arg string, sets []string) (*pipeline.Plan, pipeline.Errors, 
 		}
 	}
 	plan, err := pipeline.Resolve(isolate(spec), withPlugins(builtin.Registry()))
-	errs = append(errs, asErrors(err)...)
+	// A --set the stage refuses is a command-line mistake (exit 2), as an unknown stage id is.
+	var flagErrs pipeline.Errors
+	for _, e := range asErrors(err) {
+		if errors.Is(e, pipeline.ErrOverride) {
+			flagErrs = append(flagErrs, e)
+		} else {
+			errs = append(errs, e)
+		}
+	}
+	if len(flagErrs) > 0 {
+		return nil, nil, usageError{flagErrs}
+	}
 	return plan, errs.Sorted(), nil
 }
 
