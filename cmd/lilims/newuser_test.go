@@ -104,7 +104,9 @@ func TestValidateMissingModel(t *testing.T) {
 		t.Errorf("--strict: exit %d, stderr %q; want 1", code, errOut)
 	}
 	out, _, code = runCLI(t, "", "validate", "--json", "../../pipelines/phi2-ane.yaml")
-	var doc struct{ Problems, Warnings []struct{ File, Message string } }
+	var doc struct {
+		Problems, Warnings []struct{ File, Message string }
+	}
 	if err := json.Unmarshal([]byte(out), &doc); err != nil || code != 0 || len(doc.Problems) != 0 || len(doc.Warnings) != 1 {
 		t.Errorf("--json: exit %d, %v, %s", code, err, out)
 	}
