@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // Regression tests for mistakes a new user makes on the command line: each names what the
@@ -109,5 +110,101 @@ func TestValidateMissingModel(t *testing.T) {
 	}
 	if err := json.Unmarshal([]byte(out), &doc); err != nil || code != 0 || len(doc.Problems) != 0 || len(doc.Warnings) != 1 {
 		t.Errorf("--json: exit %d, %v, %s", code, err, out)
+	}
+}
+
+// `stages plugin:DIR` builds the plugin (saying so on stderr, with the time it took) and lists
+// its stage and parameters; the built binary shows in `cache ls` with its source, survives a
+// prune of older entries and goes with one that covers it.
+func TestPluginStagesAndCache(t *testing.T) {
+	cache := t.TempDir()
+	t.Setenv("LILIMS_CACHE_DIR", cache)
+	out, errOut, code := runCLI(t, "", "stages", "plugin:../../plugins/quant-nf4")
+	if code != 0 || !strings.Contains(out, "plugin:../../plugins/quant-nf4") || !strings.Contains(out, "(quantize)") {
+		t.Fatalf("stages plugin: exit %d\nstdout %s\nstderr %s", code, out, errOut)
+	}
+	if !strings.Contains(errOut, "lilims: building plugin ../../plugins/quant-nf4 (go build) …") ||
+		!strings.Contains(errOut, "lilims: built plugin ../../plugins/quant-nf4 in ") {
+		t.Errorf("no build progress on stderr: %q", errOut)
+	}
+	// Built once: the second listing starts the cached binary, silently.
+	if _, errOut, code = runCLI(t, "", "stages", "plugin:../../plugins/quant-nf4"); code != 0 || errOut != "" {
+		t.Errorf("second listing: exit %d, stderr %q", code, errOut)
+	}
+	var ls struct {
+		Plugins []struct {
+			Path, Source string
+			Size         int64
+		}
+	}
+	out, _, _ = runCLI(t, "", "cache", "ls", "--json")
+	if err := json.Unmarshal([]byte(out), &ls); err != nil || len(ls.Plugins) != 1 ||
+		!strings.HasSuffix(ls.Plugins[0].Source, filepath.Join("plugins", "quant-nf4")) || ls.Plugins[0].Size < 1<<20 {
+		t.Fatalf("cache ls --json: %v %s", err, out)
+	}
+	out, _, _ = runCLI(t, "", "cache", "ls")
+	if !strings.Contains(out, "PLUGIN") || !strings.Contains(out, "quant-nf4") {
+		t.Errorf("cache ls: %s", out)
+	}
+	out, _, code = runCLI(t, "", "cache", "prune", "--older-than", "7d", "--json")
+	if code != 0 || !strings.Contains(out, `"plugins": 0`) {
+		t.Errorf("prune --older-than 7d: exit %d, %s", code, out)
+	}
+	// Last used ten days ago: a week-old cutoff removes it.
+	old := time.Now().Add(-10 * 24 * time.Hour)
+	os.Chtimes(filepath.Dir(ls.Plugins[0].Path), old, old)
+	out, _, code = runCLI(t, "", "cache", "prune", "--older-than", "1w", "--json")
+	if code != 0 || !strings.Contains(out, `"plugins": 1`) {
+		t.Errorf("prune --older-than 1w: exit %d, %s", code, out)
+	}
+	if _, err := os.Stat(ls.Plugins[0].Path); err == nil {
+		t.Errorf("%s still there after prune", ls.Plugins[0].Path)
+	}
+	if _, errOut, code = runCLI(t, "", "cache", "prune", "--older-than", "7x"); code != exitUsage || !strings.Contains(errOut, "7d, 2w") {
+		t.Errorf("prune --older-than 7x: exit %d, %q", code, errOut)
+	}
+}
+
+// age reads days and weeks as well as Go durations.
+func TestAgeFlag(t *testing.T) {
+	for in, want := range map[string]time.Duration{"7d": 7 * 24 * time.Hour, "2w": 14 * 24 * time.Hour,
+		"1d12h": 36 * time.Hour, "90m": 90 * time.Minute, "0.5d": 12 * time.Hour} {
+		var a age
+		if err := a.Set(in); err != nil || time.Duration(a) != want {
+			t.Errorf("%s: %v %v, want %v", in, time.Duration(a), err, want)
+		}
+	}
+	for _, in := range []string{"7x", "-1d", "d"} {
+		var a age
+		if a.Set(in) == nil {
+			t.Errorf("%s: accepted", in)
+		}
+	}
+}
+
+// doctor says whether the go command that plugin directories need is there, and new enough.
+func TestDoctorGoToolchain(t *testing.T) {
+	for _, c := range []struct {
+		g    goToolchain
+		want string
+	}{
+		{goToolchain{}, "not found: plugin directories (uses: plugin:DIR) need Go ≥ 1.26; prebuilt plugin executables do not"},
+		{goToolchain{Path: "/usr/bin/go", Version: "go1.22.1"}, "go1.22.1 at /usr/bin/go is too old"},
+		{goToolchain{Path: "/usr/local/go/bin/go", Version: "go1.26.0", OK: true}, "found go1.26.0 at /usr/local/go/bin/go"},
+	} {
+		var b strings.Builder
+		c.g.writeText(&b)
+		if !strings.Contains(b.String(), c.want) {
+			t.Errorf("%+v: %q, want %q", c.g, b.String(), c.want)
+		}
+	}
+	for v, ok := range map[string]bool{"go1.26.0": true, "go1.27rc1": true, "go1.25.9": false, "go2.0": true, "devel": false} {
+		if goAtLeast(v, "1.26") != ok {
+			t.Errorf("goAtLeast(%s) = %v", v, !ok)
+		}
+	}
+	out, _, code := runCLI(t, "", "doctor")
+	if code != 0 || !strings.Contains(out, "go toolchain:") {
+		t.Errorf("doctor: exit %d\n%s", code, out)
 	}
 }

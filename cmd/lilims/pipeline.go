@@ -57,6 +57,7 @@ func (pf *pipelineFlags) register(cmd *cobra.Command) {
 			pf.json = true
 		}
 		pf.stderr = c.ErrOrStderr()
+		pluginNotes.to(pf.stderr, pf.json)
 		c.SetContext(context.WithValue(c.Context(), pipelineFlagsKey{}, pf))
 		return nil
 	}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/lilims/lilims/pipeline"
 	"github.com/lilims/lilims/pipeline/builtin"
 	"github.com/lilims/lilims/pipeline/plugin"
+	"github.com/lilims/lilims/pipeline/stage"
 )
 
 // serveBuiltinPlugin makes this process the plugin server of one built-in stage when a lilims
@@ -51,9 +53,40 @@ func pluginHost() *plugin.Host {
 		if v := os.Getenv("LILIMS_PLUGIN_LOG"); v != "" {
 			opts.LogLevel = hclog.LevelFromString(v)
 		}
+		opts.Progress = pluginNotes.report
 		host = plugin.NewHost(opts)
 	})
 	return host
+}
+
+// pluginNotes reports the plugin host's slow work (building a plugin from its Go package) on
+// the running command's stderr: a line of text, or NDJSON events with --json. The host lives
+// for the whole process, so the command points it at its stderr before resolving a pipeline.
+var pluginNotes = &notes{w: os.Stderr}
+
+type notes struct {
+	mu     sync.Mutex
+	w      io.Writer
+	ndjson stage.Reporter // nil: text
+}
+
+func (n *notes) to(w io.Writer, asJSON bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.w, n.ndjson = w, nil
+	if asJSON {
+		n.ndjson = pipeline.NDJSON(w)
+	}
+}
+
+func (n *notes) report(e stage.Event) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ndjson != nil {
+		n.ndjson(e)
+		return
+	}
+	fmt.Fprintf(n.w, "lilims: %s\n", e.Msg)
 }
 
 // withPlugins adds plugin support to a registry: out-of-process stages and the discovery of
