@@ -56,12 +56,14 @@ anywhere through the pure-Go reference runtime that executes the exported packag
 		SilenceErrors: true,
 	}
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{err} })
+	root.Version = readBuildVersion().String()
+	root.SetVersionTemplate("{{.Version}}\n")
 	addPluginFlags(root)
 	root.AddCommand(newRunCmd(), newBuildCmd(), newScoreCmd(), newPredictCmd(),
 		newInspectCmd(), newTokenizeCmd(), newDetokenizeCmd(), newDoctorCmd())
 	root.AddCommand(newPerplexityCmd(), newCompareCmd())
 	root.AddCommand(newValidateCmd(), newStagesCmd(), newCacheCmd())
-	root.AddCommand(newBenchCmd())
+	root.AddCommand(newBenchCmd(), newVersionCmd())
 	root.AddCommand(newPullCmd(), newListCmd(), newRemoveCmd(), newServeCmd())
 	return root
 }

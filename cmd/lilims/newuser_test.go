@@ -2,8 +2,11 @@ package main
 
 import (
 	"encoding/json"
+	"math"
 	"os"
 	"path/filepath"
+	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -206,5 +209,95 @@ func TestDoctorGoToolchain(t *testing.T) {
 	out, _, code := runCLI(t, "", "doctor")
 	if code != 0 || !strings.Contains(out, "go toolchain:") {
 		t.Errorf("doctor: exit %d\n%s", code, out)
+	}
+}
+
+// Small commands refuse what would print nothing useful, and say what they know.
+func TestSmallCommands(t *testing.T) {
+	// detokenize with no ids: a usage error, not an empty line.
+	out, errOut, code := runCLI(t, "", "detokenize", stories)
+	if code != exitUsage || out != "" || !strings.Contains(errOut, "no token ids") {
+		t.Errorf("detokenize without ids: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	// --version and version: the module version and the Go that built it.
+	for _, a := range [][]string{{"--version"}, {"version"}} {
+		out, _, code := runCLI(t, "", a...)
+		if code != 0 || !strings.HasPrefix(out, "lilims ") || !strings.Contains(out, runtime.Version()) {
+			t.Errorf("%v: exit %d, %q", a, code, out)
+		}
+	}
+	out, _, _ = runCLI(t, "", "version", "--json")
+	var v buildVersion
+	if err := json.Unmarshal([]byte(out), &v); err != nil || v.Version == "" || v.Go != runtime.Version() {
+		t.Errorf("version --json: %v %s", err, out)
+	}
+	// Every file an example of --help names is in the repository.
+	for _, c := range newRootCmd().Commands() {
+		for _, f := range regexp.MustCompile(`pipelines/[\w.-]+\.yaml`).FindAllString(c.Example, -1) {
+			if _, err := os.Stat(filepath.Join("../..", f)); err != nil {
+				t.Errorf("lilims %s --help names %s: %v", c.Name(), f, err)
+			}
+		}
+	}
+}
+
+// perplexity checks the text against the chunk size before building: the text of
+// testdata/oracle/eval has 961 tokens, too few for two chunks of stories260K's exported
+// context of 2048 (the default pipeline keeps the model's) or of --ctx 600.
+func TestPerplexityChecksBeforeBuilding(t *testing.T) {
+	t.Setenv("LILIMS_MODEL", stories)
+	text := filepath.Join(oracle, "eval", "little-stories.txt")
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{nil, "961 tokens, too few for two chunks of 2048 tokens (the exported context; --ctx not given): pass --ctx 480 or less"},
+		{[]string{"--ctx", "600"}, "too few for two chunks of 600 tokens (--ctx): pass --ctx 480 or less"},
+	} {
+		work := t.TempDir()
+		_, errOut, code := runCLI(t, "", append([]string{"perplexity", stories, "--file", text, "--work-dir", work, "--no-cache"}, c.args...)...)
+		if code != exitUsage || !strings.Contains(errOut, c.want) {
+			t.Errorf("%v: exit %d, stderr %q; want 2 and %q", c.args, code, errOut, c.want)
+		}
+		if ents, _ := os.ReadDir(work); len(ents) != 0 {
+			t.Errorf("%v: built %d stages before refusing", c.args, len(ents))
+		}
+	}
+	// stories.yaml exports 128 tokens of context: the default is said on stderr, and the
+	// result is llama.cpp's (testdata/oracle/perplexity.json: 4.2179 at ctx 128; ±0.5%).
+	out, errOut, code := runCLI(t, "", "perplexity", "../../pipelines/stories.yaml", "--file", text, "--json")
+	var r struct {
+		Ctx        int
+		Perplexity float64
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil || code != 0 || r.Ctx != 128 || math.Abs(r.Perplexity/4.2179-1) > 0.005 {
+		t.Errorf("perplexity stories.yaml: exit %d, %v, %+v\n%s", code, err, r, errOut)
+	}
+	_, errOut, _ = runCLI(t, "", "perplexity", "../../pipelines/stories.yaml", "--file", text, "--chunks", "1")
+	if !strings.Contains(errOut, "lilims: perplexity: chunks of 128 tokens (the exported context; --ctx not given)") {
+		t.Errorf("no note of the default chunk size: %q", errOut)
+	}
+}
+
+// score prints each token's text beside its id, as llama.cpp's tools do, and --json carries
+// it as "piece" and "top_pieces". stories260K: "Once upon a time" is 1 403 407 261 378, and
+// the most likely token after BOS is 403 " Once" (testdata/oracle/llamacpp-reference.json).
+func TestScorePieces(t *testing.T) {
+	out, errOut, code := runCLI(t, "", "score", stories, "--prompt", "Once upon a time", "--top", "1")
+	if code != 0 || !strings.Contains(out, `tokens: 1 "<s>" 403 " Once" 407 " upon" 261 " a" 378 " time"`) ||
+		!strings.Contains(out, `pos 0 (after 1 "<s>"):  403 " Once" `) {
+		t.Errorf("exit %d\n%s%s", code, out, errOut)
+	}
+	out, _, _ = runCLI(t, "", "score", stories, "--prompt", "Once", "--top", "2", "--json")
+	var doc struct {
+		Steps []struct {
+			Piece     string
+			Top       [][2]float64
+			TopPieces []string `json:"top_pieces"`
+		}
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Steps) != 2 || doc.Steps[1].Piece != " Once" ||
+		doc.Steps[0].Top[0][0] != 403 || doc.Steps[0].TopPieces[0] != " Once" {
+		t.Errorf("--json: %v %s", err, out)
 	}
 }

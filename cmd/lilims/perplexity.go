@@ -10,8 +10,11 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lilims/lilims/pipeline"
 	"github.com/lilims/lilims/pipeline/stage"
 	"github.com/lilims/lilims/stages/eval"
+	"github.com/lilims/lilims/stages/export"
+	"github.com/lilims/lilims/stages/loader/gguf"
 	"github.com/lilims/lilims/stages/loader/tokenizer"
 )
 
@@ -47,14 +50,20 @@ llama-perplexity's --kl-divergence mode does.`,
 				return err
 			}
 			ctx := cmd.Context()
-			// Validate both pipelines before the (long) builds.
-			if _, err := loadPlan(a[0], pf.sets); err != nil {
+			// Validate both pipelines, and the text's length against the chunk size, before
+			// the (long) builds.
+			plan, err := loadPlan(a[0], pf.sets)
+			if err != nil {
 				return err
 			}
+			chunkPlan := plan // the plan whose context sets the chunks when --ctx is not given
 			if klBase != "" {
-				if _, err := loadPlan(klBase, nil); err != nil {
+				if chunkPlan, err = loadPlan(klBase, nil); err != nil {
 					return fmt.Errorf("--kl-base: %w", err)
 				}
+			}
+			if err := ef.checkLength(plan, chunkPlan, cmd.ErrOrStderr(), !asJSON); err != nil {
+				return err
 			}
 			ws, err := newWorkspace(pf.workDir)
 			if err != nil {
@@ -186,6 +195,58 @@ func (ef *evalFlags) check() error {
 	// llama.cpp's -f drops one trailing newline from the file (common/arg.cpp).
 	ef.text = strings.TrimSuffix(string(data), "\n")
 	return nil
+}
+
+// checkLength refuses, before any build, a text too short for two chunks (llama-perplexity's
+// rule, eval.ErrTooFewTokens): of --ctx tokens, or when --ctx is not given of the context the
+// chunk plan's export will have, which it says (on w, when note) it uses.
+func (ef *evalFlags) checkLength(plan, chunkPlan *pipeline.Plan, w io.Writer, note bool) error {
+	n, what := ef.ctx, fmt.Sprintf("%d tokens (--ctx)", ef.ctx)
+	if n == 0 {
+		var ok bool
+		if n, ok = exportContext(chunkPlan); !ok {
+			return nil // known after the build (an exported package); eval checks it then
+		}
+		what = fmt.Sprintf("%d tokens (the exported context; --ctx not given)", n)
+	}
+	tok, err := modelTokenizer(plan.Spec.Model)
+	if err != nil {
+		return err
+	}
+	tokens, err := ef.tokens(tok)
+	if err != nil {
+		return err
+	}
+	if len(tokens) < 2*n {
+		return usagef("%s has %d tokens, too few for two chunks of %s: pass --ctx %d or less",
+			ef.file, len(tokens), what, len(tokens)/2)
+	}
+	if ef.ctx == 0 && note {
+		fmt.Fprintf(w, "lilims: perplexity: chunks of %s\n", what)
+	}
+	return nil
+}
+
+// exportContext is the context length the plan's export stage will give the package: its
+// `context`, else the model's own capped at export.DefaultContextLength, as the export does.
+func exportContext(plan *pipeline.Plan) (int, bool) {
+	st := plan.Step(stage.KindExport)
+	if st == nil || isExport(plan.Spec.Model) {
+		return 0, false
+	}
+	if n := st.Params.Int("context"); n > 0 {
+		return n, true
+	}
+	f, err := gguf.Open(plan.Spec.Model)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	cfg, err := f.Config()
+	if err != nil || cfg.ContextLength <= 0 {
+		return 0, false
+	}
+	return min(cfg.ContextLength, export.DefaultContextLength), true
 }
 
 // tokens tokenizes the text as llama-perplexity does: add_special on (BOS where the
