@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -77,7 +78,7 @@ func main() {
 	pullContext = ctx
 	root := newRootCmd()
 	stopProfile := startProfile()
-	err := root.ExecuteContext(ctx)
+	err := execute(ctx, root)
 	stopProfile()
 	closePlugins()
 	os.Exit(exitCode(ctx, err))
@@ -101,21 +102,60 @@ func startProfile() (stop func()) {
 	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
+// execute runs the command line. A command run with --json that fails says so as one NDJSON
+// event on stderr (see errorReport), so that its stderr stays machine-readable to the end.
+func execute(ctx context.Context, root *cobra.Command) error {
+	cmd, err := root.ExecuteContextC(ctx)
+	if err != nil && cmd != nil {
+		if f := cmd.Flags().Lookup("json"); f != nil && f.Value.String() == "true" {
+			return jsonError{err}
+		}
+	}
+	return err
+}
+
+// jsonError marks the failure of a command run with --json.
+type jsonError struct{ err error }
+
+func (e jsonError) Error() string { return e.err.Error() }
+func (e jsonError) Unwrap() error { return e.err }
+
 func exitCode(ctx context.Context, err error) int {
 	if err == nil {
 		return exitOK
 	}
-	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
-		fmt.Fprintln(os.Stderr, "lilims: interrupted")
-		return exitInterrupted
-	}
-	fmt.Fprintln(os.Stderr, "lilims:", err)
+	code := exitError
 	var ue usageError
-	if errors.As(err, &ue) || isCobraUsage(err) {
-		fmt.Fprintln(os.Stderr, "Run 'lilims --help' for usage.")
-		return exitUsage
+	switch {
+	case ctx.Err() != nil || errors.Is(err, context.Canceled):
+		code = exitInterrupted
+	case errors.As(err, &ue) || isCobraUsage(err):
+		code = exitUsage
 	}
-	return exitError
+	os.Stderr.WriteString(errorReport(err, code))
+	return code
+}
+
+// errorReport is what a failure prints on stderr: "lilims: message" (and where to find the
+// usage), or with --json {"event": "error", "error": message, "exit": status}.
+func errorReport(err error, code int) string {
+	msg := err.Error()
+	if code == exitInterrupted {
+		msg = "interrupted"
+	}
+	var je jsonError
+	if errors.As(err, &je) {
+		b, _ := json.Marshal(struct {
+			Event string `json:"event"`
+			Error string `json:"error"`
+			Exit  int    `json:"exit"`
+		}{"error", msg, code})
+		return string(b) + "\n"
+	}
+	if code == exitUsage {
+		return "lilims: " + msg + "\nRun 'lilims --help' for usage.\n"
+	}
+	return "lilims: " + msg + "\n"
 }
 
 // isCobraUsage recognises cobra's own errors for unknown commands.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"math"
 	"os"
@@ -299,5 +300,70 @@ func TestScorePieces(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &doc); err != nil || len(doc.Steps) != 2 || doc.Steps[1].Piece != " Once" ||
 		doc.Steps[0].Top[0][0] != 403 || doc.Steps[0].TopPieces[0] != " Once" {
 		t.Errorf("--json: %v %s", err, out)
+	}
+}
+
+// --json output is machine-readable to the end: stdout one JSON document, stderr NDJSON
+// events only, with -v too, and a failure is an {"event": "error"} line with its exit status.
+func TestJSONIsClean(t *testing.T) {
+	t.Setenv("LILIMS_MODEL", stories)
+	text := filepath.Join(oracle, "eval", "little-stories.txt")
+	run := func(a ...string) (string, string, int) {
+		root := newRootCmd()
+		var out, errOut strings.Builder
+		root.SetOut(&out)
+		root.SetErr(&errOut)
+		root.SetIn(strings.NewReader(""))
+		root.SetArgs(a)
+		ctx := context.Background()
+		err := execute(ctx, root)
+		code := 0
+		if err != nil {
+			code = exitCode(ctx, err)
+			errOut.WriteString(errorReport(err, code))
+		}
+		return out.String(), errOut.String(), code
+	}
+	for _, c := range []struct {
+		args []string
+		code int
+	}{
+		{[]string{"build", stories, "-o", t.TempDir(), "--json", "-v", "--no-cache"}, 0},
+		{[]string{"score", stories, "--prompt", "Once", "--top", "2", "--json", "-v"}, 0},
+		{[]string{"perplexity", "../../pipelines/stories.yaml", "--file", text, "--chunks", "2", "--json", "-v"}, 0},
+		{[]string{"validate", "../../pipelines/stories.yaml", "--json"}, 0},
+		{[]string{"inspect", stories, "--json"}, 0},
+		{[]string{"tokenize", stories, "--text", "Hello", "--json"}, 0},
+		{[]string{"stages", "--json"}, 0},
+		{[]string{"cache", "ls", "--json"}, 0},
+		{[]string{"doctor", "--json"}, 0},
+		{[]string{"version", "--json"}, 0},
+		// Failures: the error is an NDJSON event too, and stdout holds nothing or JSON.
+		{[]string{"score", stories, "--json"}, exitUsage},
+		{[]string{"build", filepath.Join(t.TempDir(), "none.gguf"), "-o", t.TempDir(), "--json"}, exitError},
+		{[]string{"build", stories, "-o", t.TempDir(), "--json", "--set", "quantize.schme=lut4"}, exitUsage},
+	} {
+		out, errOut, code := run(c.args...)
+		if code != c.code {
+			t.Errorf("%v: exit %d, want %d: %s", c.args, code, c.code, errOut)
+		}
+		if out != "" && !json.Valid([]byte(out)) {
+			t.Errorf("%v: stdout is not JSON: %q", c.args, out)
+		}
+		var last struct {
+			Event string
+			Exit  int
+		}
+		for _, line := range strings.Split(strings.TrimSpace(errOut), "\n") {
+			if line == "" {
+				continue
+			}
+			if err := json.Unmarshal([]byte(line), &last); err != nil {
+				t.Errorf("%v: stderr line %q is not JSON", c.args, line)
+			}
+		}
+		if c.code != 0 && (last.Event != "error" || last.Exit != c.code) {
+			t.Errorf("%v: last stderr event %+v, want an error with exit %d", c.args, last, c.code)
+		}
 	}
 }

@@ -70,7 +70,7 @@ llama-perplexity's --kl-divergence mode does.`,
 				return err
 			}
 			defer ws.cleanup()
-			progress := ef.progress(cmd.ErrOrStderr(), pf.verbose)
+			progress := ef.progress(cmd.ErrOrStderr(), pf.verbose, asJSON)
 
 			var (
 				base   *eval.Result
@@ -279,9 +279,22 @@ func (ef *evalFlags) run(ctx context.Context, t *evalTarget, tokens []int32, bas
 
 // progress returns a maker of per-run progress callbacks that print llama.cpp's running
 // "[i]ppl," sequence to w, only on a terminal or with -v (quick work prints nothing extra).
-func (ef *evalFlags) progress(w io.Writer, verbose bool) func(label string) func(int, int, float64) {
+// With --json the estimates are NDJSON progress events instead ({"stage": "perplexity",
+// "event": "progress", "done", "total", "unit": "chunks", "msg": "ppl 4.2171"}), always.
+func (ef *evalFlags) progress(w io.Writer, verbose, asJSON bool) func(label string) func(int, int, float64) {
 	show := verbose || isTerminalWriter(w)
+	events := pipeline.NDJSON(w)
 	return func(label string) func(int, int, float64) {
+		if asJSON {
+			name := "perplexity"
+			if label != "" {
+				name += " (" + label + ")"
+			}
+			return func(done, total int, ppl float64) {
+				events(stage.Event{Stage: name, Event: "progress", Done: int64(done), Total: int64(total),
+					Unit: "chunks", Msg: fmt.Sprintf("ppl %.4f", ppl)})
+			}
+		}
 		if !show {
 			return nil
 		}

@@ -222,7 +222,7 @@ func buildPlan(ctx context.Context, plan *pipeline.Plan, workDir string, verbose
 		stderr = os.Stderr
 	}
 	var reporters []stage.Reporter
-	if verbose {
+	if verbose && !pf.json { // --json: the NDJSON events carry the same, and stay clean
 		reporters = append(reporters, func(e stage.Event) {
 			if e.Event == "start" || e.Event == "done" || e.Event == "cached" {
 				fmt.Fprintf(stderr, "lilims: %s: %s %s\n", e.Stage, e.Event, e.Msg)
@@ -241,7 +241,11 @@ func buildPlan(ctx context.Context, plan *pipeline.Plan, workDir string, verbose
 	cache, err := pf.openCache()
 	if err != nil {
 		// A cache that cannot be opened (a read-only home …) costs time, not correctness.
-		fmt.Fprintf(stderr, "lilims: building without a cache: %v\n", err)
+		if pf.json {
+			pipeline.NDJSON(stderr)(stage.Event{Stage: "cache", Event: "log", Msg: "building without a cache: " + err.Error()})
+		} else {
+			fmt.Fprintf(stderr, "lilims: building without a cache: %v\n", err)
+		}
 		cache = nil
 	}
 	cleanup := func() {}
