@@ -59,6 +59,8 @@ anywhere through the pure-Go reference runtime that executes the exported packag
 	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{err} })
 	root.Version = readBuildVersion().String()
 	root.SetVersionTemplate("{{.Version}}\n")
+	// Declared here so that cobra gives it no -v, which every other command uses for --verbose.
+	root.Flags().Bool("version", false, "print the lilims version (as lilims version does)")
 	addPluginFlags(root)
 	root.AddCommand(newRunCmd(), newBuildCmd(), newScoreCmd(), newPredictCmd(),
 		newInspectCmd(), newTokenizeCmd(), newDetokenizeCmd(), newDoctorCmd())

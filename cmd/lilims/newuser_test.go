@@ -252,8 +252,9 @@ func TestPerplexityChecksBeforeBuilding(t *testing.T) {
 		args []string
 		want string
 	}{
-		{nil, "961 tokens, too few for two chunks of 2048 tokens (the exported context; --ctx not given): pass --ctx 480 or less"},
-		{[]string{"--ctx", "600"}, "too few for two chunks of 600 tokens (--ctx): pass --ctx 480 or less"},
+		{nil, "little-stories.txt: too few tokens (961) for two chunks of 2048 tokens (the exported context; --ctx not given): pass --ctx 480 or less"},
+		{[]string{"--ctx", "600"}, "too few tokens (961) for two chunks of 600 tokens (--ctx): pass --ctx 480 or less"},
+		{[]string{"--ctx", "4096"}, "--ctx 4096 exceeds the exported context of 2048 tokens"},
 	} {
 		work := t.TempDir()
 		_, errOut, code := runCLI(t, "", append([]string{"perplexity", stories, "--file", text, "--work-dir", work, "--no-cache"}, c.args...)...)

@@ -201,13 +201,17 @@ func (ef *evalFlags) check() error {
 // rule, eval.ErrTooFewTokens): of --ctx tokens, or when --ctx is not given of the context the
 // chunk plan's export will have, which it says (on w, when note) it uses.
 func (ef *evalFlags) checkLength(plan, chunkPlan *pipeline.Plan, w io.Writer, note bool) error {
+	exported, known := exportContext(chunkPlan)
 	n, what := ef.ctx, fmt.Sprintf("%d tokens (--ctx)", ef.ctx)
-	if n == 0 {
-		var ok bool
-		if n, ok = exportContext(chunkPlan); !ok {
+	switch {
+	case !known:
+		if n == 0 {
 			return nil // known after the build (an exported package); eval checks it then
 		}
-		what = fmt.Sprintf("%d tokens (the exported context; --ctx not given)", n)
+	case n > exported:
+		return usagef("--ctx %d exceeds the exported context of %d tokens (re-export with --set export.context=N)", n, exported)
+	case n == 0:
+		n, what = exported, fmt.Sprintf("%d tokens (the exported context; --ctx not given)", exported)
 	}
 	tok, err := modelTokenizer(plan.Spec.Model)
 	if err != nil {
@@ -218,7 +222,7 @@ func (ef *evalFlags) checkLength(plan, chunkPlan *pipeline.Plan, w io.Writer, no
 		return err
 	}
 	if len(tokens) < 2*n {
-		return usagef("%s has %d tokens, too few for two chunks of %s: pass --ctx %d or less",
+		return usagef("%s: too few tokens (%d) for two chunks of %s: pass --ctx %d or less",
 			ef.file, len(tokens), what, len(tokens)/2)
 	}
 	if ef.ctx == 0 && note {
