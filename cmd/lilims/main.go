@@ -12,6 +12,7 @@ import (
 	"runtime/pprof"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // Exit codes, as `go` and llama.cpp's tools use them.
@@ -29,6 +30,24 @@ func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// flagError rewords pflag's report of a bad flag value ("invalid argument "abc" for
+// "--temperature" flag: strconv.ParseFloat: parsing "abc": invalid syntax") as the flag and
+// what it wants: --temperature: "abc" is not a number.
+func flagError(err error) error {
+	var ive *pflag.InvalidValueError
+	if !errors.As(err, &ive) {
+		return err
+	}
+	name := "--" + ive.GetFlag().Name
+	want := map[string]string{"float64": "a number", "float32": "a number", "int": "a whole number",
+		"int64": "a whole number", "int32": "a whole number", "uint": "a whole number ≥ 0",
+		"uint64": "a whole number ≥ 0", "bool": "true or false", "duration": "a duration (e.g. 90s, 2h)"}
+	if w, ok := want[ive.GetFlag().Value.Type()]; ok {
+		return fmt.Errorf("%s: %q is not %s", name, ive.GetValue(), w)
+	}
+	return fmt.Errorf("%s: %v", name, errors.Unwrap(ive)) // our own Values say what they want
+}
 
 // args wraps a cobra positional-argument check so that its failure is a usage error.
 func args(check cobra.PositionalArgs) cobra.PositionalArgs {
@@ -56,7 +75,7 @@ anywhere through the pure-Go reference runtime that executes the exported packag
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{err} })
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{flagError(err)} })
 	root.Version = readBuildVersion().String()
 	root.SetVersionTemplate("{{.Version}}\n")
 	// Declared here so that cobra gives it no -v, which every other command uses for --verbose.

@@ -61,6 +61,24 @@ func TestSetErrorsAreUsageErrors(t *testing.T) {
 	}
 }
 
+// A typed flag with a bad value names the flag and what it wants, as the sampling flags do
+// (--temperature: "abc" is not a number), instead of pflag's strconv message.
+func TestFlagValueErrors(t *testing.T) {
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"score", stories, "--prompt", "x", "--top", "abc"}, `--top: "abc" is not a whole number`},
+		{[]string{"cache", "prune", "--older-than", "7x"}, `--older-than: "7x" is not a duration (e.g. 7d, 2w, 36h, 90m)`},
+		{[]string{"--isolation", "maybe", "stages"}, `--isolation: "maybe" is not process or inprocess`},
+	} {
+		_, errOut, code := runCLI(t, "", c.args...)
+		if code != exitUsage || !strings.Contains(errOut, c.want) || strings.Contains(errOut, "strconv") {
+			t.Errorf("%v: exit %d, %q; want 2 and %q", c.args, code, errOut, c.want)
+		}
+	}
+}
+
 // validate runs each stage's own parameter checks: a value the build would refuse, written in
 // the file, is a problem at its line (exit 1), not a pass followed by a failed build.
 func TestValidateRunsStageChecks(t *testing.T) {

@@ -114,7 +114,7 @@ func (v *isolationValue) String() string { return string(*v) }
 func (v *isolationValue) Type() string   { return "MODE" }
 func (v *isolationValue) Set(s string) error {
 	if s != "process" && s != "inprocess" {
-		return fmt.Errorf("--isolation is process or inprocess, not %q", s)
+		return fmt.Errorf("%q is not process or inprocess", s)
 	}
 	*v = isolationValue(s)
 	return nil
