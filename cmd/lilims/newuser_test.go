@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/lilims/lilims/internal/hub/hubtest"
 )
 
 // Regression tests for mistakes a new user makes on the command line: each names what the
@@ -383,6 +385,43 @@ func TestJSONIsClean(t *testing.T) {
 		}
 		if c.code != 0 && (last.Event != "error" || last.Exit != c.code) {
 			t.Errorf("%v: last stderr event %+v, want an error with exit %d", c.args, last, c.code)
+		}
+	}
+}
+
+// A pull under --json (pull itself, or a command that pulls a model on first use) reports as
+// NDJSON events on stderr, not text lines.
+func TestPullJSONEvents(t *testing.T) {
+	model, err := os.ReadFile(stories)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := hubtest.New(t)
+	h.Add("karpathy/stories-GGUF", "stories260K-F32.gguf", model)
+	t.Setenv("HF_ENDPOINT", h.URL())
+	t.Setenv("HF_TOKEN", "")
+	t.Setenv("LILIMS_MODELS", t.TempDir())
+	for _, a := range [][]string{
+		{"score", "karpathy/stories-GGUF", "--prompt", "Once", "--top", "1", "--json"},
+		{"pull", "karpathy/stories-GGUF:F32", "--json"},
+	} {
+		if a[0] == "pull" {
+			runCLI(t, "", "rm", "karpathy/stories-GGUF")
+		}
+		out, errOut, code := runCLI(t, "", a...)
+		if code != 0 || !json.Valid([]byte(out)) {
+			t.Fatalf("%v: exit %d, stdout %q, stderr %s", a, code, out, errOut)
+		}
+		var pulled bool
+		for _, line := range strings.Split(strings.TrimSpace(errOut), "\n") {
+			var e struct{ Stage, Event string }
+			if err := json.Unmarshal([]byte(line), &e); err != nil {
+				t.Errorf("%v: stderr line %q is not JSON", a, line)
+			}
+			pulled = pulled || e.Stage == "pull" && e.Event == "done"
+		}
+		if !pulled {
+			t.Errorf("%v: no pull done event in %s", a, errOut)
 		}
 	}
 }

@@ -57,7 +57,7 @@ func (pf *pipelineFlags) register(cmd *cobra.Command) {
 			pf.json = true
 		}
 		pf.stderr = c.ErrOrStderr()
-		pluginNotes.to(pf.stderr, pf.json)
+		cmdNotes.to(pf.stderr, pf.json)
 		c.SetContext(context.WithValue(c.Context(), pipelineFlagsKey{}, pf))
 		return nil
 	}
@@ -97,7 +97,7 @@ func loadPlan(arg string, sets []string) (*pipeline.Plan, error) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	if err := resolveModel(plan, os.Stderr); err != nil {
+	if err := resolveModel(plan, cmdNotes.writer()); err != nil {
 		return nil, err
 	}
 	return plan, nil

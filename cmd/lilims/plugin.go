@@ -53,16 +53,17 @@ func pluginHost() *plugin.Host {
 		if v := os.Getenv("LILIMS_PLUGIN_LOG"); v != "" {
 			opts.LogLevel = hclog.LevelFromString(v)
 		}
-		opts.Progress = pluginNotes.report
+		opts.Progress = cmdNotes.report
 		host = plugin.NewHost(opts)
 	})
 	return host
 }
 
-// pluginNotes reports the plugin host's slow work (building a plugin from its Go package) on
-// the running command's stderr: a line of text, or NDJSON events with --json. The host lives
-// for the whole process, so the command points it at its stderr before resolving a pipeline.
-var pluginNotes = &notes{w: os.Stderr}
+// cmdNotes reports slow work done on the side of a command — building a plugin from its Go
+// package, pulling a model named by a pipeline — on the running command's stderr: a line of
+// text, or NDJSON events with --json. The plugin host and the pipeline loader outlive any one
+// command, so the command points cmdNotes at its stderr before it resolves a pipeline.
+var cmdNotes = &notes{w: os.Stderr}
 
 type notes struct {
 	mu     sync.Mutex
@@ -77,6 +78,20 @@ func (n *notes) to(w io.Writer, asJSON bool) {
 	if asJSON {
 		n.ndjson = pipeline.NDJSON(w)
 	}
+}
+
+// writer is the command's stderr.
+func (n *notes) writer() io.Writer {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.w
+}
+
+// events is the NDJSON reporter with --json, else nil.
+func (n *notes) events() stage.Reporter {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.ndjson
 }
 
 func (n *notes) report(e stage.Event) {

@@ -29,7 +29,7 @@ plugin:PATH for a plugin executable or a plugin's Go package directory, which is
   lilims stages --json`,
 		Args: args(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
-			pluginNotes.to(cmd.ErrOrStderr(), asJSON)
+			cmdNotes.to(cmd.ErrOrStderr(), asJSON)
 			if len(a) == 1 && strings.HasPrefix(a[0], "plugin:") {
 				// The same start-and-describe a pipeline's `uses: plugin:PATH` goes through.
 				specs, err := pluginHost().Describe(cmd.Context(), plugin.Ref{Path: strings.TrimPrefix(a[0], "plugin:")})

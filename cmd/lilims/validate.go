@@ -39,7 +39,7 @@ is a warning, with the ways to get one; --strict makes it a problem.`,
 				Col     int    `json:"col,omitempty"`
 				Message string `json:"message"`
 			}
-			pluginNotes.to(cmd.ErrOrStderr(), asJSON)
+			cmdNotes.to(cmd.ErrOrStderr(), asJSON)
 			problems, warnings := []problem{}, []problem{}
 			for _, path := range a {
 				if !isPipelineFile(path) {
