@@ -71,6 +71,8 @@ func TestFlagValueErrors(t *testing.T) {
 		want string
 	}{
 		{[]string{"score", stories, "--prompt", "x", "--top", "abc"}, `--top: "abc" is not a whole number`},
+		// A float flag, as the typed sampling flags are (--temperature abc).
+		{[]string{"bench", stories, "--llama-pp", "abc"}, `--llama-pp: "abc" is not a number`},
 		{[]string{"cache", "prune", "--older-than", "7x"}, `--older-than: "7x" is not a duration (e.g. 7d, 2w, 36h, 90m)`},
 		{[]string{"--isolation", "maybe", "stages"}, `--isolation: "maybe" is not process or inprocess`},
 	} {
