@@ -154,7 +154,8 @@ func Resolve(spec *Spec, reg *Registry) (*Plan, error) {
 		} else {
 			last = r
 		}
-		params := resolveParams(&e.Spec, st, func(p Pos, msg string) { at(p, "stage %q: %s", st.ID, msg) })
+		params := resolveParams(&e.Spec, st, func(p Pos, msg string) { at(p, "stage %q: %s", st.ID, msg) },
+			func(err error) { errs = append(errs, err) })
 		plan.Steps = append(plan.Steps, &Step{StageSpec: st, Entry: e, Params: params})
 	}
 	if _, ok := seen[stage.KindLoader]; !ok && len(spec.Stages) > 0 {
@@ -166,13 +167,31 @@ func Resolve(spec *Spec, reg *Registry) (*Plan, error) {
 }
 
 // resolveParams validates a stage's `with:` against its Spec, reporting each problem at the
-// parameter it concerns, and returns the parameters with defaults filled in.
-func resolveParams(spec *stage.Spec, st *StageSpec, fail func(Pos, string)) stage.Params {
+// parameter it concerns, and returns the parameters with defaults filled in. A value from the
+// command line (--set) that the stage refuses is reported through flagFail as an ErrOverride
+// naming the --set, not at a place in the file.
+func resolveParams(spec *stage.Spec, st *StageSpec, fail func(Pos, string), flagFail func(error)) stage.Params {
 	where := func(name string) Pos {
 		if p, ok := st.WithPos[name]; ok && p.Line > 0 {
 			return p
 		}
-		return st.Pos // a --set override, or a missing parameter: the stage is the place
+		return st.Pos // a missing parameter: the stage is the place
+	}
+	var fromFlags []string // the --set overrides of this stage, as typed
+	for name, p := range st.WithPos {
+		if p.Line == 0 {
+			fromFlags = append(fromFlags, fmt.Sprintf("--set %s.%s=%v", st.ID, name, st.With[name]))
+		}
+	}
+	sort.Strings(fromFlags)
+	bad := false
+	report := func(name, msg string) {
+		bad = true
+		if p, ok := st.WithPos[name]; ok && p.Line == 0 {
+			flagFail(&PosError{Err: ErrOverride, Msg: fmt.Sprintf("--set %s.%s=%v: %s", st.ID, name, st.With[name], msg)})
+			return
+		}
+		fail(where(name), msg)
 	}
 	names := make([]string, 0, len(st.With))
 	for k := range st.With {
@@ -187,17 +206,13 @@ func resolveParams(spec *stage.Spec, st *StageSpec, fail func(Pos, string)) stag
 	})
 	valid := map[string]any{}
 	for _, name := range names {
-		fromSet := ""
-		if p, ok := st.WithPos[name]; ok && p.Line == 0 {
-			fromSet = fmt.Sprintf(" (from --set %s.%s)", st.ID, name)
-		}
 		ps, ok := spec.Param(name)
 		if !ok {
-			fail(where(name), fmt.Sprintf("%s has no parameter %q%s (it has: %s)", spec.Uses, name, fromSet, paramNames(spec)))
+			report(name, fmt.Sprintf("%s has no parameter %q (it has: %s)", spec.Uses, name, paramNames(spec)))
 			continue
 		}
 		if _, err := ps.Coerce(st.With[name]); err != nil {
-			fail(where(name), err.Error()+fromSet)
+			report(name, err.Error())
 			continue
 		}
 		valid[name] = st.With[name]
@@ -206,7 +221,19 @@ func resolveParams(spec *stage.Spec, st *StageSpec, fail func(Pos, string)) stag
 	// rules (and the coercion, done again here on values already known to be good).
 	params, errs := spec.Resolve(valid)
 	for _, err := range errs {
+		bad = true
 		fail(st.Pos, err.Error())
+	}
+	// The stage's own checks (ranges, combinations), once every value has its type, so that
+	// what the build would refuse is refused now.
+	if spec.Check != nil && !bad {
+		if err := spec.Check(params); err != nil {
+			if len(fromFlags) > 0 {
+				flagFail(&PosError{Err: ErrOverride, Msg: fmt.Sprintf("%s: stage %q: %v", strings.Join(fromFlags, " "), st.ID, err)})
+			} else {
+				fail(st.Pos, err.Error())
+			}
+		}
 	}
 	return params
 }

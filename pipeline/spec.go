@@ -62,6 +62,10 @@ type PosError struct {
 
 func (e *PosError) Error() string {
 	switch {
+	case e.Path == "" && e.Pos.Line == 0: // a built-in pipeline, or a --set: no place to name
+		return e.Msg
+	case e.Path == "":
+		return fmt.Sprintf("line %d: %s", e.Pos.Line, e.Msg)
 	case e.Pos.Line == 0:
 		return fmt.Sprintf("%s: %s", e.Path, e.Msg)
 	case e.Pos.Col == 0:
@@ -79,6 +83,9 @@ var (
 	ErrUnknownStage = errors.New("unknown stage")
 	// ErrNoPluginSupport: a plugin stage, resolved without plugin support (Registry.External).
 	ErrNoPluginSupport = errors.New("no plugin support")
+	// ErrOverride: a command-line value (--set) that the stage refuses; the message names the
+	// --set, and the mistake is the command line's, not the file's.
+	ErrOverride = errors.New("bad --set value")
 )
 
 // Errors collects every problem of a pipeline so that all are reported at once.
@@ -480,7 +487,7 @@ func (s *Spec) Set(assign string) error {
 	eq := strings.IndexByte(assign, '=')
 	dot := strings.IndexByte(assign, '.')
 	if eq < 0 || dot < 0 || dot > eq {
-		return fmt.Errorf("--set %q: want STAGE.PARAM=VALUE (e.g. sample.temperature=0)", assign)
+		return fmt.Errorf("--set %s: want STAGE.PARAM=VALUE (e.g. sample.temperature=0)", assign)
 	}
 	id, param, raw := assign[:dot], assign[dot+1:eq], assign[eq+1:]
 	if st := s.Stage(id); st != nil {
@@ -493,7 +500,7 @@ func (s *Spec) Set(assign string) error {
 		st.WithPos[param] = Pos{}
 		return nil
 	}
-	return fmt.Errorf("--set %q: no stage with id %q (stages: %s)", assign, id, strings.Join(s.ids(), ", "))
+	return fmt.Errorf("--set %s: no stage with id %q (stages: %s)", assign, id, strings.Join(s.ids(), ", "))
 }
 
 func (s *Spec) ids() []string {

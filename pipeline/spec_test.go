@@ -71,7 +71,7 @@ stages:
 		t.Fatal("no error")
 	}
 	for _, want := range []string{
-		`bad.yaml:9:7: stage "export": parameter context: lots (string) is not a valid int`,
+		`bad.yaml:9:7: stage "export": parameter context: "lots" is not a whole number`,
 		`bad.yaml:10:7: stage "export": export/mil has no parameter "chunk"`,
 		`bad.yaml:11:5: stage "sample": unknown stage "sampler/nope"`,
 	} {

@@ -64,14 +64,14 @@ stages:
 	want := []string{
 		`p.yaml:3:1: unknown key "colour" (a pipeline has name, model, stages, sweep)`,
 		`p.yaml:9:20: stage "export": input "nowhere" is not a stage of this pipeline (stages: load, export, compile, runtime, sample)`,
-		`p.yaml:11:7: stage "export": parameter context: lots (string) is not a valid int`,
+		`p.yaml:11:7: stage "export": parameter context: "lots" is not a whole number`,
 		`p.yaml:12:7: stage "export": export/mil has no parameter "chunk" (it has: context, prefill_chunk`,
 		`p.yaml:15:14: stage "compile": inputs form a cycle: export → compile → export`,
 		`p.yaml:15:22: stage "compile" lists itself as an input`,
 		`p.yaml:16:12: stage "compile": parameter coremlcompiler: "sometimes" is not one of auto, always, never`,
 		`p.yaml:17:5: stage "runtime": unknown stage "runtime/teleport" (run 'lilims stages' for the list)`,
 		`p.yaml:21:13: sha256 must be 64 hexadecimal digits (the output of sha256sum), got 3 characters`,
-		`p.yaml:23:7: stage "sample": parameter top_k: 1.5 (float64) is not a valid int`,
+		`p.yaml:23:7: stage "sample": parameter top_k: 1.5 is not a whole number`,
 	}
 	got := check(t, src)
 	if len(got) != len(want) {
@@ -183,7 +183,7 @@ func TestSweep(t *testing.T) {
 		"  - {id: sample, uses: sampler/default}\nsweep:\n"
 	got := check(t, base+"  export.prefill_chunk: [16, lots]\n  nope.x: [1]\n  sample.top_q: [1]\n  bad: [1]\n")
 	want := []string{
-		`p.yaml:7:3: sweep export.prefill_chunk: parameter prefill_chunk: lots (string) is not a valid int`,
+		`p.yaml:7:3: sweep export.prefill_chunk: parameter prefill_chunk: "lots" is not a whole number`,
 		`p.yaml:8:3: sweep: no stage with id "nope"`,
 		`p.yaml:9:3: sweep: sampler/default has no parameter "top_q"`,
 		`p.yaml:10:3: sweep key "bad": want STAGE.PARAM`,

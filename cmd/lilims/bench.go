@@ -43,7 +43,7 @@ ratios are printed too, and with --llama-quantize (llama-quantize's seconds for 
 conversion) the build's time over it (≤ 1: lilims converts faster). Use --no-cache for a
 build figure. internal/tools/llamacpp-bench measures llama.cpp's figures.`,
 		Example: `  lilims bench model.gguf --set quantize.scheme=block -t 2
-  lilims bench pipelines/phi2.yaml -p 64 -n 32 -r 3 --json
+  lilims bench pipelines/stories.yaml -p 64 -n 32 -r 3 --json
   lilims bench model.gguf --set quantize.scheme=block --llama-pp 52 --llama-tg 18.3
   lilims bench model.gguf --set quantize.scheme=block --no-cache --llama-quantize 10.9 -p 0 -n 0`,
 		Args: args(cobra.ExactArgs(1)),

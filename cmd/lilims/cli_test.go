@@ -27,7 +27,7 @@ func runCLI(t *testing.T, stdin string, a ...string) (string, string, int) {
 	root.SetIn(strings.NewReader(stdin))
 	root.SetArgs(a)
 	ctx := context.Background()
-	err := root.ExecuteContext(ctx)
+	err := execute(ctx, root)
 	code := 0
 	if err != nil {
 		errOut.WriteString(err.Error())

@@ -32,10 +32,17 @@ func newDoctorCmd() *cobra.Command {
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			rep := diagnose(systemProbe(cmd.Context()))
 			rep.Kernels = reference.Kernels()
+			goTool := findGo(cmd.Context())
 			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), rep)
+				return writeJSON(cmd.OutOrStdout(), struct {
+					doctorReport
+					Go goToolchain `json:"go"`
+				}{rep, goTool})
 			}
-			return rep.writeText(cmd.OutOrStdout())
+			if err := rep.writeText(cmd.OutOrStdout()); err != nil {
+				return err
+			}
+			return goTool.writeText(cmd.OutOrStdout())
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")

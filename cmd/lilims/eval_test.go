@@ -135,8 +135,9 @@ func TestEvalBadInput(t *testing.T) {
 		{"ctx too small", []string{"perplexity", storiesF32, "--file", storiesText, "--ctx", "2"}, exitUsage, "--ctx"},
 		{"missing text", []string{"perplexity", storiesF32, "--file", filepath.Join(dir, "none.txt")}, exitError, "none.txt"},
 		// 10 tokens cannot make 2 chunks of 128 (llama-perplexity refuses the same).
-		{"text too short", []string{"perplexity", storiesF32, "--file", short, "--ctx", "128"}, exitError, "too few tokens"},
-		{"ctx beyond export", []string{"perplexity", storiesF32, "--file", storiesText, "--ctx", "100000"}, exitError, "export.context"},
+		// Both refused before the build: usage errors naming the flag.
+		{"text too short", []string{"perplexity", storiesF32, "--file", short, "--ctx", "128"}, exitUsage, "too few tokens"},
+		{"ctx beyond export", []string{"perplexity", storiesF32, "--file", storiesText, "--ctx", "100000"}, exitUsage, "export.context"},
 		{"bad kl base", []string{"perplexity", storiesF32, "--file", storiesText, "--kl-base", filepath.Join(dir, "none.gguf")}, exitError, "--kl-base"},
 		{"plot extension", []string{"compare", storiesF32, "--file", storiesText, "--plot", filepath.Join(dir, "x.txt")}, exitUsage, ".svg or .png"},
 		{"compare no file", []string{"compare", storiesF32}, exitUsage, "--file"},

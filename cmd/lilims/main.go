@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"runtime/pprof"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // Exit codes, as `go` and llama.cpp's tools use them.
@@ -28,6 +30,24 @@ func (e usageError) Error() string { return e.err.Error() }
 func (e usageError) Unwrap() error { return e.err }
 
 func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// flagError rewords pflag's report of a bad flag value ("invalid argument "abc" for
+// "--temperature" flag: strconv.ParseFloat: parsing "abc": invalid syntax") as the flag and
+// what it wants: --temperature: "abc" is not a number.
+func flagError(err error) error {
+	var ive *pflag.InvalidValueError
+	if !errors.As(err, &ive) {
+		return err
+	}
+	name := "--" + ive.GetFlag().Name
+	want := map[string]string{"float64": "a number", "float32": "a number", "int": "a whole number",
+		"int64": "a whole number", "int32": "a whole number", "uint": "a whole number ≥ 0",
+		"uint64": "a whole number ≥ 0", "bool": "true or false", "duration": "a duration (e.g. 90s, 2h)"}
+	if w, ok := want[ive.GetFlag().Value.Type()]; ok {
+		return fmt.Errorf("%s: %q is not %s", name, ive.GetValue(), w)
+	}
+	return fmt.Errorf("%s: %v", name, errors.Unwrap(ive)) // our own Values say what they want
+}
 
 // args wraps a cobra positional-argument check so that its failure is a usage error.
 func args(check cobra.PositionalArgs) cobra.PositionalArgs {
@@ -55,13 +75,17 @@ anywhere through the pure-Go reference runtime that executes the exported packag
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{err} })
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error { return usageError{flagError(err)} })
+	root.Version = readBuildVersion().String()
+	root.SetVersionTemplate("{{.Version}}\n")
+	// Declared here so that cobra gives it no -v, which every other command uses for --verbose.
+	root.Flags().Bool("version", false, "print the lilims version (as lilims version does)")
 	addPluginFlags(root)
 	root.AddCommand(newRunCmd(), newBuildCmd(), newScoreCmd(), newPredictCmd(),
 		newInspectCmd(), newTokenizeCmd(), newDetokenizeCmd(), newDoctorCmd(), newChatCmd())
 	root.AddCommand(newPerplexityCmd(), newCompareCmd())
 	root.AddCommand(newValidateCmd(), newStagesCmd(), newCacheCmd())
-	root.AddCommand(newBenchCmd())
+	root.AddCommand(newBenchCmd(), newVersionCmd())
 	root.AddCommand(newPullCmd(), newListCmd(), newRemoveCmd(), newServeCmd())
 	root.AddCommand(newVerifyCmd(), newPlanCmd())
 	return root
@@ -76,7 +100,7 @@ func main() {
 	pullContext = ctx
 	root := newRootCmd()
 	stopProfile := startProfile()
-	err := root.ExecuteContext(ctx)
+	err := execute(ctx, root)
 	stopProfile()
 	closePlugins()
 	os.Exit(exitCode(ctx, err))
@@ -100,21 +124,60 @@ func startProfile() (stop func()) {
 	return func() { pprof.StopCPUProfile(); f.Close() }
 }
 
+// execute runs the command line. A command run with --json that fails says so as one NDJSON
+// event on stderr (see errorReport), so that its stderr stays machine-readable to the end.
+func execute(ctx context.Context, root *cobra.Command) error {
+	cmd, err := root.ExecuteContextC(ctx)
+	if err != nil && cmd != nil {
+		if f := cmd.Flags().Lookup("json"); f != nil && f.Value.String() == "true" {
+			return jsonError{err}
+		}
+	}
+	return err
+}
+
+// jsonError marks the failure of a command run with --json.
+type jsonError struct{ err error }
+
+func (e jsonError) Error() string { return e.err.Error() }
+func (e jsonError) Unwrap() error { return e.err }
+
 func exitCode(ctx context.Context, err error) int {
 	if err == nil {
 		return exitOK
 	}
-	if ctx.Err() != nil || errors.Is(err, context.Canceled) {
-		fmt.Fprintln(os.Stderr, "lilims: interrupted")
-		return exitInterrupted
-	}
-	fmt.Fprintln(os.Stderr, "lilims:", err)
+	code := exitError
 	var ue usageError
-	if errors.As(err, &ue) || isCobraUsage(err) {
-		fmt.Fprintln(os.Stderr, "Run 'lilims --help' for usage.")
-		return exitUsage
+	switch {
+	case ctx.Err() != nil || errors.Is(err, context.Canceled):
+		code = exitInterrupted
+	case errors.As(err, &ue) || isCobraUsage(err):
+		code = exitUsage
 	}
-	return exitError
+	os.Stderr.WriteString(errorReport(err, code))
+	return code
+}
+
+// errorReport is what a failure prints on stderr: "lilims: message" (and where to find the
+// usage), or with --json {"event": "error", "error": message, "exit": status}.
+func errorReport(err error, code int) string {
+	msg := err.Error()
+	if code == exitInterrupted {
+		msg = "interrupted"
+	}
+	var je jsonError
+	if errors.As(err, &je) {
+		b, _ := json.Marshal(struct {
+			Event string `json:"event"`
+			Error string `json:"error"`
+			Exit  int    `json:"exit"`
+		}{"error", msg, code})
+		return string(b) + "\n"
+	}
+	if code == exitUsage {
+		return "lilims: " + msg + "\nRun 'lilims --help' for usage.\n"
+	}
+	return "lilims: " + msg + "\n"
 }
 
 // isCobraUsage recognises cobra's own errors for unknown commands.

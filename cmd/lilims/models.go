@@ -16,6 +16,7 @@ import (
 
 	"github.com/lilims/lilims/internal/hub"
 	"github.com/lilims/lilims/pipeline"
+	"github.com/lilims/lilims/pipeline/stage"
 	"github.com/lilims/lilims/stages/loader/gguf"
 )
 
@@ -51,7 +52,11 @@ first use.`,
 			if err != nil {
 				return err
 			}
-			file, err := store.Pull(c.Context(), hub.NewClient(), ref, pullProgress(c.ErrOrStderr()))
+			var events stage.Reporter
+			if jsonOut {
+				events = pipeline.NDJSON(c.ErrOrStderr())
+			}
+			file, err := store.Pull(c.Context(), hub.NewClient(), ref, pullProgress(c.ErrOrStderr(), events))
 			if err != nil {
 				return err
 			}
@@ -148,9 +153,25 @@ func newRemoveCmd() *cobra.Command {
 
 // pullProgress draws a byte progress bar for a download on a terminal, and one line
 // before and after it elsewhere.
-func pullProgress(w io.Writer) func(hub.RemoteFile) hub.Progress {
+func pullProgress(w io.Writer, events stage.Reporter) func(hub.RemoteFile) hub.Progress {
 	return func(f hub.RemoteFile) hub.Progress {
 		name := hub.Ref{Repo: f.Repo, File: f.Path}.String()
+		if events != nil { // --json: NDJSON events, a progress one at most every half second
+			events(stage.Event{Stage: "pull", Event: "start", Msg: name, Total: f.Size, Unit: "bytes"})
+			var last time.Time
+			finished := false
+			return func(done, total int64) {
+				switch {
+				case finished:
+				case done >= total:
+					finished = true
+					events(stage.Event{Stage: "pull", Event: "done", Msg: name, Done: done, Total: total, Unit: "bytes"})
+				case time.Since(last) >= 500*time.Millisecond:
+					last = time.Now()
+					events(stage.Event{Stage: "pull", Event: "progress", Done: done, Total: total, Unit: "bytes"})
+				}
+			}
+		}
 		if !isTerminalWriter(w) {
 			fmt.Fprintf(w, "lilims: pulling %s (%s)\n", name, humanBytes(f.Size))
 			return nil
@@ -197,7 +218,7 @@ func resolveModel(plan *pipeline.Plan, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	file, _, err := store.Get(pullContext, hub.NewClient(), ref, pullProgress(stderr))
+	file, _, err := store.Get(pullContext, hub.NewClient(), ref, pullProgress(stderr, cmdNotes.events()))
 	if err != nil {
 		return fmt.Errorf("model %s: %w", m, err)
 	}

@@ -10,8 +10,12 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lilims/lilims/pipeline"
 	"github.com/lilims/lilims/pipeline/stage"
 	"github.com/lilims/lilims/stages/eval"
+	"github.com/lilims/lilims/stages/export"
+	"github.com/lilims/lilims/stages/export/arch"
+	"github.com/lilims/lilims/stages/loader/gguf"
 	"github.com/lilims/lilims/stages/loader/tokenizer"
 )
 
@@ -47,21 +51,27 @@ llama-perplexity's --kl-divergence mode does.`,
 				return err
 			}
 			ctx := cmd.Context()
-			// Validate both pipelines before the (long) builds.
-			if _, err := loadPlan(a[0], pf.sets); err != nil {
+			// Validate both pipelines, and the text's length against the chunk size, before
+			// the (long) builds.
+			plan, err := loadPlan(a[0], pf.sets)
+			if err != nil {
 				return err
 			}
+			chunkPlan := plan // the plan whose context sets the chunks when --ctx is not given
 			if klBase != "" {
-				if _, err := loadPlan(klBase, nil); err != nil {
+				if chunkPlan, err = loadPlan(klBase, nil); err != nil {
 					return fmt.Errorf("--kl-base: %w", err)
 				}
+			}
+			if err := ef.checkLength(plan, chunkPlan, cmd.ErrOrStderr(), !asJSON); err != nil {
+				return err
 			}
 			ws, err := newWorkspace(pf.workDir)
 			if err != nil {
 				return err
 			}
 			defer ws.cleanup()
-			progress := ef.progress(cmd.ErrOrStderr(), pf.verbose)
+			progress := ef.progress(cmd.ErrOrStderr(), pf.verbose, asJSON)
 
 			var (
 				base   *eval.Result
@@ -188,6 +198,62 @@ func (ef *evalFlags) check() error {
 	return nil
 }
 
+// checkLength refuses, before any build, a text too short for two chunks (llama-perplexity's
+// rule, eval.ErrTooFewTokens): of --ctx tokens, or when --ctx is not given of the context the
+// chunk plan's export will have, which it says (on w, when note) it uses.
+func (ef *evalFlags) checkLength(plan, chunkPlan *pipeline.Plan, w io.Writer, note bool) error {
+	exported, known := exportContext(chunkPlan)
+	n, what := ef.ctx, fmt.Sprintf("%d tokens (--ctx)", ef.ctx)
+	switch {
+	case !known:
+		if n == 0 {
+			return nil // known after the build (an exported package); eval checks it then
+		}
+	case n > exported:
+		return usagef("--ctx %d exceeds the exported context of %d tokens (re-export with --set export.context=N)", n, exported)
+	case n == 0:
+		n, what = exported, fmt.Sprintf("%d tokens (the exported context; --ctx not given)", exported)
+	}
+	tok, err := modelTokenizer(plan.Spec.Model)
+	if err != nil {
+		return err
+	}
+	tokens, err := ef.tokens(tok)
+	if err != nil {
+		return err
+	}
+	if len(tokens) < 2*n {
+		return usagef("%s: too few tokens (%d) for two chunks of %s: pass --ctx %d or less",
+			ef.file, len(tokens), what, len(tokens)/2)
+	}
+	if ef.ctx == 0 && note {
+		fmt.Fprintf(w, "lilims: perplexity: chunks of %s\n", what)
+	}
+	return nil
+}
+
+// exportContext is the context length the plan's export stage will give the package: its
+// `context`, else the model's own capped at export.DefaultContextLength, as the export does.
+func exportContext(plan *pipeline.Plan) (int, bool) {
+	st := plan.Step(stage.KindExport)
+	if st == nil || isExport(plan.Spec.Model) {
+		return 0, false
+	}
+	if n := st.Params.Int("context"); n > 0 {
+		return n, true
+	}
+	f, err := gguf.Open(plan.Spec.Model)
+	if err != nil {
+		return 0, false
+	}
+	defer f.Close()
+	cfg, err := arch.ReadConfig(f)
+	if err != nil || cfg.ContextLength <= 0 {
+		return 0, false
+	}
+	return min(cfg.ContextLength, export.DefaultContextLength), true
+}
+
 // tokens tokenizes the text as llama-perplexity does: add_special on (BOS where the
 // vocabulary adds one), parse_special off.
 func (ef *evalFlags) tokens(tok *tokenizer.Tokenizer) ([]int32, error) {
@@ -218,9 +284,22 @@ func (ef *evalFlags) run(ctx context.Context, t *evalTarget, tokens []int32, bas
 
 // progress returns a maker of per-run progress callbacks that print llama.cpp's running
 // "[i]ppl," sequence to w, only on a terminal or with -v (quick work prints nothing extra).
-func (ef *evalFlags) progress(w io.Writer, verbose bool) func(label string) func(int, int, float64) {
+// With --json the estimates are NDJSON progress events instead ({"stage": "perplexity",
+// "event": "progress", "done", "total", "unit": "chunks", "msg": "ppl 4.2171"}), always.
+func (ef *evalFlags) progress(w io.Writer, verbose, asJSON bool) func(label string) func(int, int, float64) {
 	show := verbose || isTerminalWriter(w)
+	events := pipeline.NDJSON(w)
 	return func(label string) func(int, int, float64) {
+		if asJSON {
+			name := "perplexity"
+			if label != "" {
+				name += " (" + label + ")"
+			}
+			return func(done, total int, ppl float64) {
+				events(stage.Event{Stage: name, Event: "progress", Done: int64(done), Total: int64(total),
+					Unit: "chunks", Msg: fmt.Sprintf("ppl %.4f", ppl)})
+			}
+		}
 		if !show {
 			return nil
 		}

@@ -57,6 +57,7 @@ func (pf *pipelineFlags) register(cmd *cobra.Command) {
 			pf.json = true
 		}
 		pf.stderr = c.ErrOrStderr()
+		cmdNotes.to(pf.stderr, pf.json)
 		c.SetContext(context.WithValue(c.Context(), pipelineFlagsKey{}, pf))
 		return nil
 	}
@@ -104,7 +105,7 @@ func loadPlan(arg string, sets []string) (*pipeline.Plan, error) {
 	if len(errs) > 0 {
 		return nil, errs
 	}
-	if err := resolveModel(plan, os.Stderr); err != nil {
+	if err := resolveModel(plan, cmdNotes.writer()); err != nil {
 		return nil, err
 	}
 	return plan, nil
@@ -152,7 +153,18 @@ func checkPipeline(arg string, sets []string) (*pipeline.Plan, pipeline.Errors, 
 		}
 	}
 	plan, err := pipeline.Resolve(isolate(spec), withPlugins(builtin.Registry()))
-	errs = append(errs, asErrors(err)...)
+	// A --set the stage refuses is a command-line mistake (exit 2), as an unknown stage id is.
+	var flagErrs pipeline.Errors
+	for _, e := range asErrors(err) {
+		if errors.Is(e, pipeline.ErrOverride) {
+			flagErrs = append(flagErrs, e)
+		} else {
+			errs = append(errs, e)
+		}
+	}
+	if len(flagErrs) > 0 {
+		return nil, nil, usageError{flagErrs}
+	}
 	return plan, errs.Sorted(), nil
 }
 
@@ -237,7 +249,11 @@ func buildPlan(ctx context.Context, plan *pipeline.Plan, workDir string, verbose
 	cache, err := pf.openCache()
 	if err != nil {
 		// A cache that cannot be opened (a read-only home …) costs time, not correctness.
-		fmt.Fprintf(stderr, "lilims: building without a cache: %v\n", err)
+		if pf.json {
+			pipeline.NDJSON(stderr)(stage.Event{Stage: "cache", Event: "log", Msg: "building without a cache: " + err.Error()})
+		} else {
+			fmt.Fprintf(stderr, "lilims: building without a cache: %v\n", err)
+		}
 		cache = nil
 	}
 	cleanup := func() {}

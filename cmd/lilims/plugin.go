@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/lilims/lilims/pipeline"
 	"github.com/lilims/lilims/pipeline/builtin"
 	"github.com/lilims/lilims/pipeline/plugin"
+	"github.com/lilims/lilims/pipeline/stage"
 )
 
 // serveBuiltinPlugin makes this process the plugin server of one built-in stage when a lilims
@@ -51,9 +53,55 @@ func pluginHost() *plugin.Host {
 		if v := os.Getenv("LILIMS_PLUGIN_LOG"); v != "" {
 			opts.LogLevel = hclog.LevelFromString(v)
 		}
+		opts.Progress = cmdNotes.report
 		host = plugin.NewHost(opts)
 	})
 	return host
+}
+
+// cmdNotes reports slow work done on the side of a command — building a plugin from its Go
+// package, pulling a model named by a pipeline — on the running command's stderr: a line of
+// text, or NDJSON events with --json. The plugin host and the pipeline loader outlive any one
+// command, so the command points cmdNotes at its stderr before it resolves a pipeline.
+var cmdNotes = &notes{w: os.Stderr}
+
+type notes struct {
+	mu     sync.Mutex
+	w      io.Writer
+	ndjson stage.Reporter // nil: text
+}
+
+func (n *notes) to(w io.Writer, asJSON bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.w, n.ndjson = w, nil
+	if asJSON {
+		n.ndjson = pipeline.NDJSON(w)
+	}
+}
+
+// writer is the command's stderr.
+func (n *notes) writer() io.Writer {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.w
+}
+
+// events is the NDJSON reporter with --json, else nil.
+func (n *notes) events() stage.Reporter {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.ndjson
+}
+
+func (n *notes) report(e stage.Event) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.ndjson != nil {
+		n.ndjson(e)
+		return
+	}
+	fmt.Fprintf(n.w, "lilims: %s\n", e.Msg)
 }
 
 // withPlugins adds plugin support to a registry: out-of-process stages and the discovery of
@@ -81,7 +129,7 @@ func (v *isolationValue) String() string { return string(*v) }
 func (v *isolationValue) Type() string   { return "MODE" }
 func (v *isolationValue) Set(s string) error {
 	if s != "process" && s != "inprocess" {
-		return fmt.Errorf("--isolation is process or inprocess, not %q", s)
+		return fmt.Errorf("%q is not process or inprocess", s)
 	}
 	*v = isolationValue(s)
 	return nil

@@ -91,7 +91,7 @@ func TestIsolationProcessIdentical(t *testing.T) {
 
 func TestIsolationFlagUsage(t *testing.T) {
 	_, errOut, code := runCLI(t, "", "build", "x.yaml", "-o", t.TempDir(), "--isolation", "thread")
-	if code != exitUsage || !strings.Contains(errOut, "--isolation is process or inprocess") {
+	if code != exitUsage || !strings.Contains(errOut, `--isolation: "thread" is not process or inprocess`) {
 		t.Errorf("exit %d, %q; want a usage error", code, errOut)
 	}
 }

@@ -103,7 +103,7 @@ type scoreDoc struct {
 func TestRunBadInput(t *testing.T) {
 	model := filepath.Join(oracle, "models", "stories260K.gguf")
 	_, errOut, code := runCLI(t, "", "run", model, "--prompt", "x", "--set", "sample.temprature=0")
-	if code != 1 || !strings.Contains(errOut, `"temprature"`) {
+	if code != exitUsage || !strings.Contains(errOut, `"temprature"`) {
 		t.Errorf("unknown parameter: exit %d, %q", code, errOut)
 	}
 	_, errOut, code = runCLI(t, "", "run", model, "--set", "export.context=16", "--prompt", strings.Repeat("Once upon a time ", 10))

@@ -49,16 +49,19 @@ after consuming tokens[0..i]. With --prompt the model's BOS rule applies as llam
 				return err
 			}
 			defer sess.Close()
+			tok, err := modelTokenizer(b.model())
+			if err != nil {
+				return err
+			}
 			var ids []int32
 			if hasPrompt {
-				tok, err := modelTokenizer(b.model())
-				if err != nil {
-					return err
-				}
 				ids = tok.Encode(prompt, true, true)
 			} else if ids, err = parseIDs([]string{tokens}, sess.VocabSize()); err != nil {
 				return err
 			}
+			// A token's text as llama.cpp's tools print it (common_token_to_piece, special
+			// tokens rendered).
+			piece := func(id int) string { return string(tok.Piece(int32(id), true)) }
 			if len(ids) == 0 {
 				return fmt.Errorf("no tokens to score")
 			}
@@ -70,8 +73,10 @@ after consuming tokens[0..i]. With --prompt the model's BOS rule applies as llam
 				return err
 			}
 			type step struct {
-				Pos int          `json:"pos"`
-				Top [][2]float64 `json:"top"`
+				Pos       int          `json:"pos"`
+				Piece     string       `json:"piece"` // the text of tokens[pos]
+				Top       [][2]float64 `json:"top"`
+				TopPieces []string     `json:"top_pieces"` // the text of each top token
 			}
 			steps := make([]step, len(all))
 			probs := make([]float32, sess.VocabSize())
@@ -83,9 +88,10 @@ after consuming tokens[0..i]. With --prompt the model's BOS rule applies as llam
 					order[j] = j
 				}
 				sort.SliceStable(order, func(x, y int) bool { return probs[order[x]] > probs[order[y]] })
-				st := step{Pos: i, Top: make([][2]float64, k)}
+				st := step{Pos: i, Piece: piece(int(ids[i])), Top: make([][2]float64, k), TopPieces: make([]string, k)}
 				for j := 0; j < k; j++ {
 					st.Top[j] = [2]float64{float64(order[j]), float64(probs[order[j]])}
+					st.TopPieces[j] = piece(order[j])
 				}
 				steps[i] = st
 			}
@@ -93,11 +99,15 @@ after consuming tokens[0..i]. With --prompt the model's BOS rule applies as llam
 				return writeJSON(cmd.OutOrStdout(), map[string]any{"tokens": ids, "steps": steps})
 			}
 			w := cmd.OutOrStdout()
-			fmt.Fprintf(w, "tokens: %v\n", ids)
+			fmt.Fprint(w, "tokens:")
+			for _, id := range ids {
+				fmt.Fprintf(w, " %d %q", id, piece(int(id)))
+			}
+			fmt.Fprintln(w)
 			for _, st := range steps {
-				fmt.Fprintf(w, "pos %d (after %d):", st.Pos, ids[st.Pos])
-				for _, p := range st.Top {
-					fmt.Fprintf(w, " %d:%.4f", int(p[0]), p[1])
+				fmt.Fprintf(w, "pos %d (after %d %q):", st.Pos, ids[st.Pos], st.Piece)
+				for j, p := range st.Top {
+					fmt.Fprintf(w, "  %d %q %.4f", int(p[0]), st.TopPieces[j], p[1])
 				}
 				fmt.Fprintln(w)
 			}
@@ -107,7 +117,7 @@ after consuming tokens[0..i]. With --prompt the model's BOS rule applies as llam
 	cmd.Flags().StringVar(&prompt, "prompt", "", "text to score (tokenized with the model's BOS rule)")
 	cmd.Flags().StringVar(&tokens, "tokens", "", "comma-separated token ids to score (no BOS added)")
 	cmd.Flags().IntVar(&top, "top", 20, "tokens listed per position")
-	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"tokens": [...], "steps": [{"pos": i, "top": [[id, prob], ...]}]}`)
+	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"tokens": [...], "steps": [{"pos": i, "piece": text, "top": [[id, prob], ...], "top_pieces": [text, ...]}]}`)
 	pf.register(cmd)
 	return cmd
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/lilims/lilims/pipeline"
 	"github.com/lilims/lilims/pipeline/builtin"
+	"github.com/lilims/lilims/pipeline/plugin"
 	"github.com/lilims/lilims/pipeline/stage"
 )
 
@@ -18,11 +19,28 @@ func newStagesCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "stages [USES]",
 		Short: "List the stages a pipeline can use, built-in and plugin, with their parameters",
+		Long: `List the built-in stages and the plugins installed in the plugin directories, with their
+parameters. USES narrows the list to one stage: a built-in name (sampler/default), or
+plugin:PATH for a plugin executable or a plugin's Go package directory, which is built first
+(with the go command) and asked what it serves.`,
 		Example: `  lilims stages
   lilims stages sampler/default
+  lilims stages plugin:./plugins/arch-qwen2
   lilims stages --json`,
 		Args: args(cobra.MaximumNArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
+			cmdNotes.to(cmd.ErrOrStderr(), asJSON)
+			if len(a) == 1 && strings.HasPrefix(a[0], "plugin:") {
+				// The same start-and-describe a pipeline's `uses: plugin:PATH` goes through.
+				specs, err := pluginHost().Describe(cmd.Context(), plugin.Ref{Path: strings.TrimPrefix(a[0], "plugin:")})
+				if err != nil {
+					return err
+				}
+				for i := range specs {
+					specs[i].Uses = a[0]
+				}
+				return printStages(cmd, specs, asJSON, markdown)
+			}
 			specs, err := listStages(cmd, withPlugins(builtin.Registry()))
 			if err != nil {
 				return err
@@ -35,18 +53,11 @@ func newStagesCmd() *cobra.Command {
 					}
 				}
 				if len(one) == 0 {
-					return fmt.Errorf("no stage %q (run 'lilims stages' for the list)", a[0])
+					return fmt.Errorf("no stage %q (run 'lilims stages' for the list; a plugin is plugin:PATH)", a[0])
 				}
 				specs = one
 			}
-			switch {
-			case asJSON:
-				return writeJSON(cmd.OutOrStdout(), map[string]any{"stages": specs})
-			case markdown:
-				_, err := io.WriteString(cmd.OutOrStdout(), pipeline.MarkdownStages(specs))
-				return err
-			}
-			return writeStages(cmd.OutOrStdout(), specs)
+			return printStages(cmd, specs, asJSON, markdown)
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"stages": [{"uses", "kind", "doc", "params": [...]}]}`)
@@ -67,6 +78,17 @@ func listStages(cmd *cobra.Command, reg *pipeline.Registry) ([]stage.Spec, error
 		specs = append(specs, plugins...)
 	}
 	return specs, nil
+}
+
+func printStages(cmd *cobra.Command, specs []stage.Spec, asJSON, markdown bool) error {
+	switch {
+	case asJSON:
+		return writeJSON(cmd.OutOrStdout(), map[string]any{"stages": specs})
+	case markdown:
+		_, err := io.WriteString(cmd.OutOrStdout(), pipeline.MarkdownStages(specs))
+		return err
+	}
+	return writeStages(cmd.OutOrStdout(), specs)
 }
 
 func writeStages(w io.Writer, specs []stage.Spec) error {

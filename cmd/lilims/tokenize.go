@@ -69,6 +69,9 @@ func newDetokenizeCmd() *cobra.Command {
   lilims detokenize model.gguf 1 450 --special`,
 		Args: args(cobra.MinimumNArgs(1)),
 		RunE: func(cmd *cobra.Command, a []string) error {
+			if strings.TrimSpace(strings.ReplaceAll(strings.Join(a[1:], ""), ",", "")) == "" {
+				return usagef("detokenize: no token ids (e.g. lilims detokenize %s 15496 995)", a[0])
+			}
 			tok, err := modelTokenizer(a[0])
 			if err != nil {
 				return err

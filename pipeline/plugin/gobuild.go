@@ -11,6 +11,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"time"
+
+	"github.com/lilims/lilims/internal/atomicfile"
+	"github.com/lilims/lilims/pipeline/stage"
 )
 
 // goBuild builds the Go main package in dir into the plugin cache and returns the binary.
@@ -35,19 +39,31 @@ func (h *Host) goBuild(ctx context.Context, dir string) (string, error) {
 	}
 	cache := h.opts.CacheDir
 	if cache == "" {
-		uc, err := os.UserCacheDir()
-		if err != nil {
-			return "", fmt.Errorf("no cache directory for built plugins: %w", err)
+		if cache, err = DefaultCacheDir(); err != nil {
+			return "", err
 		}
-		cache = filepath.Join(uc, "lilims", "plugins")
 	}
 	out := filepath.Join(cache, key, filepath.Base(abs))
 	if runtime.GOOS == "windows" {
 		out += ".exe"
 	}
 	if fi, err := os.Stat(out); err == nil && fi.Mode().IsRegular() {
+		now := time.Now()
+		os.Chtimes(filepath.Dir(out), now, now) // last use, for `lilims cache prune`
 		return out, nil
 	}
+	// go build takes seconds to minutes (a cold module cache downloads and compiles every
+	// dependency): say what is happening, and how long it took.
+	start := time.Now()
+	msg := fmt.Sprintf("building plugin %s (go build) …", dir)
+	h.report(stage.Event{Stage: "plugin", Event: "start", Msg: msg})
+	built := false
+	defer func() {
+		if built {
+			h.report(stage.Event{Stage: "plugin", Event: "done",
+				Msg: fmt.Sprintf("built plugin %s in %.1fs", dir, time.Since(start).Seconds())})
+		}
+	}()
 	if err := os.MkdirAll(filepath.Dir(out), 0o755); err != nil {
 		return "", err
 	}
@@ -72,6 +88,9 @@ func (h *Host) goBuild(ctx context.Context, dir string) (string, error) {
 	if err := os.Rename(tmp.Name(), out); err != nil {
 		return "", err
 	}
+	// Where the binary came from, for `lilims cache ls` (the directory name is a hash).
+	atomicfile.WriteFile(filepath.Join(filepath.Dir(out), sourceFile), []byte(abs+"\n"))
+	built = true
 	return out, nil
 }
 

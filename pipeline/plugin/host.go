@@ -71,6 +71,9 @@ type Options struct {
 	// plugins' hclog lines (default hclog.Warn: warnings, errors and panics).
 	Log      io.Writer
 	LogLevel hclog.Level
+	// Progress, when set, hears of slow work done before a plugin starts: building one from
+	// its Go package (a "start" event, then "done" with the time it took).
+	Progress stage.Reporter
 }
 
 // Host starts and supervises plugin processes. Close (or go-plugin's CleanupClients) stops
@@ -104,6 +107,12 @@ func NewHost(opts Options) *Host {
 		opts.LogLevel = hclog.Warn
 	}
 	return &Host{opts: opts, procs: map[string]*proc{}}
+}
+
+func (h *Host) report(e stage.Event) {
+	if h.opts.Progress != nil {
+		h.opts.Progress(e)
+	}
 }
 
 func (h *Host) warnf(format string, args ...any) {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -137,6 +138,10 @@ type Spec struct {
 	Kind   Kind        `json:"kind"`
 	Doc    string      `json:"doc"`
 	Params []ParamSpec `json:"params"`
+	// Check, when set, is the stage's own check of values that types and enums do not capture
+	// (a combination of parameters, a range): the check its Build or Open makes first, run
+	// again when a pipeline is resolved so that validate rejects what the build would.
+	Check func(Params) error `json:"-"`
 }
 
 // Param looks a parameter up.
@@ -189,17 +194,17 @@ func (ps ParamSpec) Coerce(v any) (any, error) {
 	case Int:
 		switch x := v.(type) {
 		case int:
-			return int64(x), nil
+			return ps.checkEnum(int64(x))
 		case int64:
-			return x, nil
+			return ps.checkEnum(x)
 		case float64:
 			if x == float64(int64(x)) {
-				return int64(x), nil
+				return ps.checkEnum(int64(x))
 			}
 		case string:
 			var n int64
 			if _, err := fmt.Sscan(x, &n); err == nil && fmt.Sprint(n) == strings.TrimSpace(x) {
-				return n, nil
+				return ps.checkEnum(n)
 			}
 		}
 	case Float:
@@ -211,8 +216,7 @@ func (ps ParamSpec) Coerce(v any) (any, error) {
 		case float64:
 			return x, nil
 		case string:
-			var f float64
-			if _, err := fmt.Sscan(x, &f); err == nil {
+			if f, err := strconv.ParseFloat(strings.TrimSpace(x), 64); err == nil {
 				return f, nil
 			}
 		}
@@ -256,7 +260,27 @@ func (ps ParamSpec) Coerce(v any) (any, error) {
 			return out, nil
 		}
 	}
-	return nil, fmt.Errorf("parameter %s: %v (%T) is not a valid %s", ps.Name, v, v, ps.Type)
+	return nil, fmt.Errorf("parameter %s: %s is not %s", ps.Name, quoted(v), typeNoun[ps.Type])
+}
+
+// typeNoun names what a value of each type is, for errors a person reads.
+var typeNoun = map[ParamType]string{Int: "a whole number", Float: "a number", Bool: "true or false",
+	String: "a string", Path: "a file path", Strings: "a list of strings"}
+
+// quoted prints a rejected value as the user wrote it: strings in quotes, numbers bare.
+func quoted(v any) string {
+	if s, ok := v.(string); ok {
+		return strconv.Quote(s)
+	}
+	return fmt.Sprint(v)
+}
+
+// checkEnum refuses an int outside a parameter's listed values (block_size: 32, 64, 128).
+func (ps ParamSpec) checkEnum(n int64) (any, error) {
+	if len(ps.Enum) > 0 && !contains(ps.Enum, strconv.FormatInt(n, 10)) {
+		return nil, fmt.Errorf("parameter %s: %d is not one of %s", ps.Name, n, strings.Join(ps.Enum, ", "))
+	}
+	return n, nil
 }
 
 func contains(list []string, s string) bool {

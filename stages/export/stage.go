@@ -119,3 +119,9 @@ func stageOptions(p stage.Params) (Options, error) {
 	}
 	return o, nil
 }
+
+// Resolving a pipeline runs stageOptions' checks too, so that `lilims validate` refuses what
+// the build would. (Set here, not in Spec's literal: an initialization cycle otherwise.)
+func init() {
+	Spec.Check = func(p stage.Params) error { _, err := stageOptions(p); return err }
+}

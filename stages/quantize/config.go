@@ -260,3 +260,9 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// Resolving a pipeline runs ParseConfig's checks too, so that `lilims validate` refuses what
+// the build would. (Set here, not in Spec's literal: ParseConfig reads Spec.)
+func init() {
+	Spec.Check = func(p stage.Params) error { _, err := ParseConfig(p); return err }
+}
