@@ -217,9 +217,9 @@ func TestModelChatTemplates(t *testing.T) {
 func TestSamplingFlagErrors(t *testing.T) {
 	model := filepath.Join(oracle, "models", "stories260K.gguf")
 	for _, tc := range []struct{ flag, value, want string }{
-		{"--temperature", "abc", `invalid argument "abc" for "--temperature"`},
+		{"--temperature", "abc", `--temperature: "abc" is not a number`},
 		{"--top-p", "3", "--top-p: must be in [0,1]"},
-		{"--typical-p", "x", `"--typical-p"`},
+		{"--typical-p", "x", `--typical-p: "x" is not a number`},
 	} {
 		_, errOut, code := runCLI(t, "", "run", model, "-p", "x", tc.flag, tc.value, "--cache-dir", t.TempDir())
 		if code != exitUsage || !strings.Contains(errOut, tc.want) {
