@@ -23,7 +23,7 @@ import (
 	"github.com/lilims/lilims/pipeline/stage"
 )
 
-// Cache is a content-addressed store of build-stage outputs (DESIGN decision 8), laid out as
+// Cache is a content-addressed store of build-stage outputs, laid out as
 //
 //	DIR/artifacts/<k[:2]>/<k>/manifest.json   what built the entry, and its artifact
 //	DIR/artifacts/<k[:2]>/<k>/out/...          the files the stage wrote (read-only)

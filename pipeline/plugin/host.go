@@ -145,7 +145,7 @@ func ForceProcess(spec *pipeline.Spec) {
 
 // ForceInProcess marks every built-in stage of spec `isolation: inprocess` (the --isolation
 // inprocess flag), overriding the process isolation a stage may have by default (Core ML on
-// darwin, DESIGN decision 7); third-party plugins run out of process anyway.
+// darwin, docs/mac.md); third-party plugins run out of process anyway.
 func ForceInProcess(spec *pipeline.Spec) {
 	for _, st := range spec.Stages {
 		if !strings.HasPrefix(st.Uses, "plugin:") {

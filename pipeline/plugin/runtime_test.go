@@ -38,7 +38,7 @@ func runtimePlan(t *testing.T, h *Host, chunks int, exportIso, runtimeIso string
 	return plan, built
 }
 
-// A runtime in its own process — the way Core ML runs (DESIGN decision 7) — returns the
+// A runtime in its own process — the way Core ML runs on a Mac — returns the
 // logits the in-process runtime returns, bit for bit (float32 travels exactly over gRPC); when
 // that process dies mid-conversation, as an Objective-C exception would kill it, the next
 // call fails naming the plugin and how it died, and the host carries on.

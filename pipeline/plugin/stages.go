@@ -101,12 +101,12 @@ func checkArtifact(k stage.Kind, art stage.Artifact, req stage.BuildRequest) err
 			return fmt.Errorf("gguf artifact %s is a directory", art.Path)
 		}
 	case "mlpackage":
-		need = "Manifest.json" // the package's root file (coreml-mil.md: .mlpackage layout)
+		need = "Manifest.json" // the package's root file (the .mlpackage layout of coremltools' ModelPackage)
 		if mlpackage.IsChunked(art.Path) {
 			need = mlpackage.ChunkIndexFile // a chunked export: a directory of packages and their index
 		}
 	case "quantized":
-		need = "manifest.json" // manifest.json + weights.safetensors (DESIGN decision 5)
+		need = "manifest.json" // manifest.json + weights.safetensors (docs/pipelines.md)
 	case "mlmodelc":
 		if !fi.IsDir() {
 			return fmt.Errorf("mlmodelc artifact %s is not a directory", art.Path)

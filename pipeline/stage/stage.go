@@ -2,7 +2,7 @@
 //
 // It is a leaf package: the pipeline runner and the plugin glue both import it (Go forbids the
 // cycle runner → plugin glue → interfaces → runner). Stages exchange artifacts as paths on
-// disk, never tensors (DESIGN decision 1).
+// disk, never tensors.
 package stage
 
 import (
@@ -38,7 +38,7 @@ type Artifact struct {
 	Meta map[string]string `json:"meta,omitempty"` // small typed facts (e.g. "package" beside a compiled model)
 }
 
-// Event is one progress report (DESIGN decision 9).
+// Event is one progress report.
 type Event struct {
 	Stage string `json:"stage"`
 	Event string `json:"event"` // "start", "progress", "done", "cached", "log"

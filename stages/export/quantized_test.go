@@ -41,7 +41,7 @@ func quantizeDir(t *testing.T, model string, raw map[string]any) string {
 // Prediction: the quantized tensors take bits_per_weight·elements/8 bytes (the manifest's
 // figure counts data, scales, offsets and palettes), every other weight 2 bytes per element
 // (fp16), plus the rope tables (2 tables of C·n_rot/2 fp16) and the blob framing: a 64-byte
-// file header and a 64-byte metadata record per blob (blob v2, coreml-mil.md §4). What is
+// file header and a 64-byte metadata record per blob (MILBlob v2, coremltools' mlmodel/src/MILBlob/Blob/StorageFormat.hpp). What is
 // left unpredicted is each record's padding to 64 bytes and small constants; 3% covers it.
 func TestQuantizedPackages(t *testing.T) {
 	const model, c = "stories260K.gguf", 64

@@ -5,7 +5,7 @@
 //	go run ./internal/tools/genmodel -o /tmp/phi2-q4.gguf -type q4_0   # Q4_0, 1.56 GB
 //	go run ./internal/tools/genmodel -o /tmp/phi2-8.gguf -layers 8
 //
-// The shape is Phi-2's (gguf-arch.md §4.4): n_embd 2560, n_ff 10240, 32 heads of 80 with
+// The shape is Phi-2's (llama.cpp src/models/phi2.cpp): n_embd 2560, n_ff 10240, 32 heads of 80 with
 // rotary dimension 32, vocabulary 51200, separate attn_q/attn_k/attn_v with biases, output
 // with bias. Weights are uniform random with standard deviation 1/√(fan-in) (the residual
 // stream grows slowly over the layers and LayerNorm keeps every block's input at unit
@@ -38,7 +38,7 @@ import (
 	"github.com/lilims/lilims/stages/loader/gguf"
 )
 
-// Phi-2's hyper-parameters (gguf-arch.md §4.4).
+// Phi-2's hyper-parameters (microsoft/phi-2's config.json).
 const (
 	nEmbd    = 2560
 	nFF      = 4 * nEmbd
@@ -340,7 +340,7 @@ func (g *gen) matrix(wt ggml.Type, in, rows int, std float64) func(io.Writer) er
 }
 
 // quantQ4_0 writes x (a multiple of 32 values) as Q4_0 blocks the way llama.cpp's reference
-// quantizer does (gguf-arch.md §2): d = max/−8 with max the signed value of largest
+// quantizer does (ggml-quants.c quantize_row_q4_0_ref): d = max/−8 with max the signed value of largest
 // magnitude, q = min(15, trunc(x/d + 8.5)); 18-byte blocks of f16 d and 16 bytes holding
 // elements j (low nibble) and j+16 (high nibble).
 func quantQ4_0(dst []byte, x []float32) {

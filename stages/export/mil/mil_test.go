@@ -440,7 +440,7 @@ func TestCheckProgramRejects(t *testing.T) {
 	}
 }
 
-// int4 packing: element 2k in the low nibble, two's complement (MILBlob §4.4).
+// int4 packing: element 2k in the low nibble, two's complement (MILBlob's sub-byte packing, StorageFormat.hpp).
 func TestConstantInt4RoundTrip(t *testing.T) {
 	c := Constant{Type: Tensor(Int4, 3), Ints: []int64{-8, 7, -1}}
 	b, err := c.Bytes()

@@ -43,7 +43,7 @@ func CanDequantize(t Type) bool {
 // a multiple of t.BlockElems() and src must hold exactly t.RowBytes(len(dst)) bytes.
 //
 // Formulas and the order of float operations follow ggml's scalar dequantize_row_*
-// (gguf-arch.md §2.4): per-sub-block products such as d·scale are rounded to float32
+// (ggml/src/ggml-quants.c, dequantize_row_*): per-sub-block products such as d·scale are rounded to float32
 // before they multiply the quant, so results are bit-identical to ggml's reference path.
 // DequantizeRow does not allocate.
 func DequantizeRow(t Type, src []byte, dst []float32) error {
@@ -68,7 +68,7 @@ func DequantizeRow(t Type, src []byte, dst []float32) error {
 			dst[i] = f16(src[2*i:])
 		}
 	case BF16:
-		// bf16 is the high half of a binary32 (§2.3).
+		// bf16 is the high half of a binary32 (ggml's GGML_BF16_TO_FP32).
 		for i := range dst {
 			dst[i] = math.Float32frombits(uint32(binary.LittleEndian.Uint16(src[2*i:])) << 16)
 		}

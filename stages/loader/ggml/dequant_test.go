@@ -10,8 +10,8 @@ import (
 	"github.com/x448/float16"
 )
 
-// The tests in this file build blocks by hand from the layouts of gguf-arch.md §2.2 and
-// compute the expected floats from the formulas of §2.4 written out independently of
+// The tests in this file build blocks by hand from the block layouts of ggml/src/ggml-common.h and
+// compute the expected floats from the dequantize_row_* formulas of ggml/src/ggml-quants.c written out independently of
 // dequant.go: packers place logical values (quants, scales) at the byte and bit positions the
 // fact sheet names, and expectations index sub-blocks simply as element/16 or element/32.
 
@@ -153,7 +153,7 @@ func TestDequantizeSpots(t *testing.T) {
 }
 
 // packer builds one block of its type from random logical values and returns the block and
-// the floats the §2.4 formula gives for it.
+// the floats the dequantize_row formula gives for it.
 type packer func(r *rand.Rand) ([]byte, []float32)
 
 // Scales used by the packers; all exactly representable in f16.
@@ -330,7 +330,7 @@ var packers = map[Type]packer{
 }
 
 // packK builds a Q4_K (or Q5_K with fifth bits) block: 8 sub-blocks of 32 with distinct
-// 6-bit scales and mins packed as §2.4 describes.
+// 6-bit scales and mins packed as ggml-quants.c's get_scale_min_k4 reads them.
 func packK(r *rand.Rand, five bool) ([]byte, []float32) {
 	size, qsOff := 144, 16
 	if five {
@@ -449,7 +449,7 @@ func TestDequantizeErrors(t *testing.T) {
 }
 
 // TestQuantizeLiteral checks the reference quantizers byte for byte on blocks worked out
-// from §2.5.
+// from ggml-quants.c's reference quantizers.
 func TestQuantizeLiteral(t *testing.T) {
 	t.Run("Q4_0", func(t *testing.T) {
 		// max = −1 (largest |x|, signed) → d = −1/−8 = 0.125 (f16 0x3000), id = 8.

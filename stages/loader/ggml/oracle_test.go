@@ -188,7 +188,7 @@ func TestOracleModels(t *testing.T) {
 // with the blocks in the fixtures.
 //
 // stories260K-q4_0.gguf was made from the F32 stories260K.gguf by llama-quantize, which
-// without an importance matrix runs quantize_row_q4_0_ref (gguf-arch.md §2.5): our bytes
+// without an importance matrix runs quantize_row_q4_0_ref (ggml/src/ggml-quants.c): our bytes
 // must be identical. The tiny-* quantized files were not made from their f16 siblings but
 // from a higher-precision original (their blocks differ exactly where x/d lies within a few
 // hundredths of a rounding tie), so there we demand that every scale is within one f16 ulp,

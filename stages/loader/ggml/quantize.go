@@ -21,14 +21,14 @@ func checkQuantizeLens(t Type, src []float32, dst []byte) error {
 	return nil
 }
 
-// putF16 stores f rounded to binary16 (round to nearest even, §2.3) at b[0:2].
+// putF16 stores f rounded to binary16 (round to nearest even, as ggml's GGML_FP32_TO_FP16) at b[0:2].
 func putF16(b []byte, f float32) {
 	binary.LittleEndian.PutUint16(b, float16.Fromfloat32(f).Bits())
 }
 
 // QuantizeRowQ4_0 quantizes src (a multiple of 32 elements) into Q4_0 blocks in dst, which
 // must hold exactly Q4_0.RowBytes(len(src)) bytes. It follows ggml's quantize_row_q4_0_ref
-// (gguf-arch.md §2.5), which is what llama-quantize writes, so that re-quantizing a
+// (quantize_row_q4_0_ref in ggml/src/ggml-quants.c), which is what llama-quantize writes, so that re-quantizing a
 // dequantized Q4_0 row can be checked byte for byte.
 func QuantizeRowQ4_0(src []float32, dst []byte) error {
 	if err := checkQuantizeLens(Q4_0, src, dst); err != nil {
@@ -65,7 +65,7 @@ func QuantizeRowQ4_0(src []float32, dst []byte) error {
 
 // QuantizeRowQ8_0 quantizes src (a multiple of 32 elements) into Q8_0 blocks in dst, which
 // must hold exactly Q8_0.RowBytes(len(src)) bytes, following ggml's quantize_row_q8_0_ref
-// (§2.5): d = amax/127 and q = roundf(x/d), ties away from zero.
+// (quantize_row_q8_0_ref, ggml/src/ggml-quants.c): d = amax/127 and q = roundf(x/d), ties away from zero.
 func QuantizeRowQ8_0(src []float32, dst []byte) error {
 	if err := checkQuantizeLens(Q8_0, src, dst); err != nil {
 		return err

@@ -12,7 +12,7 @@ import (
 type DataType int
 
 // The NSInteger values of MLMultiArrayDataType (Apple's MLMultiArray.h): the
-// same numbers as ArrayFeatureType.ArrayDataType in the model description (§2.6), a type
+// same numbers as ArrayFeatureType.ArrayDataType in the model description (coremltools' mlmodel/format/FeatureTypes.proto), a type
 // class in bits 16+ (1 float, 2 int) and the width in bits below.
 const (
 	Float64 DataType = 0x10040 // 65600
@@ -55,7 +55,7 @@ const maxElements = 1 << 31
 
 // Array is the host side of an MLMultiArray: elements of one DataType laid out in Data at
 // Strides (in elements, as Core ML counts them; -[MLMultiArray strides]) over Shape. The arrays
-// this package builds are row-major; the ones Core ML returns may be padded (§7.2 gotchas),
+// this package builds are row-major; the ones Core ML returns may be padded (MLMultiArray.strides),
 // so readers always go through Strides.
 type Array struct {
 	Type    DataType

@@ -9,7 +9,7 @@ import (
 )
 
 // MLMultiArrayDataType values and widths (Apple's MLMultiArray.h; the same
-// numbers as ArrayFeatureType, §2.6).
+// numbers as ArrayFeatureType in coremltools' mlmodel/format/FeatureTypes.proto).
 func TestDataType(t *testing.T) {
 	for _, tc := range []struct {
 		dt   DataType

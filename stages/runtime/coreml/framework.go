@@ -9,16 +9,16 @@ type framework interface {
 	compileModel(pkg, dir string) (string, error)
 	// loadModel loads one function of a compiled model with the given compute units
 	// (+[MLModel modelWithContentsOfURL:configuration:error:] with
-	// MLModelConfiguration.functionName and computeUnits, §7.2).
+	// MLModelConfiguration.functionName and computeUnits, Apple's MLModel documentation).
 	loadModel(compiled, function string, units ComputeUnits) (model, error)
 }
 
 // model is one loaded function.
 type model interface {
-	// newState returns a zeroed KV state (-[MLModel newState], §7.2).
+	// newState returns a zeroed KV state (-[MLModel newState], Apple's MLModel documentation).
 	newState() (state, error)
 	// predict runs the function on the named inputs with st and returns the named outputs
-	// (-[MLModel predictionFromFeatures:usingState:error:], §7.2). The returned arrays are
+	// (-[MLModel predictionFromFeatures:usingState:error:], Apple's MLModel documentation). The returned arrays are
 	// copies owned by Go, carrying Core ML's strides.
 	predict(inputs []*namedArray, outputs []string, st state) (map[string]*Array, error)
 	// release lets the framework free the model.

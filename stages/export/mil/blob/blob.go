@@ -20,7 +20,7 @@ import (
 	"github.com/lilims/lilims/stages/export/mil/milpb"
 )
 
-// Format constants of MILBlob v2 (fact sheet coreml-mil.md §4).
+// Format constants of MILBlob v2 (coremltools' mlmodel/src/MILBlob/Blob/StorageFormat.hpp).
 const (
 	// Version is the storage format version this package reads and writes;
 	// Core ML rejects any other (1 is the retired Espresso format).

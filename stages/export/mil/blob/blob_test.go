@@ -459,7 +459,7 @@ func TestAddRejects(t *testing.T) {
 }
 
 func TestMILTypes(t *testing.T) {
-	// BlobDataType and MIL DataType numbers differ (§3.2 vs §4.3).
+	// BlobDataType and MIL DataType numbers differ (MIL.proto's DataType vs StorageFormat.hpp's BlobDataType).
 	tests := []struct {
 		mil  milpb.DataType
 		blob blob.DataType

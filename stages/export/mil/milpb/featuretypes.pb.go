@@ -1,6 +1,6 @@
 // featuretypes.proto restates the part of Core ML's FeatureTypes.proto
 // (package CoreML.Specification) that describes ML Program inputs, outputs
-// and states. Numbers follow coreml-mil.md §2.5–2.7. Feature kinds we do not
+// and states. Numbers follow coremltools' mlmodel/format/FeatureTypes.proto. Feature kinds we do not
 // declare (image, dictionary, sequence) decode as unknown fields and survive
 // a re-marshal.
 
