@@ -37,7 +37,6 @@ import (
 	"github.com/lilims/lilims/stages/export/mil/milpb"
 	"github.com/lilims/lilims/stages/export/mlpackage"
 	"github.com/lilims/lilims/stages/loader/gguf"
-	"github.com/lilims/lilims/stages/quantize"
 )
 
 // Contract is the version of the program contract written to the metadata.
@@ -209,7 +208,7 @@ func Export(ctx context.Context, f *gguf.File, opts Options, outPath string) err
 		return err
 	}
 	if len(progs) == 1 {
-		return writePackage(ctx, f, progs[0], outPath)
+		return writePackage(ctx, f, opts.Weights, progs[0], outPath)
 	}
 	outPath = filepath.Clean(outPath)
 	tmp, err := os.MkdirTemp(filepath.Dir(outPath), "."+filepath.Base(outPath)+".tmp-")
@@ -221,7 +220,7 @@ func Export(ctx context.Context, f *gguf.File, opts Options, outPath string) err
 	for i, p := range progs {
 		first, end := chunkLayers(cfg.BlockCount, opts.Chunks, i)
 		name := fmt.Sprintf("chunk_%d.mlpackage", i)
-		if err := writePackage(ctx, f, p, filepath.Join(tmp, name)); err != nil {
+		if err := writePackage(ctx, f, opts.Weights, p, filepath.Join(tmp, name)); err != nil {
 			return err
 		}
 		idx.Chunks = append(idx.Chunks, mlpackage.Chunk{Path: name, First: first, End: end})
@@ -238,10 +237,14 @@ func Export(ctx context.Context, f *gguf.File, opts Options, outPath string) err
 	return nil
 }
 
-func writePackage(ctx context.Context, f *gguf.File, p *mil.Program, outPath string) error {
+func writePackage(ctx context.Context, f *gguf.File, weights arch.WeightSet, p *mil.Program, outPath string) error {
 	model := &milpb.Model{}
+	release := []releaser{f}
+	if r, ok := weights.(releaser); ok {
+		release = append(release, r)
+	}
 	return mlpackage.Write(outPath, model, func(w *blob.Writer) error {
-		m, err := p.Build(cancellable{ctx, w})
+		m, err := p.Build(cancellable{ctx, w, release})
 		if err != nil {
 			return fmt.Errorf("export: %s: %w", filepath.Base(f.Path), err)
 		}
@@ -250,11 +253,16 @@ func writePackage(ctx context.Context, f *gguf.File, p *mil.Program, outPath str
 	})
 }
 
+// releaser hands pages of a mapped file back to the kernel once they are written
+// (gguf.File, QuantizedWeights); each ignores bytes that are not in its mapping.
+type releaser interface{ Release(b []byte) }
+
 // cancellable checks ctx before each weight record it writes and releases the mapped
 // pages of each record it has written.
 type cancellable struct {
-	ctx context.Context
-	w   mil.BlobWriter
+	ctx     context.Context
+	w       mil.BlobWriter
+	release []releaser
 }
 
 func (c cancellable) Add(dtype blob.DataType, data []byte, elemCount int) (uint64, error) {
@@ -265,6 +273,8 @@ func (c cancellable) Add(dtype blob.DataType, data []byte, elemCount int) (uint6
 	// Weights stream from the mapped GGUF or quantized safetensors into weight.bin once
 	// each: dropping their pages once written keeps the resident set bounded by the largest
 	// tensor rather than the model. Data built in memory is left alone.
-	quantize.ReleaseMapped(data)
+	for _, r := range c.release {
+		r.Release(data)
+	}
 	return off, err
 }

@@ -5,7 +5,7 @@ import (
 
 	"github.com/lilims/lilims/stages/export/arch"
 	"github.com/lilims/lilims/stages/export/mil"
-	"github.com/lilims/lilims/stages/quantize"
+	"github.com/lilims/lilims/stages/quantize/qweights"
 )
 
 // QuantizedWeights is a quantize stage artifact (weights.safetensors + manifest.json) opened
@@ -13,28 +13,31 @@ import (
 // exporter reads those from the GGUF.
 type QuantizedWeights struct {
 	dir string
-	set *quantize.Set
+	set *qweights.Set
 }
 
 // OpenWeights opens the quantize stage's output directory.
 func OpenWeights(dir string) (*QuantizedWeights, error) {
-	s, err := quantize.Open(dir)
+	s, err := qweights.Open(dir)
 	if err != nil {
 		return nil, err
 	}
 	return &QuantizedWeights{dir: dir, set: s}, nil
 }
 
+// Release hands pages of the artifact's mapping back to the kernel once written.
+func (q *QuantizedWeights) Release(b []byte) { q.set.Release(b) }
+
 // Close releases the artifact; an export using it must have finished.
 func (q *QuantizedWeights) Close() error { return q.set.Close() }
 
 // Manifest returns the artifact's manifest (scheme, bits per weight, per-tensor error).
-func (q *QuantizedWeights) Manifest() *quantize.Manifest { return q.set.Manifest() }
+func (q *QuantizedWeights) Manifest() *qweights.Manifest { return q.set.Manifest() }
 
 // Compressed implements arch.WeightSet.
 func (q *QuantizedWeights) Compressed(name string, r0, r1 int) (*arch.Compressed, bool, error) {
 	t, ok := q.set.Lookup(name)
-	if !ok || t.Info.Encoding == quantize.FP16 {
+	if !ok || t.Info.Encoding == qweights.FP16 {
 		return nil, false, nil
 	}
 	if len(t.Info.Shape) != 2 {
@@ -57,14 +60,14 @@ func (q *QuantizedWeights) Compressed(name string, r0, r1 int) (*arch.Compressed
 		GroupSize: info.GroupSize, Palette: t.LUT,
 	}
 	switch info.Encoding {
-	case quantize.Blockwise:
+	case qweights.Blockwise:
 		c.Encoding = arch.Blockwise
 		if t.Offset != nil {
 			if c.OffsetDType, ok = mil.ParseDType(info.Offset); !ok {
 				return nil, false, fmt.Errorf("%s: offset dtype %q", q.dir, info.Offset)
 			}
 		}
-	case quantize.LUT:
+	case qweights.LUT:
 		c.Encoding = arch.LUT
 	default:
 		return nil, false, fmt.Errorf("%s: unknown encoding %q", q.dir, info.Encoding)
