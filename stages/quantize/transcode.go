@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"slices"
 
 	"github.com/lilims/lilims/stages/loader/ggml"
 	"github.com/lilims/lilims/stages/loader/gguf"
@@ -37,8 +38,8 @@ type transcoding struct {
 const (
 	boundExact    = "exact"
 	boundScale    = "|Δ| ≤ 2⁻¹¹·|s·q|: fp16 rounding of the sub-block scale s = d·sc"
-	boundOffset   = "|Δ| ≤ 2⁻¹¹·|m|: fp16 rounding of the offset −m/d"
-	boundScaleMin = "|Δ| ≤ 2⁻¹¹·(|s·q| + |m|): fp16 rounding of the scale s = d·sc and of the offset m/s (m = dmin·mn)"
+	boundOffset   = "|Δ| ≤ 2⁻¹¹·(|d|·max|q − k| + |m − d·k|) over each block: fp16 rounding of the offset m/d − k (k: the block's integer shift)"
+	boundScaleMin = "|Δ| ≤ 2⁻¹¹·(|s|·max|q − k| + |m − s·k|) over each sub-block: fp16 rounding of the scale s = d·sc and of the offset m/s − k (m = dmin·mn; k: the sub-block's integer shift)"
 )
 
 // transcodings lists every ggml type the gguf scheme reads without a second rounding.
@@ -46,14 +47,14 @@ const (
 // codebooks are vectors of 4–8 values or their quants are not integers times a scale.
 var transcodings = map[ggml.Type]transcoding{
 	ggml.Q4_0:   {"int4", "", 32, boundExact, unpackQ4_0},
-	ggml.Q4_1:   {"uint4", "fp16", 32, boundOffset, unpackQ4_1},
+	ggml.Q4_1:   {"int4", "fp16", 32, boundOffset, unpackQ4_1},
 	ggml.Q5_0:   {"int8", "", 32, boundExact, unpackQ5_0},
-	ggml.Q5_1:   {"uint8", "fp16", 32, boundOffset, unpackQ5_1},
+	ggml.Q5_1:   {"int8", "fp16", 32, boundOffset, unpackQ5_1},
 	ggml.Q8_0:   {"int8", "", 32, boundExact, unpackQ8_0},
-	ggml.Q2_K:   {"uint4", "fp16", 16, boundScaleMin, unpackQ2_K},
+	ggml.Q2_K:   {"int4", "fp16", 16, boundScaleMin, unpackQ2_K},
 	ggml.Q3_K:   {"int4", "", 16, boundScale, unpackQ3_K},
-	ggml.Q4_K:   {"uint4", "fp16", 32, boundScaleMin, unpackQ4_K},
-	ggml.Q5_K:   {"uint8", "fp16", 32, boundScaleMin, unpackQ5_K},
+	ggml.Q4_K:   {"int4", "fp16", 32, boundScaleMin, unpackQ4_K},
+	ggml.Q5_K:   {"int8", "fp16", 32, boundScaleMin, unpackQ5_K},
 	ggml.Q6_K:   {"int8", "", 16, boundScale, unpackQ6_K},
 	ggml.IQ4_NL: {"int8", "", 32, boundExact, unpackIQ4_NL},
 	ggml.IQ4_XS: {"int8", "", 32, boundScale, unpackIQ4_XS},
@@ -331,7 +332,13 @@ func (ws *workspace) transcode(f *gguf.File, c chunk, w *qweights.Writer) (errSu
 			qs := q[k*tr.block : (k+1)*tr.block]
 			switch sc := f16Table[ws.scale[i]]; {
 			case sc != 0:
-				off[i] = toF16(m[k] / sc)
+				// s·q − m = s·(q − sh) − (m − s·sh): an integer shift of the quants near
+				// m/s leaves a small offset, which fp16 holds to a fine step (2⁻¹¹ of it).
+				sh := shiftFor(tr.dtype, qs, float64(m[k])/float64(s[k]))
+				for e := range qs {
+					qs[e] -= sh
+				}
+				ws.scale[i], off[i] = scaleOffset(s[k], float64(m[k])-float64(s[k])*float64(sh), qs)
 			case m[k] == 0:
 				off[i] = 0
 			default:
@@ -365,6 +372,51 @@ func (ws *workspace) transcode(f *gguf.File, c chunk, w *qweights.Writer) (errSu
 	}
 	c.state.noteMaxErr(maxErr)
 	return errSum, sigSum, ws.writeBlockwise(w, j, c.r0, rows, off)
+}
+
+// scaleOffset picks the fp16 scale S and offset O of a sub-block whose ggml values are
+// s·q − m for its quants qs: of S = fp16(s) and its two neighbours, and for each of O =
+// fp16 of the offset that balances S's rounding over the quants' range and its two
+// neighbours, the pair whose largest |S·(q − O) − (s·q − m)| over that range is least.
+// The error is linear in q, so it is largest at the range's ends. The plain pair (fp16(s),
+// fp16(m/fp16(s))) is among the candidates, so the result stays within its bound.
+func scaleOffset(s float32, m float64, qs []int32) (scale, off uint16) {
+	lo, hi := slices.Min(qs), slices.Max(qs)
+	mid := float64(lo+hi) / 2
+	best := math.Inf(1)
+	s0 := toF16(s)
+	for _, S := range []uint16{s0, s0 - 1, s0 + 1} {
+		sc := float64(f16Table[S])
+		if S&0x7fff == 0 || S&0x7fff >= 0x7c00 || (S^s0)&0x8000 != 0 || !finite(f16Table[S]) {
+			continue // no zero, Inf or sign change from a neighbour
+		}
+		// S·(q − O) = s·q − m at q = mid: O = (m + (S − s)·mid)/S.
+		o0 := toF16(float32((m + (sc-float64(s))*mid) / sc))
+		for _, O := range []uint16{o0, o0 - 1, o0 + 1, toF16(float32(m / sc))} {
+			o := float64(f16Table[O])
+			if !finite(f16Table[O]) || (O^o0)&0x8000 != 0 && O&0x7fff != 0 {
+				continue
+			}
+			e := max(math.Abs(sc*(float64(lo)-o)-(float64(s)*float64(lo)-m)),
+				math.Abs(sc*(float64(hi)-o)-(float64(s)*float64(hi)-m)))
+			if e < best {
+				best, scale, off = e, S, O
+			}
+		}
+	}
+	return scale, off
+}
+
+// shiftFor returns the integer k nearest o such that every q − k of qs fits the data
+// dtype (int4 or int8).
+func shiftFor(dtype string, qs []int32, o float64) int32 {
+	lo, hi := slices.Min(qs), slices.Max(qs)
+	top := int32(7)
+	if dtype == "int8" {
+		top = 127
+	}
+	k := int32(max(-1<<20, min(1<<20, math.Round(o))))
+	return max(hi-top, min(lo+top+1, k))
 }
 
 func finite(v float32) bool { return !math.IsInf(float64(v), 0) && !math.IsNaN(float64(v)) }
