@@ -82,6 +82,7 @@ func (s Stage) Build(ctx context.Context, req stage.BuildRequest) (stage.Artifac
 		"source":          in.Path,
 		"scheme":          m.Scheme,
 		"bits_per_weight": fmt.Sprintf("%.3f", m.BitsPerWeight),
+		"weights":         m.Summary,
 	}}, nil
 }
 
@@ -120,7 +121,8 @@ func Quantize(ctx context.Context, f *gguf.File, cfg *Config, dir string, report
 			report(stage.Event{Event: "log", Msg: j.info.Name + ": " + j.info.Note})
 		}
 	}
-	report(stage.Event{Event: "log", Msg: weightsSummary(jobs)})
+	summary := weightsSummary(cfg.Scheme, jobs)
+	report(stage.Event{Event: "log", Msg: summary})
 	w, err := qweights.Create(dir, cfg.Scheme, tensors)
 	if err != nil {
 		return nil, fmt.Errorf("quantize/int4: %w", err)
@@ -129,7 +131,7 @@ func Quantize(ctx context.Context, f *gguf.File, cfg *Config, dir string, report
 		w.Abort()
 		return nil, err
 	}
-	m := &Manifest{Scheme: cfg.Scheme, Params: cfg.params(), Source: f.Path, Warnings: warnings}
+	m := &Manifest{Scheme: cfg.Scheme, Params: cfg.params(), Source: f.Path, Warnings: warnings, Summary: summary}
 	for _, j := range jobs {
 		m.Tensors = append(m.Tensors, j.info)
 	}

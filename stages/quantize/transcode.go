@@ -471,7 +471,10 @@ func q4Pairs(v uint64) uint32 {
 // weightsSummary says in one line what happened to the model's weights, by source type:
 // "weights: 14 Q4_K → blockwise uint4/32 (within fp16 rounding of scale and offset), …;
 // kept fp16: 9 F32, 2 Q6_K (fallback fp16)". The count of a group is of tensors.
-func weightsSummary(jobs []*job) string {
+//
+// Under scheme gguf, float weights kept as they are get a note saying so: they have no
+// blocks to transcode, and a fallback would quantize them.
+func weightsSummary(scheme string, jobs []*job) string {
 	type group struct {
 		key string
 		n   int
@@ -486,9 +489,14 @@ func weightsSummary(jobs []*job) string {
 		}
 		*gs = append(*gs, &group{key, 1})
 	}
+	floats := 0 // 2-D float weights kept fp16
 	for _, j := range jobs {
 		src := j.src.Type.String()
 		ti := &j.info
+		if !j.quantized() && len(ti.Shape) == 2 && isWeight(j.src) &&
+			(j.src.Type == ggml.F32 || j.src.Type == ggml.F16 || j.src.Type == ggml.BF16) {
+			floats++
+		}
 		switch {
 		case j.trans:
 			how := "exact"
@@ -521,14 +529,16 @@ func weightsSummary(jobs []*job) string {
 		}
 		return s
 	}
-	out := "weights: "
-	if len(done) == 0 {
-		out += "none quantized"
-	} else {
-		out += join(done)
-	}
-	if len(kept) > 0 {
+	out := "weights: " + join(done)
+	switch {
+	case len(done) == 0:
+		out += "all kept fp16: " + join(kept)
+	case len(kept) > 0:
 		out += "; kept fp16: " + join(kept)
+	}
+	if floats > 0 && scheme == "gguf" {
+		out += fmt.Sprintf(" (scheme %s transcodes ggml blocks: the %d float weights have none and stay fp16; "+
+			"fallback: block, channel or lut4, or that scheme, quantizes them)", scheme, floats)
 	}
 	return out
 }

@@ -46,6 +46,9 @@ type Manifest struct {
 	// in bits over their element count; fp16 tensors are not included.
 	BitsPerWeight float64  `json:"bits_per_weight"`
 	Warnings      []string `json:"warnings,omitempty"`
+	// Summary says in one line what happened to the weights, by source type, e.g.
+	// "weights: 14 Q4_K → blockwise int4/32 (…), 2 Q6_K → blockwise int8/16 (…); kept fp16: 9 F32 1-D".
+	Summary string `json:"summary,omitempty"`
 }
 
 // TensorInfo describes one tensor of the source model.
