@@ -20,6 +20,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"path/filepath"
 	"sync"
 	"time"
 	"unsafe"
@@ -131,7 +132,11 @@ func Quantize(ctx context.Context, f *gguf.File, cfg *Config, dir string, report
 		w.Abort()
 		return nil, err
 	}
-	m := &Manifest{Scheme: cfg.Scheme, Params: cfg.params(), Source: f.Path, Warnings: warnings, Summary: summary}
+	src, err := filepath.Abs(f.Path) // transcoded tensors are read from it
+	if err != nil {
+		return nil, fmt.Errorf("quantize/int4: %w", err)
+	}
+	m := &Manifest{Scheme: cfg.Scheme, Params: cfg.params(), Source: src, SourceSize: f.FileSize(), Warnings: warnings, Summary: summary}
 	for _, j := range jobs {
 		m.Tensors = append(m.Tensors, j.info)
 	}
@@ -413,7 +418,7 @@ func (ws *workspace) do(f *gguf.File, c chunk, w *qweights.Writer) (errSum, sigS
 	n := rows * in
 	ws.q = grow(ws.q, n)
 	if j.trans {
-		return ws.transcode(f, c, w)
+		return ws.transcode(f, c)
 	}
 	if j.block != nil && c.state.gptq == nil && j.src.Type == ggml.F16 && j.block.canStrip() {
 		if e, s, ok, err := ws.stripF16(f, c, w); ok || err != nil {

@@ -6,12 +6,14 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/lilims/lilims/pipeline/stage"
 	"github.com/lilims/lilims/stages/loader/ggml"
 	"github.com/lilims/lilims/stages/loader/gguf"
+	"github.com/lilims/lilims/stages/quantize/qweights"
 )
 
 // TestTranscodeBound transcodes every quantized fixture and checks each element against
@@ -30,7 +32,7 @@ func TestTranscodeBound(t *testing.T) {
 			s, f := quantizeModel(t, model, stage.Params{"scheme": "gguf"})
 			for _, gt := range f.Tensors {
 				qt, ok := s.Lookup(gt.Name)
-				tr, can := transcodings[gt.Type]
+				tr, can := qweights.TranscodingOf(gt.Type)
 				if !ok {
 					if can && len(gt.Shape) == 2 && gt.Elements() >= 1024 {
 						t.Errorf("%s (%v) not transcoded", gt.Name, gt.Type)
@@ -38,8 +40,8 @@ func TestTranscodeBound(t *testing.T) {
 					continue
 				}
 				info := qt.Info
-				if info.SourceType != gt.Type.String() || info.Bound != tr.bound || info.DType != tr.dtype ||
-					info.BlockSize != tr.block || info.Offset != tr.offset {
+				if info.SourceType != gt.Type.String() || info.Bound != tr.Bound || info.DType != tr.DType ||
+					info.BlockSize != tr.Block || info.Offset != tr.Offset || info.Stored != qweights.StoredSource {
 					t.Fatalf("%s: manifest %+v, want the %v transcoding %+v", gt.Name, info, gt.Type, tr)
 				}
 				want, err := f.Float32s(gt)
@@ -53,25 +55,25 @@ func TestTranscodeBound(t *testing.T) {
 				var sc, mn [16]float32
 				var worst, ratio float64
 				for b := 0; b < len(want)/be; b++ {
-					tr.unpack(raw[b*bb:(b+1)*bb], q, sc[:], mn[:])
+					tr.Unpack(raw[b*bb:(b+1)*bb], q, sc[:], mn[:])
 					var qk [16]float64 // per sub-block: max |q − k|
 					for e := range be {
 						k := q[e] - stored(info.DType, qt.Data, b*be+e)
-						qk[e/tr.block] = max(qk[e/tr.block], math.Abs(float64(q[e]-k)))
+						qk[e/tr.Block] = max(qk[e/tr.Block], math.Abs(float64(q[e]-k)))
 					}
 					for e := range be {
 						i := b*be + e
 						d := math.Abs(float64(got[i]) - float64(want[i]))
 						worst = max(worst, d)
-						if info.Bound == boundExact {
+						if info.Bound == qweights.BoundExact {
 							if got[i] != want[i] {
 								t.Fatalf("%s[%d] = %g, ggml %g (exact transcoding)", gt.Name, i, got[i], want[i])
 							}
 							continue
 						}
 						k := q[e] - stored(info.DType, qt.Data, i)
-						sb, mb := float64(sc[e/tr.block]), float64(mn[e/tr.block])
-						bound := math.Exp2(-11)*(math.Abs(sb)*qk[e/tr.block]+math.Abs(mb-sb*float64(k))) +
+						sb, mb := float64(sc[e/tr.Block]), float64(mn[e/tr.Block])
+						bound := math.Exp2(-11)*(math.Abs(sb)*qk[e/tr.Block]+math.Abs(mb-sb*float64(k))) +
 							math.Exp2(-22)*math.Abs(float64(want[i])) + math.Exp2(-30) // float32 products
 						if d > bound {
 							t.Fatalf("%s[%d]: |Δ| = %g > bound %g (s %g, m %g, q %d, k %d)", gt.Name, i, d, bound, sb, mb, q[e], k)
@@ -214,4 +216,55 @@ func writeModel(t *testing.T, typ ggml.Type, shape []int64, data []byte) *gguf.F
 	}
 	t.Cleanup(func() { f.Close() })
 	return f
+}
+
+// TestTranscodedSource: transcoded tensors are not copied into the artifact; they are read
+// from the GGUF's blocks, which the reader checks: the model may move (a consumer names it),
+// but another file in its place is refused, naming it.
+func TestTranscodedSource(t *testing.T) {
+	const model = "tiny-phi2-q4_0.gguf"
+	f := openModel(t, model)
+	cfg, _ := ParseConfig(stage.Params{"scheme": "gguf"})
+	dir := t.TempDir()
+	if _, err := Quantize(context.Background(), f, cfg, dir, nil); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(filepath.Join(dir, WeightsFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Size() > 1024 {
+		t.Errorf("weights file of %d bytes: transcoded arrays were copied", st.Size())
+	}
+	raw, err := os.ReadFile(filepath.Join(models, model))
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := filepath.Join(t.TempDir(), "moved.gguf")
+	if err := os.WriteFile(moved, raw, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := qweights.OpenSource(dir, moved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	qt, ok := s.Lookup("blk.0.attn_qkv.weight")
+	gt, _ := f.Tensor("blk.0.attn_qkv.weight")
+	want, _ := f.Float32s(gt)
+	if !ok || !slices.Equal(qt.Dequantize(), want) {
+		t.Error("the moved model's tensor does not read back ggml's values")
+	}
+	part, err := s.Rows("blk.0.attn_qkv.weight", 8, 24)
+	in := qt.Info.Shape[1]
+	if err != nil || !slices.Equal(part.Dequantize(), want[8*in:24*in]) {
+		t.Errorf("rows [8, 24): %v", err)
+	}
+	s.Close()
+	other := filepath.Join(models, "tiny-phi2-q8_0.gguf")
+	if _, err := qweights.OpenSource(dir, other); err == nil || !strings.Contains(err.Error(), other) {
+		t.Errorf("another model in its place: %v", err)
+	}
+	if _, err := qweights.OpenSource(dir, filepath.Join(t.TempDir(), "gone.gguf")); err == nil || !strings.Contains(err.Error(), "gone.gguf") {
+		t.Errorf("a missing model: %v", err)
+	}
 }

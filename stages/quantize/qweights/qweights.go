@@ -17,8 +17,8 @@ import (
 	"path/filepath"
 	"slices"
 
-	"github.com/x448/float16"
-
+	"github.com/lilims/lilims/stages/loader/ggml"
+	"github.com/lilims/lilims/stages/loader/gguf"
 	"github.com/lilims/lilims/stages/quantize/safetensors"
 )
 
@@ -27,6 +27,9 @@ const (
 	ManifestFile = "manifest.json"
 	WeightsFile  = "weights.safetensors"
 )
+
+// StoredSource marks a tensor whose arrays are its ggml blocks in the source GGUF (TensorInfo.Stored).
+const StoredSource = "source"
 
 // Encodings of a tensor.
 const (
@@ -38,10 +41,13 @@ const (
 // Manifest describes a quantized artifact: how it was made and every tensor of the source
 // model, quantized or not, so that nothing is left fp16 silently.
 type Manifest struct {
-	Scheme  string         `json:"scheme"`
-	Params  map[string]any `json:"params"`
-	Source  string         `json:"source"` // the GGUF file quantized
-	Tensors []TensorInfo   `json:"tensors"`
+	Scheme string         `json:"scheme"`
+	Params map[string]any `json:"params"`
+	Source string         `json:"source"` // the GGUF file quantized
+	// SourceSize is the GGUF's size in bytes, checked before tensors stored as its blocks
+	// (StoredSource) are read from it.
+	SourceSize int64        `json:"source_size,omitempty"`
+	Tensors    []TensorInfo `json:"tensors"`
 	// BitsPerWeight is the size of the quantized tensors (data, scales, offsets, palettes)
 	// in bits over their element count; fp16 tensors are not included.
 	BitsPerWeight float64  `json:"bits_per_weight"`
@@ -68,6 +74,10 @@ type TensorInfo struct {
 	SourceType string  `json:"source_type,omitempty"`
 	Bound      string  `json:"bound,omitempty"`
 	MaxAbsErr  float64 `json:"max_abs_err,omitempty"`
+	// Stored is where the arrays are: "" in WeightsFile, StoredSource as the tensor's
+	// ggml blocks in the source GGUF, which the reader transcodes when the arrays are
+	// wanted (Transcoding): conversion then writes the weights once, into the package.
+	Stored string `json:"stored,omitempty"`
 }
 
 // Part is one stored array of a quantized tensor: the safetensors tensor named
@@ -163,15 +173,23 @@ func (ti *TensorInfo) StoredBits() (int64, error) {
 
 // Set is an opened quantized artifact.
 type Set struct {
-	dir      string
-	manifest Manifest
-	st       *safetensors.File
-	tensors  map[string]*Tensor
+	dir        string
+	manifest   Manifest
+	st         *safetensors.File
+	tensors    map[string]*Tensor
+	source     *gguf.File // the GGUF, when tensors are stored as its blocks
+	sourcePath string
+	derived    map[string]*TensorInfo // those tensors
 }
 
 // Open reads dir's manifest and maps its safetensors file, checking that every quantized
 // tensor of the manifest is stored with the dtypes and sizes its encoding implies.
-func Open(dir string) (*Set, error) {
+func Open(dir string) (*Set, error) { return OpenSource(dir, "") }
+
+// OpenSource is Open with the GGUF that tensors stored as its blocks are read from given
+// (a consumer that has the model, possibly moved since it was quantized); "" means the
+// manifest's Source. Its size must be the manifest's SourceSize.
+func OpenSource(dir, source string) (*Set, error) {
 	mpath := filepath.Join(dir, ManifestFile)
 	raw, err := os.ReadFile(mpath)
 	if err != nil {
@@ -181,14 +199,28 @@ func Open(dir string) (*Set, error) {
 	if err := json.Unmarshal(raw, &s.manifest); err != nil {
 		return nil, fmt.Errorf("qweights: %s: %w", mpath, err)
 	}
+	s.sourcePath = s.manifest.Source
+	if source != "" {
+		s.sourcePath = source
+	}
 	st, err := safetensors.Open(filepath.Join(dir, WeightsFile))
 	if err != nil {
 		return nil, fmt.Errorf("qweights: %w", err)
 	}
 	s.st = st
-	for _, ti := range s.manifest.Tensors {
+	for i, ti := range s.manifest.Tensors {
 		if ti.Encoding == FP16 {
 			continue
+		}
+		if ti.Stored == StoredSource {
+			if err := s.openSource(&s.manifest.Tensors[i]); err != nil {
+				s.Close()
+				return nil, fmt.Errorf("qweights: %s: tensor %q: %w", mpath, ti.Name, err)
+			}
+			continue
+		} else if ti.Stored != "" {
+			st.Close()
+			return nil, fmt.Errorf("qweights: %s: tensor %q: stored %q is not %q or empty", mpath, ti.Name, ti.Stored, StoredSource)
 		}
 		t, err := s.load(ti)
 		if err != nil {
@@ -238,8 +270,14 @@ func (s *Set) load(ti TensorInfo) (*Tensor, error) {
 func (s *Set) Manifest() *Manifest { return &s.manifest }
 
 // Lookup returns a quantized tensor; false means the tensor is not quantized and the
-// consumer uses its fp16 values from the GGUF.
+// consumer uses its fp16 values from the GGUF. A tensor stored as its source's blocks is
+// transcoded whole, into memory (false if that fails: Rows says why); an exporter streams
+// it through Rows instead.
 func (s *Set) Lookup(name string) (*Tensor, bool) {
+	if ti, ok := s.derived[name]; ok {
+		t, err := s.Rows(name, 0, ti.Shape[0])
+		return t, err == nil
+	}
 	t, ok := s.tensors[name]
 	return t, ok
 }
@@ -248,8 +286,110 @@ func (s *Set) Lookup(name string) (*Tensor, bool) {
 // streaming reader (the exporter writing weight.bin) is done with them.
 func (s *Set) Release(b []byte) { s.st.Release(b) }
 
-// Close releases the mapping; tensors returned by Lookup are invalid afterwards.
-func (s *Set) Close() error { return s.st.Close() }
+// Close releases the mappings; tensors returned by Lookup are invalid afterwards.
+func (s *Set) Close() error {
+	if s.source != nil {
+		s.source.Close()
+	}
+	return s.st.Close()
+}
+
+// openSource checks a tensor stored as ggml blocks against the source GGUF (opened on the
+// first such tensor): its type, shape and the transcoding its encoding names.
+func (s *Set) openSource(ti *TensorInfo) error {
+	if s.source == nil {
+		f, err := gguf.Open(s.sourcePath)
+		if err != nil {
+			return fmt.Errorf("stored as the blocks of its source: %w", err)
+		}
+		if f.FileSize() != s.manifest.SourceSize {
+			f.Close()
+			return fmt.Errorf("stored as the blocks of %s, which has %d bytes, the model quantized %d", s.sourcePath, f.FileSize(), s.manifest.SourceSize)
+		}
+		s.source, s.derived = f, map[string]*TensorInfo{}
+	}
+	t, ok := s.source.Tensor(ti.Name)
+	if !ok {
+		return fmt.Errorf("not in %s", s.sourcePath)
+	}
+	tr, ok := TranscodingOf(t.Type)
+	if !ok || t.Type.String() != ti.SourceType {
+		return fmt.Errorf("is %v in %s, the manifest says %s (transcodable: %v)", t.Type, s.sourcePath, ti.SourceType, ok)
+	}
+	if len(ti.Shape) != 2 || len(t.Shape) != 2 || int64(ti.Shape[1]) != t.Shape[0] || int64(ti.Shape[0]) != t.Shape[1] {
+		return fmt.Errorf("shape %v, the GGUF's ne %v", ti.Shape, t.Shape)
+	}
+	if ti.Encoding != Blockwise || ti.DType != tr.DType || ti.Offset != tr.Offset || ti.BlockSize != tr.Block {
+		return fmt.Errorf("%s %s/%d offset %q is not the %v transcoding (%s/%d offset %q)", ti.Encoding, ti.DType, ti.BlockSize, ti.Offset, t.Type, tr.DType, tr.Block, tr.Offset)
+	}
+	if _, dup := s.derived[ti.Name]; dup {
+		return fmt.Errorf("listed twice")
+	}
+	s.derived[ti.Name] = ti
+	return nil
+}
+
+// Derived reports whether quantized tensor name is stored as its source's ggml blocks.
+func (s *Set) Derived(name string) bool { _, ok := s.derived[name]; return ok }
+
+// Rows returns rows [r0, r1) of quantized tensor name: a view of the weights file, or, for
+// a tensor stored as its source's ggml blocks, arrays transcoded from them now (their
+// source pages are released once read).
+func (s *Set) Rows(name string, r0, r1 int) (*Tensor, error) {
+	ti, ok := s.derived[name]
+	if !ok {
+		t, ok := s.tensors[name]
+		if !ok {
+			return nil, fmt.Errorf("qweights: tensor %q is not quantized", name)
+		}
+		if r0 == 0 && r1 == t.Info.Shape[0] {
+			return t, nil
+		}
+		return t.Rows(r0, r1)
+	}
+	out, in := ti.Shape[0], ti.Shape[1]
+	if r0 < 0 || r1 > out || r0 >= r1 {
+		return nil, fmt.Errorf("qweights: tensor %q: rows [%d, %d) out of range (%d rows)", name, r0, r1, out)
+	}
+	t, _ := s.source.Tensor(name)
+	rb, err := t.Type.RowBytes(int64(in))
+	if err != nil {
+		return nil, fmt.Errorf("qweights: tensor %q: %w", name, err)
+	}
+	data := s.source.Data(t)
+	if int64(len(data)) < int64(r1)*rb {
+		return nil, fmt.Errorf("qweights: tensor %q: %d bytes of data, %d rows need %d", name, len(data), r1, int64(r1)*rb)
+	}
+	raw := data[int64(r0)*rb : int64(r1)*rb]
+	defer s.source.Release(raw)
+	tr := transcodings[t.Type]
+	n := (r1 - r0) * in
+	info := *ti
+	info.Shape = []int{r1 - r0, in}
+	res := &Tensor{Info: info}
+	if t.Type == ggml.Q4_0 {
+		res.Data, res.Scale = make([]byte, n/2), make([]byte, 2*(n/32))
+		if q4_0Rows(raw, res.Data, res.Scale) {
+			return res, nil
+		}
+	}
+	q, scale := make([]int32, n), make([]uint16, n/tr.Block)
+	var off []uint16
+	if tr.Offset != "" {
+		off = make([]uint16, len(scale))
+	}
+	if err := tr.Rows(t.Type, raw, in, q, scale, off); err != nil {
+		if be, ok := err.(*BlockError); ok {
+			be.Row += r0
+		}
+		return nil, fmt.Errorf("qweights: tensor %q (%v): %w", name, t.Type, err)
+	}
+	res.Data, res.Scale = Pack(tr.DType, q), halves(scale)
+	if off != nil {
+		res.Offset = halves(off)
+	}
+	return res, nil
+}
 
 // Tensor is one quantized tensor. Its byte slices point into the mapped safetensors file
 // and are laid out exactly as MIL blobs expect them.
@@ -340,7 +480,7 @@ func slice4(b []byte, e0, e1 int) []byte {
 func (t *Tensor) Dequantize() []float32 {
 	out, in := t.Info.Shape[0], t.Info.Shape[1]
 	dst := make([]float32, out*in)
-	f16 := func(b []byte, i int) float32 { return float16.Frombits(binary.LittleEndian.Uint16(b[2*i:])).Float32() }
+	f16 := func(b []byte, i int) float32 { return f16ToF32(binary.LittleEndian.Uint16(b[2*i:])) }
 	switch t.Info.Encoding {
 	case LUT:
 		g := t.Info.GroupSize
@@ -388,4 +528,16 @@ func nibble(b []byte, i int, signed bool) int32 {
 		v -= 16
 	}
 	return v
+}
+
+// Info returns the manifest's entry for quantized tensor name; false for a tensor that is
+// not quantized.
+func (s *Set) Info(name string) (TensorInfo, bool) {
+	if ti, ok := s.derived[name]; ok {
+		return *ti, true
+	}
+	if t, ok := s.tensors[name]; ok {
+		return t.Info, true
+	}
+	return TensorInfo{}, false
 }

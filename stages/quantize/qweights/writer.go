@@ -18,12 +18,12 @@ type Writer struct {
 }
 
 // Create starts an artifact in dir. The weights file is laid out for the quantized tensors
-// among tensors, in their order (FP16 tensors store nothing); scheme is recorded in its
-// metadata.
+// among tensors, in their order (FP16 tensors and those stored as their source's blocks
+// store nothing there); scheme is recorded in its metadata.
 func Create(dir, scheme string, tensors []TensorInfo) (*Writer, error) {
 	var entries []safetensors.Entry
 	for _, ti := range tensors {
-		if ti.Encoding == FP16 {
+		if ti.Encoding == FP16 || ti.Stored == StoredSource {
 			continue
 		}
 		ps, err := ti.Parts()
