@@ -69,8 +69,9 @@ var Spec = stage.Spec{
 			Doc: "block: int4 per block of block_size along the input dimension (constexpr_blockwise_shift_scale, GPU friendly); " +
 				"channel: int4 with one scale per output channel (ANE friendly); lut4: 16 fp16 values per group of group_size " +
 				"output channels found by weighted k-means (constexpr_lut_to_dense, ANE friendly); gguf: transcode ggml blocks " +
-				"(Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K…Q6_K, IQ4_NL, IQ4_XS) to block-wise int4/uint4/int8/uint8 without a second " +
-				"rounding (docs/quantization.md states each type's bound), other quantized types through fallback, F16/F32 " +
+				"(Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K…Q6_K, IQ4_NL, IQ4_XS) to block-wise int4/int8 without a second rounding " +
+				"(docs/quantization.md states each type's bound and byte cost; the arrays are read from the GGUF when the " +
+				"package is written, so the weights are written once), other quantized types through fallback, F16/F32 " +
 				"tensors kept fp16; auto (the default pipeline's): gguf, with tensors it cannot transcode kept fp16; none: " +
 				"every tensor stays fp16"},
 		{Name: "block_size", Type: stage.Int, Default: 32, Enum: []string{"32", "64", "128"},

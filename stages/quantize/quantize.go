@@ -6,7 +6,9 @@
 //
 // Schemes: block (int4 per block along the input dimension), channel (int4 per output
 // channel), lut4 (16 fp16 values per group of output channels, weighted k-means), gguf
-// (lossless transcoding of Q4_0/Q4_1/Q8_0 blocks) and none (everything fp16). Norms,
+// (ggml blocks transcoded without a second rounding: transcode.go; the artifact then
+// refers to the GGUF's blocks, which package qweights reads), auto (gguf, keeping fp16
+// what it cannot transcode) and none (everything fp16). Norms,
 // biases and small tensors stay fp16; the manifest lists them too, so nothing is left fp16
 // silently. The package does not build MIL ops (the exporter does, reading the artifact
 // through Open) nor measure perplexity.

@@ -10,10 +10,6 @@ import (
 	"github.com/lilims/lilims/stages/quantize/qweights"
 )
 
-// Transcodable reports whether scheme gguf transcodes ggml type t (qweights.TranscodingOf
-// says how).
-func Transcodable(t ggml.Type) bool { _, ok := qweights.TranscodingOf(t); return ok }
-
 // ggufChoice decides a 2-D weight's encoding under scheme gguf (or auto): a transcodable
 // type is transcoded; an F32/F16/BF16 one stays fp16 (no blocks to transcode) unless a
 // fallback is set; any other quantized type needs the fallback, which re-quantizes its
