@@ -118,25 +118,7 @@ func TestManifestDeterministic(t *testing.T) {
 		scale := math.Pow(10, float64((i/in/128)%6)-3)
 		binary.LittleEndian.PutUint16(data[2*i:], toF16(float32(r.NormFloat64()*scale)))
 	}
-	b := gguf.NewBuilder()
-	b.Set("general.architecture", "llama")
-	if err := b.AddTensorBytes("blk.0.ffn_up.weight", ggml.F16, []int64{in, out}, data); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "m.gguf")
-	w, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.WriteTo(w); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	f, err := gguf.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := writeModel(t, "blk.0.ffn_up.weight", ggml.F16, []int64{in, out}, data)
 	var first []byte
 	for i, threads := range []int{1, 4, 4, 4} {
 		cfg, err := ParseConfig(stage.Params{"scheme": "block", "threads": threads})

@@ -153,7 +153,7 @@ func TestTranscodeBadInput(t *testing.T) {
 				blk := in/be + 1 // row 1, its second block
 				binary.LittleEndian.PutUint16(data[blk*bb+tc.at:], tc.val)
 			}
-			f := writeModel(t, tc.typ, []int64{in, out}, data)
+			f := writeModel(t, "blk.0.attn_q.weight", tc.typ, []int64{in, out}, data)
 			cfg, err := ParseConfig(stage.Params{"scheme": "gguf"})
 			if err != nil {
 				t.Fatal(err)
@@ -193,12 +193,12 @@ func fp16Fields(t ggml.Type) []int {
 	return []int{0}
 }
 
-// writeModel writes a one-tensor GGUF (blk.0.attn_q.weight of typ) and opens it.
-func writeModel(t *testing.T, typ ggml.Type, shape []int64, data []byte) *gguf.File {
+// writeModel writes a one-tensor llama GGUF and opens it (closed when the test ends).
+func writeModel(t *testing.T, name string, typ ggml.Type, shape []int64, data []byte) *gguf.File {
 	t.Helper()
 	b := gguf.NewBuilder()
 	b.Set("general.architecture", "llama")
-	if err := b.AddTensorBytes("blk.0.attn_q.weight", typ, shape, data); err != nil {
+	if err := b.AddTensorBytes(name, typ, shape, data); err != nil {
 		t.Fatal(err)
 	}
 	path := filepath.Join(t.TempDir(), "m.gguf")
