@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math"
 	"slices"
-	"sync"
 
 	"github.com/x448/float16"
 
@@ -115,11 +114,12 @@ func (tr Transcoding) Rows(t ggml.Type, raw []byte, in int, q []int32, scale, of
 			case f16ToF32(scale[i]) != 0:
 				// s·q − m = s·(q − sh) − (m − s·sh): an integer shift of the quants near
 				// m/s leaves a small offset, which fp16 holds to a fine step (2⁻¹¹ of it).
-				sh := shiftFor(tr.DType, qs, float64(m[k])/float64(s[k]))
+				lo, hi := slices.Min(qs), slices.Max(qs)
+				sh := shiftFor(tr.DType, lo, hi, float64(m[k])/float64(s[k]))
 				for e := range qs {
 					qs[e] -= sh
 				}
-				scale[i], off[i] = scaleOffset(s[k], float64(m[k])-float64(s[k])*float64(sh), qs)
+				scale[i], off[i] = scaleOffset(s[k], float64(m[k])-float64(s[k])*float64(sh), lo-sh, hi-sh)
 			case m[k] == 0:
 				off[i] = 0
 			default:
@@ -137,16 +137,16 @@ func (tr Transcoding) Rows(t ggml.Type, raw []byte, in int, q []int32, scale, of
 
 func toF16(f float32) uint16 { return float16.Fromfloat32(f).Bits() }
 
-// f16ToF32 widens an fp16 through a table of every bit pattern (exact; built on first use).
-func f16ToF32(h uint16) float32 { return f16Table()[h] }
+// f16ToF32 widens an fp16 through a table of every bit pattern (exact).
+func f16ToF32(h uint16) float32 { return f16Table[h] }
 
-var f16Table = sync.OnceValue(func() *[1 << 16]float32 {
+var f16Table = func() *[1 << 16]float32 {
 	var t [1 << 16]float32
 	for i := range t {
 		t[i] = float16.Frombits(uint16(i)).Float32()
 	}
 	return &t
-})
+}()
 
 func f16le(b []byte) float32 { return f16ToF32(binary.LittleEndian.Uint16(b)) }
 
@@ -315,42 +315,34 @@ func unpackIQ4_XS(b []byte, q []int32, s, m []float32) {
 }
 
 // scaleOffset picks the fp16 scale S and offset O of a sub-block whose ggml values are
-// s·q − m for its quants qs: of S = fp16(s) and its two neighbours, and for each of O =
-// fp16 of the offset that balances S's rounding over the quants' range and its two
-// neighbours, the pair whose largest |S·(q − O) − (s·q − m)| over that range is least.
-// The error is linear in q, so it is largest at the range's ends. The plain pair (fp16(s),
-// fp16(m/fp16(s))) is among the candidates, so the result stays within its bound.
-func scaleOffset(s float32, m float64, qs []int32) (scale, off uint16) {
-	lo, hi := slices.Min(qs), slices.Max(qs)
-	mid := float64(lo+hi) / 2
+// s·q − m for its quants, which lie in [lo, hi]: S = fp16(s), and of O = fp16 of the
+// offset that balances S's rounding over the quants' range, its two neighbours and the
+// plain fp16(m/S), the one whose largest |S·(q − O) − (s·q − m)| over that range is least.
+// The error is linear in q, so it is largest at the range's ends. The plain pair is among
+// the candidates, so the result stays within its bound.
+func scaleOffset(s float32, m float64, lo, hi int32) (scale, off uint16) {
+	scale = toF16(s)
+	sc, s64 := float64(f16ToF32(scale)), float64(s)
+	flo, fhi := float64(lo), float64(hi)
+	// S·(q − O) = s·q − m at the middle of the range: O = (m + (S − s)·mid)/S.
+	o0 := toF16(float32((m + (sc-s64)*(flo+fhi)/2) / sc))
 	best := math.Inf(1)
-	s0 := toF16(s)
-	for _, S := range []uint16{s0, s0 - 1, s0 + 1} {
-		sc := float64(f16ToF32(S))
-		if S&0x7fff == 0 || S&0x7fff >= 0x7c00 || (S^s0)&0x8000 != 0 || !finite(f16ToF32(S)) {
-			continue // no zero, Inf or sign change from a neighbour
+	for _, O := range [4]uint16{o0, o0 - 1, o0 + 1, toF16(float32(m / sc))} {
+		o := float64(f16ToF32(O))
+		if math.IsInf(o, 0) || math.IsNaN(o) || (O^o0)&0x8000 != 0 && O&0x7fff != 0 {
+			continue // no overflow or sign change from a neighbour
 		}
-		// S·(q − O) = s·q − m at q = mid: O = (m + (S − s)·mid)/S.
-		o0 := toF16(float32((m + (sc-float64(s))*mid) / sc))
-		for _, O := range []uint16{o0, o0 - 1, o0 + 1, toF16(float32(m / sc))} {
-			o := float64(f16ToF32(O))
-			if !finite(f16ToF32(O)) || (O^o0)&0x8000 != 0 && O&0x7fff != 0 {
-				continue
-			}
-			e := max(math.Abs(sc*(float64(lo)-o)-(float64(s)*float64(lo)-m)),
-				math.Abs(sc*(float64(hi)-o)-(float64(s)*float64(hi)-m)))
-			if e < best {
-				best, scale, off = e, S, O
-			}
+		e := max(math.Abs(sc*(flo-o)-(s64*flo-m)), math.Abs(sc*(fhi-o)-(s64*fhi-m)))
+		if e < best {
+			best, off = e, O
 		}
 	}
 	return scale, off
 }
 
-// shiftFor returns the integer k nearest o such that every q − k of qs fits the data
-// dtype (int4 or int8).
-func shiftFor(dtype string, qs []int32, o float64) int32 {
-	lo, hi := slices.Min(qs), slices.Max(qs)
+// shiftFor returns the integer k nearest o such that every q − k of quants in [lo, hi]
+// fits the data dtype (int4 or int8).
+func shiftFor(dtype string, lo, hi int32, o float64) int32 {
 	top := int32(7)
 	if dtype == "int8" {
 		top = 127
