@@ -13,21 +13,23 @@ import (
 
 // A Transcoding reads the blocks of one ggml type as constexpr_blockwise_shift_scale
 // (coremltools mil/ops/defs/iOS18/compression.py: output = scale·(data − offset), one
-// scale and offset per block of `block` elements along the input dimension; data int4,
-// uint4, int8 or uint8; offset of the data's dtype or fp16).
+// scale and offset per block of Block elements along the input dimension; data int4,
+// uint4, int8 or uint8; offset of the data's dtype or fp16). The op has no 2-, 3-, 5- or
+// 6-bit dtype, so wider quants take int8 (docs/quantization.md gives each type's cost).
 //
 // Every ggml block format decodes as y = fl(s·q) − m per sub-block (ggml-quants.c,
 // dequantize_row_*): q an integer quant, s the sub-block's scale (d, or d·sc for the
-// K-quants, a float32 product of an fp16 and a small integer) and m its min (0 for the
-// symmetric types). The transcoding keeps q as the data and stores s and m/s as fp16,
-// so no quant is rounded a second time: the only difference from ggml's values is the
-// fp16 rounding of s (K-quants, IQ4_XS) and of the offset m/s (asymmetric types).
+// K-quants and IQ4_XS, a float32 product of an fp16 and a small integer) and m its min (0
+// for the symmetric types). The transcoding keeps q as the data (shifted by an integer for
+// the asymmetric types) and stores s and the offset as fp16, so no quant is rounded a
+// second time: the only difference from ggml's values is the fp16 rounding of s and of
+// the offset. Bound states it.
 type Transcoding struct {
 	DType  string // data: int4 or int8
 	Offset string // "" (symmetric) or "fp16"
 	Block  int    // elements per scale: the ggml sub-block
-	// bound is the largest |Δ| from ggml's value fl(s·q) − m for one element: 2⁻¹¹ is half
-	// an fp16 ulp relative to the value rounded (s, or the offset's product s·(m/s)).
+	// Bound is the largest |Δ| from ggml's value fl(s·q) − m for one element: 2⁻¹¹ is half
+	// an fp16 ulp relative to the value rounded (the scale, or the offset's product).
 	Bound string
 	// unpack reads one ggml block: its quants, in element order, into q, and the scale s
 	// and min m of each sub-block as ggml computes them in float32.
