@@ -51,14 +51,22 @@ func (c *Config) ggufChoice(j *job) (choice string, done bool, err error) {
 	return fallback, false, nil
 }
 
+// measureEvery: the error of a transcoded tensor is measured on one chunk of rows in
+// measureEvery (the first always). Transcoding costs as much as the export's own, so
+// measuring every chunk would double the conversion's work for a figure whose bound
+// holds by construction (TestTranscodeBound checks every element of every fixture).
+const measureEvery = 8
+
 // transcode checks and measures one chunk of a transcoded tensor, writing nothing: its
 // arrays are read from the GGUF's blocks when the exporter wants them (qweights.Set.Rows),
-// so that conversion writes the weights once. Here every block is transcoded as the
-// reader will, and the result compared with ggml's own dequantization of the same rows
-// (ggml.DequantizeRow) for the manifest's error. A block whose scale or min is not finite
-// (a corrupt d or dmin) is refused, naming the tensor, row and block, as is one whose fp16
-// scale or offset would overflow (a fallback then handles the tensor). Q4_0 is exact by
-// construction (its d is the scale, q − 8 the data): only its scales are checked.
+// so that conversion writes the weights once. Every block's fp16 fields are checked: one
+// that is not finite (a corrupt d or dmin) is refused, naming the tensor, row and block.
+// On the chunks measured (measureEvery), the blocks are transcoded as the reader will and
+// compared with ggml's own dequantization of the same rows (ggml.DequantizeRow) for the
+// manifest's error, and a scale or offset that would overflow fp16 is refused (a fallback
+// then handles the tensor; elsewhere the export refuses it, naming it the same way). Q4_0
+// is exact by construction (its d is the scale, q − 8 the data): only its scales are
+// checked.
 func (ws *workspace) transcode(f *gguf.File, c chunk) (errSum, sigSum float64, err error) {
 	j := c.j
 	t := j.src
@@ -69,7 +77,7 @@ func (ws *workspace) transcode(f *gguf.File, c chunk) (errSum, sigSum float64, e
 		return 0, 0, err
 	}
 	raw := f.Data(t)[int64(c.r0)*rowBytes : int64(c.r1)*rowBytes]
-	if t.Type == ggml.Q4_0 && qweights.CheckQ4_0(raw) {
+	if tr.FiniteScales(t.Type, raw) && (t.Type == ggml.Q4_0 || c.k%measureEvery != 0) {
 		return 0, 0, nil
 	}
 	n := rows * in

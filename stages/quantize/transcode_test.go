@@ -18,9 +18,10 @@ import (
 
 // TestTranscodeBound transcodes every quantized fixture and checks each element against
 // ggml's own dequantization (the loader's): bit for bit where the manifest says exact,
-// else within the stated bound 2⁻¹¹·(|s|·max|q − k| + |m − s·k|) over each sub-block, s
-// and m the sub-block's scale and min as ggml computes them and k the integer shift the
-// data holds (0 for symmetric types). The manifest's max_abs_err is the largest deviation.
+// else within the stated bound 2⁻¹¹·(|s|·max|q − k| + |m − s·k|) (max over the type's
+// quants), s and m the sub-block's scale and min as ggml computes them and k the integer
+// shift the data holds (0 for symmetric types). The manifest's max_abs_err, measured on a
+// sample of rows, is at most the largest deviation.
 func TestTranscodeBound(t *testing.T) {
 	for _, model := range []string{
 		"tiny-llama256-q2_k.gguf", "tiny-llama256-q3_k_m.gguf", "tiny-llama256-q4_1.gguf",
@@ -56,10 +57,12 @@ func TestTranscodeBound(t *testing.T) {
 				var worst, ratio float64
 				for b := 0; b < len(want)/be; b++ {
 					tr.Unpack(raw[b*bb:(b+1)*bb], q, sc[:], mn[:])
-					var qk [16]float64 // per sub-block: max |q − k|
+					var qk [16]float64 // per sub-block: max |q − k| over the type's quants
 					for e := range be {
 						k := q[e] - stored(info.DType, qt.Data, b*be+e)
-						qk[e/tr.Block] = max(qk[e/tr.Block], math.Abs(float64(q[e]-k)))
+						if top, ok := qmax[gt.Type]; ok {
+							qk[e/tr.Block] = max(math.Abs(float64(k)), math.Abs(float64(top-k)))
+						}
 					}
 					for e := range be {
 						i := b*be + e
@@ -73,7 +76,11 @@ func TestTranscodeBound(t *testing.T) {
 						}
 						k := q[e] - stored(info.DType, qt.Data, i)
 						sb, mb := float64(sc[e/tr.Block]), float64(mn[e/tr.Block])
-						bound := math.Exp2(-11)*(math.Abs(sb)*qk[e/tr.Block]+math.Abs(mb-sb*float64(k))) +
+						qr := qk[e/tr.Block]
+						if tr.Offset == "" {
+							qr = math.Abs(float64(q[e])) // symmetric: 2⁻¹¹·|s·q|
+						}
+						bound := math.Exp2(-11)*(math.Abs(sb)*qr+math.Abs(mb-sb*float64(k))) +
 							math.Exp2(-22)*math.Abs(float64(want[i])) + math.Exp2(-30) // float32 products
 						if d > bound {
 							t.Fatalf("%s[%d]: |Δ| = %g > bound %g (s %g, m %g, q %d, k %d)", gt.Name, i, d, bound, sb, mb, q[e], k)
@@ -81,8 +88,9 @@ func TestTranscodeBound(t *testing.T) {
 						ratio = max(ratio, d/bound)
 					}
 				}
-				if math.Abs(info.MaxAbsErr-worst) > 1e-12 {
-					t.Errorf("%s: manifest max_abs_err %g, measured %g", gt.Name, info.MaxAbsErr, worst)
+				// The stage measures one chunk of rows in measureEvery, the first always.
+				if info.MaxAbsErr > worst || info.Bound != qweights.BoundExact && info.MaxAbsErr == 0 {
+					t.Errorf("%s: manifest max_abs_err %g, measured over all rows %g", gt.Name, info.MaxAbsErr, worst)
 				}
 				if ratio > 0 {
 					t.Logf("%s %v: max |Δ| %.3g, %.2f of the bound", gt.Name, gt.Type, worst, ratio)
@@ -91,6 +99,9 @@ func TestTranscodeBound(t *testing.T) {
 		})
 	}
 }
+
+// qmax is the largest quant of the asymmetric types (ggml-common.h).
+var qmax = map[ggml.Type]int32{ggml.Q4_1: 15, ggml.Q5_1: 31, ggml.Q2_K: 3, ggml.Q4_K: 15, ggml.Q5_K: 31}
 
 // stored reads element i of a data array of dtype.
 func stored(dtype string, data []byte, i int) int32 {

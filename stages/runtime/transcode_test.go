@@ -53,7 +53,7 @@ func loadOracleWith(t *testing.T) *oracle.Reference {
 //     the sub-block scales d·sc to fp16 (Q4_0, Q5_0, Q8_0, IQ4_NL, Q3_K, Q6_K; measured
 //     5.5e-4 … 9.1e-4, all of it the fp16 export's own rounding of each weight);
 //   - within 2e-3 where an fp16 offset carries the sub-block min (Q4_1, Q5_1, Q2_K, Q4_K,
-//     Q5_K; measured 1.0e-3 … 1.8e-3): each side then rounds the weights independently, by
+//     Q5_K; measured 1.0e-3 … 1.7e-3): each side then rounds the weights independently, by
 //     at most 2⁻¹¹ of a scale step on ours, of the weight on the fp16 side, so the packages
 //     differ by up to about twice either's own deviation from ggml.
 //

@@ -4,7 +4,6 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
-	"slices"
 
 	"github.com/x448/float16"
 
@@ -34,32 +33,34 @@ type Transcoding struct {
 	// unpack reads one ggml block: its quants, in element order, into q, and the scale s
 	// and min m of each sub-block as ggml computes them in float32.
 	unpack func(b []byte, q []int32, s, m []float32)
+	qmax   int32 // asymmetric types: quants lie in [0, qmax]
+	halves []int // byte offsets of the block's fp16 fields (d, dmin or m)
 }
 
 // Bounds of the transcodings, as the manifest states them (TensorInfo.Bound).
 const (
 	BoundExact    = "exact"
 	BoundScale    = "|Δ| ≤ 2⁻¹¹·|s·q|: fp16 rounding of the sub-block scale s = d·sc"
-	BoundOffset   = "|Δ| ≤ 2⁻¹¹·(|d|·max|q − k| + |m − d·k|) over each block: fp16 rounding of the offset m/d − k (k: the block's integer shift)"
-	BoundScaleMin = "|Δ| ≤ 2⁻¹¹·(|s|·max|q − k| + |m − s·k|) over each sub-block: fp16 rounding of the scale s = d·sc and of the offset m/s − k (m = dmin·mn; k: the sub-block's integer shift)"
+	BoundOffset   = "|Δ| ≤ 2⁻¹¹·(|d|·max|q − k| + |m − d·k|), max over the type's quants 0…qmax: fp16 rounding of the offset m/d − k (k: the block's integer shift)"
+	BoundScaleMin = "|Δ| ≤ 2⁻¹¹·(|s|·max|q − k| + |m − s·k|), max over the type's quants 0…qmax: fp16 rounding of the scale s = d·sc and of the offset m/s − k (m = dmin·mn; k: the sub-block's integer shift)"
 )
 
 // transcodings lists every ggml type the gguf scheme reads without a second rounding.
 // Types not listed (the IQ1–IQ3 grids, TQ*, MXFP4, Q8_1, Q8_K) have no such form: their
 // codebooks are vectors of 4–8 values or their quants are not integers times a scale.
 var transcodings = map[ggml.Type]Transcoding{
-	ggml.Q4_0:   {"int4", "", 32, BoundExact, unpackQ4_0},
-	ggml.Q4_1:   {"int4", "fp16", 32, BoundOffset, unpackQ4_1},
-	ggml.Q5_0:   {"int8", "", 32, BoundExact, unpackQ5_0},
-	ggml.Q5_1:   {"int8", "fp16", 32, BoundOffset, unpackQ5_1},
-	ggml.Q8_0:   {"int8", "", 32, BoundExact, unpackQ8_0},
-	ggml.Q2_K:   {"int4", "fp16", 16, BoundScaleMin, unpackQ2_K},
-	ggml.Q3_K:   {"int4", "", 16, BoundScale, unpackQ3_K},
-	ggml.Q4_K:   {"int4", "fp16", 32, BoundScaleMin, unpackQ4_K},
-	ggml.Q5_K:   {"int8", "fp16", 32, BoundScaleMin, unpackQ5_K},
-	ggml.Q6_K:   {"int8", "", 16, BoundScale, unpackQ6_K},
-	ggml.IQ4_NL: {"int8", "", 32, BoundExact, unpackIQ4_NL},
-	ggml.IQ4_XS: {"int8", "", 32, BoundScale, unpackIQ4_XS},
+	ggml.Q4_0:   {"int4", "", 32, BoundExact, unpackQ4_0, 0, []int{0}},
+	ggml.Q4_1:   {"int4", "fp16", 32, BoundOffset, unpackQ4_1, 15, []int{0, 2}},
+	ggml.Q5_0:   {"int8", "", 32, BoundExact, unpackQ5_0, 0, []int{0}},
+	ggml.Q5_1:   {"int8", "fp16", 32, BoundOffset, unpackQ5_1, 31, []int{0, 2}},
+	ggml.Q8_0:   {"int8", "", 32, BoundExact, unpackQ8_0, 0, []int{0}},
+	ggml.Q2_K:   {"int4", "fp16", 16, BoundScaleMin, unpackQ2_K, 3, []int{80, 82}},
+	ggml.Q3_K:   {"int4", "", 16, BoundScale, unpackQ3_K, 0, []int{108}},
+	ggml.Q4_K:   {"int4", "fp16", 32, BoundScaleMin, unpackQ4_K, 15, []int{0, 2}},
+	ggml.Q5_K:   {"int8", "fp16", 32, BoundScaleMin, unpackQ5_K, 31, []int{0, 2}},
+	ggml.Q6_K:   {"int8", "", 16, BoundScale, unpackQ6_K, 0, []int{208}},
+	ggml.IQ4_NL: {"int8", "", 32, BoundExact, unpackIQ4_NL, 0, []int{0}},
+	ggml.IQ4_XS: {"int8", "", 32, BoundScale, unpackIQ4_XS, 0, []int{0}},
 }
 
 // TranscodingOf returns how ggml type t reads as blockwise arrays; false: it has no such form.
@@ -116,12 +117,13 @@ func (tr Transcoding) Rows(t ggml.Type, raw []byte, in int, q []int32, scale, of
 			case f16ToF32(scale[i]) != 0:
 				// s·q − m = s·(q − sh) − (m − s·sh): an integer shift of the quants near
 				// m/s leaves a small offset, which fp16 holds to a fine step (2⁻¹¹ of it).
-				lo, hi := slices.Min(qs), slices.Max(qs)
-				sh := shiftFor(tr.DType, lo, hi, float64(m[k])/float64(s[k]))
+				// The shift and the offset are chosen for the type's range of quants
+				// [0, qmax], which every sub-block's quants lie in.
+				sh := shiftFor(tr.DType, 0, tr.qmax, float64(m[k])/float64(s[k]))
 				for e := range qs {
 					qs[e] -= sh
 				}
-				scale[i], off[i] = scaleOffset(s[k], float64(m[k])-float64(s[k])*float64(sh), lo-sh, hi-sh)
+				scale[i], off[i] = scaleOffset(s[k], float64(m[k])-float64(s[k])*float64(sh), -sh, tr.qmax-sh)
 			case m[k] == 0:
 				off[i] = 0
 			default:
@@ -387,32 +389,46 @@ func q4_0Rows(raw, packed, scale []byte) (ok bool) {
 	return true
 }
 
-// CheckQ4_0 reports whether every block of raw (Q4_0 rows) has a finite d: then Rows
-// cannot fail on it.
-func CheckQ4_0(raw []byte) bool {
-	for b := 0; b+18 <= len(raw); b += 18 {
-		if binary.LittleEndian.Uint16(raw[b:])&0x7c00 == 0x7c00 {
-			return false
+// FiniteScales reports whether every block of raw (whole blocks of type t, the
+// transcoding's) has finite fp16 fields (d, dmin or m): a cheap test for corrupt blocks,
+// which Rows then names.
+func (tr Transcoding) FiniteScales(t ggml.Type, raw []byte) bool {
+	bb := t.BlockBytes()
+	for b := 0; b+bb <= len(raw); b += bb {
+		for _, at := range tr.halves {
+			if binary.LittleEndian.Uint16(raw[b+at:])&0x7c00 == 0x7c00 {
+				return false
+			}
 		}
 	}
 	return true
 }
 
-// Pack writes data levels q as the bytes of a dtype array: 4-bit values two a byte, element
-// 2k in the low nibble (MIL's sub-byte packing); 8-bit values one a byte.
-func Pack(dtype string, q []int32) []byte {
-	if dtype == "int8" || dtype == "uint8" {
-		b := make([]byte, len(q))
+// dataBytes is the size of n data levels.
+func (tr Transcoding) dataBytes(n int) int {
+	if tr.DType == "int8" {
+		return n
+	}
+	return (n + 1) / 2
+}
+
+// pack writes data levels q, elements e0 (even) on of the data array dst: 4-bit values
+// two a byte, element 2k in the low nibble (MIL's sub-byte packing); 8-bit values one a
+// byte.
+func (tr Transcoding) pack(dst []byte, e0 int, q []int32) {
+	if tr.DType == "int8" {
 		for i, v := range q {
-			b[i] = byte(v)
+			dst[e0+i] = byte(v)
 		}
-		return b
+		return
 	}
-	b := make([]byte, (len(q)+1)/2)
-	for i, v := range q {
-		b[i/2] |= byte(v&0xF) << (4 * (i % 2))
+	d := dst[e0/2:]
+	for i := 0; i+1 < len(q); i += 2 {
+		d[i/2] = byte(q[i]&0xF) | byte(q[i+1]&0xF)<<4
 	}
-	return b
+	if len(q)%2 == 1 {
+		d[len(q)/2] = byte(q[len(q)-1] & 0xF)
+	}
 }
 
 // halves writes fp16 bit patterns as little-endian bytes.

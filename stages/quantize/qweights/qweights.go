@@ -373,18 +373,32 @@ func (s *Set) Rows(name string, r0, r1 int) (*Tensor, error) {
 			return res, nil
 		}
 	}
-	q, scale := make([]int32, n), make([]uint16, n/tr.Block)
+	// A batch of rows at a time: the int32 levels of a whole embedding would take 4 bytes
+	// a weight.
+	scale := make([]uint16, n/tr.Block)
 	var off []uint16
 	if tr.Offset != "" {
 		off = make([]uint16, len(scale))
 	}
-	if err := tr.Rows(t.Type, raw, in, q, scale, off); err != nil {
-		if be, ok := err.(*BlockError); ok {
-			be.Row += r0
+	res.Data = make([]byte, tr.dataBytes(n))
+	batch := max(1, (1<<16)/in)
+	q := make([]int32, batch*in)
+	for b0 := 0; b0 < r1-r0; b0 += batch {
+		b1 := min(r1-r0, b0+batch)
+		e0, e1 := b0*in, b1*in
+		var o []uint16
+		if off != nil {
+			o = off[e0/tr.Block : e1/tr.Block]
 		}
-		return nil, fmt.Errorf("qweights: tensor %q (%v): %w", name, t.Type, err)
+		if err := tr.Rows(t.Type, raw[int64(b0)*rb:int64(b1)*rb], in, q[:e1-e0], scale[e0/tr.Block:e1/tr.Block], o); err != nil {
+			if be, ok := err.(*BlockError); ok {
+				be.Row += r0 + b0
+			}
+			return nil, fmt.Errorf("qweights: tensor %q (%v): %w", name, t.Type, err)
+		}
+		tr.pack(res.Data, e0, q[:e1-e0])
 	}
-	res.Data, res.Scale = Pack(tr.DType, q), halves(scale)
+	res.Scale = halves(scale)
 	if off != nil {
 		res.Offset = halves(off)
 	}
