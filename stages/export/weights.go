@@ -14,6 +14,7 @@ import (
 type QuantizedWeights struct {
 	dir string
 	set *qweights.Set
+	buf []byte // the data of the last transcoded weight, reused by the next (arch.Compressed.Load)
 }
 
 // OpenWeights opens the quantize stage's output directory.
@@ -72,9 +73,12 @@ func (q *QuantizedWeights) Compressed(name string, r0, r1 int) (*arch.Compressed
 	}
 	if q.set.Derived(name) {
 		c.Load = func() (data, scale, offset []byte, err error) {
-			t, err := q.set.Rows(name, r0, r1)
+			t, err := q.set.RowsInto(name, r0, r1, q.buf)
 			if err != nil {
 				return nil, nil, nil, err
+			}
+			if cap(t.Data) > cap(q.buf) {
+				q.buf = t.Data[:cap(t.Data)]
 			}
 			return t.Data, t.Scale, t.Offset, nil
 		}

@@ -38,7 +38,9 @@ type Compressed struct {
 
 	// Load, when set, makes a Blockwise weight's Data, Scale and Offset (then nil) when the
 	// export writes them, for arrays computed from other bytes (a transcoded GGUF tensor)
-	// rather than mapped: one weight's arrays are in memory at a time.
+	// rather than mapped: one weight's arrays are in memory at a time. The data it returns
+	// may be reused by the WeightSet's next Load (one buffer for every weight), so it is
+	// written at once or loaded again; scale and offset stay valid.
 	Load func() (data, scale, offset []byte, err error)
 }
 
@@ -250,7 +252,8 @@ func (fn *Func) constexpr(key string, shape []int, w *Compressed) *mil.Value {
 
 // lazy returns the sources of w's arrays for a weight with Load: the first one written
 // calls Load and checks the arrays against w's shape; each source hands its array out and
-// forgets it, so that no array outlives its write (a source asked again loads again).
+// forgets it, so that no array outlives its write (a source asked again loads again). The
+// data, which the next Load may overwrite, is kept only to be handed out at once.
 func (w *Compressed) lazy() (data, scale, offset mil.WeightSource) {
 	var arrays [3][]byte
 	part := func(i int) mil.WeightSource {
@@ -269,6 +272,9 @@ func (w *Compressed) lazy() (data, scale, offset mil.WeightSource) {
 			}
 			b := arrays[i]
 			arrays[i] = nil
+			if i != 0 {
+				arrays[0] = nil // may be overwritten before it is asked for
+			}
 			return b, nil
 		}
 	}

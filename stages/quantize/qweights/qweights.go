@@ -335,7 +335,11 @@ func (s *Set) Derived(name string) bool { _, ok := s.derived[name]; return ok }
 // Rows returns rows [r0, r1) of quantized tensor name: a view of the weights file, or, for
 // a tensor stored as its source's ggml blocks, arrays transcoded from them now (their
 // source pages are released once read).
-func (s *Set) Rows(name string, r0, r1 int) (*Tensor, error) {
+func (s *Set) Rows(name string, r0, r1 int) (*Tensor, error) { return s.RowsInto(name, r0, r1, nil) }
+
+// RowsInto is Rows that, for a tensor stored as its source's blocks, transcodes the data
+// array into buf when it is large enough (a streaming consumer reuses one buffer).
+func (s *Set) RowsInto(name string, r0, r1 int, buf []byte) (*Tensor, error) {
 	ti, ok := s.derived[name]
 	if !ok {
 		t, ok := s.tensors[name]
@@ -367,8 +371,14 @@ func (s *Set) Rows(name string, r0, r1 int) (*Tensor, error) {
 	info := *ti
 	info.Shape = []int{r1 - r0, in}
 	res := &Tensor{Info: info}
+	dataBuf := func(size int) []byte {
+		if cap(buf) >= size {
+			return buf[:size] // every byte is written below
+		}
+		return make([]byte, size)
+	}
 	if t.Type == ggml.Q4_0 {
-		res.Data, res.Scale = make([]byte, n/2), make([]byte, 2*(n/32))
+		res.Data, res.Scale = dataBuf(n/2), make([]byte, 2*(n/32))
 		if q4_0Rows(raw, res.Data, res.Scale) {
 			return res, nil
 		}
@@ -380,7 +390,7 @@ func (s *Set) Rows(name string, r0, r1 int) (*Tensor, error) {
 	if tr.Offset != "" {
 		off = make([]uint16, len(scale))
 	}
-	res.Data = make([]byte, tr.dataBytes(n))
+	res.Data = dataBuf(tr.dataBytes(n))
 	batch := max(1, (1<<16)/in)
 	q := make([]int32, batch*in)
 	for b0 := 0; b0 < r1-r0; b0 += batch {
