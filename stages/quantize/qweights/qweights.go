@@ -15,7 +15,10 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"sync"
+	"sync/atomic"
 
 	"github.com/lilims/lilims/stages/loader/ggml"
 	"github.com/lilims/lilims/stages/loader/gguf"
@@ -383,30 +386,45 @@ func (s *Set) RowsInto(name string, r0, r1 int, buf []byte) (*Tensor, error) {
 			return res, nil
 		}
 	}
-	// A batch of rows at a time: the int32 levels of a whole embedding would take 4 bytes
-	// a weight.
+	// Batches of rows, on every core: the int32 levels of a whole embedding would take 4
+	// bytes a weight, and the per-sub-block offsets cost CPU.
 	scale := make([]uint16, n/tr.Block)
 	var off []uint16
 	if tr.Offset != "" {
 		off = make([]uint16, len(scale))
 	}
 	res.Data = dataBuf(tr.dataBytes(n))
-	batch := max(1, (1<<16)/in)
-	q := make([]int32, batch*in)
-	for b0 := 0; b0 < r1-r0; b0 += batch {
-		b1 := min(r1-r0, b0+batch)
-		e0, e1 := b0*in, b1*in
-		var o []uint16
-		if off != nil {
-			o = off[e0/tr.Block : e1/tr.Block]
-		}
-		if err := tr.Rows(t.Type, raw[int64(b0)*rb:int64(b1)*rb], in, q[:e1-e0], scale[e0/tr.Block:e1/tr.Block], o); err != nil {
-			if be, ok := err.(*BlockError); ok {
-				be.Row += r0 + b0
+	rows, batch := r1-r0, max(1, (1<<16)/in)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make([]error, (rows+batch-1)/batch)
+	for range min(runtime.GOMAXPROCS(0), len(errs)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			q := make([]int32, batch*in)
+			for k := int(next.Add(1) - 1); k < len(errs); k = int(next.Add(1) - 1) {
+				b0, b1 := k*batch, min(rows, (k+1)*batch)
+				e0, e1 := b0*in, b1*in
+				var o []uint16
+				if off != nil {
+					o = off[e0/tr.Block : e1/tr.Block]
+				}
+				err := tr.Rows(t.Type, raw[int64(b0)*rb:int64(b1)*rb], in, q[:e1-e0], scale[e0/tr.Block:e1/tr.Block], o)
+				if be, ok := err.(*BlockError); ok {
+					be.Row += r0 + b0
+				}
+				if errs[k] = err; err == nil {
+					tr.pack(res.Data, e0, q[:e1-e0])
+				}
 			}
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs { // the first bad block in row order
+		if err != nil {
 			return nil, fmt.Errorf("qweights: tensor %q (%v): %w", name, t.Type, err)
 		}
-		tr.pack(res.Data, e0, q[:e1-e0])
 	}
 	res.Scale = halves(scale)
 	if off != nil {
