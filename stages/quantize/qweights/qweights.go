@@ -301,6 +301,12 @@ func (s *Set) Close() error {
 // first such tensor): its type, shape and the transcoding its encoding names.
 func (s *Set) openSource(ti *TensorInfo) error {
 	if s.source == nil {
+		// A regular file only: opening a FIFO or a device a manifest names would block.
+		if st, err := os.Stat(s.sourcePath); err != nil {
+			return fmt.Errorf("stored as the blocks of its source: %w", err)
+		} else if !st.Mode().IsRegular() {
+			return fmt.Errorf("stored as the blocks of its source %s, which is not a regular file", s.sourcePath)
+		}
 		f, err := gguf.Open(s.sourcePath)
 		if err != nil {
 			return fmt.Errorf("stored as the blocks of its source: %w", err)
