@@ -632,15 +632,17 @@ func (p *Plan) name() string {
 	return "pipeline " + p.Spec.Name
 }
 
-// Default is the pipeline used for a bare GGUF path: load → quantize (none: fp16) → export → compile
-// (validate; coremlcompiler on macOS) → runtime → sample.
+// Default is the pipeline used for a bare GGUF path: load → quantize (auto: a quantized GGUF's
+// blocks transcoded, f16/f32 weights kept fp16) → export → compile (validate; coremlcompiler on
+// macOS) → runtime → sample.
 func Default(model string) *Spec {
 	mk := func(id, uses string) *StageSpec {
 		return &StageSpec{ID: id, Uses: uses, With: map[string]any{}, WithPos: map[string]Pos{}}
 	}
-	// The quantize stage keeps fp16 unless asked: --set quantize.scheme=lut4 (or block, …).
+	// A quantized GGUF stays quantized (no second rounding) and an f16/f32 one fp16, unless
+	// asked: --set quantize.scheme=lut4 (or block, …).
 	quantize := mk("quantize", "quantize/int4")
-	quantize.With["scheme"] = "none"
+	quantize.With["scheme"] = "auto"
 	return &Spec{Name: "default", Model: model, Stages: []*StageSpec{
 		mk("load", "loader/gguf"),
 		quantize,

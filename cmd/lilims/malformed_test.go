@@ -396,12 +396,15 @@ func TestMalformedBuild(t *testing.T) {
 	out := t.TempDir()
 	cases := []malformedCase{
 		{"NaN scale", []string{"build", "{FILE}", "-o", out, "--no-cache", "--set", "quantize.scheme=gguf"}, nan,
-			"stage \"quantize\" (quantize/int4): quantize/int4: tensor \"output.weight\" rows [0, 512): " + nanMsg},
+			"stage \"quantize\" (quantize/int4): quantize/int4: tensor \"output.weight\" rows [0, 512): tensor \"output.weight\" (Q4_0) row 0 block 0: non-finite scale (d or dmin is NaN or Inf): " + nanMsg},
 		{"NaN scale", []string{"run", "{FILE}", "--prompt", "Once", "--no-cache"}, nan,
+			"stage \"quantize\" (quantize/int4): quantize/int4: tensor \"output.weight\" rows [0, 512): tensor \"output.weight\" (Q4_0) row 0 block 0: non-finite scale (d or dmin is NaN or Inf): " + nanMsg},
+		{"NaN scale", []string{"run", "{FILE}", "--prompt", "Once", "--no-cache", "--set", "quantize.scheme=none"}, nan,
 			"…: weights: export: nan-scale.gguf: mil: function prefill: op output_weight (const): weight output.weight: " + nanMsg},
 		{"context limit", []string{"run", "{FILE}", "--prompt", "Once upon a time there was a little girl named Lily who",
 			"--set", "export.context=16", "--set", "export.prefill_chunk=8"}, stories,
-			"prompt of 17 tokens does not fit the exported context of 16 tokens; re-export with a larger context (--set export.context=N)"},
+			"lilims: quantize: weights: all kept fp16: 37 F32, 11 F32 1-D\n" +
+				"prompt of 17 tokens does not fit the exported context of 16 tokens; re-export with a larger context (--set export.context=N)"},
 		{"batch limit", []string{"run", "{FILE}", "--prompt", "Once", "--set", "export.context=16"}, stories,
 			"stage \"export\" (export/mil): export: prefill chunk 64 exceeds the context length 16"},
 	}

@@ -275,6 +275,12 @@ func buildPlan(ctx context.Context, plan *pipeline.Plan, workDir string, verbose
 		cleanup()
 		return nil, err
 	}
+	for _, a := range arts {
+		// What the quantize stage did to the weights, which no other output shows.
+		if w := a.Artifact.Meta["weights"]; w != "" && !pf.json {
+			fmt.Fprintf(stderr, "lilims: %s: %s\n", a.ID, w)
+		}
+	}
 	return &built{plan: plan, artifacts: arts, cleanup: cleanup}, nil
 }
 

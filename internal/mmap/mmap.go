@@ -4,13 +4,15 @@
 // On Unix the bytes come from mmap(2), so pages are read only when touched and
 // opening a multi-gigabyte model costs the header alone; elsewhere (Windows,
 // wasm) the file is read into an ordinary slice. The package holds no format
-// knowledge and no global state.
+// knowledge and no global state. Release hands pages of a mapping back to the kernel
+// once a streaming reader is done with them.
 package mmap
 
 import (
 	"fmt"
 	"math"
 	"os"
+	"unsafe"
 )
 
 // checkSize rejects sizes that cannot index a Go slice before anything is
@@ -23,3 +25,21 @@ func checkSize(f *os.File, size int64) error {
 }
 
 func noUnmap() error { return nil }
+
+// pageSpan returns the byte range [lo, hi) of data that covers b rounded out to whole
+// pages (data starts on a page, as a mapping does) and clipped to data; ok is false when b
+// is empty or does not lie within data.
+func pageSpan(data, b []byte, page int) (lo, hi int, ok bool) {
+	if len(b) == 0 || len(data) == 0 {
+		return 0, 0, false
+	}
+	base := uintptr(unsafe.Pointer(unsafe.SliceData(data)))
+	start := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
+	if start < base || start-base+uintptr(len(b)) > uintptr(len(data)) {
+		return 0, 0, false
+	}
+	off := int(start - base)
+	lo = off / page * page
+	hi = min((off+len(b)+page-1)/page*page, len(data))
+	return lo, hi, true
+}

@@ -25,3 +25,19 @@ func Map(f *os.File, size int64) (data []byte, unmap func() error, err error) {
 	}
 	return b, func() error { return unix.Munmap(b) }, nil
 }
+
+// Release tells the kernel that this process is done, for now, with the pages under b,
+// which must lie within data, a mapping Map returned (anything else is left alone): they
+// leave the resident set but stay in the page cache, and a later read maps them again
+// from there. Streaming a model through a mapping would otherwise keep every page read
+// resident until unmap — the whole model. Pages b only partly covers are released too
+// (rounded out, clipped to data): for a read-only file mapping that is always safe, a
+// reader of their other part merely faults them in again.
+func Release(data, b []byte) {
+	lo, hi, ok := pageSpan(data, b, os.Getpagesize())
+	if !ok {
+		return
+	}
+	// An error (an unusual kernel) only means the pages stay resident.
+	_ = unix.Madvise(data[lo:hi], unix.MADV_DONTNEED)
+}

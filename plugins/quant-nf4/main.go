@@ -11,8 +11,8 @@
 // proper stores one scale per 64 weights (0.5 bits). Blocks along the row would need a
 // palette per block, 16× the scales of NF4, so this plugin keeps the row as the block.
 //
-// It writes the same artifact as the built-in quantize stage (stages/quantize):
-// weights.safetensors holding, per quantized tensor, NAME.data (uint4 indices packed
+// It writes the same artifact as the built-in quantize stage, through the format's package
+// (stages/quantize/qweights): weights.safetensors holding, per quantized tensor, NAME.data (uint4 indices packed
 // LSB-first, U8) and NAME.lut (fp16 [out, 1, 16, 1]), and manifest.json listing every tensor
 // of the model with its encoding ("lut", group_size 1), bits per weight and relative RMS
 // error, so the built-in exporter binds them without knowing of NF4. Use it with
@@ -27,19 +27,15 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/lilims/lilims/pipeline/plugin/sdk"
 	"github.com/lilims/lilims/pipeline/stage"
 	"github.com/lilims/lilims/stages/loader/gguf"
-	"github.com/lilims/lilims/stages/quantize"
-	"github.com/lilims/lilims/stages/quantize/safetensors"
+	"github.com/lilims/lilims/stages/quantize/qweights"
 )
 
 // Spec is the stage this plugin serves.
@@ -100,18 +96,17 @@ func quantizable(t *gguf.Tensor) bool {
 	return base == "token_embd" || base == "output" || strings.HasPrefix(base, "attn_") || strings.HasPrefix(base, "ffn_")
 }
 
-// Quantize writes NF4 weights of f into dir (quantize.WeightsFile and quantize.ManifestFile)
+// Quantize writes NF4 weights of f into dir (qweights.WeightsFile and qweights.ManifestFile)
 // and returns the manifest. scheme "none" lists every tensor as fp16 and stores none.
-func Quantize(ctx context.Context, f *gguf.File, scheme, dir string, report stage.Reporter) (*quantize.Manifest, error) {
+func Quantize(ctx context.Context, f *gguf.File, scheme, dir string, report stage.Reporter) (*qweights.Manifest, error) {
 	if scheme != "nf4" && scheme != "none" {
 		return nil, fmt.Errorf("quantize/nf4: scheme %q (nf4, none)", scheme)
 	}
-	m := &quantize.Manifest{Scheme: scheme, Params: map[string]any{"scheme": scheme}, Source: f.Path}
-	var entries []safetensors.Entry
+	m := &qweights.Manifest{Scheme: scheme, Params: map[string]any{"scheme": scheme}, Source: f.Path}
 	var work []*gguf.Tensor
-	infos := make([]quantize.TensorInfo, len(f.Tensors))
+	infos := make([]qweights.TensorInfo, len(f.Tensors))
 	for i, t := range f.Tensors {
-		ti := quantize.TensorInfo{Name: t.Name, Encoding: quantize.FP16, BitsPerWeight: 16}
+		ti := qweights.TensorInfo{Name: t.Name, Encoding: qweights.FP16, BitsPerWeight: 16}
 		for d := len(t.Shape) - 1; d >= 0; d-- { // GGUF ne = [in, out] is [out, in] row-major
 			ti.Shape = append(ti.Shape, int(t.Shape[d]))
 		}
@@ -129,21 +124,21 @@ func Quantize(ctx context.Context, f *gguf.File, scheme, dir string, report stag
 			if out <= 0 || in <= 0 || int64(out)*int64(in) > 1<<40 {
 				return nil, fmt.Errorf("quantize/nf4: %s: tensor %q: shape %v", f.Path, t.Name, ti.Shape)
 			}
-			ti.Encoding, ti.DType, ti.GroupSize = quantize.LUT, "uint4", 1
-			ti.BitsPerWeight = float64(8*((out*in+1)/2)+16*16*out) / float64(out*in)
-			entries = append(entries,
-				safetensors.Entry{Name: t.Name + ".data", DType: "U8", Shape: []int{(out*in + 1) / 2}},
-				safetensors.Entry{Name: t.Name + ".lut", DType: "F16", Shape: []int{out, 1, 16, 1}})
+			ti.Encoding, ti.DType, ti.GroupSize = qweights.LUT, "uint4", 1
+			bits, err := ti.StoredBits()
+			if err != nil {
+				return nil, fmt.Errorf("quantize/nf4: %s: tensor %q: %w", f.Path, t.Name, err)
+			}
+			ti.BitsPerWeight = float64(bits) / float64(out*in)
 			work = append(work, t)
 		}
 		infos[i] = ti
 	}
-	w, err := safetensors.Create(filepath.Join(dir, quantize.WeightsFile), entries,
-		map[string]string{"format": "lilims-quantized", "scheme": scheme})
+	w, err := qweights.Create(dir, scheme, infos)
 	if err != nil {
 		return nil, fmt.Errorf("quantize/nf4: %w", err)
 	}
-	byName := map[string]*quantize.TensorInfo{}
+	byName := map[string]*qweights.TensorInfo{}
 	for i := range infos {
 		byName[infos[i].Name] = &infos[i]
 	}
@@ -159,26 +154,8 @@ func Quantize(ctx context.Context, f *gguf.File, scheme, dir string, report stag
 		}
 		report(stage.Event{Event: "progress", Done: int64(i + 1), Total: int64(len(work)), Unit: "tensors"})
 	}
-	if err := w.Close(); err != nil {
-		return nil, fmt.Errorf("quantize/nf4: %w", err)
-	}
-	var bits, elems float64
-	for _, ti := range infos {
-		if ti.Encoding != quantize.FP16 {
-			n := float64(ti.Shape[0]) * float64(ti.Shape[1])
-			bits += ti.BitsPerWeight * n
-			elems += n
-		}
-	}
-	if elems > 0 {
-		m.BitsPerWeight = bits / elems
-	}
 	m.Tensors = infos
-	js, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	if err := writeFileAtomic(filepath.Join(dir, quantize.ManifestFile), append(js, '\n')); err != nil {
+	if err := w.Commit(m); err != nil {
 		return nil, fmt.Errorf("quantize/nf4: %w", err)
 	}
 	return m, nil
@@ -189,7 +166,7 @@ func Quantize(ctx context.Context, f *gguf.File, scheme, dir string, report stag
 const batchRows = 256
 
 // quantizeTensor writes t's NF4 indices and palettes to w and returns ‖w − ŵ‖/‖w‖.
-func quantizeTensor(f *gguf.File, t *gguf.Tensor, w *safetensors.Writer) (float64, error) {
+func quantizeTensor(f *gguf.File, t *gguf.Tensor, w *qweights.Writer) (float64, error) {
 	in, out := int(t.Shape[0]), int(t.Rows())
 	x := make([]float32, batchRows*in)
 	idx := make([]uint8, batchRows*in)
@@ -226,22 +203,4 @@ func quantizeTensor(f *gguf.File, t *gguf.Tensor, w *safetensors.Writer) (float6
 		return 0, nil
 	}
 	return math.Sqrt(errSum / sigSum), nil
-}
-
-func writeFileAtomic(path string, data []byte) error {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return err
-	}
-	_, err = tmp.Write(data)
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
-		os.Remove(tmp.Name())
-	}
-	return err
 }

@@ -14,7 +14,7 @@ import (
 	"github.com/lilims/lilims/stages/eval"
 	"github.com/lilims/lilims/stages/loader/gguf"
 	"github.com/lilims/lilims/stages/loader/tokenizer"
-	"github.com/lilims/lilims/stages/quantize"
+	"github.com/lilims/lilims/stages/quantize/qweights"
 )
 
 const (
@@ -158,7 +158,7 @@ func TestPluginPerplexity(t *testing.T) {
 // manifest's error is the one the stored arrays decode to.
 func checkArtifact(t *testing.T, dir string) {
 	t.Helper()
-	set, err := quantize.Open(dir)
+	set, err := qweights.Open(dir)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -175,12 +175,12 @@ func checkArtifact(t *testing.T, dir string) {
 	}
 	lut := 0
 	for _, ti := range m.Tensors {
-		if ti.Encoding == quantize.FP16 {
+		if ti.Encoding == qweights.FP16 {
 			continue
 		}
 		lut++
 		q, ok := set.Lookup(ti.Name)
-		if !ok || ti.Encoding != quantize.LUT || ti.GroupSize != 1 || ti.DType != "uint4" {
+		if !ok || ti.Encoding != qweights.LUT || ti.GroupSize != 1 || ti.DType != "uint4" {
 			t.Fatalf("%s: %+v", ti.Name, ti)
 		}
 		src, _ := f.Tensor(ti.Name)

@@ -39,7 +39,6 @@ import (
 	"github.com/lilims/lilims/stages/export/mil/milpb"
 	"github.com/lilims/lilims/stages/export/mlpackage"
 	"github.com/lilims/lilims/stages/loader/gguf"
-	"github.com/lilims/lilims/stages/quantize"
 )
 
 // Defaults and limits of Options.
@@ -213,7 +212,7 @@ func Export(ctx context.Context, f *gguf.File, opts Options, outPath string) err
 		return err
 	}
 	if len(progs) == 1 {
-		return writePackage(ctx, f, progs[0], outPath, host)
+		return writePackage(ctx, f, opts.Weights, progs[0], outPath, host)
 	}
 	outPath = filepath.Clean(outPath)
 	tmp, err := os.MkdirTemp(filepath.Dir(outPath), "."+filepath.Base(outPath)+".tmp-")
@@ -229,7 +228,7 @@ func Export(ctx context.Context, f *gguf.File, opts Options, outPath string) err
 		if i == 0 { // the first chunk carries the host file (contract.HostName)
 			items = append(items, host)
 		}
-		if err := writePackage(ctx, f, p, filepath.Join(tmp, name), items...); err != nil {
+		if err := writePackage(ctx, f, opts.Weights, p, filepath.Join(tmp, name), items...); err != nil {
 			return err
 		}
 		idx.Chunks = append(idx.Chunks, mlpackage.Chunk{Path: name, First: first, End: end})
@@ -246,10 +245,14 @@ func Export(ctx context.Context, f *gguf.File, opts Options, outPath string) err
 	return nil
 }
 
-func writePackage(ctx context.Context, f *gguf.File, p *mil.Program, outPath string, items ...mlpackage.Item) error {
+func writePackage(ctx context.Context, f *gguf.File, weights arch.WeightSet, p *mil.Program, outPath string, items ...mlpackage.Item) error {
 	model := &milpb.Model{}
+	release := []releaser{f}
+	if r, ok := weights.(releaser); ok {
+		release = append(release, r)
+	}
 	return mlpackage.Write(outPath, model, func(w *blob.Writer) error {
-		m, err := p.Build(cancellable{ctx, w})
+		m, err := p.Build(cancellable{ctx, w, release})
 		if err != nil {
 			return fmt.Errorf("export: %s: %w", filepath.Base(f.Path), err)
 		}
@@ -285,11 +288,16 @@ func hostItem(f *gguf.File) (mlpackage.Item, error) {
 	return mlpackage.Item{Author: contract.HostAuthor, Name: contract.HostName, Description: contract.HostDescription, Data: buf.Bytes()}, nil
 }
 
+// releaser hands pages of a mapped file back to the kernel once they are written
+// (gguf.File, QuantizedWeights); each ignores bytes that are not in its mapping.
+type releaser interface{ Release(b []byte) }
+
 // cancellable checks ctx before each weight record it writes and releases the mapped
 // pages of each record it has written.
 type cancellable struct {
-	ctx context.Context
-	w   mil.BlobWriter
+	ctx     context.Context
+	w       mil.BlobWriter
+	release []releaser
 }
 
 func (c cancellable) Add(dtype blob.DataType, data []byte, elemCount int) (uint64, error) {
@@ -300,6 +308,8 @@ func (c cancellable) Add(dtype blob.DataType, data []byte, elemCount int) (uint6
 	// Weights stream from the mapped GGUF or quantized safetensors into weight.bin once
 	// each: dropping their pages once written keeps the resident set bounded by the largest
 	// tensor rather than the model. Data built in memory is left alone.
-	quantize.ReleaseMapped(data)
+	for _, r := range c.release {
+		r.Release(data)
+	}
 	return off, err
 }

@@ -71,7 +71,7 @@ func (Stage) Build(ctx context.Context, req stage.BuildRequest) (stage.Artifact,
 	defer f.Close()
 	meta := map[string]string{"layout": opts.Layout.String()}
 	if q, ok := req.Input("quantized"); ok {
-		w, err := OpenWeights(q.Path)
+		w, err := OpenWeightsFor(q.Path, in.Path)
 		if err != nil {
 			return stage.Artifact{}, fmt.Errorf("export: quantized weights: %w", err)
 		}

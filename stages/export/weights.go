@@ -5,7 +5,7 @@ import (
 
 	"github.com/lilims/lilims/stages/export/arch"
 	"github.com/lilims/lilims/stages/export/mil"
-	"github.com/lilims/lilims/stages/quantize"
+	"github.com/lilims/lilims/stages/quantize/qweights"
 )
 
 // QuantizedWeights is a quantize stage artifact (weights.safetensors + manifest.json) opened
@@ -13,36 +13,51 @@ import (
 // exporter reads those from the GGUF.
 type QuantizedWeights struct {
 	dir string
-	set *quantize.Set
+	set *qweights.Set
+	buf []byte // the data of the last transcoded weight, reused by the next (arch.Compressed.Load)
 }
 
 // OpenWeights opens the quantize stage's output directory.
-func OpenWeights(dir string) (*QuantizedWeights, error) {
-	s, err := quantize.Open(dir)
+func OpenWeights(dir string) (*QuantizedWeights, error) { return OpenWeightsFor(dir, "") }
+
+// OpenWeightsFor opens the quantize stage's output directory for an export of the GGUF at
+// model ("": the one the manifest names), from which tensors transcoded from ggml blocks
+// are read.
+func OpenWeightsFor(dir, model string) (*QuantizedWeights, error) {
+	s, err := qweights.OpenSource(dir, model)
 	if err != nil {
 		return nil, err
 	}
 	return &QuantizedWeights{dir: dir, set: s}, nil
 }
 
+// Release hands pages of the artifact's mapping back to the kernel once written.
+func (q *QuantizedWeights) Release(b []byte) { q.set.Release(b) }
+
 // Close releases the artifact; an export using it must have finished.
 func (q *QuantizedWeights) Close() error { return q.set.Close() }
 
 // Manifest returns the artifact's manifest (scheme, bits per weight, per-tensor error).
-func (q *QuantizedWeights) Manifest() *quantize.Manifest { return q.set.Manifest() }
+func (q *QuantizedWeights) Manifest() *qweights.Manifest { return q.set.Manifest() }
 
 // Compressed implements arch.WeightSet.
 func (q *QuantizedWeights) Compressed(name string, r0, r1 int) (*arch.Compressed, bool, error) {
-	t, ok := q.set.Lookup(name)
-	if !ok || t.Info.Encoding == quantize.FP16 {
+	ti, ok := q.set.Info(name)
+	if !ok || ti.Encoding == qweights.FP16 {
 		return nil, false, nil
 	}
-	if len(t.Info.Shape) != 2 {
-		return nil, false, fmt.Errorf("%s: shape %v is not [out, in]", q.dir, t.Info.Shape)
+	if len(ti.Shape) != 2 {
+		return nil, false, fmt.Errorf("%s: shape %v is not [out, in]", q.dir, ti.Shape)
 	}
-	if r0 != 0 || r1 != t.Info.Shape[0] {
+	var t *qweights.Tensor
+	if q.set.Derived(name) {
+		// Transcoded from the GGUF's blocks when the export writes it: one tensor's arrays
+		// in memory at a time, written once.
+		t = &qweights.Tensor{Info: ti}
+		t.Info.Shape = []int{r1 - r0, ti.Shape[1]}
+	} else {
 		var err error
-		if t, err = t.Rows(r0, r1); err != nil {
+		if t, err = q.set.Rows(name, r0, r1); err != nil {
 			return nil, false, err
 		}
 	}
@@ -56,15 +71,27 @@ func (q *QuantizedWeights) Compressed(name string, r0, r1 int) (*arch.Compressed
 		BlockSize: info.BlockSize, Scale: t.Scale, Offset: t.Offset,
 		GroupSize: info.GroupSize, Palette: t.LUT,
 	}
+	if q.set.Derived(name) {
+		c.Load = func() (data, scale, offset []byte, err error) {
+			t, err := q.set.RowsInto(name, r0, r1, q.buf)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			if cap(t.Data) > cap(q.buf) {
+				q.buf = t.Data[:cap(t.Data)]
+			}
+			return t.Data, t.Scale, t.Offset, nil
+		}
+	}
 	switch info.Encoding {
-	case quantize.Blockwise:
+	case qweights.Blockwise:
 		c.Encoding = arch.Blockwise
-		if t.Offset != nil {
+		if t.Offset != nil || (c.Load != nil && info.Offset != "") {
 			if c.OffsetDType, ok = mil.ParseDType(info.Offset); !ok {
 				return nil, false, fmt.Errorf("%s: offset dtype %q", q.dir, info.Offset)
 			}
 		}
-	case quantize.LUT:
+	case qweights.LUT:
 		c.Encoding = arch.LUT
 	default:
 		return nil, false, fmt.Errorf("%s: unknown encoding %q", q.dir, info.Encoding)

@@ -76,7 +76,7 @@ func (c *Config) allot(f *gguf.File, jobs []*job) error {
 		}
 		n := float64(j.src.Elements())
 		total += n
-		bits, err := j.info.storedBits()
+		bits, err := j.info.StoredBits()
 		if err != nil {
 			return fmt.Errorf("tensor %q: %w", j.info.Name, err)
 		}
@@ -100,7 +100,7 @@ func (c *Config) allot(f *gguf.File, jobs []*job) error {
 		cd.closed = make([]bool, len(cd.rungs))
 		for k := range cd.rungs {
 			r := &cd.rungs[k]
-			b, err := r.info.storedBits()
+			b, err := r.info.StoredBits()
 			if err != nil {
 				return fmt.Errorf("tensor %q: %w", j.info.Name, err)
 			}

@@ -11,7 +11,7 @@ import (
 )
 
 // Schemes a quantize/int4 stage accepts.
-var Schemes = []string{"block", "channel", "lut4", "gguf", "none"}
+var Schemes = []string{"block", "channel", "lut4", "gguf", "auto", "none"}
 
 // Config is a validated quantize/int4 configuration (the stage's `with:` block).
 type Config struct {
@@ -72,9 +72,12 @@ var Spec = stage.Spec{
 		{Name: "scheme", Type: stage.String, Default: "block", Enum: Schemes,
 			Doc: "block: int4 per block of block_size along the input dimension (constexpr_blockwise_shift_scale, GPU friendly); " +
 				"channel: int4 with one scale per output channel (ANE friendly); lut4: 16 fp16 values per group of group_size " +
-				"output channels found by weighted k-means (constexpr_lut_to_dense, ANE friendly); gguf: transcode Q4_0/Q4_1 " +
-				"(int4/uint4 block 32) and Q8_0 (int8 block 32) blocks without a second rounding, other quantized types through " +
-				"fallback; none: every tensor stays fp16"},
+				"output channels found by weighted k-means (constexpr_lut_to_dense, ANE friendly); gguf: transcode ggml blocks " +
+				"(Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K…Q6_K, IQ4_NL, IQ4_XS) to block-wise int4/int8 without a second rounding " +
+				"(docs/quantization.md states each type's bound and byte cost; the arrays are read from the GGUF when the " +
+				"package is written, so the weights are written once), other quantized types through fallback, F16/F32 " +
+				"tensors kept fp16; auto (the default pipeline's): gguf, with tensors it cannot transcode kept fp16; none: " +
+				"every tensor stays fp16"},
 		{Name: "block_size", Type: stage.Int, Default: 32, Enum: []string{"32", "64", "128"},
 			Doc: "block: elements per scale along the input dimension (32, 64 or 128). A tensor it does not divide " +
 				"(stories260K's 172-wide ffn_down) gets the divisor of its width nearest block_size within a factor 2, " +
@@ -92,8 +95,8 @@ var Spec = stage.Spec{
 				"CHOICE: fp16, int8 (or 8), block, channel, lut4, 4 = the stage's scheme), e.g. " +
 				"[\"token_embd.weight=8\", \"output.weight=fp16\"]. A glob matching no tensor is a warning"},
 		{Name: "fallback", Type: stage.String, Default: "", Enum: fallbacks,
-			Doc: "gguf: how to quantize tensors whose ggml type is not Q4_0, Q4_1 or Q8_0 (dequantized first); " +
-				"empty: such a quantized tensor is an error, an F32/F16 one stays fp16"},
+			Doc: "gguf, auto: how to encode tensors whose ggml type cannot be transcoded (dequantized first; fp16 keeps " +
+				"ggml's values); empty: such a quantized tensor is an error (auto: fp16), an F32/F16 one stays fp16"},
 		{Name: "strict", Type: stage.Bool, Default: false,
 			Doc: "make a block_size or group_size that does not divide a tensor an error instead of a noted fallback"},
 		{Name: "search", Type: stage.Int, Default: 2,
@@ -187,8 +190,8 @@ func ParseConfig(p stage.Params) (*Config, error) {
 	if !contains(fallbacks, c.Fallback) {
 		errs = append(errs, fmt.Sprintf("fallback %q is not one of block, channel, lut4, int8, fp16", c.Fallback))
 	}
-	if c.Fallback != "" && c.Scheme != "gguf" {
-		errs = append(errs, fmt.Sprintf("fallback %q applies to scheme gguf only, not %s", c.Fallback, c.Scheme))
+	if c.Fallback != "" && c.Scheme != "gguf" && c.Scheme != "auto" {
+		errs = append(errs, fmt.Sprintf("fallback %q applies to schemes gguf and auto only, not %s", c.Fallback, c.Scheme))
 	}
 	var ovs []string
 	switch v := get("overrides").(type) {

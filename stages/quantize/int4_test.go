@@ -262,25 +262,7 @@ func sameOutputWithSwitch(t *testing.T, model string, p stage.Params, sw *bool, 
 // the error is the loader's, naming the tensor and row 9.
 func wantRow9Error(t *testing.T, typ ggml.Type, data []byte, scheme string) {
 	t.Helper()
-	b := gguf.NewBuilder()
-	b.Set("general.architecture", "llama")
-	if err := b.AddTensorBytes("blk.0.attn_q.weight", typ, []int64{64, 64}, data); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "bad.gguf")
-	w, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.WriteTo(w); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	f, err := gguf.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := writeModel(t, "blk.0.attn_q.weight", typ, []int64{64, 64}, data)
 	cfg, err := ParseConfig(stage.Params{"scheme": scheme})
 	if err != nil {
 		t.Fatal(err)

@@ -66,7 +66,7 @@ func (c *Config) plan(f *gguf.File) ([]*job, []string, error) {
 		}
 		if choice == "4" {
 			choice = c.Scheme
-			if choice == "none" || choice == "gguf" {
+			if choice == "none" || choice == "gguf" || choice == "auto" {
 				choice = "block"
 			}
 		}
@@ -78,36 +78,13 @@ func (c *Config) plan(f *gguf.File) ([]*job, []string, error) {
 			j.info.Note = fmt.Sprintf("%d elements < min_elements %d", t.Elements(), c.MinElements)
 			continue
 		}
-		if choice == "gguf" {
-			switch t.Type {
-			case ggml.Q4_0, ggml.Q4_1, ggml.Q8_0:
-				j.trans = true
-				j.info.Encoding, j.info.BlockSize = Blockwise, 32
-				switch t.Type {
-				case ggml.Q4_0:
-					// d·(q − 8) is d times a signed int4: symmetric int4, no offset needed.
-					j.info.DType, j.info.Note = "int4", "Q4_0 transcoded"
-				case ggml.Q4_1:
-					// d·q + m = d·(q − (−m/d)): uint4 data with an fp16 offset.
-					j.info.DType, j.info.Offset, j.info.Note = "uint4", "fp16", "Q4_1 transcoded (offset −m/d in fp16)"
-				case ggml.Q8_0:
-					j.info.DType, j.info.Note = "int8", "Q8_0 transcoded"
+		if choice == "gguf" || choice == "auto" {
+			var done bool
+			var err error
+			if choice, done, err = c.ggufChoice(j); err != nil || done {
+				if err != nil {
+					errs = append(errs, err)
 				}
-				continue
-			case ggml.F32, ggml.F16, ggml.BF16:
-				if c.Fallback == "" {
-					j.info.Note = t.Type.String() + " source has no blocks to transcode (set fallback to quantize it)"
-					continue
-				}
-			default:
-				if c.Fallback == "" {
-					errs = append(errs, fmt.Errorf("tensor %q: scheme gguf cannot transcode %v and no fallback is set", t.Name, t.Type))
-					continue
-				}
-			}
-			choice = c.Fallback
-			j.info.Note = t.Type.String() + ": fallback " + choice
-			if choice == "fp16" {
 				continue
 			}
 		}
@@ -134,7 +111,7 @@ func (c *Config) plan(f *gguf.File) ([]*job, []string, error) {
 	}
 	for _, j := range jobs {
 		if j.quantized() {
-			bits, err := j.info.storedBits()
+			bits, err := j.info.StoredBits()
 			if err != nil {
 				errs = append(errs, fmt.Errorf("tensor %q: %w", j.info.Name, err))
 				continue

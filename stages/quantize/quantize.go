@@ -6,7 +6,9 @@
 //
 // Schemes: block (int4 per block along the input dimension), channel (int4 per output
 // channel), lut4 (16 fp16 values per group of output channels, weighted k-means), gguf
-// (lossless transcoding of Q4_0/Q4_1/Q8_0 blocks) and none (everything fp16). Norms,
+// (ggml blocks transcoded without a second rounding: transcode.go; the artifact then
+// refers to the GGUF's blocks, which package qweights reads), auto (gguf, keeping fp16
+// what it cannot transcode) and none (everything fp16). Norms,
 // biases and small tensors stay fp16; the manifest lists them too, so nothing is left fp16
 // silently. The package does not build MIL ops (the exporter does, reading the artifact
 // through Open) nor measure perplexity.
@@ -18,7 +20,6 @@ package quantize
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"math"
 	"path/filepath"
@@ -26,11 +27,10 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/lilims/lilims/internal/atomicfile"
 	"github.com/lilims/lilims/pipeline/stage"
 	"github.com/lilims/lilims/stages/loader/ggml"
 	"github.com/lilims/lilims/stages/loader/gguf"
-	"github.com/lilims/lilims/stages/quantize/safetensors"
+	"github.com/lilims/lilims/stages/quantize/qweights"
 )
 
 // Stage is the quantize/int4 build stage.
@@ -85,6 +85,7 @@ func (s Stage) Build(ctx context.Context, req stage.BuildRequest) (stage.Artifac
 		"source":          in.Path,
 		"scheme":          m.Scheme,
 		"bits_per_weight": fmt.Sprintf("%.3f", m.BitsPerWeight),
+		"weights":         m.Summary,
 	}}, nil
 }
 
@@ -111,23 +112,21 @@ func Quantize(ctx context.Context, f *gguf.File, cfg *Config, dir string, report
 		return nil, fmt.Errorf("quantize/int4: calibration %s was not measured (Config.Activations is nil)", cfg.Calibration)
 	}
 
-	var entries []safetensors.Entry
 	var work []*job
-	for _, j := range jobs {
+	tensors := make([]TensorInfo, len(jobs))
+	for i, j := range jobs {
+		tensors[i] = j.info
 		if !j.quantized() {
 			continue
 		}
 		work = append(work, j)
-		ps, _ := j.info.parts() // validated by plan
-		for _, p := range ps {
-			entries = append(entries, safetensors.Entry{Name: j.info.Name + "." + p.key, DType: p.dtype, Shape: p.shape})
-		}
 		if j.info.Note != "" {
 			report(stage.Event{Event: "log", Msg: j.info.Name + ": " + j.info.Note})
 		}
 	}
-	w, err := safetensors.Create(filepath.Join(dir, WeightsFile), entries, map[string]string{
-		"format": "lilims-quantized", "scheme": cfg.Scheme})
+	summary := weightsSummary(cfg.Scheme, jobs)
+	report(stage.Event{Event: "log", Msg: summary})
+	w, err := qweights.Create(dir, cfg.Scheme, tensors)
 	if err != nil {
 		return nil, fmt.Errorf("quantize/int4: %w", err)
 	}
@@ -135,27 +134,15 @@ func Quantize(ctx context.Context, f *gguf.File, cfg *Config, dir string, report
 		w.Abort()
 		return nil, err
 	}
-	if err := w.Close(); err != nil {
+	src, err := filepath.Abs(f.Path) // transcoded tensors are read from it
+	if err != nil {
 		return nil, fmt.Errorf("quantize/int4: %w", err)
 	}
-
-	m := &Manifest{Scheme: cfg.Scheme, Params: cfg.params(), Source: f.Path, Warnings: warnings}
-	var bits, elems float64
+	m := &Manifest{Scheme: cfg.Scheme, Params: cfg.params(), Source: src, SourceSize: f.FileSize(), Warnings: warnings, Summary: summary}
 	for _, j := range jobs {
 		m.Tensors = append(m.Tensors, j.info)
-		if j.quantized() {
-			bits += j.info.BitsPerWeight * float64(j.src.Elements())
-			elems += float64(j.src.Elements())
-		}
 	}
-	if elems > 0 {
-		m.BitsPerWeight = bits / elems
-	}
-	js, err := json.MarshalIndent(m, "", "  ")
-	if err != nil {
-		return nil, err
-	}
-	if err := atomicfile.WriteFile(filepath.Join(dir, ManifestFile), append(js, '\n')); err != nil {
+	if err := w.Commit(m); err != nil {
 		return nil, fmt.Errorf("quantize/int4: %w", err)
 	}
 	return m, nil
@@ -179,6 +166,7 @@ type tensorState struct {
 	imp        []float32  // importance per element of a row (LUT: of a group of rows)
 	uniform    bool       // every imp is 1 (no calibration)
 	gptq       *gptqState // GPTQ error feedback; nil: none
+	maxErr     float64    // transcoding: largest |Δ| from ggml's dequantization
 }
 
 // chunkRows picks how many rows a chunk holds: about 256K elements (a 1 MiB float32
@@ -203,7 +191,7 @@ func lcm(a, b int) int {
 	return a / x * b
 }
 
-func run(ctx context.Context, f *gguf.File, cfg *Config, work []*job, stats *Activations, w *safetensors.Writer, report stage.Reporter) error {
+func run(ctx context.Context, f *gguf.File, cfg *Config, work []*job, stats *Activations, w *qweights.Writer, report stage.Reporter) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	chunks := make(chan chunk)
@@ -219,12 +207,7 @@ func run(ctx context.Context, f *gguf.File, cfg *Config, work []*job, stats *Act
 
 	// Every source byte is read once, so a chunk's rows are handed back to the kernel as
 	// soon as they are quantized: the resident set stays at the workers' buffers, not the
-	// model's size (the mapping is found once; all tensors lie in it).
-	var src region
-	var srcMapped bool
-	if len(work) > 0 {
-		src, srcMapped = mappedRegion(f.Data(work[0].src))
-	}
+	// model's size.
 	var wg sync.WaitGroup
 	for range max(1, cfg.Threads) {
 		wg.Add(1)
@@ -233,16 +216,14 @@ func run(ctx context.Context, f *gguf.File, cfg *Config, work []*job, stats *Act
 			var buf workspace
 			// Source pages go back in batches: one madvise per chunk would cost a TLB
 			// shootdown per 100 KB.
-			released := pending{r: src}
+			released := pending{f: f}
 			defer released.flush()
 			for c := range chunks {
 				if ctx.Err() != nil {
 					continue
 				}
 				e, s, err := buf.do(f, c, w)
-				if srcMapped {
-					released.add(chunkBytes(f, c))
-				}
+				released.add(chunkBytes(f, c))
 				if err != nil {
 					fail(fmt.Errorf("quantize/int4: tensor %q rows [%d, %d): %w", c.j.info.Name, c.r0, c.r1, err))
 					continue
@@ -261,6 +242,9 @@ func run(ctx context.Context, f *gguf.File, cfg *Config, work []*job, stats *Act
 					}
 					if sigSum > 0 {
 						c.j.info.RelRMSE = math.Sqrt(errSum / sigSum)
+					}
+					if c.j.trans {
+						c.j.info.MaxAbsErr = st.maxErr
 					}
 					doneMu.Lock()
 					done++
@@ -312,13 +296,14 @@ feed:
 	return ctx.Err()
 }
 
-// pending gathers the source bytes a worker has finished with into one span of the
-// mapping r, released once it reaches pendingBytes. The span may cover chunks another
-// worker is still reading; releasing a read-only file mapping under a reader only makes
-// it fault the pages in again.
+// pending gathers the source bytes a worker has finished with into one span of f's
+// mapping, released once it reaches pendingBytes. The span may cover chunks another worker
+// is still reading; releasing a read-only file mapping under a reader only makes it fault
+// the pages in again.
 type pending struct {
-	r      region
-	lo, hi uintptr
+	f  *gguf.File
+	lo unsafe.Pointer // start of the span (nil: empty)
+	n  uintptr        // its length
 }
 
 const pendingBytes = 32 << 20
@@ -327,23 +312,27 @@ func (p *pending) add(b []byte) {
 	if len(b) == 0 {
 		return
 	}
-	lo := uintptr(unsafe.Pointer(unsafe.SliceData(b)))
-	hi := lo + uintptr(len(b))
-	if p.hi == 0 {
-		p.lo, p.hi = lo, hi
+	lo := unsafe.Pointer(unsafe.SliceData(b))
+	hi := uintptr(lo) + uintptr(len(b))
+	if p.lo == nil {
+		p.lo, p.n = lo, uintptr(len(b))
 	} else {
-		p.lo, p.hi = min(p.lo, lo), max(p.hi, hi)
+		hi = max(hi, uintptr(p.lo)+p.n)
+		if uintptr(lo) < uintptr(p.lo) {
+			p.lo = lo
+		}
+		p.n = hi - uintptr(p.lo)
 	}
-	if p.hi-p.lo >= pendingBytes {
+	if p.n >= pendingBytes {
 		p.flush()
 	}
 }
 
 func (p *pending) flush() {
-	if p.hi > p.lo {
-		p.r.releaseRange(p.lo, p.hi)
+	if p.lo != nil {
+		p.f.Release(unsafe.Slice((*byte)(p.lo), p.n))
 	}
-	p.lo, p.hi = 0, 0
+	p.lo, p.n = nil, 0
 }
 
 // chunkBytes is the source bytes of a chunk's rows (nil if the row size is invalid, which
@@ -424,14 +413,14 @@ func grow[T any](s []T, n int) []T {
 }
 
 // do quantizes one chunk and writes its part of every array.
-func (ws *workspace) do(f *gguf.File, c chunk, w *safetensors.Writer) (errSum, sigSum float64, err error) {
+func (ws *workspace) do(f *gguf.File, c chunk, w *qweights.Writer) (errSum, sigSum float64, err error) {
 	j := c.j
 	in := j.info.Shape[1]
 	rows := c.r1 - c.r0
 	n := rows * in
 	ws.q = grow(ws.q, n)
 	if j.trans {
-		return ws.transcode(f, c, w)
+		return ws.transcode(f, c)
 	}
 	if j.block != nil && c.state.gptq == nil && j.src.Type == ggml.F16 && j.block.canStrip() {
 		if e, s, ok, err := ws.stripF16(f, c, w); ok || err != nil {
@@ -499,7 +488,7 @@ func (ws *workspace) do(f *gguf.File, c chunk, w *safetensors.Writer) (errSum, s
 // (blockCodec.quantizeF16: the strip kernel, same output as decodeRows + quantizeRow) and
 // writes its data and scales. ok is false, with nothing written, when the chunk holds a
 // non-finite weight.
-func (ws *workspace) stripF16(f *gguf.File, c chunk, w *safetensors.Writer) (errSum, sigSum float64, ok bool, err error) {
+func (ws *workspace) stripF16(f *gguf.File, c chunk, w *qweights.Writer) (errSum, sigSum float64, ok bool, err error) {
 	j := c.j
 	in, rows := j.info.Shape[1], c.r1-c.r0
 	nb := in / j.block.block
@@ -544,7 +533,7 @@ var lutFromF16 = true
 // (lutCodec.quantizeGroupF16: same output as decodeRows + quantizeGroup) and writes its
 // indices and palettes. ok is false, with nothing written, when the chunk holds a
 // non-finite weight.
-func (ws *workspace) lutF16(f *gguf.File, c chunk, w *safetensors.Writer) (errSum, sigSum float64, ok bool, err error) {
+func (ws *workspace) lutF16(f *gguf.File, c chunk, w *qweights.Writer) (errSum, sigSum float64, ok bool, err error) {
 	j := c.j
 	in, rows, g := j.info.Shape[1], c.r1-c.r0, j.lut.group
 	src, ok := f16Rows(f, c)
@@ -604,7 +593,7 @@ func decodeRows(f *gguf.File, t *gguf.Tensor, r0, n int, dst []float32) error {
 
 // writeBlockwise writes data (ws.q), scales (ws.scale) and offsets (ws.z, or fp16 offsets
 // when given) of rows [r0, r0+rows).
-func (ws *workspace) writeBlockwise(w *safetensors.Writer, j *job, r0, rows int, f16off []uint16) error {
+func (ws *workspace) writeBlockwise(w *qweights.Writer, j *job, r0, rows int, f16off []uint16) error {
 	in, nb := j.info.Shape[1], j.info.Shape[1]/j.info.BlockSize
 	name := j.info.Name
 	n := rows * in
@@ -633,13 +622,13 @@ func (ws *workspace) writeBlockwise(w *safetensors.Writer, j *job, r0, rows int,
 }
 
 // write4 packs vals, which start at element e0 (even) of the array.
-func (ws *workspace) write4(w *safetensors.Writer, name string, e0 int, vals []int32) error {
+func (ws *workspace) write4(w *qweights.Writer, name string, e0 int, vals []int32) error {
 	ws.bytes = grow(ws.bytes, packedBytes(len(vals)))
 	pack4(ws.bytes, vals)
 	return w.WriteTensorAt(name, int64(e0/2), ws.bytes)
 }
 
-func (ws *workspace) write8(w *safetensors.Writer, name string, e0 int, vals []int32) error {
+func (ws *workspace) write8(w *qweights.Writer, name string, e0 int, vals []int32) error {
 	ws.bytes = grow(ws.bytes, len(vals))
 	for i, v := range vals {
 		ws.bytes[i] = byte(v)
@@ -647,150 +636,10 @@ func (ws *workspace) write8(w *safetensors.Writer, name string, e0 int, vals []i
 	return w.WriteTensorAt(name, int64(e0), ws.bytes)
 }
 
-func (ws *workspace) writeF16(w *safetensors.Writer, name string, e0 int, vals []uint16) error {
+func (ws *workspace) writeF16(w *qweights.Writer, name string, e0 int, vals []uint16) error {
 	ws.bytes = grow(ws.bytes, 2*len(vals))
 	for i, v := range vals {
 		binary.LittleEndian.PutUint16(ws.bytes[2*i:], v)
 	}
 	return w.WriteTensorAt(name, int64(2*e0), ws.bytes)
-}
-
-// transcode maps Q4_0, Q4_1 and Q8_0 blocks (gguf-arch.md §2.2, §2.4) onto block-32
-// shift/scale without re-rounding any quant: the block's d is already fp16 and becomes
-// the scale. The error is measured against ggml's own dequantization of each block, which
-// is computed inline as the loader's DequantizeRows computes it (q·d for Q4_0 and Q8_0,
-// (q·d) + m for Q4_1; for Q4_0 and Q8_0 the error is therefore exactly zero); a row with a
-// non-finite d or m goes to DequantizeRows for the loader's error, as no finite weight
-// comes from it.
-func (ws *workspace) transcode(f *gguf.File, c chunk, w *safetensors.Writer) (errSum, sigSum float64, err error) {
-	j := c.j
-	t := j.src
-	in := j.info.Shape[1]
-	rows := c.r1 - c.r0
-	rowBytes, err := t.Type.RowBytes(int64(in))
-	if err != nil {
-		return 0, 0, err
-	}
-	raw := f.Data(t)[int64(c.r0)*rowBytes : int64(c.r1)*rowBytes]
-	nblk := rows * in / 32
-	if t.Type == ggml.Q4_0 {
-		if ok, err := ws.transcodeQ4_0(w, j, c.r0, raw, nblk); ok || err != nil {
-			return 0, 0, err
-		}
-		// A non-finite scale: the general loop below reports it as the loader does.
-	}
-	ws.scale = grow(ws.scale, nblk)
-	var off []uint16
-	if t.Type == ggml.Q4_1 {
-		off = make([]uint16, nblk)
-	}
-	bb := t.Type.BlockBytes()
-	var ref [32]float32
-	for b := 0; b < nblk; b++ {
-		blk := raw[b*bb : (b+1)*bb]
-		q := ws.q[b*32 : (b+1)*32]
-		ws.scale[b] = binary.LittleEndian.Uint16(blk)
-		nonFinite := ws.scale[b]&0x7c00 == 0x7c00
-		if t.Type == ggml.Q4_1 {
-			nonFinite = nonFinite || binary.LittleEndian.Uint16(blk[2:])&0x7c00 == 0x7c00
-		}
-		if nonFinite {
-			r := int64(c.r0 + b*32/in)
-			ws.x = grow(ws.x, in)
-			if err := f.DequantizeRows(t, r, 1, ws.x); err != nil {
-				return 0, 0, err
-			}
-			return 0, 0, fmt.Errorf("tensor %q row %d: block %d has a non-finite scale", t.Name, r, b%(in/32))
-		}
-		dd := f16Table[ws.scale[b]]
-		switch t.Type {
-		case ggml.Q4_0:
-			// Low nibbles are elements 0..15, high nibbles 16..31; value (q − 8)·d.
-			for i := 0; i < 16; i++ {
-				q[i] = int32(blk[2+i]&0xF) - 8
-				q[i+16] = int32(blk[2+i]>>4) - 8
-			}
-			for i := range ref {
-				ref[i] = float32(q[i]) * dd
-			}
-		case ggml.Q4_1:
-			for i := 0; i < 16; i++ {
-				q[i] = int32(blk[4+i] & 0xF)
-				q[i+16] = int32(blk[4+i] >> 4)
-			}
-			m := f16Table[binary.LittleEndian.Uint16(blk[2:])]
-			for i := range ref {
-				// The conversion keeps the product rounded before m is added, as ggml does.
-				ref[i] = float32(float32(q[i])*dd) + m
-			}
-			if dd == 0 {
-				// A constant block m: scale m with offset −1 and zero quants gives m·(0+1).
-				ws.scale[b] = binary.LittleEndian.Uint16(blk[2:])
-				off[b] = toF16(-1)
-				clear(q)
-			} else {
-				off[b] = toF16(-m / dd)
-			}
-		case ggml.Q8_0:
-			for i := 0; i < 32; i++ {
-				q[i] = int32(int8(blk[2+i]))
-				ref[i] = float32(q[i]) * dd
-			}
-		}
-		// Error of our representation against ggml's dequantization.
-		d := f16Table[ws.scale[b]]
-		var o float32
-		if off != nil {
-			o = f16Table[off[b]]
-		}
-		var es, ss float32 // float32 within a block, float64 across blocks
-		for i, r := range ref {
-			e := r - float32(d*(float32(q[i])-o)) // unfused, as in quantizeRow
-			es += float32(e * e)
-			ss += float32(r * r)
-		}
-		errSum += float64(es)
-		sigSum += float64(ss)
-	}
-	return errSum, sigSum, ws.writeBlockwise(w, j, c.r0, rows, off)
-}
-
-// transcodeQ4_0 is transcode for Q4_0, as a byte shuffle. A Q4_0 block (gguf-arch.md
-// §2.2) is an fp16 d and 16 bytes whose low nibbles are elements 0…15 and high nibbles
-// elements 16…31, each q standing for d·(q − 8); our int4 is the signed level q − 8 in
-// two's complement, which is q XOR 8 in the nibble, packed two elements a byte, element
-// 2k in the low nibble. The scale is d itself, so every element dequantizes to exactly
-// ggml's value and the error sum is exactly zero: RelRMSE is 0 whatever the signal, so
-// neither sum is computed (transcode's loop would find the same zero). ok is false, with
-// nothing written, if a block's d is not finite.
-func (ws *workspace) transcodeQ4_0(w *safetensors.Writer, j *job, r0 int, raw []byte, nblk int) (ok bool, err error) {
-	ws.packed = grow(ws.packed, 16*nblk)
-	ws.bytes = grow(ws.bytes, 2*nblk)
-	for b := 0; b < nblk; b++ {
-		blk := raw[18*b : 18*b+18]
-		if binary.LittleEndian.Uint16(blk)&0x7c00 == 0x7c00 {
-			return false, nil
-		}
-		ws.bytes[2*b], ws.bytes[2*b+1] = blk[0], blk[1]
-		out := ws.packed[16*b : 16*b+16]
-		for h := 0; h < 2; h++ {
-			v := binary.LittleEndian.Uint64(blk[2+8*h:]) // elements 8h…8h+7 and 16+8h…
-			binary.LittleEndian.PutUint32(out[4*h:], q4Pairs(v&0x0f0f0f0f0f0f0f0f))
-			binary.LittleEndian.PutUint32(out[8+4*h:], q4Pairs(v>>4&0x0f0f0f0f0f0f0f0f))
-		}
-	}
-	in, nb := j.info.Shape[1], j.info.Shape[1]/32
-	if err := w.WriteTensorAt(j.info.Name+".data", int64(r0*in/2), ws.packed); err != nil {
-		return true, err
-	}
-	return true, w.WriteTensorAt(j.info.Name+".scale", int64(2*r0*nb), ws.bytes)
-}
-
-// q4Pairs packs eight Q4_0 quants, one per byte of v (0…15), into four bytes of int4
-// levels (q − 8, low nibble first): byte k gets quants 2k and 2k+1.
-func q4Pairs(v uint64) uint32 {
-	v ^= 0x0808080808080808             // q − 8 as a two's-complement nibble
-	v = (v | v>>4) & 0x00ff00ff00ff00ff // pairs into the low byte of each 16 bits
-	v = (v | v>>8) & 0x0000ffff0000ffff
-	return uint32(v | v>>16)
 }

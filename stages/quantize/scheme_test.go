@@ -192,7 +192,7 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`has no parameter "bits"`, "block_size 48 is not 32, 64 or 128"}},
 		{stage.Params{"overrides": []string{"output.weight", "x=int2", "[=fp16"}},
 			[]string{`override "output.weight" is not GLOB=CHOICE`, `"int2" is not fp16`, "bad glob"}},
-		{stage.Params{"scheme": "block", "fallback": "block"}, []string{"applies to scheme gguf only"}},
+		{stage.Params{"scheme": "block", "fallback": "block"}, []string{"applies to schemes gguf and auto only"}},
 		{stage.Params{"fallback": "q4_k"}, []string{`fallback "q4_k" is not one of`}},
 	} {
 		_, err := ParseConfig(tc.params)
@@ -202,23 +202,7 @@ func TestConfigErrors(t *testing.T) {
 			}
 		}
 	}
-	// A K-quant with no fallback cannot be transcoded: an error naming the tensor and type.
-	f := openModel(t, "tiny-llama256-q4_k_m.gguf")
-	cfg, _ := ParseConfig(stage.Params{"scheme": "gguf"})
-	_, err := Quantize(context.Background(), f, cfg, t.TempDir(), nil)
-	if err == nil || !strings.Contains(err.Error(), "cannot transcode Q4_K and no fallback is set") {
-		t.Errorf("gguf without fallback: %v", err)
-	}
-	cfg, _ = ParseConfig(stage.Params{"scheme": "gguf", "fallback": "channel"})
-	m, err := Quantize(context.Background(), f, cfg, t.TempDir(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, ti := range m.Tensors {
-		if strings.HasPrefix(ti.Note, "Q4_K: fallback channel") && ti.BlockSize != ti.Shape[1] {
-			t.Errorf("%s: %+v", ti.Name, ti)
-		}
-	}
+	// A type scheme gguf cannot transcode: TestTranscodeBadInput.
 }
 
 // TestStageBuild runs the stage as the pipeline does, including scheme none.

@@ -37,11 +37,6 @@ func TestRows(t *testing.T) {
 			}
 		}
 	}
-	// Odd row offsets into a packed stream with an odd row length need repacking.
-	packed := []byte{0x21, 0x43, 0x65, 0x87} // elements 1..8
-	if got := slice4(packed, 3, 8); !slices.Equal(got, []byte{0x54, 0x76, 0x08}) {
-		t.Errorf("slice4 = %x", got)
-	}
 	s, _ := quantizeModel(t, "stories260K.gguf", stage.Params{"scheme": "lut4", "group_size": int64(4)})
 	qt, _ := s.Lookup("blk.0.attn_q.weight")
 	if _, err := qt.Rows(2, 8); err == nil || !strings.Contains(err.Error(), "not multiples of its palette group 4") {

@@ -5,9 +5,11 @@
 // Build (the header comes from the matching llama.cpp release, the library from npm):
 //   cc -O2 -o quantize quantize.c -I LLAMA_CPP/include -I LLAMA_CPP/ggml/include \
 //      -L BINS -l:libllama.v0.4.0.so -Wl,-rpath,BINS
-// Run: quantize IN.gguf OUT.gguf [threads]   -> prints one JSON line: seconds, peak RSS.
+// Run: quantize IN.gguf OUT.gguf [threads] [ftype]   -> prints one JSON line: seconds, peak RSS.
+// ftype: q4_0 (default), q4_k_m, iq4_nl, or copy (llama-quantize's COPY: tensors as they are).
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/resource.h>
 #include <time.h>
 
@@ -22,6 +24,17 @@ int main(int argc, char **argv) {
 	struct llama_model_quantize_params p = llama_model_quantize_default_params();
 	p.ftype = LLAMA_FTYPE_MOSTLY_Q4_0;
 	p.nthread = argc > 3 ? atoi(argv[3]) : 0;
+	const char *ftype = argc > 4 ? argv[4] : "q4_0";
+	if (strcmp(ftype, "q4_k_m") == 0) {
+		p.ftype = LLAMA_FTYPE_MOSTLY_Q4_K_M;
+	} else if (strcmp(ftype, "iq4_nl") == 0) {
+		p.ftype = LLAMA_FTYPE_MOSTLY_IQ4_NL;
+	} else if (strcmp(ftype, "copy") == 0) {
+		p.only_copy = true;
+	} else if (strcmp(ftype, "q4_0") != 0) {
+		fprintf(stderr, "quantize: ftype %s is not q4_0, q4_k_m, iq4_nl or copy\n", ftype);
+		return 2;
+	}
 	struct timespec t0, t1;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	uint32_t rc = llama_model_quantize(argv[1], argv[2], &p);
@@ -33,7 +46,7 @@ int main(int argc, char **argv) {
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
 	double secs = (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
-	printf("{\"ftype\":\"q4_0\",\"threads\":%d,\"seconds\":%.3f,\"peak_rss_mb\":%.1f}\n",
-	       p.nthread, secs, ru.ru_maxrss / 1024.0);
+	printf("{\"ftype\":\"%s\",\"threads\":%d,\"seconds\":%.3f,\"peak_rss_mb\":%.1f}\n",
+	       ftype, p.nthread, secs, ru.ru_maxrss / 1024.0);
 	return 0;
 }

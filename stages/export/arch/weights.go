@@ -35,6 +35,13 @@ type Compressed struct {
 	// LUT: Palette is fp16 [Out/GroupSize, 1, 2^bits, 1]: one palette per GroupSize rows.
 	GroupSize int
 	Palette   []byte
+
+	// Load, when set, makes a Blockwise weight's Data, Scale and Offset (then nil) when the
+	// export writes them, for arrays computed from other bytes (a transcoded GGUF tensor)
+	// rather than mapped: one weight's arrays are in memory at a time. The data it returns
+	// may be reused by the WeightSet's next Load (one buffer for every weight), so it is
+	// written at once or loaded again; scale and offset stay valid.
+	Load func() (data, scale, offset []byte, err error)
 }
 
 // WeightSet supplies the compressed weights of an export. Tensors it does not hold stay fp16.
@@ -49,6 +56,20 @@ type WeightSet interface {
 func (w *Compressed) check() error {
 	if w.Out < 1 || w.In < 1 {
 		return fmt.Errorf("shape [%d %d]", w.Out, w.In)
+	}
+	if w.Load != nil {
+		if w.Encoding != Blockwise {
+			return fmt.Errorf("arrays loaded on demand for encoding %q (blockwise only)", w.Encoding)
+		}
+		// The lengths are checked when the arrays are loaded (lazy).
+		l := *w
+		l.Load = nil
+		l.Data = make([]byte, w.DType.ByteSize(w.Out*w.In))
+		l.Scale = make([]byte, 2*w.Out*(w.In/max(1, w.BlockSize)))
+		if w.OffsetDType != mil.InvalidDType {
+			l.Offset = make([]byte, w.OffsetDType.ByteSize(w.Out*(w.In/max(1, w.BlockSize))))
+		}
+		return l.check()
 	}
 	if got, want := len(w.Data), w.DType.ByteSize(w.Out*w.In); got != want {
 		return fmt.Errorf("%s data of %d bytes, shape [%d %d] needs %d", w.DType, got, w.Out, w.In, want)
@@ -208,13 +229,17 @@ func (fn *Func) constexpr(key string, shape []int, w *Compressed) *mil.Value {
 	switch w.Encoding {
 	case Blockwise:
 		sshape := like(w.Out, w.In/w.BlockSize)
+		data, scale, offset := mil.Bytes(w.Data), mil.Bytes(w.Scale), mil.Bytes(w.Offset)
+		if w.Load != nil {
+			data, scale, offset = w.lazy()
+		}
 		var off *mil.WeightTensor
-		if w.Offset != nil {
-			off = &mil.WeightTensor{Name: key + "_offset", DType: w.OffsetDType, Shape: sshape, Data: mil.Bytes(w.Offset)}
+		if w.Offset != nil || (w.Load != nil && w.OffsetDType != mil.InvalidDType) {
+			off = &mil.WeightTensor{Name: key + "_offset", DType: w.OffsetDType, Shape: sshape, Data: offset}
 		}
 		return f.BlockwiseShiftScale(key,
-			mil.WeightTensor{Name: key + "_data", DType: w.DType, Shape: shape, Data: fn.track(key, mil.Bytes(w.Data))},
-			mil.WeightTensor{Name: key + "_scale", DType: mil.FP16, Shape: sshape, Data: mil.Bytes(w.Scale)},
+			mil.WeightTensor{Name: key + "_data", DType: w.DType, Shape: shape, Data: fn.track(key, data)},
+			mil.WeightTensor{Name: key + "_scale", DType: mil.FP16, Shape: sshape, Data: scale},
 			off)
 	default: // LUT, checked
 		lshape := append(like(w.Out/w.GroupSize, 1), 1<<w.DType.Bits(), 1)
@@ -223,6 +248,37 @@ func (fn *Func) constexpr(key string, shape []int, w *Compressed) *mil.Value {
 			mil.WeightTensor{Name: key + "_lut", DType: mil.FP16, Shape: lshape, Data: mil.Bytes(w.Palette)},
 			-1)
 	}
+}
+
+// lazy returns the sources of w's arrays for a weight with Load: the first one written
+// calls Load and checks the arrays against w's shape; each source hands its array out and
+// forgets it, so that no array outlives its write (a source asked again loads again). The
+// data, which the next Load may overwrite, is kept only to be handed out at once.
+func (w *Compressed) lazy() (data, scale, offset mil.WeightSource) {
+	var arrays [3][]byte
+	part := func(i int) mil.WeightSource {
+		return func() ([]byte, error) {
+			if arrays[i] == nil {
+				d, s, o, err := w.Load()
+				if err != nil {
+					return nil, err
+				}
+				l := *w
+				l.Load, l.Data, l.Scale, l.Offset = nil, d, s, o
+				if err := l.check(); err != nil {
+					return nil, err
+				}
+				arrays = [3][]byte{d, s, o}
+			}
+			b := arrays[i]
+			arrays[i] = nil
+			if i != 0 {
+				arrays[0] = nil // may be overwritten before it is asked for
+			}
+			return b, nil
+		}
+	}
+	return part(0), part(1), part(2)
 }
 
 // fp16Source reads rows [r0, r1) of tensor t (for a 1-D tensor: its elements) lazily as

@@ -33,7 +33,7 @@ func CanDequantize(t Type) bool {
 	switch t {
 	case F32, F16, BF16,
 		Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q8_1,
-		Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K:
+		Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, Q8_K, IQ4_NL, IQ4_XS:
 		return true
 	}
 	return false
@@ -97,6 +97,10 @@ func DequantizeRow(t Type, src []byte, dst []float32) error {
 		dequantQ6_K(src, dst)
 	case Q8_K:
 		dequantQ8_K(src, dst)
+	case IQ4_NL:
+		dequantIQ4_NL(src, dst)
+	case IQ4_XS:
+		dequantIQ4_XS(src, dst)
 	}
 	return nil
 }
@@ -366,5 +370,44 @@ func dequantQ6_K(src []byte, dst []float32) {
 			}
 		}
 		src, dst = src[210:], dst[QK_K:]
+	}
+}
+
+// kvaluesIQ4NL is the fixed non-linear codebook of IQ4_NL and IQ4_XS (ggml-common.h).
+var kvaluesIQ4NL = [16]int8{-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113}
+
+// IQ4_NL block (18 bytes): d f16; qs[16], each nibble an index into the codebook: low
+// nibbles elements 0–15, high nibbles 16–31. y = d·kvalues[q].
+func dequantIQ4_NL(src []byte, dst []float32) {
+	for len(dst) >= 32 {
+		b := (*[18]byte)(src)
+		y := (*[32]float32)(dst)
+		d := f16(b[0:])
+		for j, q := range (*[16]byte)(b[2:]) {
+			y[j] = d * float32(kvaluesIQ4NL[q&0xF])
+			y[j+16] = d * float32(kvaluesIQ4NL[q>>4])
+		}
+		src, dst = src[18:], dst[32:]
+	}
+}
+
+// IQ4_XS block (136 bytes): d f16; scales_h u16; scales_l[4]; qs[128]. Sub-block k of 32
+// has the 6-bit scale ls (low 4 bits: nibble k%2 of scales_l[k/2]; high 2: bits 2k of
+// scales_h) and is an IQ4_NL block of scale d·(ls − 32).
+func dequantIQ4_XS(src []byte, dst []float32) {
+	for len(dst) >= QK_K {
+		b := (*[136]byte)(src)
+		y := (*[QK_K]float32)(dst)
+		d := f16(b[0:])
+		sh := binary.LittleEndian.Uint16(b[2:])
+		for k := 0; k < 8; k++ {
+			ls := int32(b[4+k/2]>>(4*(k%2))&0xF) | int32(sh>>(2*k)&3)<<4
+			dl := d * float32(ls-32)
+			for j, q := range (*[16]byte)(b[8+16*k:]) {
+				y[32*k+j] = dl * float32(kvaluesIQ4NL[q&0xF])
+				y[32*k+16+j] = dl * float32(kvaluesIQ4NL[q>>4])
+			}
+		}
+		src, dst = src[136:], dst[QK_K:]
 	}
 }

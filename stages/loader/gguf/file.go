@@ -102,6 +102,7 @@ type File struct {
 	Tensors    []*Tensor
 
 	data    []byte // the mapped file
+	mapped  bool   // data is a file mapping (Open), not memory (Parse)
 	unmap   func() error
 	kvIndex map[string]int
 	tIndex  map[string]int
@@ -130,8 +131,17 @@ func Open(path string) (*File, error) {
 		unmap()
 		return nil, err
 	}
-	f.unmap = unmap
+	f.unmap, f.mapped = unmap, true
 	return f, nil
+}
+
+// Release hands the pages under b, a slice of the file's data (Data), back to the kernel
+// once a streaming reader is done with them (see mmap.Release); they are read again from
+// the page cache if needed. A file held in memory (Parse) is left alone.
+func (f *File) Release(b []byte) {
+	if f.mapped {
+		mmap.Release(f.data, b)
+	}
 }
 
 // Parse reads a GGUF file held in memory (used by tests and fuzzing; Open is the normal way).
@@ -150,7 +160,7 @@ func (f *File) Close() error {
 		return nil
 	}
 	err := f.unmap()
-	f.unmap, f.data = nil, nil
+	f.unmap, f.data, f.mapped = nil, nil, false
 	return err
 }
 

@@ -334,6 +334,10 @@ func (f *File) Data(name string) ([]byte, bool) {
 	return f.data[b:c:c], true
 }
 
+// Release hands the pages under b, a slice of the file's data, back to the kernel once a
+// streaming reader is done with them (see mmap.Release).
+func (f *File) Release(b []byte) { mmap.Release(f.data, b) }
+
 // Close releases the mapping.
 func (f *File) Close() error {
 	if f.unmap == nil {

@@ -1,4 +1,4 @@
-package quantize
+package qweights
 
 import (
 	"encoding/json"
@@ -24,12 +24,12 @@ func fuzzArtifact(f *testing.F) (manifest, weights []byte) {
 		if ti.Encoding == FP16 {
 			continue
 		}
-		ps, err := ti.parts()
+		ps, err := ti.Parts()
 		if err != nil {
 			f.Fatal(err)
 		}
 		for _, p := range ps {
-			entries = append(entries, safetensors.Entry{Name: ti.Name + "." + p.key, DType: p.dtype, Shape: p.shape})
+			entries = append(entries, safetensors.Entry{Name: ti.Name + "." + p.Key, DType: p.DType, Shape: p.Shape})
 		}
 	}
 	w, err := safetensors.Create(filepath.Join(dir, WeightsFile), entries, nil)

@@ -1,0 +1,441 @@
+package qweights
+
+import (
+	"encoding/binary"
+	"fmt"
+	"math"
+
+	"github.com/x448/float16"
+
+	"github.com/lilims/lilims/stages/loader/ggml"
+)
+
+// A Transcoding reads the blocks of one ggml type as constexpr_blockwise_shift_scale
+// (coremltools mil/ops/defs/iOS18/compression.py: output = scale·(data − offset), one
+// scale and offset per block of Block elements along the input dimension; data int4,
+// uint4, int8 or uint8; offset of the data's dtype or fp16). The op has no 2-, 3-, 5- or
+// 6-bit dtype, so wider quants take int8 (docs/quantization.md gives each type's cost).
+//
+// Every ggml block format decodes as y = fl(s·q) − m per sub-block (ggml-quants.c,
+// dequantize_row_*): q an integer quant, s the sub-block's scale (d, or d·sc for the
+// K-quants and IQ4_XS, a float32 product of an fp16 and a small integer) and m its min (0
+// for the symmetric types). The transcoding keeps q as the data (shifted by an integer for
+// the asymmetric types) and stores s and the offset as fp16, so no quant is rounded a
+// second time: the only difference from ggml's values is the fp16 rounding of s and of
+// the offset. Bound states it.
+type Transcoding struct {
+	DType  string // data: int4 or int8
+	Offset string // "" (symmetric) or "fp16"
+	Block  int    // elements per scale: the ggml sub-block
+	// Bound is the largest |Δ| from ggml's value fl(s·q) − m for one element: 2⁻¹¹ is half
+	// an fp16 ulp relative to the value rounded (the scale, or the offset's product).
+	Bound string
+	// unpack reads one ggml block: its quants, in element order, into q, and the scale s
+	// and min m of each sub-block as ggml computes them in float32.
+	unpack func(b []byte, q []int32, s, m []float32)
+	qmax   int32 // asymmetric types: quants lie in [0, qmax]
+	halves []int // byte offsets of the block's fp16 fields (d, dmin or m)
+}
+
+// Bounds of the transcodings, as the manifest states them (TensorInfo.Bound).
+const (
+	BoundExact    = "exact"
+	BoundScale    = "|Δ| ≤ 2⁻¹¹·|s·q|: fp16 rounding of the sub-block scale s = d·sc"
+	BoundOffset   = "|Δ| ≤ 2⁻¹¹·(|d|·max|q − k| + |m − d·k|), max over the type's quants 0…qmax: fp16 rounding of the offset m/d − k (k: the block's integer shift)"
+	BoundScaleMin = "|Δ| ≤ 2⁻¹¹·(|s|·max|q − k| + |m − s·k|), max over the type's quants 0…qmax: fp16 rounding of the scale s = d·sc and of the offset m/s − k (m = dmin·mn; k: the sub-block's integer shift)"
+)
+
+// transcodings lists every ggml type the gguf scheme reads without a second rounding.
+// Types not listed (the IQ1–IQ3 grids, TQ*, MXFP4, Q8_1, Q8_K) have no such form: their
+// codebooks are vectors of 4–8 values or their quants are not integers times a scale.
+var transcodings = map[ggml.Type]Transcoding{
+	ggml.Q4_0:   {"int4", "", 32, BoundExact, unpackQ4_0, 0, []int{0}},
+	ggml.Q4_1:   {"int4", "fp16", 32, BoundOffset, unpackQ4_1, 15, []int{0, 2}},
+	ggml.Q5_0:   {"int8", "", 32, BoundExact, unpackQ5_0, 0, []int{0}},
+	ggml.Q5_1:   {"int8", "fp16", 32, BoundOffset, unpackQ5_1, 31, []int{0, 2}},
+	ggml.Q8_0:   {"int8", "", 32, BoundExact, unpackQ8_0, 0, []int{0}},
+	ggml.Q2_K:   {"int4", "fp16", 16, BoundScaleMin, unpackQ2_K, 3, []int{80, 82}},
+	ggml.Q3_K:   {"int4", "", 16, BoundScale, unpackQ3_K, 0, []int{108}},
+	ggml.Q4_K:   {"int4", "fp16", 32, BoundScaleMin, unpackQ4_K, 15, []int{0, 2}},
+	ggml.Q5_K:   {"int8", "fp16", 32, BoundScaleMin, unpackQ5_K, 31, []int{0, 2}},
+	ggml.Q6_K:   {"int8", "", 16, BoundScale, unpackQ6_K, 0, []int{208}},
+	ggml.IQ4_NL: {"int8", "", 32, BoundExact, unpackIQ4_NL, 0, []int{0}},
+	ggml.IQ4_XS: {"int8", "", 32, BoundScale, unpackIQ4_XS, 0, []int{0}},
+}
+
+// TranscodingOf returns how ggml type t reads as blockwise arrays; false: it has no such form.
+func TranscodingOf(t ggml.Type) (Transcoding, bool) {
+	tr, ok := transcodings[t]
+	return tr, ok
+}
+
+// Unpack reads one ggml block of the transcoding's type: its quants, in element order,
+// into q, and the scale s and min m of each sub-block as ggml computes them in float32
+// (ggml's value of element e is fl(s·q) − m).
+func (tr Transcoding) Unpack(b []byte, q []int32, s, m []float32) { tr.unpack(b, q, s, m) }
+
+// BlockError is a ggml block that cannot be transcoded: a non-finite scale, or a scale or
+// offset beyond fp16's range. Row and Block count from the rows given to Rows.
+type BlockError struct {
+	Row, Block int
+	NonFinite  bool
+	Msg        string
+}
+
+func (e *BlockError) Error() string { return fmt.Sprintf("row %d block %d: %s", e.Row, e.Block, e.Msg) }
+
+// Rows transcodes raw, whole rows of in elements of type t (the transcoding's), into the
+// data levels q (row-major, len rows·in), the fp16 scales (one per Block elements) and,
+// for an asymmetric type, the fp16 offsets off (same length as scale; nil otherwise). No
+// quant is rounded again: q holds ggml's quants, shifted by an integer per sub-block for
+// the asymmetric types (see scaleOffset).
+func (tr Transcoding) Rows(t ggml.Type, raw []byte, in int, q []int32, scale, off []uint16) error {
+	be, bb := t.BlockElems(), t.BlockBytes()
+	nsub := be / tr.Block
+	nblk := len(q) / be
+	var s, m [16]float32
+	for b := range nblk {
+		qb := q[b*be : (b+1)*be]
+		tr.unpack(raw[b*bb:(b+1)*bb], qb, s[:nsub], m[:nsub])
+		fail := func(nonFinite bool, format string, a ...any) error {
+			return &BlockError{Row: b * be / in, Block: b % (in / be), NonFinite: nonFinite, Msg: fmt.Sprintf(format, a...)}
+		}
+		for k := range nsub {
+			i := b*nsub + k
+			if !finite(s[k]) || !finite(m[k]) {
+				return fail(true, "non-finite scale (d or dmin is NaN or Inf)")
+			}
+			scale[i] = toF16(s[k])
+			if !finite(f16ToF32(scale[i])) {
+				return fail(false, "scale %g overflows fp16", s[k])
+			}
+			if off == nil {
+				continue
+			}
+			qs := qb[k*tr.Block : (k+1)*tr.Block]
+			switch {
+			case f16ToF32(scale[i]) != 0:
+				// s·q − m = s·(q − sh) − (m − s·sh): an integer shift of the quants near
+				// m/s leaves a small offset, which fp16 holds to a fine step (2⁻¹¹ of it).
+				// The shift and the offset are chosen for the type's range of quants
+				// [0, qmax], which every sub-block's quants lie in.
+				sh := shiftFor(tr.DType, 0, tr.qmax, float64(m[k])/float64(s[k]))
+				for e := range qs {
+					qs[e] -= sh
+				}
+				scale[i], off[i] = scaleOffset(s[k], float64(m[k])-float64(s[k])*float64(sh), -sh, tr.qmax-sh)
+			case m[k] == 0:
+				off[i] = 0
+			default:
+				// A constant sub-block −m (scale 0): m·(0 − 1) with zero quants.
+				scale[i], off[i] = toF16(m[k]), toF16(1)
+				clear(qs)
+			}
+			if !finite(f16ToF32(off[i])) || !finite(f16ToF32(scale[i])) {
+				return fail(false, "offset m/s = %g/%g overflows fp16", m[k], s[k])
+			}
+		}
+	}
+	return nil
+}
+
+func toF16(f float32) uint16 { return float16.Fromfloat32(f).Bits() }
+
+// f16ToF32 widens an fp16 through a table of every bit pattern (exact).
+func f16ToF32(h uint16) float32 { return f16Table[h] }
+
+var f16Table = func() *[1 << 16]float32 {
+	var t [1 << 16]float32
+	for i := range t {
+		t[i] = float16.Frombits(uint16(i)).Float32()
+	}
+	return &t
+}()
+
+func f16le(b []byte) float32 { return f16ToF32(binary.LittleEndian.Uint16(b)) }
+
+func unpackQ4_0(b []byte, q []int32, s, m []float32) {
+	s[0], m[0] = f16le(b), 0
+	for i, v := range b[2:18] {
+		q[i], q[i+16] = int32(v&0xF)-8, int32(v>>4)-8
+	}
+}
+
+func unpackQ4_1(b []byte, q []int32, s, m []float32) {
+	s[0], m[0] = f16le(b), -f16le(b[2:]) // y = q·d + m
+	for i, v := range b[4:20] {
+		q[i], q[i+16] = int32(v&0xF), int32(v>>4)
+	}
+}
+
+// Q5_0 and Q5_1: bit j of the u32 qh is the 5th bit of element j.
+func unpackQ5_0(b []byte, q []int32, s, m []float32) {
+	s[0], m[0] = f16le(b), 0
+	qh := binary.LittleEndian.Uint32(b[2:])
+	for i, v := range b[6:22] {
+		q[i] = int32(v&0xF|byte(qh>>i&1)<<4) - 16
+		q[i+16] = int32(v>>4|byte(qh>>(i+16)&1)<<4) - 16
+	}
+}
+
+func unpackQ5_1(b []byte, q []int32, s, m []float32) {
+	s[0], m[0] = f16le(b), -f16le(b[2:])
+	qh := binary.LittleEndian.Uint32(b[4:])
+	for i, v := range b[8:24] {
+		q[i] = int32(v&0xF | byte(qh>>i&1)<<4)
+		q[i+16] = int32(v>>4 | byte(qh>>(i+16)&1)<<4)
+	}
+}
+
+func unpackQ8_0(b []byte, q []int32, s, m []float32) {
+	s[0], m[0] = f16le(b), 0
+	for i, v := range b[2:34] {
+		q[i] = int32(int8(v))
+	}
+}
+
+// Q2_K (84 bytes): scales[16] (low nibble scale, high nibble min, one byte per 16
+// elements); qs[64]; d; dmin. Element 128h+32j+l takes the 2 bits at shift 2j of
+// qs[32h+l].
+func unpackQ2_K(b []byte, q []int32, s, m []float32) {
+	d, dmin := f16le(b[80:]), f16le(b[82:])
+	for i, sc := range b[:16] {
+		s[i], m[i] = d*float32(sc&0xF), dmin*float32(sc>>4)
+	}
+	for h := range 2 {
+		for j := range 4 {
+			for l, v := range b[16+32*h : 48+32*h] {
+				q[128*h+32*j+l] = int32(v >> (2 * j) & 3)
+			}
+		}
+	}
+}
+
+// Q3_K (110 bytes): hmask[32]; qs[64]; scales[12] (16 six-bit scales biased by 32); d.
+// Element 128h+32j+l is its 2 bits at shift 2j of qs[32h+l], minus 4 when bit 4h+j of
+// hmask[l] is clear.
+func unpackQ3_K(b []byte, q []int32, s, m []float32) {
+	sc, d := b[96:108], f16le(b[108:])
+	for i := range 16 {
+		low4 := sc[i%8] >> (4 * (i / 8)) & 0xF
+		high2 := sc[8+i%4] >> (2 * (i / 4)) & 3
+		s[i], m[i] = d*float32(int32(low4|high2<<4)-32), 0
+	}
+	for h := range 2 {
+		for j := range 4 {
+			for l, v := range b[32+32*h : 64+32*h] {
+				q[128*h+32*j+l] = int32(v>>(2*j)&3) - 4 + 4*int32(b[l]>>(4*h+j)&1)
+			}
+		}
+	}
+}
+
+// kScaleMin unpacks the 6-bit scale and min of sub-block k of a Q4_K or Q5_K block's 12
+// packed bytes (ggml-quants.c, get_scale_min_k4).
+func kScaleMin(k int, s []byte) (sc, mn byte) {
+	if k < 4 {
+		return s[k] & 63, s[k+4] & 63
+	}
+	return s[k+4]&0xF | (s[k-4]>>6)<<4, s[k+4]>>4 | (s[k]>>6)<<4
+}
+
+// Q4_K (144 bytes): d; dmin; scales[12]; qs[128]. Elements 64c+l and 64c+32+l are the low
+// and high nibbles of qs[32c+l]; y = d·sc·q − dmin·mn per sub-block of 32.
+func unpackQ4_K(b []byte, q []int32, s, m []float32) {
+	d, dmin := f16le(b), f16le(b[2:])
+	for k := range 8 {
+		sc, mn := kScaleMin(k, b[4:16])
+		s[k], m[k] = d*float32(sc), dmin*float32(mn)
+	}
+	for c := range 4 {
+		for l, v := range b[16+32*c : 48+32*c] {
+			q[64*c+l], q[64*c+32+l] = int32(v&0xF), int32(v>>4)
+		}
+	}
+}
+
+// Q5_K (176 bytes): Q4_K with qh[32] before qs: the 5th bit of element 64c+l is bit 2c of
+// qh[l], of element 64c+32+l bit 2c+1.
+func unpackQ5_K(b []byte, q []int32, s, m []float32) {
+	d, dmin := f16le(b), f16le(b[2:])
+	for k := range 8 {
+		sc, mn := kScaleMin(k, b[4:16])
+		s[k], m[k] = d*float32(sc), dmin*float32(mn)
+	}
+	qh := b[16:48]
+	for c := range 4 {
+		for l, v := range b[48+32*c : 80+32*c] {
+			q[64*c+l] = int32(v&0xF | (qh[l]>>(2*c)&1)<<4)
+			q[64*c+32+l] = int32(v>>4 | (qh[l]>>(2*c+1)&1)<<4)
+		}
+	}
+}
+
+// Q6_K (210 bytes): ql[128]; qh[64]; scales[16] int8 (one per 16 elements); d. In half h,
+// element 128h+32k+l takes 4 bits of ql[64h+l+32(k%2)] (high nibble for k ≥ 2) and bits
+// 2k, 2k+1 of qh[32h+l]; y = d·sc·(q − 32).
+func unpackQ6_K(b []byte, q []int32, s, m []float32) {
+	d := f16le(b[208:])
+	for i, sc := range b[192:208] {
+		s[i], m[i] = d*float32(int8(sc)), 0
+	}
+	for h := range 2 {
+		ql, qh := b[64*h:64*h+64], b[128+32*h:160+32*h]
+		for l := range 32 {
+			H := qh[l]
+			q[128*h+l] = int32(ql[l]&0xF|(H&3)<<4) - 32
+			q[128*h+32+l] = int32(ql[l+32]&0xF|(H>>2&3)<<4) - 32
+			q[128*h+64+l] = int32(ql[l]>>4|(H>>4&3)<<4) - 32
+			q[128*h+96+l] = int32(ql[l+32]>>4|(H>>6&3)<<4) - 32
+		}
+	}
+}
+
+// iq4nlValues is IQ4_NL's fixed non-linear codebook (ggml-common.h, kvalues_iq4nl): the
+// data holds the codebook value itself, an int8.
+var iq4nlValues = [16]int32{-127, -104, -83, -65, -49, -35, -22, -10, 1, 13, 25, 38, 53, 69, 89, 113}
+
+// IQ4_NL (18 bytes): d; qs[16], low nibbles elements 0…15, high nibbles 16…31, each an
+// index into the codebook; y = d·value.
+func unpackIQ4_NL(b []byte, q []int32, s, m []float32) {
+	s[0], m[0] = f16le(b), 0
+	for i, v := range b[2:18] {
+		q[i], q[i+16] = iq4nlValues[v&0xF], iq4nlValues[v>>4]
+	}
+}
+
+// IQ4_XS (136 bytes): d; scales_h u16; scales_l[4]; qs[128]. Sub-block k of 32 has the
+// 6-bit scale ls (low 4 bits in scales_l, high 2 in scales_h) and s = d·(ls − 32); its
+// 16 bytes of qs are laid out as an IQ4_NL block's.
+func unpackIQ4_XS(b []byte, q []int32, s, m []float32) {
+	d, sh := f16le(b), binary.LittleEndian.Uint16(b[2:])
+	for k := range 8 {
+		ls := int32(b[4+k/2]>>(4*(k%2))&0xF) | int32(sh>>(2*k)&3)<<4
+		s[k], m[k] = d*float32(ls-32), 0
+		for i, v := range b[8+16*k : 24+16*k] {
+			q[32*k+i], q[32*k+16+i] = iq4nlValues[v&0xF], iq4nlValues[v>>4]
+		}
+	}
+}
+
+// scaleOffset picks the fp16 scale S and offset O of a sub-block whose ggml values are
+// s·q − m for its quants, which lie in [lo, hi]: S = fp16(s), and of O = fp16 of the
+// offset that balances S's rounding over the quants' range, its two neighbours and the
+// plain fp16(m/S), the one whose largest |S·(q − O) − (s·q − m)| over that range is least.
+// The error is linear in q, so it is largest at the range's ends. The plain pair is among
+// the candidates, so the result stays within its bound.
+func scaleOffset(s float32, m float64, lo, hi int32) (scale, off uint16) {
+	scale = toF16(s)
+	sc, s64 := float64(f16ToF32(scale)), float64(s)
+	flo, fhi := float64(lo), float64(hi)
+	// S·(q − O) = s·q − m at the middle of the range: O = (m + (S − s)·mid)/S.
+	o0 := toF16(float32((m + (sc-s64)*(flo+fhi)/2) / sc))
+	best := math.Inf(1)
+	for _, O := range [4]uint16{o0, o0 - 1, o0 + 1, toF16(float32(m / sc))} {
+		o := float64(f16ToF32(O))
+		if math.IsInf(o, 0) || math.IsNaN(o) || (O^o0)&0x8000 != 0 && O&0x7fff != 0 {
+			continue // no overflow or sign change from a neighbour
+		}
+		e := max(math.Abs(sc*(flo-o)-(s64*flo-m)), math.Abs(sc*(fhi-o)-(s64*fhi-m)))
+		if e < best {
+			best, off = e, O
+		}
+	}
+	return scale, off
+}
+
+// shiftFor returns the integer k nearest o such that every q − k of quants in [lo, hi]
+// fits the data dtype (int4 or int8).
+func shiftFor(dtype string, lo, hi int32, o float64) int32 {
+	top := int32(7)
+	if dtype == "int8" {
+		top = 127
+	}
+	k := int32(max(-1<<20, min(1<<20, math.Round(o))))
+	return max(hi-top, min(lo+top+1, k))
+}
+
+func finite(v float32) bool { return !math.IsInf(float64(v), 0) && !math.IsNaN(float64(v)) }
+
+// q4Pairs packs eight Q4_0 quants, one per byte of v (0…15), into four bytes of int4
+// levels (q − 8, low nibble first): byte k gets quants 2k and 2k+1.
+func q4Pairs(v uint64) uint32 {
+	v ^= 0x0808080808080808             // q − 8 as a two's-complement nibble
+	v = (v | v>>4) & 0x00ff00ff00ff00ff // pairs into the low byte of each 16 bits
+	v = (v | v>>8) & 0x0000ffff0000ffff
+	return uint32(v | v>>16)
+}
+
+// q4_0Rows is Rows for Q4_0 as a byte shuffle, straight to the packed arrays. A Q4_0 block
+// (ggml-common.h, block_q4_0) is an fp16 d and 16 bytes whose low nibbles are elements
+// 0…15 and high nibbles 16…31, each q standing for d·(q − 8); our int4 is the signed level
+// q − 8 in two's complement, which is q XOR 8 in the nibble, packed two elements a byte,
+// element 2k in the low nibble. The scale is d itself. ok is false, with the arrays
+// unfinished, if a block's d is not finite.
+func q4_0Rows(raw, packed, scale []byte) (ok bool) {
+	for b := range len(raw) / 18 {
+		blk := raw[18*b : 18*b+18]
+		if binary.LittleEndian.Uint16(blk)&0x7c00 == 0x7c00 {
+			return false
+		}
+		scale[2*b], scale[2*b+1] = blk[0], blk[1]
+		out := packed[16*b : 16*b+16]
+		for h := range 2 {
+			v := binary.LittleEndian.Uint64(blk[2+8*h:]) // elements 8h…8h+7 and 16+8h…
+			binary.LittleEndian.PutUint32(out[4*h:], q4Pairs(v&0x0f0f0f0f0f0f0f0f))
+			binary.LittleEndian.PutUint32(out[8+4*h:], q4Pairs(v>>4&0x0f0f0f0f0f0f0f0f))
+		}
+	}
+	return true
+}
+
+// FiniteScales reports whether every block of raw (whole blocks of type t, the
+// transcoding's) has finite fp16 fields (d, dmin or m): a cheap test for corrupt blocks,
+// which Rows then names.
+func (tr Transcoding) FiniteScales(t ggml.Type, raw []byte) bool {
+	bb := t.BlockBytes()
+	for b := 0; b+bb <= len(raw); b += bb {
+		for _, at := range tr.halves {
+			if binary.LittleEndian.Uint16(raw[b+at:])&0x7c00 == 0x7c00 {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// dataBytes is the size of n data levels.
+func (tr Transcoding) dataBytes(n int) int {
+	if tr.DType == "int8" {
+		return n
+	}
+	return (n + 1) / 2
+}
+
+// pack writes data levels q, elements e0 (even) on of the data array dst: 4-bit values
+// two a byte, element 2k in the low nibble (MIL's sub-byte packing); 8-bit values one a
+// byte.
+func (tr Transcoding) pack(dst []byte, e0 int, q []int32) {
+	if tr.DType == "int8" {
+		for i, v := range q {
+			dst[e0+i] = byte(v)
+		}
+		return
+	}
+	d := dst[e0/2:]
+	for i := 0; i+1 < len(q); i += 2 {
+		d[i/2] = byte(q[i]&0xF) | byte(q[i+1]&0xF)<<4
+	}
+	if len(q)%2 == 1 {
+		d[len(q)/2] = byte(q[len(q)-1] & 0xF)
+	}
+}
+
+// halves writes fp16 bit patterns as little-endian bytes.
+func halves(h []uint16) []byte {
+	b := make([]byte, 2*len(h))
+	for i, v := range h {
+		binary.LittleEndian.PutUint16(b[2*i:], v)
+	}
+	return b
+}
