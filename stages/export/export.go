@@ -49,6 +49,17 @@ const (
 	MaxContextLength     = 1 << 20
 )
 
+// KV state padding (Options.KVPad).
+const (
+	KVPadAuto = 0
+	NoKVPad   = -1
+	// ANEStateAlign is the multiple the Neural Engine wants a state's last dimension to be:
+	// a stateful model whose state width is not one runs on CPU and GPU but fails on the ANE
+	// (coremltools issue 2631: width 270 fails, 256 works; Phi-2's head_dim is 80).
+	ANEStateAlign = 32
+	maxKVPad      = 256
+)
+
 // Options are the export parameters. Zero fields take the defaults.
 type Options struct {
 	// ContextLength is C, the rows of the KV states: the longest sequence the package
@@ -60,6 +71,11 @@ type Options struct {
 	Layout arch.Layout
 	// Chunks splits the layers into that many packages (0 and 1: one package).
 	Chunks int
+	// KVPad rounds the KV states' last dimension (head_dim) up to a multiple of KVPad with
+	// zero lanes, which leaves every logit unchanged. KVPadAuto (0, the default) pads to
+	// ANEStateAlign in the ANE layout and not at all in the Standard one; NoKVPad (or 1)
+	// never pads. See docs/export.md for the evidence behind the default.
+	KVPad int
 	// Weights supplies compressed weights; nil exports every weight as fp16.
 	Weights arch.WeightSet
 	// Progress, when set, is called by Export after each model weight (a GGUF tensor, or
@@ -81,6 +97,14 @@ func (o Options) resolve(cfg *arch.Config) (Options, error) {
 	}
 	if o.Chunks == 0 {
 		o.Chunks = 1
+	}
+	switch {
+	case o.KVPad == KVPadAuto && o.Layout == arch.ANE:
+		o.KVPad = ANEStateAlign
+	case o.KVPad == KVPadAuto || o.KVPad == NoKVPad:
+		o.KVPad = 1
+	case o.KVPad < 1 || o.KVPad > maxKVPad:
+		return o, fmt.Errorf("export: kv_pad %d out of range [1, %d] (0: auto, -1: none)", o.KVPad, maxKVPad)
 	}
 	if o.ContextLength < 1 {
 		return o, fmt.Errorf("export: context length must be positive (the model declares %d)", cfg.ContextLength)
@@ -163,7 +187,7 @@ func program(f *gguf.File, cfg *arch.Config, b arch.Builder, opts Options, first
 	}{{contract.Prefill, opts.PrefillChunk}, {contract.Decode, 1}} {
 		fn := arch.NewFunc(p, f, cfg, arch.FuncSpec{
 			Name: fd.name, N: fd.n, C: opts.ContextLength, First: first, End: end,
-			Layout: opts.Layout, Weights: opts.Weights, Progress: progress,
+			Layout: opts.Layout, KVPad: opts.KVPad, Weights: opts.Weights, Progress: progress,
 		})
 		out, err := arch.Build(b, fn)
 		if err != nil {
@@ -259,7 +283,7 @@ func writePackage(ctx context.Context, f *gguf.File, p *mil.Program, outPath str
 }
 
 // hparams is the one-line hyper-parameter summary of the metadata (contract.KeyHParams).
-func hparams(cfg *gguf.Config) string {
+func hparams(cfg *arch.Config) string {
 	return fmt.Sprintf("n_vocab %d, n_embd %d, n_layer %d, n_ff %d, n_head %d, n_head_kv %d, head_dim %d/%d, n_ctx_train %d",
 		cfg.VocabSize, cfg.EmbeddingLen, cfg.BlockCount, cfg.FeedForward, cfg.HeadCount, cfg.HeadCountKV,
 		cfg.KeyLength, cfg.ValueLength, cfg.ContextLength)

@@ -31,6 +31,10 @@ var Spec = stage.Spec{Uses: "export/mil", Kind: stage.KindExport,
 		{Name: "chunks", Type: stage.Int, Default: 1,
 			Doc: "split the layers into this many packages, each with its layers' KV states, chained by the runtime " +
 				"(the first embeds, the last holds the LM head); 1: one package"},
+		{Name: "kv_pad", Type: stage.String, Default: "auto", Enum: []string{"auto", "32", "0"},
+			Doc: "pad the KV states' head_dim with zero lanes to a multiple of 32 (logits unchanged): the Neural Engine " +
+				"fails on states whose last dimension is not one (coremltools issue 2631); auto: 32 in the ane layout, " +
+				"0 (none) in standard"},
 	}}
 
 // Stage is the export build stage. It takes the "gguf" input artifact and, when the pipeline
@@ -116,6 +120,16 @@ func stageOptions(p stage.Params) (Options, error) {
 	}
 	if o.Chunks < 1 {
 		return o, fmt.Errorf("export: chunks %d must be at least 1", o.Chunks)
+	}
+	switch pad := p.String("kv_pad"); pad {
+	case "", "auto":
+		o.KVPad = KVPadAuto
+	case "0":
+		o.KVPad = NoKVPad
+	case "32":
+		o.KVPad = ANEStateAlign
+	default:
+		return o, fmt.Errorf("export: kv_pad %q: want auto, 32 or 0", pad)
 	}
 	return o, nil
 }
