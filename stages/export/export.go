@@ -69,8 +69,11 @@ type Options struct {
 	PrefillChunk int
 	// Layout is the activation layout: arch.Standard (default) or arch.ANE.
 	Layout arch.Layout
-	// Chunks splits the layers into that many packages (0 and 1: one package).
+	// Chunks splits the layers into that many packages (0 and 1: one package), or with
+	// ChunksAuto into as few as keep each package's weights under MaxChunkBytes.
 	Chunks int
+	// MaxChunkBytes is the ceiling of ChunksAuto. Default DefaultMaxChunkBytes.
+	MaxChunkBytes int64
 	// KVPad rounds the KV states' last dimension (head_dim) up to a multiple of KVPad with
 	// zero lanes, which leaves every logit unchanged. KVPadAuto (0, the default) pads to
 	// ANEStateAlign in the ANE layout and not at all in the Standard one; NoKVPad (or 1)
@@ -86,7 +89,7 @@ type Options struct {
 
 // resolve fills in the defaults and checks the options against the model.
 func (o Options) resolve(cfg *arch.Config) (Options, error) {
-	if o.ContextLength < 0 || o.PrefillChunk < 0 || o.Chunks < 0 {
+	if o.ContextLength < 0 || o.PrefillChunk < 0 || (o.Chunks < 0 && o.Chunks != ChunksAuto) || o.MaxChunkBytes < 0 {
 		return o, fmt.Errorf("export: negative context length (%d), prefill chunk (%d) or chunk count (%d)", o.ContextLength, o.PrefillChunk, o.Chunks)
 	}
 	if o.ContextLength == 0 {
@@ -97,6 +100,9 @@ func (o Options) resolve(cfg *arch.Config) (Options, error) {
 	}
 	if o.Chunks == 0 {
 		o.Chunks = 1
+	}
+	if o.MaxChunkBytes == 0 {
+		o.MaxChunkBytes = DefaultMaxChunkBytes
 	}
 	switch {
 	case o.KVPad == KVPadAuto && o.Layout == arch.ANE:
@@ -140,7 +146,8 @@ func Program(f *gguf.File, opts Options) (*mil.Program, Options, error) {
 }
 
 // Programs builds one MIL program per chunk: chunk i holds layers [i·L/n, (i+1)·L/n) of the
-// model's L, the first also the embedding, the last the LM head. The builder and the
+// model's L (or the runs ChunksAuto chooses, see ChunkLayers), the first also the embedding,
+// the last the LM head; the returned options' Chunks is their number. The builder and the
 // hyper-parameters come from arch.Resolve: a built-in architecture, or one a plugin
 // registered with arch.Register (with its own configuration reader).
 func Programs(f *gguf.File, opts Options) ([]*mil.Program, Options, error) {
@@ -148,9 +155,10 @@ func Programs(f *gguf.File, opts Options) ([]*mil.Program, Options, error) {
 	return progs, opts, err
 }
 
-// programs is Programs, also returning the configuration and counting the weights bound
-// into progress (may be nil).
-func programs(f *gguf.File, opts Options, progress *arch.WeightProgress) ([]*mil.Program, *arch.Config, Options, error) {
+
+// programs is Programs, also returning the layer range of each program and counting the
+// weights bound into progress (may be nil).
+func programs(f *gguf.File, opts Options, progress *arch.WeightProgress) ([]*mil.Program, []LayerRange, Options, error) {
 	cfg, b, err := arch.Resolve(f)
 	if err != nil {
 		return nil, nil, opts, err
@@ -158,25 +166,26 @@ func programs(f *gguf.File, opts Options, progress *arch.WeightProgress) ([]*mil
 	if opts, err = opts.resolve(cfg); err != nil {
 		return nil, nil, opts, err
 	}
+	ranges, err := opts.layerRanges(f, cfg)
+	if err != nil {
+		return nil, nil, opts, err
+	}
+	opts.Chunks = len(ranges)
 	var progs []*mil.Program
-	for i := 0; i < opts.Chunks; i++ {
-		first, end := chunkLayers(cfg.BlockCount, opts.Chunks, i)
-		p, err := program(f, cfg, b, opts, first, end, progress)
+	for i, r := range ranges {
+		p, err := program(f, cfg, b, opts, r.First, r.End, progress)
 		if err != nil {
 			return nil, nil, opts, err
 		}
-		p.SetMetadata(contract.KeyLayerRange, fmt.Sprintf("%d-%d", first, end))
-		if opts.Chunks > 1 {
+		p.SetMetadata(contract.KeyLayerRange, fmt.Sprintf("%d-%d", r.First, r.End))
+		if len(ranges) > 1 {
 			p.SetMetadata(contract.KeyChunk, strconv.Itoa(i))
-			p.SetMetadata(contract.KeyChunks, strconv.Itoa(opts.Chunks))
+			p.SetMetadata(contract.KeyChunks, strconv.Itoa(len(ranges)))
 		}
 		progs = append(progs, p)
 	}
-	return progs, cfg, opts, nil
+	return progs, ranges, opts, nil
 }
-
-// chunkLayers is the layer range [first, end) of chunk i of n over l layers.
-func chunkLayers(l, n, i int) (first, end int) { return i * l / n, (i + 1) * l / n }
 
 // program builds the prefill and decode functions over layers [first, end).
 func program(f *gguf.File, cfg *arch.Config, b arch.Builder, opts Options, first, end int, progress *arch.WeightProgress) (*mil.Program, error) {
@@ -228,7 +237,7 @@ func Export(ctx context.Context, f *gguf.File, opts Options, outPath string) err
 	if opts.Progress != nil {
 		progress = arch.NewWeightProgress(opts.Progress)
 	}
-	progs, cfg, opts, err := programs(f, opts, progress)
+	progs, ranges, _, err := programs(f, opts, progress)
 	if err != nil {
 		return err
 	}
@@ -245,9 +254,9 @@ func Export(ctx context.Context, f *gguf.File, opts Options, outPath string) err
 		return fmt.Errorf("export: %w", err)
 	}
 	defer os.RemoveAll(tmp) // after a successful rename there is nothing left to remove
-	idx := mlpackage.ChunkIndex{Format: mlpackage.ChunkFormat, Version: mlpackage.ChunkVersion, Layers: cfg.BlockCount}
+	idx := mlpackage.ChunkIndex{Format: mlpackage.ChunkFormat, Version: mlpackage.ChunkVersion, Layers: ranges[len(ranges)-1].End}
 	for i, p := range progs {
-		first, end := chunkLayers(cfg.BlockCount, opts.Chunks, i)
+		first, end := ranges[i].First, ranges[i].End
 		name := fmt.Sprintf("chunk_%d.mlpackage", i)
 		var items []mlpackage.Item
 		if i == 0 { // the first chunk carries the host file (contract.HostName)

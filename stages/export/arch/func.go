@@ -136,7 +136,7 @@ func (fn *Func) stateDim(d int) int {
 // padLanes appends zero lanes to the last axis of x, from d to stateDim(d).
 func (fn *Func) padLanes(x *mil.Value, d int) *mil.Value {
 	dp := fn.stateDim(d)
-	if dp == d || x == nil {
+	if dp == d || x == nil || len(x.Shape()) == 0 {
 		return x
 	}
 	sh := append([]int(nil), x.Shape()...)
@@ -148,8 +148,11 @@ func (fn *Func) padLanes(x *mil.Value, d int) *mil.Value {
 // unpadLanes keeps the first d lanes of the last axis of x (an attention output over padded
 // V rows).
 func (fn *Func) unpadLanes(x *mil.Value, d int) *mil.Value {
+	if x == nil {
+		return nil
+	}
 	sh := x.Shape()
-	if sh[len(sh)-1] == d {
+	if len(sh) == 0 || sh[len(sh)-1] == d {
 		return x
 	}
 	end := append([]int(nil), sh...)
