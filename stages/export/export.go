@@ -155,7 +155,6 @@ func Programs(f *gguf.File, opts Options) ([]*mil.Program, Options, error) {
 	return progs, opts, err
 }
 
-
 // programs is Programs, also returning the layer range of each program and counting the
 // weights bound into progress (may be nil).
 func programs(f *gguf.File, opts Options, progress *arch.WeightProgress) ([]*mil.Program, []LayerRange, Options, error) {
