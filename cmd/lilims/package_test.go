@@ -120,7 +120,7 @@ func TestRunPackageBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, errOut, code = runCLI(t, "", "run", pkg, "--prompt", "x")
-	want := "package follows lilims contract version 1, this lilims runs version 2: re-export it from its GGUF"
+	want := "package follows lilims contract version 1, this lilims runs version 3: re-export it from its GGUF"
 	if code != 1 || !strings.HasSuffix(strings.TrimSpace(errOut), want) || strings.Contains(strings.TrimSpace(errOut), "\n") {
 		t.Errorf("older contract: exit %d, %q, want one line ending %q", code, errOut, want)
 	}

@@ -202,7 +202,9 @@ func program(f *gguf.File, cfg *arch.Config, b arch.Builder, opts Options, first
 			return nil, fmt.Errorf("export: %s: %s: %w", filepath.Base(f.Path), fd.name, err)
 		}
 		if fn.HasHead() {
-			fn.F.Output(contract.Logits, fn.F.Cast(out, mil.FP32))
+			if err := outputLogits(fn.F, out, opts.Layout, cfg.VocabSize); err != nil {
+				return nil, fmt.Errorf("export: %s: %s: %w", filepath.Base(f.Path), fd.name, err)
+			}
 		} else {
 			fn.F.Output(contract.HiddenStatesOut, out)
 		}
@@ -225,6 +227,26 @@ func program(f *gguf.File, cfg *arch.Config, b arch.Builder, opts Options, first
 		p.SetMetadata(k, v)
 	}
 	return p, nil
+}
+
+// outputLogits declares the logits outputs of the contract (contract.LogitsOutputs) from
+// the head's fp16 logits: [1, N, n_vocab] as the one output logits, or the parts stacked
+// [K, N, R] (arch.Func.LMHead) cut into logits_<k> [1, N, rows of part k].
+func outputLogits(f *mil.Function, out *mil.Value, layout arch.Layout, v int) error {
+	names := contract.LogitsOutputs(layout.String(), v)
+	if len(names) == 1 {
+		f.Output(contract.Logits, f.Cast(out, mil.FP32))
+		return nil
+	}
+	b, sh := contract.VocabParts(v), out.Shape()
+	if len(sh) != 3 || sh[0] != len(names) || sh[2] != b[1] {
+		return fmt.Errorf("the LM head gives logits %v, want %d parts of %d stacked (n_vocab %d)", sh, len(names), b[1], v)
+	}
+	for k, name := range names {
+		part := f.SliceByIndex(out, []int{k, 0, 0}, []int{k + 1, sh[1], b[k+1] - b[k]})
+		f.Output(name, f.Cast(part, mil.FP32))
+	}
+	return nil
 }
 
 // Export writes f at outPath, replacing what is there; a failure leaves nothing behind. With

@@ -117,11 +117,11 @@ func TestCheckRules(t *testing.T) {
 		want   []string
 	}{
 		{"older version", 1, func(ds []contract.Description) { ds[0].Metadata[contract.KeyVersion] = "1" },
-			[]string{"package follows lilims contract version 1, this lilims runs version 2: re-export it from its GGUF"}},
+			[]string{"package follows lilims contract version 1, this lilims runs version 3: re-export it from its GGUF"}},
 		{"no version", 1, func(ds []contract.Description) { delete(ds[0].Metadata, contract.KeyVersion) },
-			[]string{"not a lilims package: no lilims.contract metadata (this lilims runs contract version 2)"}},
-		{"version of one chunk", 2, func(ds []contract.Description) { ds[1].Metadata[contract.KeyVersion] = "3" },
-			[]string{"chunk 1: package follows lilims contract version 3, this lilims runs version 2: re-export it from its GGUF"}},
+			[]string{"not a lilims package: no lilims.contract metadata (this lilims runs contract version 3)"}},
+		{"version of one chunk", 2, func(ds []contract.Description) { ds[1].Metadata[contract.KeyVersion] = "4" },
+			[]string{"chunk 1: package follows lilims contract version 4, this lilims runs version 3: re-export it from its GGUF"}},
 		{"no decode", 1, func(ds []contract.Description) { fn(&ds[0], "decode").Name = "generate" },
 			[]string{`no function "decode" (have [prefill generate]; a lilims package has prefill and decode)`}},
 		{"mask as int32", 1, func(ds []contract.Description) {
