@@ -315,19 +315,25 @@ func (c *checker) outputs(i int, f Function, n int, last bool, md map[string]str
 				Logits, v, MaxDimension, names[0], names[len(names)-1])
 		}
 	}
+	declared, shaped := 0, true // the vocabulary the outputs declare; all are [1, N, ·]
 	for k, name := range names {
 		lg, ok := find(f.Outputs, name)
 		if !ok {
 			fail("no output %q", name)
+			shaped = false
 			continue
 		}
 		if lg.Type != Float32 {
 			fail("output %q is %v, want float32", name, lg.Type)
 		}
 		w := bounds[k+1] - bounds[k]
+		if len(lg.Shape) == 3 {
+			declared += lg.Shape[2]
+		}
 		switch {
 		case len(lg.Shape) != 3 || lg.Shape[0] != 1 || lg.Shape[1] != n || lg.Shape[2] < 1:
 			fail("%s have shape %v, want [1, %d, V]", name, lg.Shape, n)
+			shaped = false
 		case lg.Shape[2] != w && len(names) == 1:
 			fail("%s have %d entries per token, the model's vocabulary (%s) has %d", name, lg.Shape[2], KeyVocabSize, v)
 		case lg.Shape[2] != w:
@@ -340,7 +346,9 @@ func (c *checker) outputs(i int, f Function, n int, last bool, md map[string]str
 	if len(names) > 1 {
 		c.meta.LogitsParts = len(names)
 	}
-	c.setMeta(i, f.Name, &c.meta.VocabSize, v, "the logits' last dimension")
+	if shaped {
+		c.setMeta(i, f.Name, &c.meta.VocabSize, declared, "the logits' last dimension")
+	}
 	return Feature{}, false
 }
 
