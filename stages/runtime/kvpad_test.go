@@ -6,6 +6,7 @@ import (
 	"github.com/lilims/lilims/stages/export"
 	"github.com/lilims/lilims/stages/export/arch"
 	"github.com/lilims/lilims/stages/export/mlpackage"
+	"github.com/lilims/lilims/stages/runtime/coreml"
 	"github.com/lilims/lilims/stages/runtime/reference"
 )
 
@@ -62,4 +63,29 @@ func stateWidths(t *testing.T, path string) []int64 {
 		}
 	}
 	return w
+}
+
+// TestKVPadStatic: the ANE layout pads by default (kv_pad auto), so the static ANE checks
+// find no state whose last dimension is not a multiple of 32 in stories260K (head_dim 8);
+// with kv_pad off they name every state (coremltools issue 2631).
+func TestKVPadStatic(t *testing.T) {
+	for _, tt := range []struct {
+		pad  int
+		want int // state findings: none, or one per K and V state of the 5 layers
+	}{{export.KVPadAuto, 0}, {export.NoKVPad, 10}} {
+		pkg := exportModel(t, "stories260K.gguf", export.Options{ContextLength: 64, PrefillChunk: 16, Layout: arch.ANE, KVPad: tt.pad})
+		r, err := coreml.CheckStatic(pkg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		states := map[string]bool{}
+		for _, f := range r.Findings {
+			if f.Check == "state" {
+				states[f.Name] = true
+			}
+		}
+		if len(states) != tt.want {
+			t.Errorf("kv_pad %d: %d states found misaligned %v, want %d", tt.pad, len(states), states, tt.want)
+		}
+	}
 }
