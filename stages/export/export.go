@@ -5,7 +5,8 @@
 //	prefill (N = the prefill chunk) and decode (N = 1, the default function)
 //
 // with the contract's inputs (input_ids, position_ids, causal_mask, current_pos), one fp16 KV
-// state pair per layer and the output logits fp32 [1, N, n_vocab]. The package also carries
+// state pair per layer and the output logits fp32 [1, N, n_vocab] (in the ANE layout a
+// vocabulary over 65536 comes as logits_0 … logits_{K−1}, contract.LogitsOutputs). The package also carries
 // its host file (contract.HostName): the source model's metadata — tokenizer, chat template,
 // special tokens, hyper-parameters — so a host runs it without the GGUF.
 //
@@ -13,8 +14,10 @@
 // constexpr_blockwise_shift_scale or constexpr_lut_to_dense (Options.Weights). The
 // activations are laid out as [1, N, n_embd] with linear projections, or channels-first for
 // the Neural Engine (Options.Layout); the interface is the same. A chunked export
-// (Options.Chunks > 1) writes a directory of packages, each holding a run of layers and
-// their KV states, chained by a hidden_states tensor (see mlpackage.ChunkIndex).
+// (Options.Chunks > 1, or ChunksAuto under a weight ceiling) writes a directory of packages,
+// each holding a run of layers and their KV states, chained by a hidden_states tensor (see
+// mlpackage.ChunkIndex). Options.KVPad pads the KV states' head_dim with zero lanes for the
+// Neural Engine.
 //
 // The graph of each architecture lives in package arch; this package picks the builder,
 // fixes the contract's shapes and metadata, and writes the packages atomically. It does not
