@@ -1,7 +1,6 @@
 package runtime_test
 
 import (
-	"context"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -9,7 +8,6 @@ import (
 	"github.com/lilims/lilims/internal/oracle"
 	"github.com/lilims/lilims/stages/export"
 	"github.com/lilims/lilims/stages/export/arch"
-	"github.com/lilims/lilims/stages/loader/gguf"
 	"github.com/lilims/lilims/stages/runtime"
 	"github.com/lilims/lilims/stages/runtime/coreml"
 	"github.com/lilims/lilims/stages/runtime/reference"
@@ -34,7 +32,7 @@ func TestBigVocab(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	std := exportBigVocab(t, export.Options{ContextLength: 64, PrefillChunk: 16})
+	std := exportPath(t, filepath.Join(bigVocabDir, file), export.Options{ContextLength: 64, PrefillChunk: 16})
 	ls := promptLogits(t, o, file, std, reference.FP32)
 	if d := maxOracleDiff(o, file, ls); d > 0.005 {
 		t.Errorf("standard layout, fp32: max |Δp| vs llama.cpp %g > 0.005", d)
@@ -44,7 +42,7 @@ func TestBigVocab(t *testing.T) {
 	}
 	var one string
 	for _, chunks := range []int{1, 2} {
-		ane := exportBigVocab(t, export.Options{ContextLength: 64, PrefillChunk: 16, Layout: arch.ANE, Chunks: chunks})
+		ane := exportPath(t, filepath.Join(bigVocabDir, file), export.Options{ContextLength: 64, PrefillChunk: 16, Layout: arch.ANE, Chunks: chunks})
 		s, err := runtime.OpenReference(ane)
 		if err != nil {
 			t.Fatal(err)
@@ -102,19 +100,4 @@ func hasDimensionFinding(t *testing.T, path string) bool {
 		}
 	}
 	return false
-}
-
-// exportBigVocab exports tiny-bigvocab-f16.gguf into a temp dir.
-func exportBigVocab(t *testing.T, opts export.Options) string {
-	t.Helper()
-	f, err := gguf.Open(filepath.Join(bigVocabDir, "tiny-bigvocab-f16.gguf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	out := filepath.Join(t.TempDir(), "model.mlpackage")
-	if err := export.Export(context.Background(), f, opts, out); err != nil {
-		t.Fatal(err)
-	}
-	return out
 }
