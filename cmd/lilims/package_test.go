@@ -120,7 +120,7 @@ func TestRunPackageBadInput(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, errOut, code = runCLI(t, "", "run", pkg, "--prompt", "x")
-	want := "package follows lilims contract version 1, this lilims runs version 2: re-export it from its GGUF"
+	want := "package follows lilims contract version 1, this lilims runs version 3: re-export it from its GGUF"
 	if code != 1 || !strings.HasSuffix(strings.TrimSpace(errOut), want) || strings.Contains(strings.TrimSpace(errOut), "\n") {
 		t.Errorf("older contract: exit %d, %q, want one line ending %q", code, errOut, want)
 	}
@@ -165,8 +165,8 @@ func TestInspectPackage(t *testing.T) {
 			if doc.Format != tc.format || len(doc.Packages) != tc.packages {
 				t.Fatalf("format %s with %d packages, want %s with %d", doc.Format, len(doc.Packages), tc.format, tc.packages)
 			}
-			if doc.Contract.Version != "2" || len(doc.Contract.Problems) > 0 {
-				t.Errorf("contract %+v, want version 2 without problems", doc.Contract)
+			if doc.Contract.Version != "3" || len(doc.Contract.Problems) > 0 {
+				t.Errorf("contract %+v, want version 3 without problems", doc.Contract)
 			}
 			// stories260K: n_vocab 512 (oracle README); context 256 and the default chunk 64.
 			if want := (contract.Meta{ContextLength: 256, PrefillChunk: 64, VocabSize: 512}); doc.Meta == nil || *doc.Meta != want {
@@ -213,7 +213,7 @@ func TestInspectPackage(t *testing.T) {
 					t.Errorf("%s: encodings sum to %d bytes, weight_bytes %d", p.Path, sum, p.WeightBytes)
 				}
 				states += len(p.Functions[0].States)
-				if p.Metadata[contract.KeyVersion] != "2" || p.Metadata[contract.KeyVocabSize] != "512" {
+				if p.Metadata[contract.KeyVersion] != "3" || p.Metadata[contract.KeyVocabSize] != "512" {
 					t.Errorf("%s: metadata %v", p.Path, p.Metadata)
 				}
 			}
@@ -231,7 +231,7 @@ func TestInspectPackage(t *testing.T) {
 			}
 			// The text form names the same things.
 			text, _, code := runCLI(t, "", "inspect", pkg)
-			for _, w := range []string{"contract:   lilims version 2 (this lilims runs 2): ok", "input   input_ids", "float32  [1 1 512]", "tokenizer llama, 512 tokens"} {
+			for _, w := range []string{"contract:   lilims version 3 (this lilims runs 3): ok", "input   input_ids", "float32  [1 1 512]", "tokenizer llama, 512 tokens"} {
 				if code != 0 || !strings.Contains(text, w) {
 					t.Errorf("inspect does not print %q:\n%s", w, text)
 				}

@@ -76,7 +76,7 @@ func TestValidateExportRules(t *testing.T) {
 		}},
 		{"older contract", func(t *testing.T, pkg string) []string {
 			editModel(t, pkg, func(m *milpb.Model) { m.Description.Metadata.UserDefined[contract.KeyVersion] = "1" })
-			return []string{"package follows lilims contract version 1, this lilims runs version 2: re-export it from its GGUF"}
+			return []string{"package follows lilims contract version 1, this lilims runs version 3: re-export it from its GGUF"}
 		}},
 	}
 	for _, tt := range tests {

@@ -5,7 +5,8 @@
 //	prefill (N = the prefill chunk) and decode (N = 1, the default function)
 //
 // with the contract's inputs (input_ids, position_ids, causal_mask, current_pos), one fp16 KV
-// state pair per layer and the output logits fp32 [1, N, n_vocab]. The package also carries
+// state pair per layer and the output logits fp32 [1, N, n_vocab] (in the ANE layout a
+// vocabulary over 65536 comes as logits_0 … logits_{K−1}, contract.LogitsOutputs). The package also carries
 // its host file (contract.HostName): the source model's metadata — tokenizer, chat template,
 // special tokens, hyper-parameters — so a host runs it without the GGUF.
 //
@@ -13,8 +14,10 @@
 // constexpr_blockwise_shift_scale or constexpr_lut_to_dense (Options.Weights). The
 // activations are laid out as [1, N, n_embd] with linear projections, or channels-first for
 // the Neural Engine (Options.Layout); the interface is the same. A chunked export
-// (Options.Chunks > 1) writes a directory of packages, each holding a run of layers and
-// their KV states, chained by a hidden_states tensor (see mlpackage.ChunkIndex).
+// (Options.Chunks > 1, or ChunksAuto under a weight ceiling) writes a directory of packages,
+// each holding a run of layers and their KV states, chained by a hidden_states tensor (see
+// mlpackage.ChunkIndex). Options.KVPad pads the KV states' head_dim with zero lanes for the
+// Neural Engine.
 //
 // The graph of each architecture lives in package arch; this package picks the builder,
 // fixes the contract's shapes and metadata, and writes the packages atomically. It does not
@@ -48,6 +51,17 @@ const (
 	MaxContextLength     = 1 << 20
 )
 
+// KV state padding (Options.KVPad).
+const (
+	KVPadAuto = 0
+	NoKVPad   = -1
+	// ANEStateAlign is the multiple the Neural Engine wants a state's last dimension to be:
+	// a stateful model whose state width is not one runs on CPU and GPU but fails on the ANE
+	// (coremltools issue 2631: width 270 fails, 256 works; Phi-2's head_dim is 80).
+	ANEStateAlign = 32
+	maxKVPad      = 256
+)
+
 // Options are the export parameters. Zero fields take the defaults.
 type Options struct {
 	// ContextLength is C, the rows of the KV states: the longest sequence the package
@@ -57,8 +71,16 @@ type Options struct {
 	PrefillChunk int
 	// Layout is the activation layout: arch.Standard (default) or arch.ANE.
 	Layout arch.Layout
-	// Chunks splits the layers into that many packages (0 and 1: one package).
+	// Chunks splits the layers into that many packages (0 and 1: one package), or with
+	// ChunksAuto into as few as keep each package's weights under MaxChunkBytes.
 	Chunks int
+	// MaxChunkBytes is the ceiling of ChunksAuto. Default DefaultMaxChunkBytes.
+	MaxChunkBytes int64
+	// KVPad rounds the KV states' last dimension (head_dim) up to a multiple of KVPad with
+	// zero lanes, which leaves every logit unchanged. KVPadAuto (0, the default) pads to
+	// ANEStateAlign in the ANE layout and not at all in the Standard one; NoKVPad (or 1)
+	// never pads. See docs/export.md for the evidence behind the default.
+	KVPad int
 	// Weights supplies compressed weights; nil exports every weight as fp16.
 	Weights arch.WeightSet
 	// Progress, when set, is called by Export after each model weight (a GGUF tensor, or
@@ -69,7 +91,7 @@ type Options struct {
 
 // resolve fills in the defaults and checks the options against the model.
 func (o Options) resolve(cfg *arch.Config) (Options, error) {
-	if o.ContextLength < 0 || o.PrefillChunk < 0 || o.Chunks < 0 {
+	if o.ContextLength < 0 || o.PrefillChunk < 0 || (o.Chunks < 0 && o.Chunks != ChunksAuto) || o.MaxChunkBytes < 0 {
 		return o, fmt.Errorf("export: negative context length (%d), prefill chunk (%d) or chunk count (%d)", o.ContextLength, o.PrefillChunk, o.Chunks)
 	}
 	if o.ContextLength == 0 {
@@ -80,6 +102,17 @@ func (o Options) resolve(cfg *arch.Config) (Options, error) {
 	}
 	if o.Chunks == 0 {
 		o.Chunks = 1
+	}
+	if o.MaxChunkBytes == 0 {
+		o.MaxChunkBytes = DefaultMaxChunkBytes
+	}
+	switch {
+	case o.KVPad == KVPadAuto && o.Layout == arch.ANE:
+		o.KVPad = ANEStateAlign
+	case o.KVPad == KVPadAuto || o.KVPad == NoKVPad:
+		o.KVPad = 1
+	case o.KVPad < 1 || o.KVPad > maxKVPad:
+		return o, fmt.Errorf("export: kv_pad %d out of range [1, %d] (0: auto, -1: none)", o.KVPad, maxKVPad)
 	}
 	if o.ContextLength < 1 {
 		return o, fmt.Errorf("export: context length must be positive (the model declares %d)", cfg.ContextLength)
@@ -115,7 +148,8 @@ func Program(f *gguf.File, opts Options) (*mil.Program, Options, error) {
 }
 
 // Programs builds one MIL program per chunk: chunk i holds layers [i·L/n, (i+1)·L/n) of the
-// model's L, the first also the embedding, the last the LM head. The builder and the
+// model's L (or the runs ChunksAuto chooses, see ChunkLayers), the first also the embedding,
+// the last the LM head; the returned options' Chunks is their number. The builder and the
 // hyper-parameters come from arch.Resolve: a built-in architecture, or one a plugin
 // registered with arch.Register (with its own configuration reader).
 func Programs(f *gguf.File, opts Options) ([]*mil.Program, Options, error) {
@@ -123,9 +157,9 @@ func Programs(f *gguf.File, opts Options) ([]*mil.Program, Options, error) {
 	return progs, opts, err
 }
 
-// programs is Programs, also returning the configuration and counting the weights bound
-// into progress (may be nil).
-func programs(f *gguf.File, opts Options, progress *arch.WeightProgress) ([]*mil.Program, *arch.Config, Options, error) {
+// programs is Programs, also returning the layer range of each program and counting the
+// weights bound into progress (may be nil).
+func programs(f *gguf.File, opts Options, progress *arch.WeightProgress) ([]*mil.Program, []LayerRange, Options, error) {
 	cfg, b, err := arch.Resolve(f)
 	if err != nil {
 		return nil, nil, opts, err
@@ -133,25 +167,26 @@ func programs(f *gguf.File, opts Options, progress *arch.WeightProgress) ([]*mil
 	if opts, err = opts.resolve(cfg); err != nil {
 		return nil, nil, opts, err
 	}
+	ranges, err := opts.layerRanges(f, cfg)
+	if err != nil {
+		return nil, nil, opts, err
+	}
+	opts.Chunks = len(ranges)
 	var progs []*mil.Program
-	for i := 0; i < opts.Chunks; i++ {
-		first, end := chunkLayers(cfg.BlockCount, opts.Chunks, i)
-		p, err := program(f, cfg, b, opts, first, end, progress)
+	for i, r := range ranges {
+		p, err := program(f, cfg, b, opts, r.First, r.End, progress)
 		if err != nil {
 			return nil, nil, opts, err
 		}
-		p.SetMetadata(contract.KeyLayerRange, fmt.Sprintf("%d-%d", first, end))
-		if opts.Chunks > 1 {
+		p.SetMetadata(contract.KeyLayerRange, fmt.Sprintf("%d-%d", r.First, r.End))
+		if len(ranges) > 1 {
 			p.SetMetadata(contract.KeyChunk, strconv.Itoa(i))
-			p.SetMetadata(contract.KeyChunks, strconv.Itoa(opts.Chunks))
+			p.SetMetadata(contract.KeyChunks, strconv.Itoa(len(ranges)))
 		}
 		progs = append(progs, p)
 	}
-	return progs, cfg, opts, nil
+	return progs, ranges, opts, nil
 }
-
-// chunkLayers is the layer range [first, end) of chunk i of n over l layers.
-func chunkLayers(l, n, i int) (first, end int) { return i * l / n, (i + 1) * l / n }
 
 // program builds the prefill and decode functions over layers [first, end).
 func program(f *gguf.File, cfg *arch.Config, b arch.Builder, opts Options, first, end int, progress *arch.WeightProgress) (*mil.Program, error) {
@@ -162,14 +197,16 @@ func program(f *gguf.File, cfg *arch.Config, b arch.Builder, opts Options, first
 	}{{contract.Prefill, opts.PrefillChunk}, {contract.Decode, 1}} {
 		fn := arch.NewFunc(p, f, cfg, arch.FuncSpec{
 			Name: fd.name, N: fd.n, C: opts.ContextLength, First: first, End: end,
-			Layout: opts.Layout, Weights: opts.Weights, Progress: progress,
+			Layout: opts.Layout, KVPad: opts.KVPad, Weights: opts.Weights, Progress: progress,
 		})
 		out, err := arch.Build(b, fn)
 		if err != nil {
 			return nil, fmt.Errorf("export: %s: %s: %w", filepath.Base(f.Path), fd.name, err)
 		}
 		if fn.HasHead() {
-			fn.F.Output(contract.Logits, fn.F.Cast(out, mil.FP32))
+			if err := outputLogits(fn.F, out, opts.Layout, cfg.VocabSize); err != nil {
+				return nil, fmt.Errorf("export: %s: %s: %w", filepath.Base(f.Path), fd.name, err)
+			}
 		} else {
 			fn.F.Output(contract.HiddenStatesOut, out)
 		}
@@ -194,6 +231,26 @@ func program(f *gguf.File, cfg *arch.Config, b arch.Builder, opts Options, first
 	return p, nil
 }
 
+// outputLogits declares the logits outputs of the contract (contract.LogitsOutputs) from
+// the head's fp16 logits: [1, N, n_vocab] as the one output logits, or the parts stacked
+// [K, N, R] (arch.Func.LMHead) cut into logits_<k> [1, N, rows of part k].
+func outputLogits(f *mil.Function, out *mil.Value, layout arch.Layout, v int) error {
+	names := contract.LogitsOutputs(layout.String(), v)
+	if len(names) == 1 {
+		f.Output(contract.Logits, f.Cast(out, mil.FP32))
+		return nil
+	}
+	b, sh := contract.VocabParts(v), out.Shape()
+	if len(sh) != 3 || sh[0] != len(names) || sh[2] != b[1] {
+		return fmt.Errorf("the LM head gives logits %v, want %d parts of %d stacked (n_vocab %d)", sh, len(names), b[1], v)
+	}
+	for k, name := range names {
+		part := f.SliceByIndex(out, []int{k, 0, 0}, []int{k + 1, sh[1], b[k+1] - b[k]})
+		f.Output(name, f.Cast(part, mil.FP32))
+	}
+	return nil
+}
+
 // Export writes f at outPath, replacing what is there; a failure leaves nothing behind. With
 // one chunk outPath is a .mlpackage; with more it is a directory holding chunk_<i>.mlpackage
 // and mlpackage.ChunkIndexFile. ctx cancels the export between tensors; opts.Progress hears of each
@@ -203,7 +260,7 @@ func Export(ctx context.Context, f *gguf.File, opts Options, outPath string) err
 	if opts.Progress != nil {
 		progress = arch.NewWeightProgress(opts.Progress)
 	}
-	progs, cfg, opts, err := programs(f, opts, progress)
+	progs, ranges, _, err := programs(f, opts, progress)
 	if err != nil {
 		return err
 	}
@@ -220,9 +277,9 @@ func Export(ctx context.Context, f *gguf.File, opts Options, outPath string) err
 		return fmt.Errorf("export: %w", err)
 	}
 	defer os.RemoveAll(tmp) // after a successful rename there is nothing left to remove
-	idx := mlpackage.ChunkIndex{Format: mlpackage.ChunkFormat, Version: mlpackage.ChunkVersion, Layers: cfg.BlockCount}
+	idx := mlpackage.ChunkIndex{Format: mlpackage.ChunkFormat, Version: mlpackage.ChunkVersion, Layers: ranges[len(ranges)-1].End}
 	for i, p := range progs {
-		first, end := chunkLayers(cfg.BlockCount, opts.Chunks, i)
+		first, end := ranges[i].First, ranges[i].End
 		name := fmt.Sprintf("chunk_%d.mlpackage", i)
 		var items []mlpackage.Item
 		if i == 0 { // the first chunk carries the host file (contract.HostName)

@@ -69,7 +69,7 @@ func TestContract(t *testing.T) {
 		t.Errorf("defaultFunctionName %q, want decode", d.GetDefaultFunctionName())
 	}
 	wantMeta := map[string]string{
-		"lilims.contract": "2", "lilims.arch": "llama", "lilims.context_length": "64",
+		"lilims.contract": "3", "lilims.arch": "llama", "lilims.context_length": "64",
 		"lilims.prefill_chunk": "16", "lilims.vocab_size": "512", "lilims.layers": "5",
 		"lilims.source": "stories260K.gguf",
 	}

@@ -28,9 +28,17 @@ var Spec = stage.Spec{Uses: "export/mil", Kind: stage.KindExport,
 		{Name: "layout", Type: stage.String, Default: "standard", Enum: []string{"standard", "ane"},
 			Doc: "standard: [1, N, C] activations and linear; ane: channels-first [1, C, 1, N] activations, 1×1 conv " +
 				"projections, per-head attention with the softmax on the channel axis (Apple's Neural Engine guidance)"},
-		{Name: "chunks", Type: stage.Int, Default: 1,
+		{Name: "chunks", Type: stage.String, Default: "1",
 			Doc: "split the layers into this many packages, each with its layers' KV states, chained by the runtime " +
-				"(the first embeds, the last holds the LM head); 1: one package"},
+				"(the first embeds, the last holds the LM head); 1: one package; auto: as few as keep each package's " +
+				"weights under max_chunk_bytes"},
+		{Name: "max_chunk_bytes", Type: stage.Int, Default: DefaultMaxChunkBytes,
+			Doc: "with chunks: auto, the ceiling of one package's weights in bytes (default 1 GiB: the ANE compiler is " +
+				"reported to fail on single programs of 1.5 to 3.4 GB of weights; see docs/export.md)"},
+		{Name: "kv_pad", Type: stage.String, Default: "auto", Enum: []string{"auto", "32", "0"},
+			Doc: "pad the KV states' head_dim with zero lanes to a multiple of 32 (logits unchanged): the Neural Engine " +
+				"fails on states whose last dimension is not one (coremltools issue 2631); auto: 32 in the ane layout, " +
+				"0 (none) in standard"},
 	}}
 
 // Stage is the export build stage. It takes the "gguf" input artifact and, when the pipeline
@@ -84,10 +92,14 @@ func (Stage) Build(ctx context.Context, req stage.BuildRequest) (stage.Artifact,
 			req.Report(stage.Event{Stage: req.ID, Event: "progress", Done: int64(done), Total: int64(total), Unit: "tensors"})
 		}
 	}
+	ranges, err := ChunkLayers(f, opts)
+	if err != nil {
+		return stage.Artifact{}, err
+	}
 	out := filepath.Join(req.OutDir, "model.mlpackage")
-	if opts.Chunks > 1 {
+	if len(ranges) > 1 {
 		out = filepath.Join(req.OutDir, "model.chunks")
-		meta["chunks"] = strconv.Itoa(opts.Chunks)
+		meta["chunks"] = strconv.Itoa(len(ranges))
 	}
 	if err := Export(ctx, f, opts, out); err != nil {
 		return stage.Artifact{}, err
@@ -110,12 +122,34 @@ func stageOptions(p stage.Params) (Options, error) {
 	if o.Layout, err = arch.ParseLayout(p.String("layout")); err != nil {
 		return o, err
 	}
-	o.Chunks = p.Int("chunks")
-	if _, set := p["chunks"]; !set {
+	switch c := p.String("chunks"); c {
+	case "", "1":
 		o.Chunks = 1
+	case "auto":
+		o.Chunks = ChunksAuto
+	default:
+		n, err := strconv.Atoi(c)
+		if err != nil || n < 1 {
+			return o, fmt.Errorf("export: chunks %q must be a count of at least 1, or auto", c)
+		}
+		o.Chunks = n
 	}
-	if o.Chunks < 1 {
-		return o, fmt.Errorf("export: chunks %d must be at least 1", o.Chunks)
+	o.MaxChunkBytes = int64(p.Int("max_chunk_bytes"))
+	if _, set := p["max_chunk_bytes"]; !set {
+		o.MaxChunkBytes = DefaultMaxChunkBytes
+	}
+	if o.MaxChunkBytes < 1 {
+		return o, fmt.Errorf("export: max_chunk_bytes %d must be positive", o.MaxChunkBytes)
+	}
+	switch pad := p.String("kv_pad"); pad {
+	case "", "auto":
+		o.KVPad = KVPadAuto
+	case "0":
+		o.KVPad = NoKVPad
+	case "32":
+		o.KVPad = ANEStateAlign
+	default:
+		return o, fmt.Errorf("export: kv_pad %q: want auto, 32 or 0", pad)
 	}
 	return o, nil
 }

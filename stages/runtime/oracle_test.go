@@ -31,7 +31,13 @@ func loadOracle(t *testing.T) *oracle.Reference {
 // exportModel exports testdata model file into a temp dir with a small context.
 func exportModel(t testing.TB, file string, opts export.Options) string {
 	t.Helper()
-	f, err := gguf.Open(filepath.Join(oracleDir, "models", file))
+	return exportPath(t, filepath.Join(oracleDir, "models", file), opts)
+}
+
+// exportPath exports the GGUF model at path into a temp dir.
+func exportPath(t testing.TB, path string, opts export.Options) string {
+	t.Helper()
+	f, err := gguf.Open(path)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,9 +17,10 @@ import (
 // through PredictInto, so a steady decode loop allocates nothing; in exchange it is not safe
 // for concurrent use, and the logits Predict returns are overwritten by its next call.
 type ReferenceBackend struct {
-	ms    []*reference.Model
-	c     int              // context length, for the causal mask's shape
-	calls map[string]*call // by function name
+	ms     []*reference.Model
+	c      int              // context length, for the causal mask's shape
+	logits []string         // the last package's logits outputs (contract.LogitsOutputs)
+	calls  map[string]*call // by function name
 }
 
 // call holds the tensors of one function's calls: the contract's inputs, and per package
@@ -29,6 +30,7 @@ type call struct {
 	n                   int // tokens per call
 	ids, pos, cur, mask *reference.Tensor
 	ins, outs           []map[string]*reference.Tensor
+	joined              []float32 // the logits joined from their parts, when split
 }
 
 // newCall allocates the tensors of fn's calls with n tokens over nm packages.
@@ -67,7 +69,7 @@ func NewReferenceBackend(ms ...*reference.Model) (*ReferenceBackend, Meta, error
 	if err != nil {
 		return nil, Meta{}, fmt.Errorf("runtime: %w", err)
 	}
-	return &ReferenceBackend{ms: ms, c: meta.ContextLength, calls: map[string]*call{}}, meta, nil
+	return &ReferenceBackend{ms: ms, c: meta.ContextLength, logits: meta.Logits(), calls: map[string]*call{}}, meta, nil
 }
 
 // describe reads the contract's view of a reference model: its metadata and the interface
@@ -188,11 +190,7 @@ func (b *ReferenceBackend) Predict(fn string, in Inputs, st State) ([]float32, e
 			return nil, err
 		}
 		if i == len(b.ms)-1 {
-			logits, ok := cl.outs[i][contract.Logits]
-			if !ok {
-				return nil, fmt.Errorf("runtime: %s produced no logits", fn)
-			}
-			return logits.Float32s(), nil
+			return b.joinLogits(fn, cl, cl.outs[i])
 		}
 		h, ok := cl.outs[i][contract.HiddenStatesOut]
 		if !ok {
@@ -201,6 +199,29 @@ func (b *ReferenceBackend) Predict(fn string, in Inputs, st State) ([]float32, e
 		cl.ins[i+1][contract.HiddenStates] = h
 	}
 	return nil, errors.New("runtime: backend holds no package")
+}
+
+// joinLogits returns the logits of a call: the one logits output, or its parts joined on
+// the last axis (contract.JoinLogits) into a buffer the call keeps.
+func (b *ReferenceBackend) joinLogits(fn string, cl *call, out map[string]*reference.Tensor) ([]float32, error) {
+	parts := make([][]float32, len(b.logits))
+	total := 0
+	for k, name := range b.logits {
+		t, ok := out[name]
+		if !ok {
+			return nil, fmt.Errorf("runtime: %s produced no %s", fn, name)
+		}
+		parts[k] = t.Float32s()
+		total += len(parts[k])
+	}
+	if len(parts) == 1 {
+		return parts[0], nil
+	}
+	if len(cl.joined) != total {
+		cl.joined = make([]float32, total)
+	}
+	contract.JoinLogits(cl.joined, cl.n, parts)
+	return cl.joined, nil
 }
 
 // Models returns the underlying reference models, in run order.

@@ -56,6 +56,7 @@ type fixture struct {
 	embdStd            float64                                  // of token_embd; 0: 1 (gemma scales its embedding by √n_embd instead)
 	outNormMean        float64                                  // of output_norm; 0: 1
 	meta               map[string]any                           // extra ARCH.* keys (the prefix is added)
+	vocabSize          int                                      // > 0: pad the borrowed SentencePiece vocabulary to this many tokens
 	extra              func(g *gen, b *gguf.Builder, f fixture) // global tensors such as rope factors
 }
 
@@ -101,6 +102,14 @@ var fixtures = []fixture{
 	{file: "tiny-starcoder2-f16.gguf", arch: "starcoder2", vocab: bpeVocab, embd: 128, layers: 2, ff: 512, heads: 4, kv: 2,
 		ctx: 256, ropeBase: 10000, tied: true, layerNorm: true, qkvBias: true, plainFFN: true, outBias: true, outNormMean: 0.12,
 		home: "plugins/arch-starcoder2/testdata"},
+	// Last, so the seeds of the fixtures above (seed + index) stay as they were.
+	// A vocabulary over the Neural Engine's 65536-row limit (the ANE layout splits its
+	// embedding and LM head): tiny-llama's 1024 SentencePiece tokens padded with 68976
+	// synthetic ones no text produces, a tied head, and n_embd 32 to keep the file small.
+	// It lives in testdata/bigvocab with its own recording: the tests that run every model of
+	// oracle/ (inspect's goldens list every token) need not carry 70000 tokens.
+	{file: "tiny-bigvocab-f16.gguf", home: "testdata/bigvocab", arch: "llama", vocab: spmVocab, vocabSize: 70000, embd: 32, layers: 2, ff: 64,
+		heads: 2, kv: 1, ctx: 256, ropeBase: 10000, tied: true, embdStd: 0.5},
 }
 
 func main() {
@@ -169,12 +178,19 @@ func write(path, vocabPath string, fx fixture, seed uint64) error {
 	}
 	nVocab := 0
 	for _, kv := range v.KVs {
-		if strings.HasPrefix(kv.Key, "tokenizer.") {
+		padded := fx.vocabSize > 0 && slices.Contains(paddedKeys, kv.Key) // padVocab writes them
+		if strings.HasPrefix(kv.Key, "tokenizer.") && !padded {
 			b.Set(kv.Key, kv.Value.V)
 		}
 		if kv.Key == "tokenizer.ggml.tokens" {
 			nVocab = kv.Value.Len()
 		}
+	}
+	if fx.vocabSize > 0 {
+		if err := padVocab(b, v, fx.vocabSize); err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		nVocab = fx.vocabSize
 	}
 
 	g := &gen{r: rand.New(rand.NewPCG(seed, 0x9e3779b97f4a7c15)), b: b}
@@ -259,6 +275,35 @@ func write(path, vocabPath string, fx fixture, seed uint64) error {
 		return fmt.Errorf("%s: %w", path, err)
 	}
 	return atomicfile.WriteFile(path, buf.Bytes())
+}
+
+// paddedKeys are the per-token arrays padVocab extends.
+var paddedKeys = []string{"tokenizer.ggml.tokens", "tokenizer.ggml.scores", "tokenizer.ggml.token_type"}
+
+// padVocab extends the SentencePiece vocabulary of v to n tokens: pieces "⟦i⟧" of normal
+// type (1) and score −1000, which no prompt's text contains, so tokenization is unchanged
+// while the model's vocabulary, embedding and logits have n entries.
+func padVocab(b *gguf.Builder, v *gguf.File, n int) error {
+	t, err := v.GetStrings("tokenizer.ggml.tokens")
+	if err != nil {
+		return err
+	}
+	sc, err := v.GetFloat32s("tokenizer.ggml.scores")
+	if err != nil {
+		return err
+	}
+	ty, err := v.GetInt32s("tokenizer.ggml.token_type")
+	if err != nil {
+		return err
+	}
+	t, sc, ty = slices.Clone(t), slices.Clone(sc), slices.Clone(ty)
+	for i := len(t); i < n; i++ {
+		t, sc, ty = append(t, fmt.Sprintf("⟦%d⟧", i)), append(sc, -1000), append(ty, 1)
+	}
+	b.Set("tokenizer.ggml.tokens", t)
+	b.Set("tokenizer.ggml.scores", sc)
+	b.Set("tokenizer.ggml.token_type", ty)
+	return nil
 }
 
 // llama3Freqs writes rope_freqs.weight as llama.cpp's converter computes it for

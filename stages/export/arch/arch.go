@@ -31,7 +31,9 @@ type Builder interface {
 	Embed(fn *Func) *mil.Value
 	// Block applies transformer layer l to the hidden state x.
 	Block(fn *Func, l int, x *mil.Value) *mil.Value
-	// Head returns the fp16 logits [1, N, n_vocab] of the final hidden state x.
+	// Head returns the fp16 logits [1, N, n_vocab] of the final hidden state x — through
+	// Func.LMHead, which in the ANE layout returns a vocabulary over 65536 as its parts
+	// stacked [K, N, R]; what follows LMHead must be elementwise (a soft-cap).
 	Head(fn *Func, x *mil.Value) *mil.Value
 }
 

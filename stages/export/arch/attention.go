@@ -16,15 +16,17 @@ func (fn *Func) kvBounds() {
 	c := func(v ...int) *mil.Value { return f.Const(mil.IntVec(v...)) }
 	stop := f.Add(fn.CurrentPos, c(fn.N))
 	fn.kvBegin = f.Concat(0, c(0, 0), fn.CurrentPos, c(0))
-	fn.kEnd = f.Concat(0, c(1, cfg.HeadCountKV), stop, c(cfg.KeyLength))
-	fn.vEnd = f.Concat(0, c(1, cfg.HeadCountKV), stop, c(cfg.ValueLength))
+	fn.kEnd = f.Concat(0, c(1, cfg.HeadCountKV), stop, c(fn.stateDim(cfg.KeyLength)))
+	fn.vEnd = f.Concat(0, c(1, cfg.HeadCountKV), stop, c(fn.stateDim(cfg.ValueLength)))
 }
 
 // updateCache writes the chunk's rows k [1, n_head_kv, N, head_dim_k] and v (likewise)
-// into layer l's states at current_pos and returns the updated caches [1, n_head_kv, C, ·].
+// into layer l's states at current_pos, padded with zero lanes to the states' width
+// (stateDim), and returns the updated caches [1, n_head_kv, C, stateDim(·)].
 func (fn *Func) updateCache(l int, k, v *mil.Value) (kc, vc *mil.Value) {
 	f := fn.F
 	fn.kvBounds()
+	k, v = fn.padLanes(k, fn.Config.KeyLength), fn.padLanes(v, fn.Config.ValueLength)
 	i := l - fn.First
 	kc = f.SliceUpdate(f.ReadState(fn.kCache[i]), k, fn.kvBegin, fn.kEnd)
 	f.WriteState(fn.kCache[i], kc)
@@ -98,12 +100,14 @@ func (fn *Func) Attend(l int, q, k, v *mil.Value, a Attn) *mil.Value {
 	kc, vc := fn.updateCache(l, k, v)
 
 	// Consecutive query heads share a KV head (h / g), so [1, H, N, D] regroups as
-	// [1, KVH, G·N, D] and one matmul per KV head serves its whole group.
-	s := f.Matmul(f.Reshape(q, 1, kvh, g*n, dk), kc, false, true)
+	// [1, KVH, G·N, D] and one matmul per KV head serves its whole group. q gets the
+	// states' zero lanes, the output loses V's.
+	q = fn.padLanes(q, dk)
+	s := f.Matmul(f.Reshape(q, 1, kvh, g*n, fn.stateDim(dk)), kc, false, true)
 	s = fn.scores(f.Reshape(s, 1, h, n, fn.C), a)
 	p := f.Softmax(f.Add(s, fn.mask(a.Local, false)), -1)
 	o := f.Matmul(f.Reshape(p, 1, kvh, g*n, fn.C), vc, false, false)
-	o = f.Transpose(f.Reshape(o, 1, h, n, dv), 0, 2, 1, 3)
+	o = f.Transpose(fn.unpadLanes(f.Reshape(o, 1, h, n, fn.stateDim(dv)), dv), 0, 2, 1, 3)
 	return f.Reshape(o, 1, n, h*dv)
 }
 
@@ -132,7 +136,7 @@ func (fn *Func) attentionANE(l int, q, k, v *mil.Value, a Attn) *mil.Value {
 		sh := x.Shape()
 		return f.Reshape(f.SliceByIndex(x, []int{0, i, 0, 0}, []int{1, i + 1, sh[2], sh[3]}), 1, sh[2], sh[3])
 	}
-	qT := f.Transpose(q, 0, 1, 3, 2)
+	qT := fn.padLanes(f.Transpose(q, 0, 1, 3, 2), dk)
 	outs := make([]*mil.Value, h)
 	var kj, vj *mil.Value
 	for i := 0; i < h; i++ {
@@ -142,6 +146,10 @@ func (fn *Func) attentionANE(l int, q, k, v *mil.Value, a Attn) *mil.Value {
 		s := fn.scores(f.Matmul(kj, head(qT, i), false, true), a) // [1, C, dk]·[1, N, dk]ᵀ = [1, C, N]
 		p := f.Softmax(f.Add(s, maskT), 1)
 		outs[i] = f.Matmul(vj, p, true, false) // [1, dv, C]·[1, C, N] = [1, dv, N]
+	}
+	if dvp := fn.stateDim(dv); dvp != dv { // drop V's zero lanes: [1, H·dvp, N] → [1, H, dvp, N] → [1, H·dv, N]
+		o := f.SliceByIndex(f.Reshape(f.Concat(1, outs...), 1, h, dvp, n), []int{0, 0, 0, 0}, []int{1, h, dv, n})
+		return f.Reshape(o, 1, h*dv, 1, n)
 	}
 	return f.Reshape(f.Concat(1, outs...), 1, h*dv, 1, n)
 }

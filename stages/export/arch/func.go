@@ -63,7 +63,10 @@ type FuncSpec struct {
 	// head (output logits) when End is n_layer, with the hidden_states output otherwise.
 	First, End int
 	Layout     Layout
-	Weights    WeightSet // nil: every weight is fp16
+	// KVPad rounds the last dimension of the KV states (head_dim) up to a multiple of it,
+	// with zero lanes (see Func.stateDim); 0 or 1: the states are head_dim wide.
+	KVPad   int
+	Weights WeightSet // nil: every weight is fp16
 	// Progress, when set, counts the weights the function binds and reports their writing.
 	// The functions of one export share it.
 	Progress *WeightProgress
@@ -113,10 +116,48 @@ func NewFunc(p *mil.Program, file *gguf.File, cfg *Config, spec FuncSpec) *Func 
 	fn.CausalMask = f.Input(contract.CausalMask, mil.FP16, 1, 1, n, c)
 	fn.CurrentPos = f.Input(contract.CurrentPos, mil.Int32, 1)
 	for l := spec.First; l < spec.End; l++ {
-		fn.kCache = append(fn.kCache, f.State(contract.KCache(l), mil.FP16, 1, cfg.HeadCountKV, c, cfg.KeyLength))
-		fn.vCache = append(fn.vCache, f.State(contract.VCache(l), mil.FP16, 1, cfg.HeadCountKV, c, cfg.ValueLength))
+		fn.kCache = append(fn.kCache, f.State(contract.KCache(l), mil.FP16, 1, cfg.HeadCountKV, c, fn.stateDim(cfg.KeyLength)))
+		fn.vCache = append(fn.vCache, f.State(contract.VCache(l), mil.FP16, 1, cfg.HeadCountKV, c, fn.stateDim(cfg.ValueLength)))
 	}
 	return fn
+}
+
+// stateDim is the last dimension of a KV state holding head_dim d: d rounded up to a
+// multiple of KVPad. The extra lanes stay zero (padLanes writes zeros there, and the
+// queries get zero lanes too), so every score q·k and every output p·V is the unpadded
+// one: the added products are exact zeros.
+func (fn *Func) stateDim(d int) int {
+	if fn.KVPad <= 1 {
+		return d
+	}
+	return (d + fn.KVPad - 1) / fn.KVPad * fn.KVPad
+}
+
+// padLanes appends zero lanes to the last axis of x, from d to stateDim(d).
+func (fn *Func) padLanes(x *mil.Value, d int) *mil.Value {
+	dp := fn.stateDim(d)
+	if dp == d || x == nil || len(x.Shape()) == 0 {
+		return x
+	}
+	sh := append([]int(nil), x.Shape()...)
+	sh[len(sh)-1] = dp - d
+	// fill rather than a constant: the zeros cost no bytes in weight.bin.
+	return fn.F.Concat(len(sh)-1, x, fn.F.Fill(sh, mil.FloatScalar(mil.FP16, 0)))
+}
+
+// unpadLanes keeps the first d lanes of the last axis of x (an attention output over padded
+// V rows).
+func (fn *Func) unpadLanes(x *mil.Value, d int) *mil.Value {
+	if x == nil {
+		return nil
+	}
+	sh := x.Shape()
+	if len(sh) == 0 || sh[len(sh)-1] == d {
+		return x
+	}
+	end := append([]int(nil), sh...)
+	end[len(end)-1] = d
+	return fn.F.SliceByIndex(x, make([]int, len(sh)), end)
 }
 
 // hiddenShape is the shape of the hidden state between layers in fn's layout.

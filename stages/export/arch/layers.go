@@ -3,6 +3,7 @@ package arch
 import (
 	"fmt"
 
+	"github.com/lilims/lilims/stages/export/contract"
 	"github.com/lilims/lilims/stages/export/mil"
 )
 
@@ -68,7 +69,42 @@ func (fn *Func) Embed(name string) *mil.Value {
 		fn.fail(fmt.Errorf("export: %s: Embed in a function that starts from hidden_states", fn.File.Path))
 		return nil
 	}
+	if parts := fn.vocabParts(name); parts != nil {
+		return fn.embedParts(name, parts)
+	}
 	return fn.rowsToHidden(fn.F.Gather(fn.Weight(name), fn.InputIDs, 0))
+}
+
+// vocabParts is the split of table name's rows (a vocabulary) that keeps every dimension
+// within the Neural Engine's limit (contract.VocabParts), or nil when the table is used
+// whole: in the Standard layout, or for at most contract.MaxDimension rows.
+func (fn *Func) vocabParts(name string) []int {
+	t, ok := fn.tensor(name)
+	if !ok || fn.Layout != ANE || len(t.Shape) != 2 || t.Rows() <= contract.MaxDimension {
+		return nil
+	}
+	return contract.VocabParts(int(t.Rows()))
+}
+
+// embedParts is Embed (ANE layout) over a table split at the row bounds b: each part
+// gathers the token clamped into its rows, and keeps the result only where the clamp left
+// the token as it was — where the token is one of its rows — so the sum over parts is the
+// one row the token names (the others add exact zeros).
+func (fn *Func) embedParts(name string, b []int) *mil.Value {
+	f, n := fn.F, fn.N
+	var sum *mil.Value
+	for k := 0; k+1 < len(b); k++ {
+		local := f.Sub(fn.InputIDs, f.Const(mil.IntScalar(b[k])))
+		idx := f.Minimum(f.Maximum(local, f.Const(mil.IntScalar(0))), f.Const(mil.IntScalar(b[k+1]-b[k]-1)))
+		rows := fn.rowsToHidden(f.Gather(fn.matrix(name, b[k], b[k+1]), idx, 0))
+		part := f.Select(f.Reshape(f.Equal(local, idx), 1, 1, 1, n), rows, fn.Scalar(0))
+		if sum == nil {
+			sum = part
+		} else {
+			sum = f.Add(sum, part)
+		}
+	}
+	return sum
 }
 
 // EmbedPositions looks the chunk's positions up in the learned position table name
@@ -144,17 +180,41 @@ func (fn *Func) rmsNormLast(x, w *mil.Value) *mil.Value {
 
 // LMHead projects the final hidden state onto the vocabulary with the first of names that
 // the file holds (output.weight, or the tied token_embd.weight), plus output.bias if
-// present: fp16 logits [1, N, n_vocab] in either layout.
+// present: fp16 logits [1, N, n_vocab] in either layout. In the ANE layout a vocabulary
+// over contract.MaxDimension is projected in parts (contract.VocabParts), one 1×1 conv
+// each, returned stacked as [K, N, R] (R the first part's rows, the last part padded with
+// zeros): every dimension stays within the limit and elementwise ops (a final soft-cap)
+// still apply; the exporter cuts the stack into the contract's logits_<k> outputs.
 func (fn *Func) LMHead(x *mil.Value, names ...string) *mil.Value {
 	for _, name := range names {
-		if fn.Has(name + ".weight") {
-			l := fn.Linear(x, name)
-			if fn.Layout == ANE && l != nil {
-				f, v := fn.F, l.Shape()[1]
-				l = f.Reshape(f.Transpose(f.Reshape(l, v, fn.N), 1, 0), 1, fn.N, v)
-			}
-			return l
+		if !fn.Has(name + ".weight") {
+			continue
 		}
+		if fn.Layout != ANE {
+			return fn.Linear(x, name)
+		}
+		b := fn.vocabParts(name + ".weight")
+		if b == nil {
+			b = []int{0, -1}
+		}
+		f, r := fn.F, b[1]
+		var parts []*mil.Value
+		for k := 0; k+1 < len(b); k++ {
+			l := fn.LinearRows(x, name, b[k], b[k+1])
+			if l == nil {
+				return nil
+			}
+			v := l.Shape()[1] // [1, v, 1, N] → [1, N, v]
+			l = f.Reshape(f.Transpose(f.Reshape(l, v, fn.N), 1, 0), 1, fn.N, v)
+			if len(b) == 2 {
+				return l
+			}
+			if v < r {
+				l = f.Concat(2, l, f.Fill([]int{1, fn.N, r - v}, mil.FloatScalar(mil.FP16, 0)))
+			}
+			parts = append(parts, l)
+		}
+		return f.Concat(0, parts...)
 	}
 	fn.fail(fmt.Errorf("export: %s: no LM head tensor (looked for %v)", fn.File.Path, names))
 	return nil

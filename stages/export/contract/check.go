@@ -67,7 +67,13 @@ type Meta struct {
 	ContextLength int `json:"context_length"` // C: rows of the KV states, the longest sequence the package holds
 	PrefillChunk  int `json:"prefill_chunk"`  // N of the prefill function
 	VocabSize     int `json:"vocab_size"`     // V: logits per token
+	// LogitsParts is 0 when the last package outputs Logits, else the number K of the
+	// parts logits_0 … logits_{K−1} a host joins (LogitsOutputs; see Meta.Logits).
+	LogitsParts int `json:"logits_parts,omitempty"`
 }
+
+// Logits names the last package's logits outputs in vocabulary order.
+func (m Meta) Logits() []string { return logitsNames(m.LogitsParts) }
 
 // VersionError is a package written for another contract version.
 type VersionError struct {
@@ -277,14 +283,10 @@ func (c *checker) inputs(i int, f Function, first bool, prevHidden map[string]Fe
 // hidden_states_out fp16 from the others. It returns hidden_states_out.
 func (c *checker) outputs(i int, f Function, n int, last bool, md map[string]string) (Feature, bool) {
 	fail := func(format string, args ...any) { c.failf(i, f.Name, format, args...) }
-	if len(f.Outputs) != 1 {
-		want := Logits
-		if !last {
-			want = HiddenStatesOut
-		}
-		fail("has %d outputs, want only %s", len(f.Outputs), want)
-	}
 	if !last {
+		if len(f.Outputs) != 1 {
+			fail("has %d outputs, want only %s", len(f.Outputs), HiddenStatesOut)
+		}
 		if _, ok := find(f.Outputs, Logits); ok {
 			fail("output %q belongs to the last chunk only", Logits)
 		}
@@ -297,25 +299,56 @@ func (c *checker) outputs(i int, f Function, n int, last bool, md map[string]str
 		}
 		return h, ok
 	}
-	lg, ok := find(f.Outputs, Logits)
-	if !ok {
-		fail("no output %q", Logits)
-		return Feature{}, false
-	}
-	if lg.Type != Float32 {
-		fail("output %q is %v, want float32", Logits, lg.Type)
-	}
-	if len(lg.Shape) != 3 || lg.Shape[0] != 1 || lg.Shape[1] != n || lg.Shape[2] < 1 {
-		fail("%s have shape %v, want [1, %d, V]", Logits, lg.Shape, n)
-		return Feature{}, false
-	}
-	v := lg.Shape[2]
-	if want, err := strconv.Atoi(md[KeyVocabSize]); err != nil {
+	v, err := strconv.Atoi(md[KeyVocabSize])
+	if err != nil || v < 1 {
 		fail("metadata %s is %q, want n_vocab", KeyVocabSize, md[KeyVocabSize])
-	} else if v != want {
-		fail("%s have %d entries per token, the model's vocabulary (%s) has %d", Logits, v, KeyVocabSize, want)
+		return Feature{}, false
 	}
-	c.setMeta(i, f.Name, &c.meta.VocabSize, v, "the logits' last dimension")
+	names := LogitsOutputs(md[KeyLayout], v)
+	bounds := VocabParts(v)
+	if len(names) == 1 {
+		bounds = []int{0, v}
+	}
+	if len(names) > 1 {
+		if _, ok := find(f.Outputs, Logits); ok {
+			fail("output %q has %d entries per token; the ane layout keeps every dimension ≤ %d and splits the logits into %s … %s",
+				Logits, v, MaxDimension, names[0], names[len(names)-1])
+		}
+	}
+	declared, shaped := 0, true // the vocabulary the outputs declare; all are [1, N, ·]
+	for k, name := range names {
+		lg, ok := find(f.Outputs, name)
+		if !ok {
+			fail("no output %q", name)
+			shaped = false
+			continue
+		}
+		if lg.Type != Float32 {
+			fail("output %q is %v, want float32", name, lg.Type)
+		}
+		w := bounds[k+1] - bounds[k]
+		if len(lg.Shape) == 3 {
+			declared += lg.Shape[2]
+		}
+		switch {
+		case len(lg.Shape) != 3 || lg.Shape[0] != 1 || lg.Shape[1] != n || lg.Shape[2] < 1:
+			fail("%s have shape %v, want [1, %d, V]", name, lg.Shape, n)
+			shaped = false
+		case lg.Shape[2] != w && len(names) == 1:
+			fail("%s have %d entries per token, the model's vocabulary (%s) has %d", name, lg.Shape[2], KeyVocabSize, v)
+		case lg.Shape[2] != w:
+			fail("%s have %d entries per token, part %d of the model's vocabulary (%s %d) has %d", name, lg.Shape[2], k, KeyVocabSize, v, w)
+		}
+	}
+	if len(f.Outputs) != len(names) {
+		fail("has %d outputs, want %s", len(f.Outputs), strings.Join(names, ", "))
+	}
+	if len(names) > 1 {
+		c.meta.LogitsParts = len(names)
+	}
+	if shaped {
+		c.setMeta(i, f.Name, &c.meta.VocabSize, declared, "the logits' last dimension")
+	}
 	return Feature{}, false
 }
 

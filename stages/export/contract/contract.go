@@ -17,7 +17,9 @@ import "fmt"
 //	1: the prefill/decode program with its KV states.
 //	2: logits are fp32 with n_vocab entries per token, the metadata carries the
 //	   hyper-parameter summary, and the package holds its host file (HostName).
-const Version = 2
+//	3: in the ANE layout a vocabulary over MaxDimension comes as the outputs
+//	   logits_0 … logits_{K−1} (LogitsOutputs), which the host joins.
+const Version = 3
 
 // The two functions of a package; decode is the default function.
 const (
@@ -43,8 +45,66 @@ const (
 )
 
 // Logits is the output of the last package: fp32 [1, N, n_vocab], row i the logits after
-// token i.
+// token i. In the ANE layout a vocabulary over MaxDimension is split instead (see
+// LogitsOutputs).
 const Logits = "logits"
+
+// MaxDimension bounds every dimension of a tensor the Apple Neural Engine holds
+// (coremltools' performance guidance): an embedding table or LM head of a 128k–262k
+// vocabulary exceeds it, so the ANE layout splits them.
+const MaxDimension = 65536
+
+// VocabParts splits a vocabulary of v tokens into the fewest parts of at most MaxDimension
+// rows, of equal size rounded up to a multiple of 32 (the last takes the rest): part k is
+// rows [b[k], b[k+1]) of the returned bounds b. A vocabulary of at most MaxDimension is one
+// part.
+func VocabParts(v int) []int {
+	k := (v + MaxDimension - 1) / MaxDimension
+	if k < 1 {
+		k = 1
+	}
+	r := ((v+k-1)/k + 31) / 32 * 32
+	b := []int{0}
+	for len(b) <= k {
+		b = append(b, min(b[len(b)-1]+r, v))
+	}
+	return b
+}
+
+// LogitsOutputs names the logits outputs of the last package, in vocabulary order: Logits,
+// or in the ANE layout with n_vocab > MaxDimension one output per part of VocabParts,
+// logits_<k> fp32 [1, N, rows of part k]. The host concatenates them on the last axis
+// (JoinLogits) into the [1, N, n_vocab] of Logits.
+func LogitsOutputs(layout string, v int) []string {
+	if layout != "ane" || v <= MaxDimension {
+		return logitsNames(0)
+	}
+	return logitsNames(len(VocabParts(v)) - 1)
+}
+
+// logitsNames is [Logits] for k < 2, else logits_0 … logits_{k−1}.
+func logitsNames(k int) []string {
+	if k < 2 {
+		return []string{Logits}
+	}
+	names := make([]string, k)
+	for i := range names {
+		names[i] = fmt.Sprintf("logits_%d", i)
+	}
+	return names
+}
+
+// JoinLogits concatenates the logits parts of n tokens on the last axis into dst
+// ([n, Σ parts' widths]): row i of dst is row i of every part in turn.
+func JoinLogits(dst []float32, n int, parts [][]float32) {
+	off := 0
+	for i := 0; i < n; i++ {
+		for _, p := range parts {
+			w := len(p) / n
+			off += copy(dst[off:], p[i*w:(i+1)*w])
+		}
+	}
+}
 
 // HiddenStates and HiddenStatesOut chain the packages of a chunked export: every package but
 // the last outputs HiddenStatesOut, fp16 [1, N, n_embd] (standard layout) or

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -117,11 +118,11 @@ func TestCheckRules(t *testing.T) {
 		want   []string
 	}{
 		{"older version", 1, func(ds []contract.Description) { ds[0].Metadata[contract.KeyVersion] = "1" },
-			[]string{"package follows lilims contract version 1, this lilims runs version 2: re-export it from its GGUF"}},
+			[]string{"package follows lilims contract version 1, this lilims runs version 3: re-export it from its GGUF"}},
 		{"no version", 1, func(ds []contract.Description) { delete(ds[0].Metadata, contract.KeyVersion) },
-			[]string{"not a lilims package: no lilims.contract metadata (this lilims runs contract version 2)"}},
-		{"version of one chunk", 2, func(ds []contract.Description) { ds[1].Metadata[contract.KeyVersion] = "3" },
-			[]string{"chunk 1: package follows lilims contract version 3, this lilims runs version 2: re-export it from its GGUF"}},
+			[]string{"not a lilims package: no lilims.contract metadata (this lilims runs contract version 3)"}},
+		{"version of one chunk", 2, func(ds []contract.Description) { ds[1].Metadata[contract.KeyVersion] = "4" },
+			[]string{"chunk 1: package follows lilims contract version 4, this lilims runs version 3: re-export it from its GGUF"}},
 		{"no decode", 1, func(ds []contract.Description) { fn(&ds[0], "decode").Name = "generate" },
 			[]string{`no function "decode" (have [prefill generate]; a lilims package has prefill and decode)`}},
 		{"mask as int32", 1, func(ds []contract.Description) {
@@ -194,6 +195,18 @@ func TestCheckRules(t *testing.T) {
 		{"last chunk without logits", 2, func(ds []contract.Description) {
 			feature(fn(&ds[1], "decode").Outputs, contract.Logits).Name = contract.HiddenStatesOut
 		}, []string{`chunk 1 function decode: no output "logits"`}},
+		// The ANE layout splits a vocabulary over 65536: one logits output 70000 wide is refused.
+		{"ane logits over 65536", 1, func(ds []contract.Description) {
+			ds[0].Metadata[contract.KeyLayout] = "ane"
+			ds[0].Metadata[contract.KeyVocabSize] = "70000"
+			fn(&ds[0], "decode").Outputs[0].Shape = []int{1, 1, 70000}
+			fn(&ds[0], "prefill").Outputs[0].Shape = []int{1, 8, 70000}
+		}, []string{
+			`function prefill: output "logits" has 70000 entries per token; the ane layout keeps every dimension ≤ 65536 and splits the logits into logits_0 … logits_1`,
+			`function prefill: no output "logits_0"`, `function prefill: no output "logits_1"`, `function prefill: has 1 outputs, want logits_0, logits_1`,
+			`function decode: output "logits" has 70000 entries per token; the ane layout keeps every dimension ≤ 65536 and splits the logits into logits_0 … logits_1`,
+			`function decode: no output "logits_0"`, `function decode: no output "logits_1"`, `function decode: has 1 outputs, want logits_0, logits_1`,
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -233,5 +246,31 @@ func TestCheckOneVersion(t *testing.T) {
 	var ve *contract.VersionError
 	if !errors.As(err, &ve) || ve.Have != "1" || strings.Contains(err.Error(), "\n") {
 		t.Errorf("error %v, want a one-line VersionError naming version 1", err)
+	}
+}
+
+// VocabParts cuts a vocabulary into the fewest parts of at most 65536 rows, equal and
+// rounded up to 32 but for the last; JoinLogits puts each token's parts back side by side.
+func TestVocabParts(t *testing.T) {
+	for _, tc := range []struct {
+		v    int
+		want []int
+	}{
+		{512, []int{0, 512}}, {65536, []int{0, 65536}}, {70000, []int{0, 35008, 70000}},
+		{128256, []int{0, 64128, 128256}}, {151936, []int{0, 50656, 101312, 151936}},
+		{262144, []int{0, 65536, 131072, 196608, 262144}},
+	} {
+		if got := contract.VocabParts(tc.v); !slices.Equal(got, tc.want) {
+			t.Errorf("VocabParts(%d) = %v, want %v", tc.v, got, tc.want)
+		}
+	}
+	// Two tokens, parts of widths 2 and 1: rows [a0 a1 | b0] and [a2 a3 | b1].
+	dst := make([]float32, 6)
+	contract.JoinLogits(dst, 2, [][]float32{{1, 2, 3, 4}, {10, 20}})
+	if want := []float32{1, 2, 10, 3, 4, 20}; !slices.Equal(dst, want) {
+		t.Errorf("JoinLogits = %v, want %v", dst, want)
+	}
+	if got := contract.LogitsOutputs("standard", 262144); !slices.Equal(got, []string{"logits"}) {
+		t.Errorf("standard layout: logits outputs %v, want [logits]", got)
 	}
 }

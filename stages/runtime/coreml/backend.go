@@ -177,11 +177,11 @@ func (c *chunk) predict(f *Function, in runtime.Inputs, hidden *Array, st state,
 		return nil, nil, err
 	}
 	if last {
-		out, err := c.models[f.Name].predict(inputs, []string{contract.Logits}, st)
+		out, err := c.models[f.Name].predict(inputs, c.it.Meta.Logits(), st)
 		if err != nil {
 			return nil, nil, err
 		}
-		logits, err := readLogits(f, out)
+		logits, err := readLogits(f, out, c.it.Meta.Logits())
 		return logits, nil, err
 	}
 	out, err := c.models[f.Name].predict(inputs, []string{contract.HiddenStatesOut}, st)
@@ -252,23 +252,38 @@ func copyValues(dst, src *Array) error {
 	return dst.SetFloat32s(v)
 }
 
-// readLogits checks the logits array against the declared output and converts it.
-func readLogits(f *Function, out map[string]*Array) ([]float32, error) {
-	want, _ := f.Output("logits")
-	a := out["logits"]
-	if a == nil {
-		return nil, fmt.Errorf("coreml: function %s: %w", f.Name, nilResult(`-[MLFeatureProvider featureValueForName:] for "logits"`))
+// readLogits checks the logits arrays (names: contract.LogitsOutputs) against the declared
+// outputs, converts them and joins split logits on the last axis.
+func readLogits(f *Function, out map[string]*Array, names []string) ([]float32, error) {
+	parts := make([][]float32, len(names))
+	total, n := 0, 1
+	for k, name := range names {
+		want, _ := f.Output(name)
+		a := out[name]
+		if a == nil {
+			return nil, fmt.Errorf("coreml: function %s: %w", f.Name, nilResult(`-[MLFeatureProvider featureValueForName:] for "`+name+`"`))
+		}
+		// An ML Program's outputs keep their declared shape; another shape means the compiled
+		// model was not built from this package.
+		if !sameShape(a.Shape, want.Shape) {
+			return nil, fmt.Errorf("coreml: function %s: %s have shape %v, the package declares %v (is the compiled model built from this package?)", f.Name, name, a.Shape, want.Shape)
+		}
+		v, err := a.Float32s()
+		if err != nil {
+			return nil, fmt.Errorf("coreml: function %s: %s: %w", f.Name, name, err)
+		}
+		parts[k] = v
+		total += len(v)
+		if len(want.Shape) == 3 { // [1, N, part]
+			n = int(want.Shape[1])
+		}
 	}
-	// An ML Program's outputs keep their declared shape; another shape means the compiled
-	// model was not built from this package.
-	if !sameShape(a.Shape, want.Shape) {
-		return nil, fmt.Errorf("coreml: function %s: logits have shape %v, the package declares %v (is the compiled model built from this package?)", f.Name, a.Shape, want.Shape)
+	if len(parts) == 1 {
+		return parts[0], nil
 	}
-	v, err := a.Float32s()
-	if err != nil {
-		return nil, fmt.Errorf("coreml: function %s: logits: %w", f.Name, err)
-	}
-	return v, nil
+	joined := make([]float32, total)
+	contract.JoinLogits(joined, n, parts)
+	return joined, nil
 }
 
 // Close releases every state and both loaded functions. Sessions over the backend must not

@@ -200,7 +200,7 @@ func TestInterfaceErrors(t *testing.T) {
 // lilims packages: they carry no contract version.
 func TestInterfaceNotLilims(t *testing.T) {
 	for _, tc := range []struct{ pkg, want string }{
-		{"linear_fp16", "not a lilims package: no lilims.contract metadata (this lilims runs contract version 2)"},
+		{"linear_fp16", "not a lilims package: no lilims.contract metadata (this lilims runs contract version 3)"},
 		{"multifunction_prefill_decode", "not a lilims package: no lilims.contract metadata"},
 		{"does_not_exist", "no such file"},
 	} {

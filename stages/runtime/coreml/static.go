@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/lilims/lilims/stages/export/contract"
 	"github.com/lilims/lilims/stages/export/mil/milpb"
 	"github.com/lilims/lilims/stages/export/mlpackage"
 )
@@ -17,8 +18,9 @@ import (
 // names a reason the ANE would pass an op on to the GPU or CPU.
 const (
 	// aneMaxDimension bounds every dimension of a tensor the ANE holds (coremltools'
-	// performance guidance; a 128k-token vocabulary's embedding table and LM head exceed it).
-	aneMaxDimension = 65536
+	// performance guidance; a 128k-token vocabulary's embedding table and LM head exceed it,
+	// which is why the ANE layout splits them).
+	aneMaxDimension = contract.MaxDimension
 	// aneStateAlign: a state whose last dimension is not a multiple of 32 is not kept on
 	// the ANE (coremltools issue 2631: stateful models with such states fall back).
 	aneStateAlign = 32
