@@ -193,7 +193,11 @@ func (o *opCtx) output(i int) (*Tensor, error) {
 	t := o.c.buffer(dt, shape)
 	o.c.vals[outs[i].GetName()] = &value{t: t}
 	o.outs = append(o.outs, t)
-	o.declared = append(o.declared, slices.Clone(shape))
+	declared := slices.Clone(shape)
+	if a, ok := o.c.keys.axis[outs[i].GetName()]; ok {
+		declared[a] = -1 // R, set per call (keys.go)
+	}
+	o.declared = append(o.declared, declared)
 	return t, nil
 }
 
