@@ -77,15 +77,15 @@ type function struct {
 	inputs  []*Tensor // one per desc.Inputs, filled by Predict
 	outputs []*Tensor // the block's output values
 	steps   []step
-	state   *State   // the state of the running Predict call
+	state   *State // the state of the running Predict call
 	// Keys (see keys.go): keys is R, the key positions the running call covers; C when
 	// the function does not follow its key axis (dynKeys false), else set per call from
 	// the causal mask, input maskIn.
 	keys, keyExtent int
 	dynKeys         bool
 	maskIn          int
-	finish  []func() // run at the end of every call (see stateAliases)
-	rounder roundTask
+	finish          []func() // run at the end of every call (see stateAliases)
+	rounder         roundTask
 }
 
 // roundTask rounds v to fp16, split over workers for large outputs (attention scores).
