@@ -7,6 +7,8 @@ import (
 	"io"
 	"math"
 	"os"
+	goruntime "runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lilims/lilims/pipeline"
 	"github.com/lilims/lilims/pipeline/stage"
 	"github.com/lilims/lilims/stages/runtime/reference"
 )
@@ -26,9 +29,10 @@ func newBenchCmd() *cobra.Command {
 		asJSON           bool
 		llamaPP, llamaTG float64
 		llamaQuant       float64
+		contexts         []int
 	)
 	cmd := &cobra.Command{
-		Use:   "bench MODEL.gguf|PIPELINE.yaml [-p 64] [-n 32] [-r 5] [-t THREADS] [--json]",
+		Use:   "bench MODEL.gguf|PIPELINE.yaml [-p 64] [-n 32] [-r 5] [-t THREADS] [--ctx C1,C2,…] [--json]",
 		Short: "Measure prompt processing and generation speed, build time and peak memory",
 		Long: `Build the pipeline (timing each build stage), open its runtime and measure, like
 llama-bench, prompt processing (pp: -p tokens into an empty context, one Prefill call) and
@@ -41,9 +45,15 @@ runtime alone (runtime_peak_rss_mb, measured from after the build where the kern
 reset the mark). With --llama-pp/--llama-tg (llama.cpp's tokens/s on the same machine) the
 ratios are printed too, and with --llama-quantize (llama-quantize's seconds for the same
 conversion) the build's time over it (≤ 1: lilims converts faster). Use --no-cache for a
-build figure. internal/tools/llamacpp-bench measures llama.cpp's figures.`,
+build figure. internal/tools/llamacpp-bench measures llama.cpp's figures.
+
+--ctx 256,2048,8192 builds and measures the pipeline once per exported context (the export
+stage's context parameter) and prints pp, tg and the runtime's peak RSS side by side (with
+--json: {"contexts": [one object per context]}): a long exported context should cost
+neither speed nor memory while few positions are filled.`,
 		Example: `  lilims bench model.gguf --set quantize.scheme=block -t 2
   lilims bench pipelines/phi2.yaml -p 64 -n 32 -r 3 --json
+  lilims bench model.gguf --set quantize.scheme=gguf --ctx 256,2048,8192 -t 2 -r 3
   lilims bench model.gguf --set quantize.scheme=block --llama-pp 52 --llama-tg 18.3
   lilims bench model.gguf --set quantize.scheme=block --no-cache --llama-quantize 10.9 -p 0 -n 0`,
 		Args: args(cobra.ExactArgs(1)),
@@ -69,41 +79,13 @@ build figure. internal/tools/llamacpp-bench measures llama.cpp's figures.`,
 					return err
 				}
 			}
-			ctx := cmd.Context()
-			start := time.Now()
-			b, err := buildPlan(ctx, plan, pf.workDir, pf.verbose)
+			if len(contexts) > 0 {
+				return benchContexts(cmd, a[0], sets, plan, pf, contexts, benchResult{Prompt: nPrompt, Gen: nGen, Reps: reps, Threads: threads}, asJSON)
+			}
+			r, err := benchPlan(cmd.Context(), plan, pf, benchResult{Prompt: nPrompt, Gen: nGen, Reps: reps, Threads: threads})
 			if err != nil {
 				return err
 			}
-			defer b.cleanup()
-			r := benchResult{Model: b.model(), Prompt: nPrompt, Gen: nGen, Reps: reps, Threads: threads,
-				BuildSeconds: time.Since(start).Seconds(), Kernels: reference.Kernels()}
-			for _, s := range b.artifacts {
-				r.Stages = append(r.Stages, benchStage{ID: s.ID, Seconds: s.Seconds, Cached: s.Cached})
-			}
-			if len(b.artifacts) > 0 {
-				if n, err := dirSize(b.artifacts[len(b.artifacts)-1].Artifact.Path); err == nil {
-					r.PackageMB = float64(n) / (1 << 20)
-				}
-			}
-			r.BuildPeakRSSMB = peakRSSMB()
-			resetPeakRSS()
-			start = time.Now()
-			sess, err := plan.OpenSession(ctx, b.artifacts)
-			if err != nil {
-				return err
-			}
-			defer sess.Close()
-			r.OpenSeconds = time.Since(start).Seconds()
-			if nPrompt > sess.ContextLength() || nGen > sess.ContextLength() {
-				return usagef("-p %d / -n %d exceed the exported context of %d (--set export.context=N)", nPrompt, nGen, sess.ContextLength())
-			}
-			r.RSSAfterOpenMB = rssMB()
-			if err := runBench(ctx, sess, &r); err != nil {
-				return err
-			}
-			r.RuntimePeakRSSMB = peakRSSMB()
-			r.PeakRSSMB = max(r.BuildPeakRSSMB, r.RuntimePeakRSSMB)
 			if llamaPP > 0 && r.PP.Mean > 0 {
 				r.PPRatio = r.PP.Mean / llamaPP
 			}
@@ -123,6 +105,7 @@ build figure. internal/tools/llamacpp-bench measures llama.cpp's figures.`,
 	cmd.Flags().IntVarP(&nPrompt, "prompt", "p", 64, "prompt tokens processed in one Prefill (0: skip pp)")
 	cmd.Flags().IntVarP(&nGen, "gen", "n", 32, "tokens generated one by one (0: skip tg)")
 	cmd.Flags().IntVarP(&reps, "reps", "r", 5, "repetitions of each test (after one warm-up)")
+	cmd.Flags().IntSliceVar(&contexts, "ctx", nil, "export contexts to measure side by side, e.g. 256,2048,8192 (sets EXPORT.context for each; pp, tg and runtime peak RSS per context)")
 	cmd.Flags().IntVarP(&threads, "threads", "t", 0, "runtime threads (sets RUNTIME.threads; 0: the pipeline's)")
 	cmd.Flags().BoolVar(&asJSON, "json", false, `print one JSON object {"pp_tps", "tg_tps", "build_seconds", "peak_rss_mb", …}`)
 	cmd.Flags().Float64Var(&llamaPP, "llama-pp", 0, "llama.cpp's prompt tokens/s on this machine, to print the ratio")
@@ -130,6 +113,89 @@ build figure. internal/tools/llamacpp-bench measures llama.cpp's figures.`,
 	cmd.Flags().Float64Var(&llamaQuant, "llama-quantize", 0, "llama-quantize's seconds for the same conversion on this machine, to print the build's ratio")
 	pf.register(cmd)
 	return cmd
+}
+
+// benchPlan builds plan, opens its runtime and measures it: r brings the test's sizes and
+// gets the figures.
+func benchPlan(ctx context.Context, plan *pipeline.Plan, pf pipelineFlags, r benchResult) (benchResult, error) {
+	start := time.Now()
+	b, err := buildPlan(ctx, plan, pf.workDir, pf.verbose)
+	if err != nil {
+		return r, err
+	}
+	defer b.cleanup()
+	r.Model, r.BuildSeconds, r.Kernels = b.model(), time.Since(start).Seconds(), reference.Kernels()
+	for _, s := range b.artifacts {
+		r.Stages = append(r.Stages, benchStage{ID: s.ID, Seconds: s.Seconds, Cached: s.Cached})
+	}
+	if len(b.artifacts) > 0 {
+		if n, err := dirSize(b.artifacts[len(b.artifacts)-1].Artifact.Path); err == nil {
+			r.PackageMB = float64(n) / (1 << 20)
+		}
+	}
+	r.BuildPeakRSSMB = peakRSSMB()
+	resetPeakRSS()
+	start = time.Now()
+	sess, err := plan.OpenSession(ctx, b.artifacts)
+	if err != nil {
+		return r, err
+	}
+	defer sess.Close()
+	r.OpenSeconds = time.Since(start).Seconds()
+	r.Context = sess.ContextLength()
+	if r.Prompt > r.Context || r.Gen > r.Context {
+		return r, usagef("-p %d / -n %d exceed the exported context of %d (--set export.context=N)", r.Prompt, r.Gen, r.Context)
+	}
+	r.RSSAfterOpenMB = rssMB()
+	if err := runBench(ctx, sess, &r); err != nil {
+		return r, err
+	}
+	r.RuntimePeakRSSMB = peakRSSMB()
+	r.PeakRSSMB = max(r.BuildPeakRSSMB, r.RuntimePeakRSSMB)
+	return r, nil
+}
+
+// benchContexts runs the bench once per exported context (EXPORT.context=C), one after the
+// other in this process, and prints the figures side by side. Between two contexts the
+// previous session is closed and its memory returned to the system, so each runtime peak
+// RSS is that context's.
+func benchContexts(cmd *cobra.Command, arg string, sets []string, plan *pipeline.Plan, pf pipelineFlags, contexts []int, base benchResult, asJSON bool) error {
+	ex := plan.Step(stage.KindExport)
+	if ex == nil {
+		return fmt.Errorf("%s: the pipeline has no export stage to set the context of", arg)
+	}
+	var rs []benchResult
+	for _, c := range contexts {
+		if c < 1 {
+			return usagef("--ctx %d: contexts must be positive", c)
+		}
+		p, err := loadPlan(arg, append(slices.Clone(sets), ex.ID+".context="+strconv.Itoa(c)))
+		if err != nil {
+			return err
+		}
+		goruntime.GC()
+		debug.FreeOSMemory()
+		r, err := benchPlan(cmd.Context(), p, pf, base)
+		if err != nil {
+			return fmt.Errorf("context %d: %w", c, err)
+		}
+		rs = append(rs, r)
+	}
+	if asJSON {
+		var objs []map[string]any
+		for i := range rs {
+			objs = append(objs, rs[i].jsonObject())
+		}
+		return writeJSON(cmd.OutOrStdout(), map[string]any{"model": rs[0].Model, "kernels": rs[0].Kernels, "contexts": objs})
+	}
+	w := cmd.OutOrStdout()
+	fmt.Fprintf(w, "model: %s (reference kernels: %s, threads %s)\n", rs[0].Model, rs[0].Kernels, threadsString(base.Threads))
+	fmt.Fprintf(w, "%8s %20s %20s %18s %14s\n", "context", fmt.Sprintf("pp%d t/s", base.Prompt), fmt.Sprintf("tg%d t/s", base.Gen), "runtime peak RSS", "package")
+	for _, r := range rs {
+		fmt.Fprintf(w, "%8d %20s %20s %15.0f MB %11.1f MB\n", r.Context,
+			fmt.Sprintf("%.2f ± %.2f", r.PP.Mean, r.PP.Std), fmt.Sprintf("%.2f ± %.2f", r.TG.Mean, r.TG.Std), r.RuntimePeakRSSMB, r.PackageMB)
+	}
+	return nil
 }
 
 // speed is a tokens/s figure over repetitions.
@@ -165,6 +231,7 @@ type benchStage struct {
 
 type benchResult struct {
 	Model             string
+	Context           int // the exported context the session holds
 	Prompt, Gen, Reps int
 	Threads           int
 	BuildSeconds      float64
@@ -242,7 +309,7 @@ func argmaxLogit(v []float32) int32 {
 func (r *benchResult) jsonObject() map[string]any {
 	round := func(f float64) float64 { return math.Round(f*1000) / 1000 }
 	o := map[string]any{
-		"model": r.Model, "n_prompt": r.Prompt, "n_gen": r.Gen, "reps": r.Reps, "threads": r.Threads,
+		"model": r.Model, "context": r.Context, "n_prompt": r.Prompt, "n_gen": r.Gen, "reps": r.Reps, "threads": r.Threads,
 		"pp_tps": round(r.PP.Mean), "pp_tps_std": round(r.PP.Std), "pp_samples": r.PP.Samples,
 		"tg_tps": round(r.TG.Mean), "tg_tps_std": round(r.TG.Std), "tg_samples": r.TG.Samples,
 		"build_seconds": round(r.BuildSeconds), "stages": r.Stages, "open_seconds": round(r.OpenSeconds),
