@@ -280,29 +280,21 @@ func keysAttended(mask []float32, n, c int) int {
 // maskedScore is the contract's additive mask value for a key a query does not attend.
 const maskedScore = -1e4
 
-// callKeys returns R, the keys a call of f runs over: every key the mask in attends, and
-// the N rows the call writes (they start at or before the first query's own position, so
-// they end within n − 1 keys past what the mask attends), rounded up to keyBlock, at most C.
-func callKeys(mask *Tensor, c int) int {
-	n := mask.Shape[2]
-	r := keysAttended(mask.f32, n, c) + n - 1
+// callKeys returns R, the keys a call covers given its mask [1, 1, n, c]: every key the
+// mask attends, and the n rows the call writes (they start at or before the first query's
+// own position, so they end within n − 1 keys past what the mask attends), rounded up to
+// keyBlock, at most c.
+func callKeys(mask []float32, n, c int) int {
+	r := keysAttended(mask, n, c) + n - 1
 	r = (r + keyBlock - 1) / keyBlock * keyBlock
 	return min(max(r, keyBlock), c)
 }
 
-// compactMask keeps the first r keys of each row of mask [1, 1, n, c], in place.
-func compactMask(mask *Tensor, r int) {
-	n, c := mask.Shape[2], mask.Shape[3]
-	for i := 1; i < n; i++ {
-		copy(mask.f32[i*r:(i+1)*r], mask.f32[i*c:i*c+r])
-	}
-	mask.setShape([]int{1, 1, n, r})
-}
-
 // coverKeys prepares the call about to run: it sets f.keys to R and makes f's states hold R
-// positions (all of them when the function does not follow its keys), and cuts the mask
-// input to its first R keys.
-func (f *function) coverKeys() {
+// positions (all of them when the function does not follow its keys), and copies the first
+// R keys of each row of the mask into its input buffer (rounded to fp16 when it is declared
+// so, as every input is): the masked rest is neither copied nor kept.
+func (f *function) coverKeys(inputs map[string]*Tensor) {
 	if !f.dynKeys {
 		f.keys = f.keyExtent
 		if f.state != nil {
@@ -314,8 +306,9 @@ func (f *function) coverKeys() {
 		}
 		return
 	}
-	mask := f.inputs[f.maskIn]
-	r := callKeys(mask, f.keyExtent)
+	in := inputs[f.desc.Inputs[f.maskIn].Name].Float32s()
+	n, c := f.desc.Inputs[f.maskIn].Shape[2], f.keyExtent
+	r := callKeys(in, n, c)
 	// The states' rows only grow (a Reset session rewrites them from position 0, under the
 	// mask), and every state of the call is viewed with the same R.
 	for _, s := range f.desc.States {
@@ -324,6 +317,14 @@ func (f *function) coverKeys() {
 	for _, s := range f.desc.States {
 		f.state.vals[s.Name].grow(r)
 	}
-	compactMask(mask, r)
+	buf := f.inputs[f.maskIn]
+	buf.setShape([]int{1, 1, n, r})
+	for i := range n {
+		row := buf.f32[i*r : (i+1)*r]
+		copy(row, in[i*c:i*c+r])
+		if buf.DType == Float16 {
+			roundSliceFP16(row)
+		}
+	}
 	f.keys = r
 }

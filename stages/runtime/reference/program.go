@@ -297,6 +297,9 @@ func (m *Model) PredictInto(fn string, inputs map[string]*Tensor, st *State, out
 	defer f.mu.Unlock()
 	for i, in := range f.desc.Inputs {
 		t := inputs[in.Name]
+		if f.dynKeys && i == f.maskIn {
+			continue // coverKeys copies the keys the call covers
+		}
 		buf := f.inputs[i]
 		buf.setShape(t.Shape)
 		switch buf.DType {
@@ -313,7 +316,7 @@ func (m *Model) PredictInto(fn string, inputs map[string]*Tensor, st *State, out
 		}
 	}
 	f.state = st
-	f.coverKeys()
+	f.coverKeys(inputs)
 	defer func() {
 		// Writes to an aliased state are rounded to fp16 last, after the function's other
 		// ops have read the unrounded values, as write_state's copy would have left them.
