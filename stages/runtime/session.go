@@ -66,7 +66,7 @@ type Session struct {
 	ids, positions []int32
 	tok            [1]int32
 	mask           []float32
-	maskRows       []int // per row of mask: the position it was built for (−1: none)
+	maskRows       []int     // per row of mask: the position it was built for (−1: none)
 	close          io.Closer // closed by Close, if the session owns the backend's resources
 }
 
