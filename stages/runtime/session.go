@@ -49,7 +49,7 @@ type Backend interface {
 	NewState() (State, error)
 	// Predict runs function fn on in with st, returning the logits, N·V float32 values
 	// (row i holds the logits after token i). The logits may be overwritten by the next
-	// call (the reference backend reuses its buffers); in is not retained.
+	// call (the reference backend reuses its buffers); in is read during the call only.
 	Predict(fn string, in Inputs, st State) ([]float32, error)
 }
 

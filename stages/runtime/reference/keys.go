@@ -1,7 +1,6 @@
 package reference
 
 import (
-	"math"
 	"slices"
 )
 
@@ -262,17 +261,22 @@ func (k *keyPlan) end(outputs []string) {
 }
 
 // keysAttended returns how many leading keys the mask [1, 1, n, c] attends to: one past
-// the last key some query does not mask (values above MaskedScore; −inf masks too).
+// the last key some query does not mask. A value at or below MaskedScore masks (−inf does
+// too); anything else — NaN included — attends. Each row is read from its end down to what
+// the rows before it attend, four keys at a time, so a call reads the masked tail once per
+// row and nothing of the rest.
 func keysAttended(mask []float32, n, c int) int {
 	e := 0
 	for i := range n {
 		row := mask[i*c : (i+1)*c]
-		for j := c - 1; j >= e; j-- {
-			if row[j] > maskedScore || math.IsNaN(float64(row[j])) {
-				e = j + 1
-				break
-			}
+		j := c
+		for j-4 >= e && row[j-1] <= maskedScore && row[j-2] <= maskedScore && row[j-3] <= maskedScore && row[j-4] <= maskedScore {
+			j -= 4
 		}
+		for j > e && row[j-1] <= maskedScore {
+			j--
+		}
+		e = j
 	}
 	return e
 }

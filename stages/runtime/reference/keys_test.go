@@ -3,6 +3,7 @@ package reference
 import (
 	"context"
 	"fmt"
+	"math"
 	"path/filepath"
 	"testing"
 
@@ -100,6 +101,30 @@ func TestLongContextSameLogits(t *testing.T) {
 		// 35 positions: 64 rows (one key block) per state at either context.
 		if s, l, f := sts.Bytes(), stl.Bytes(), stf.Bytes(); l != s || f != 32*s {
 			t.Errorf("%v: KV state of %d bytes at C 2048 (%d over all keys), %d at C 64; want equal (32×)", layout, l, f, s)
+		}
+	}
+}
+
+// TestKeysAttended: the keys a call covers are one past the last key any row leaves
+// unmasked, whatever masks (−1e4, −inf) or attends (0, NaN) there.
+func TestKeysAttended(t *testing.T) {
+	m, inf := float32(maskedScore), float32(math.Inf(-1))
+	nan := float32(math.NaN())
+	for _, c := range []struct {
+		mask []float32
+		n    int
+		want int
+	}{
+		{[]float32{m, m, m, m, m, m, m}, 1, 0},
+		{[]float32{0, m, m, m, m, m, m}, 1, 1},
+		{[]float32{0, 0, 0, 0, 0, 0, 0}, 1, 7},
+		{[]float32{0, 0, m, m, 0, inf, m}, 1, 5},
+		{[]float32{0, m, m, m, m, nan, m}, 1, 6},
+		{[]float32{0, 0, 0, m, m, m, m, 0, m, m, m, m, m, m}, 2, 3},
+		{[]float32{0, m, m, m, m, m, m, 0, 0, 0, 0, 0, m, m}, 2, 5},
+	} {
+		if got := keysAttended(c.mask, c.n, len(c.mask)/c.n); got != c.want {
+			t.Errorf("keysAttended(%v, %d) = %d, want %d", c.mask, c.n, got, c.want)
 		}
 	}
 }
