@@ -42,9 +42,9 @@ type call struct {
 // newCall allocates the tensors of fn's calls with n tokens over nm packages.
 func newCall(n, c, nm int) *call {
 	cl := &call{n: n,
-		ids:  reference.NewTensor(reference.Int32, 1, n),
-		pos:  reference.NewTensor(reference.Int32, n),
-		cur:  reference.NewTensor(reference.Int32, 1),
+		ids: reference.NewTensor(reference.Int32, 1, n),
+		pos: reference.NewTensor(reference.Int32, n),
+		cur: reference.NewTensor(reference.Int32, 1),
 	}
 	for i := 0; i < nm; i++ {
 		in := map[string]*reference.Tensor{"position_ids": cl.pos, "current_pos": cl.cur} // causal_mask: set by Predict
