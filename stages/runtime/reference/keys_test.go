@@ -1,31 +1,13 @@
 package reference
 
 import (
-	"context"
 	"fmt"
 	"math"
-	"path/filepath"
 	"testing"
 
 	"github.com/lilims/lilims/stages/export"
 	"github.com/lilims/lilims/stages/export/arch"
-	"github.com/lilims/lilims/stages/loader/gguf"
 )
-
-// exportContext exports stories260K with context c, prefill chunk 16, in layout l.
-func exportContext(t *testing.T, c int, l arch.Layout) string {
-	t.Helper()
-	f, err := gguf.Open("../../../testdata/oracle/models/stories260K.gguf")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	dir := filepath.Join(t.TempDir(), fmt.Sprintf("c%d-%v.mlpackage", c, l))
-	if err := export.Export(context.Background(), f, export.Options{ContextLength: c, PrefillChunk: 16, Layout: l}, dir); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
 
 // TestLongContextSameLogits exports stories260K with contexts 64 and 2048 and runs the same
 // 35 tokens (prefill chunks and decode steps) through both, in both layouts: the logits and
@@ -35,7 +17,10 @@ func exportContext(t *testing.T, c int, l arch.Layout) string {
 // exported context. The 2048 export run over all its keys gives the same bits too.
 func TestLongContextSameLogits(t *testing.T) {
 	for _, layout := range []arch.Layout{arch.Standard, arch.ANE} {
-		short, long := exportContext(t, 64, layout), exportContext(t, 2048, layout)
+		opts := export.Options{ContextLength: 64, PrefillChunk: 16, Layout: layout}
+		short := exportWith(t, "stories260K.gguf", opts)
+		opts.ContextLength = 2048
+		long := exportWith(t, "stories260K.gguf", opts)
 		ms, err := Open(short, Options{})
 		if err != nil {
 			t.Fatal(err)
