@@ -402,8 +402,8 @@ func TestMalformedBuild(t *testing.T) {
 		{"context limit", []string{"run", "{FILE}", "--prompt", "Once upon a time there was a little girl named Lily who",
 			"--set", "export.context=16", "--set", "export.prefill_chunk=8"}, stories,
 			"prompt of 17 tokens does not fit the exported context of 16 tokens; re-export with a larger context (--set export.context=N)"},
-		{"context limit", []string{"run", "{FILE}", "--prompt", "Once", "--set", "export.context=1000000"}, stories,
-			"stage \"export\" (export/mil): export: context 1000000 out of range [0, 2048] (0: the model's)"},
+		{"context limit", []string{"run", "{FILE}", "--prompt", "Once", "--set", "export.context=2000000"}, stories,
+			"stage \"export\" (export/mil): export: context 2000000 out of range [0, 1048576] (0: the model's)"},
 		{"batch limit", []string{"run", "{FILE}", "--prompt", "Once", "--set", "export.context=16"}, stories,
 			"stage \"export\" (export/mil): export: prefill chunk 64 exceeds the context length 16"},
 	}
