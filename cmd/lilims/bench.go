@@ -50,7 +50,8 @@ build figure. internal/tools/llamacpp-bench measures llama.cpp's figures.
 --ctx 256,2048,8192 builds and measures the pipeline once per exported context (the export
 stage's context parameter) and prints pp, tg and the runtime's peak RSS side by side (with
 --json: {"contexts": [one object per context]}): a long exported context should cost
-neither speed nor memory while few positions are filled.`,
+neither speed nor memory while few positions are filled. The CPU milliseconds per token
+(all threads; also in --json) compare contexts even where other processes share the cores.`,
 		Example: `  lilims bench model.gguf --set quantize.scheme=block -t 2
   lilims bench pipelines/phi2.yaml -p 64 -n 32 -r 3 --json
   lilims bench model.gguf --set quantize.scheme=gguf --ctx 256,2048,8192 -t 2 -r 3
@@ -190,10 +191,12 @@ func benchContexts(cmd *cobra.Command, arg string, sets []string, plan *pipeline
 	}
 	w := cmd.OutOrStdout()
 	fmt.Fprintf(w, "model: %s (reference kernels: %s, threads %s)\n", rs[0].Model, rs[0].Kernels, threadsString(base.Threads))
-	fmt.Fprintf(w, "%8s %20s %20s %18s %14s\n", "context", fmt.Sprintf("pp%d t/s", base.Prompt), fmt.Sprintf("tg%d t/s", base.Gen), "runtime peak RSS", "package")
+	fmt.Fprintf(w, "%8s %20s %20s %14s %14s %18s %14s\n", "context", fmt.Sprintf("pp%d t/s", base.Prompt), fmt.Sprintf("tg%d t/s", base.Gen),
+		"pp CPU ms/t", "tg CPU ms/t", "runtime peak RSS", "package")
 	for _, r := range rs {
-		fmt.Fprintf(w, "%8d %20s %20s %15.0f MB %11.1f MB\n", r.Context,
-			fmt.Sprintf("%.2f ± %.2f", r.PP.Mean, r.PP.Std), fmt.Sprintf("%.2f ± %.2f", r.TG.Mean, r.TG.Std), r.RuntimePeakRSSMB, r.PackageMB)
+		fmt.Fprintf(w, "%8d %20s %20s %14.3f %14.3f %15.0f MB %11.1f MB\n", r.Context,
+			fmt.Sprintf("%.2f ± %.2f", r.PP.Mean, r.PP.Std), fmt.Sprintf("%.2f ± %.2f", r.TG.Mean, r.TG.Std),
+			r.PPCPUms, r.TGCPUms, r.RuntimePeakRSSMB, r.PackageMB)
 	}
 	return nil
 }
@@ -239,14 +242,17 @@ type benchResult struct {
 	PackageMB         float64
 	OpenSeconds       float64
 	PP, TG            speed
-	PPRatio, TGRatio  float64
-	Kernels           string  // the reference runtime's kernel set
-	LlamaQuantize     float64 // llama-quantize's seconds, when given
-	BuildRatio        float64 // BuildSeconds / LlamaQuantize
-	BuildPeakRSSMB    float64
-	RuntimePeakRSSMB  float64
-	PeakRSSMB         float64
-	RSSAfterOpenMB    float64
+	// CPU milliseconds per token (all threads): unlike tokens/s, barely moved by other
+	// processes competing for the cores, so contexts compare on a busy machine too.
+	PPCPUms, TGCPUms float64
+	PPRatio, TGRatio float64
+	Kernels          string  // the reference runtime's kernel set
+	LlamaQuantize    float64 // llama-quantize's seconds, when given
+	BuildRatio       float64 // BuildSeconds / LlamaQuantize
+	BuildPeakRSSMB   float64
+	RuntimePeakRSSMB float64
+	PeakRSSMB        float64
+	RSSAfterOpenMB   float64
 }
 
 // benchTokens returns n ordinary token ids (no BOS, none of the low byte ids) below vocab.
@@ -262,21 +268,23 @@ func benchTokens(n, vocab int) []int32 {
 func runBench(ctx context.Context, sess stage.Session, r *benchResult) error {
 	prompt := benchTokens(r.Prompt, sess.VocabSize())
 	var pp, tg []float64
+	var ppCPU, tgCPU float64 // CPU seconds of the timed repetitions
 	for rep := -1; rep < r.Reps; rep++ {
 		if r.Prompt > 0 {
 			sess.Reset()
-			t0 := time.Now()
+			t0, c0 := time.Now(), cpuSeconds()
 			if _, err := sess.Prefill(ctx, prompt); err != nil {
 				return err
 			}
 			if rep >= 0 {
 				pp = append(pp, float64(r.Prompt)/time.Since(t0).Seconds())
+				ppCPU += cpuSeconds() - c0
 			}
 		}
 		if r.Gen > 0 {
 			sess.Reset()
 			tok := int32(300 % max(sess.VocabSize(), 1))
-			t0 := time.Now()
+			t0, c0 := time.Now(), cpuSeconds()
 			for range r.Gen {
 				logits, err := sess.Decode(ctx, tok)
 				if err != nil {
@@ -286,6 +294,7 @@ func runBench(ctx context.Context, sess stage.Session, r *benchResult) error {
 			}
 			if rep >= 0 {
 				tg = append(tg, float64(r.Gen)/time.Since(t0).Seconds())
+				tgCPU += cpuSeconds() - c0
 			}
 		}
 		if err := ctx.Err(); err != nil {
@@ -293,6 +302,12 @@ func runBench(ctx context.Context, sess stage.Session, r *benchResult) error {
 		}
 	}
 	r.PP, r.TG = newSpeed(pp), newSpeed(tg)
+	if len(pp) > 0 {
+		r.PPCPUms = 1000 * ppCPU / float64(len(pp)*r.Prompt)
+	}
+	if len(tg) > 0 {
+		r.TGCPUms = 1000 * tgCPU / float64(len(tg)*r.Gen)
+	}
 	return nil
 }
 
@@ -312,6 +327,7 @@ func (r *benchResult) jsonObject() map[string]any {
 		"model": r.Model, "context": r.Context, "n_prompt": r.Prompt, "n_gen": r.Gen, "reps": r.Reps, "threads": r.Threads,
 		"pp_tps": round(r.PP.Mean), "pp_tps_std": round(r.PP.Std), "pp_samples": r.PP.Samples,
 		"tg_tps": round(r.TG.Mean), "tg_tps_std": round(r.TG.Std), "tg_samples": r.TG.Samples,
+		"pp_cpu_ms_per_token": round(r.PPCPUms), "tg_cpu_ms_per_token": round(r.TGCPUms),
 		"build_seconds": round(r.BuildSeconds), "stages": r.Stages, "open_seconds": round(r.OpenSeconds),
 		"package_mb": round(r.PackageMB), "peak_rss_mb": round(r.PeakRSSMB),
 		"build_peak_rss_mb": round(r.BuildPeakRSSMB), "runtime_peak_rss_mb": round(r.RuntimePeakRSSMB),

@@ -100,7 +100,7 @@ func TestBenchContexts(t *testing.T) {
 		if c["context"] != want {
 			t.Errorf("context %d is %v, want %v", i, c["context"], want)
 		}
-		for _, k := range []string{"pp_tps", "tg_tps", "runtime_peak_rss_mb"} {
+		for _, k := range []string{"pp_tps", "tg_tps", "runtime_peak_rss_mb", "pp_cpu_ms_per_token", "tg_cpu_ms_per_token"} {
 			if v, _ := c[k].(float64); v <= 0 {
 				t.Errorf("context %v: %s = %v, want > 0", want, k, c[k])
 			}
