@@ -47,11 +47,13 @@ ratios are printed too, and with --llama-quantize (llama-quantize's seconds for 
 conversion) the build's time over it (≤ 1: lilims converts faster). Use --no-cache for a
 build figure. internal/tools/llamacpp-bench measures llama.cpp's figures.
 
---ctx 256,2048,8192 builds and measures the pipeline once per exported context (the export
-stage's context parameter) and prints pp, tg and the runtime's peak RSS side by side (with
---json: {"contexts": [one object per context]}): a long exported context should cost
-neither speed nor memory while few positions are filled. The CPU milliseconds per token
-(all threads; also in --json) compare contexts even where other processes share the cores.`,
+--ctx 256,2048,8192 builds the pipeline once per exported context (the export stage's
+context parameter) and prints pp, tg and the runtime's peak RSS side by side (with --json:
+{"contexts": [one object per context]}): a long exported context should cost neither speed
+nor memory while few positions are filled. Peak RSS is measured one context at a time; the
+speeds with every context open and their repetitions interleaved, so that other processes
+slowing the machine for a while slow every context alike. CPU milliseconds per token (all
+threads, spin-waits included) are printed too.`,
 		Example: `  lilims bench model.gguf --set quantize.scheme=block -t 2
   lilims bench pipelines/phi2.yaml -p 64 -n 32 -r 3 --json
   lilims bench model.gguf --set quantize.scheme=gguf --ctx 256,2048,8192 -t 2 -r 3
@@ -156,17 +158,21 @@ func benchPlan(ctx context.Context, plan *pipeline.Plan, pf pipelineFlags, r ben
 	return r, nil
 }
 
-// benchContexts runs the bench once per exported context (EXPORT.context=C), one after the
-// other in this process, and prints the figures side by side. Between two contexts the
-// previous session is closed and its memory returned to the system, so each runtime peak
-// RSS is that context's.
+// benchContexts measures the pipeline at each exported context (EXPORT.context=C) and
+// prints the figures side by side. Memory first, one context at a time: build, open, one
+// warm-up and one repetition, close, the memory returned to the system in between, so
+// each runtime peak RSS is that context's alone. Speed then with every context's session
+// open, the repetitions interleaved (each round runs every context once), so that a change
+// in the machine's load between contexts does not pass for a change in speed.
 func benchContexts(cmd *cobra.Command, arg string, sets []string, plan *pipeline.Plan, pf pipelineFlags, contexts []int, base benchResult, asJSON bool) error {
 	ex := plan.Step(stage.KindExport)
 	if ex == nil {
 		return fmt.Errorf("%s: the pipeline has no export stage to set the context of", arg)
 	}
-	var rs []benchResult
-	for _, c := range contexts {
+	ctx := cmd.Context()
+	plans := make([]*pipeline.Plan, len(contexts))
+	rs := make([]benchResult, len(contexts))
+	for i, c := range contexts {
 		if c < 1 {
 			return usagef("--ctx %d: contexts must be positive", c)
 		}
@@ -176,11 +182,36 @@ func benchContexts(cmd *cobra.Command, arg string, sets []string, plan *pipeline
 		}
 		goruntime.GC()
 		debug.FreeOSMemory()
-		r, err := benchPlan(cmd.Context(), p, pf, base)
-		if err != nil {
+		once := base
+		once.Reps = 1
+		if rs[i], err = benchPlan(ctx, p, pf, once); err != nil {
 			return fmt.Errorf("context %d: %w", c, err)
 		}
-		rs = append(rs, r)
+		plans[i] = p
+	}
+	sessions := make([]stage.Session, len(plans))
+	for i, p := range plans {
+		b, err := buildPlan(ctx, p, pf.workDir, pf.verbose) // cached by the first pass
+		if err != nil {
+			return err
+		}
+		defer b.cleanup()
+		if sessions[i], err = p.OpenSession(ctx, b.artifacts); err != nil {
+			return err
+		}
+		defer sessions[i].Close()
+	}
+	samples := make([]benchSamples, len(sessions))
+	for rep := -1; rep < base.Reps; rep++ {
+		for i, sess := range sessions {
+			if err := samples[i].rep(ctx, sess, &rs[i], rep >= 0); err != nil {
+				return fmt.Errorf("context %d: %w", contexts[i], err)
+			}
+		}
+	}
+	for i := range rs {
+		rs[i].Reps = base.Reps
+		samples[i].result(&rs[i])
 	}
 	if asJSON {
 		var objs []map[string]any
@@ -266,49 +297,66 @@ func benchTokens(n, vocab int) []int32 {
 
 // runBench runs one warm-up and r.Reps timed repetitions of pp and tg.
 func runBench(ctx context.Context, sess stage.Session, r *benchResult) error {
-	prompt := benchTokens(r.Prompt, sess.VocabSize())
-	var pp, tg []float64
-	var ppCPU, tgCPU float64 // CPU seconds of the timed repetitions
+	var s benchSamples
 	for rep := -1; rep < r.Reps; rep++ {
-		if r.Prompt > 0 {
-			sess.Reset()
-			t0, c0 := time.Now(), cpuSeconds()
-			if _, err := sess.Prefill(ctx, prompt); err != nil {
-				return err
-			}
-			if rep >= 0 {
-				pp = append(pp, float64(r.Prompt)/time.Since(t0).Seconds())
-				ppCPU += cpuSeconds() - c0
-			}
-		}
-		if r.Gen > 0 {
-			sess.Reset()
-			tok := int32(300 % max(sess.VocabSize(), 1))
-			t0, c0 := time.Now(), cpuSeconds()
-			for range r.Gen {
-				logits, err := sess.Decode(ctx, tok)
-				if err != nil {
-					return err
-				}
-				tok = argmaxLogit(logits)
-			}
-			if rep >= 0 {
-				tg = append(tg, float64(r.Gen)/time.Since(t0).Seconds())
-				tgCPU += cpuSeconds() - c0
-			}
-		}
-		if err := ctx.Err(); err != nil {
+		if err := s.rep(ctx, sess, r, rep >= 0); err != nil {
 			return err
 		}
 	}
-	r.PP, r.TG = newSpeed(pp), newSpeed(tg)
-	if len(pp) > 0 {
-		r.PPCPUms = 1000 * ppCPU / float64(len(pp)*r.Prompt)
-	}
-	if len(tg) > 0 {
-		r.TGCPUms = 1000 * tgCPU / float64(len(tg)*r.Gen)
-	}
+	s.result(r)
 	return nil
+}
+
+// benchSamples accumulates the timed repetitions of one session.
+type benchSamples struct {
+	pp, tg       []float64 // tokens/s
+	ppCPU, tgCPU float64   // CPU seconds
+}
+
+// rep runs one repetition of pp (r.Prompt tokens into an empty context) and tg (r.Gen
+// tokens decoded one by one), recorded when timed.
+func (s *benchSamples) rep(ctx context.Context, sess stage.Session, r *benchResult, timed bool) error {
+	if r.Prompt > 0 {
+		prompt := benchTokens(r.Prompt, sess.VocabSize())
+		sess.Reset()
+		t0, c0 := time.Now(), cpuSeconds()
+		if _, err := sess.Prefill(ctx, prompt); err != nil {
+			return err
+		}
+		if timed {
+			s.pp = append(s.pp, float64(r.Prompt)/time.Since(t0).Seconds())
+			s.ppCPU += cpuSeconds() - c0
+		}
+	}
+	if r.Gen > 0 {
+		sess.Reset()
+		tok := int32(300 % max(sess.VocabSize(), 1))
+		t0, c0 := time.Now(), cpuSeconds()
+		for range r.Gen {
+			logits, err := sess.Decode(ctx, tok)
+			if err != nil {
+				return err
+			}
+			tok = argmaxLogit(logits)
+		}
+		if timed {
+			s.tg = append(s.tg, float64(r.Gen)/time.Since(t0).Seconds())
+			s.tgCPU += cpuSeconds() - c0
+		}
+	}
+	return ctx.Err()
+}
+
+// result sets r's speeds from the samples.
+func (s *benchSamples) result(r *benchResult) {
+	r.PP, r.TG = newSpeed(s.pp), newSpeed(s.tg)
+	r.PPCPUms, r.TGCPUms = 0, 0
+	if len(s.pp) > 0 {
+		r.PPCPUms = 1000 * s.ppCPU / float64(len(s.pp)*r.Prompt)
+	}
+	if len(s.tg) > 0 {
+		r.TGCPUms = 1000 * s.tgCPU / float64(len(s.tg)*r.Gen)
+	}
 }
 
 func argmaxLogit(v []float32) int32 {
