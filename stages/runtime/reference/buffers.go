@@ -47,8 +47,9 @@ func newBufferPlan(ops []*milpb.Operation, outputs []string) *bufferPlan {
 	return p
 }
 
-// take returns storage for n floats: the smallest free buffer that holds n, else a new one.
-func (p *bufferPlan) take(t *Tensor, n int) {
+// take returns storage for n floats: the smallest free buffer that holds n, else a new one
+// (from alloc).
+func (p *bufferPlan) take(t *Tensor, n int, alloc func(int) []float32) {
 	best := -1
 	for i, b := range p.free {
 		if cap(b) >= n && (best < 0 || cap(b) < cap(p.free[best])) {
@@ -60,7 +61,7 @@ func (p *bufferPlan) take(t *Tensor, n int) {
 		buf = p.free[best]
 		p.free = slices.Delete(p.free, best, best+1)
 	} else {
-		buf = make([]float32, n)
+		buf = alloc(n)
 	}
 	t.f32 = buf[:n:n]
 	p.owned[t] = buf[:cap(buf)]
@@ -183,13 +184,28 @@ func (p *bufferPlan) after(c *compiler, op *milpb.Operation, i int) {
 	}
 }
 
-// buffer returns an output buffer for a declared type, pooled when the plan allows it.
-func (c *compiler) buffer(dt DType, shape []int) *Tensor {
+// buffer returns an output buffer for a declared type, pooled when the plan allows it. A
+// buffer along the keys (keys.go) that is new to the pool is reserved, not allocated: a
+// call writes only the keys it covers.
+func (c *compiler) buffer(dt DType, shape []int, keys bool) (*Tensor, error) {
 	n := numElements(shape)
 	if c.plan == nil || !dt.IsFloat() || n <= 0 || slices.Contains(shape, -1) {
-		return newBuffer(dt, shape)
+		return newBuffer(dt, shape), nil
 	}
 	t := &Tensor{DType: dt, Shape: slices.Clone(shape)}
-	c.plan.take(t, n)
-	return t
+	var err error
+	alloc := func(n int) []float32 { return make([]float32, n) }
+	if keys {
+		alloc = func(n int) []float32 {
+			v, free, e := reserveFloats(n)
+			if e != nil {
+				err = e
+				return make([]float32, n)
+			}
+			c.m.closers = append(c.m.closers, free)
+			return v
+		}
+	}
+	c.plan.take(t, n, alloc)
+	return t, err
 }

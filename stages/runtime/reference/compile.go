@@ -160,6 +160,15 @@ func (c *compiler) compileFunction(name string, fn *milpb.Function, _ *milpb.Fun
 	if c.m.opts.allKeys {
 		c.keys.broken = true
 	}
+	if c.keys.dynamic() { // the mask's buffer holds the covered keys only (coverKeys)
+		t := f.inputs[c.keys.mask]
+		v, free, err := reserveFloats(t.Len())
+		if err != nil {
+			return nil, fmt.Errorf("reference: function %s: causal mask %v: %v", name, t.Shape, err)
+		}
+		t.f32 = v
+		c.m.closers = append(c.m.closers, free)
+	}
 	c.aliases = nil
 	if !c.m.opts.copyStates {
 		c.aliases = stateAliases(blk)
