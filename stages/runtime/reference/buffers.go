@@ -24,10 +24,10 @@ type bufferPlan struct {
 	// keys, which write only the keys a call covers; any other tensor would make its pages
 	// resident for nothing.
 	reserved map[*float32]bool
-	owned   map[*Tensor][]float32 // pooled tensors → the storage they were given
-	live    map[*Tensor]int       // pooled tensors → names still to be read
-	views   map[*Tensor]*Tensor   // an output that may view its input's storage → that input
-	holds   map[*Tensor]*Tensor   // such an output → the pooled input it keeps alive
+	owned    map[*Tensor][]float32 // pooled tensors → the storage they were given
+	live     map[*Tensor]int       // pooled tensors → names still to be read
+	views    map[*Tensor]*Tensor   // an output that may view its input's storage → that input
+	holds    map[*Tensor]*Tensor   // such an output → the pooled input it keeps alive
 }
 
 // pinned marks a value that outlives the function's ops (a block output, a view's source).
