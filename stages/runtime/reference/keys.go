@@ -21,8 +21,10 @@ import (
 // keep R rows (stateTensor.rows), grown as positions fill, so a long exported context
 // costs memory and time only as it is used.
 //
-// A function whose key axis cannot be followed (an op the plan does not know touches it)
-// runs over all C keys, as before.
+// A query that attends no key at all would differ (its softmax spreads over whichever keys
+// it runs over); the contract's hosts never send one, as every query attends its own
+// position. A function whose key axis cannot be followed (an op the plan does not know
+// touches it) runs over all C keys.
 
 // keyBlock is the granularity of R: states grow by whole blocks, so a decode step copies
 // the cache into a larger one once every keyBlock tokens, not on every token.
