@@ -77,3 +77,45 @@ func TestBenchTextAndUsage(t *testing.T) {
 		}
 	}
 }
+
+// TestBenchContexts: --ctx measures each exported context in turn and reports them side by
+// side, as text and as one JSON object per context.
+func TestBenchContexts(t *testing.T) {
+	model := filepath.Join(oracle, "models", "stories260K.gguf")
+	out, errOut, code := runCLI(t, "", "bench", model, "--ctx", "64,512", "-p", "8", "-n", "4", "-r", "1", "--json")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	var r struct {
+		Contexts []map[string]any `json:"contexts"`
+	}
+	if err := json.Unmarshal([]byte(out), &r); err != nil {
+		t.Fatalf("bench --ctx --json is not one JSON object: %v\n%s", err, out)
+	}
+	if len(r.Contexts) != 2 {
+		t.Fatalf("%d contexts, want 2: %s", len(r.Contexts), out)
+	}
+	for i, want := range []float64{64, 512} {
+		c := r.Contexts[i]
+		if c["context"] != want {
+			t.Errorf("context %d is %v, want %v", i, c["context"], want)
+		}
+		for _, k := range []string{"pp_tps", "tg_tps", "runtime_peak_rss_mb", "pp_cpu_ms_per_token", "tg_cpu_ms_per_token"} {
+			if v, _ := c[k].(float64); v <= 0 {
+				t.Errorf("context %v: %s = %v, want > 0", want, k, c[k])
+			}
+		}
+	}
+	out, errOut, code = runCLI(t, "", "bench", model, "--ctx", "64,512", "-p", "8", "-n", "0", "-r", "1")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	for _, want := range []string{"context", "pp8 t/s", "runtime peak RSS", "\n      64 ", "\n     512 "} {
+		if !strings.Contains(out, want) {
+			t.Errorf("bench --ctx output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, _, code := runCLI(t, "", "bench", model, "--ctx", "0"); code != exitUsage {
+		t.Errorf("--ctx 0: exit %d, want %d", code, exitUsage)
+	}
+}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 
 	"github.com/spf13/cobra"
+
+	"github.com/lilims/lilims/stages/export"
 )
 
 func newBuildCmd() *cobra.Command {
@@ -44,11 +46,26 @@ func newBuildCmd() *cobra.Command {
 			for _, x := range b.artifacts {
 				arts[x.ID] = x.Artifact.Path
 			}
+			// The KV state the exported package declares (what Core ML allocates for it).
+			var kvBytes int64
+			var kvContext int
+			for _, x := range b.artifacts {
+				if x.Artifact.Kind == "mlpackage" {
+					kvBytes, kvContext, _ = export.PackageKVState(x.Artifact.Path)
+				}
+			}
 			if asJSON {
-				return writeJSON(cmd.OutOrStdout(), map[string]any{"artifacts": arts})
+				doc := map[string]any{"artifacts": arts}
+				if kvContext > 0 {
+					doc["kv_state"] = map[string]any{"context": kvContext, "bytes": kvBytes}
+				}
+				return writeJSON(cmd.OutOrStdout(), doc)
 			}
 			for _, x := range b.artifacts {
 				fmt.Fprintf(cmd.OutOrStdout(), "%s\t%s\t%s\n", x.ID, x.Artifact.Kind, x.Artifact.Path)
+			}
+			if kvContext > 0 {
+				fmt.Fprintf(cmd.OutOrStdout(), "KV state: %s fp16 at the exported context %d\n", humanBytes(kvBytes), kvContext)
 			}
 			return nil
 		},

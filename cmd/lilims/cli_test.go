@@ -47,6 +47,10 @@ type inspectOut struct {
 		Type   string  `json:"type"`
 		Offset uint64  `json:"offset"`
 	} `json:"tensors"`
+	KVState struct {
+		DefaultContext int   `json:"default_context"`
+		DefaultBytes   int64 `json:"default_bytes"`
+	} `json:"kv_state"`
 }
 
 // inspect --json on every fixture: checked against facts from testdata/oracle/README.md and
@@ -103,6 +107,10 @@ func TestInspectJSON(t *testing.T) {
 		// phi2 fixtures have a fused attn_qkv (oracle README); gpt2 too.
 		if (wantArch == "phi2" || wantArch == "gpt2") && !names["blk.0.attn_qkv.weight"] {
 			t.Errorf("%s: missing fused blk.0.attn_qkv.weight", base)
+		}
+		// stories260K: K and V × 5 layers × 4 KV heads × 2048 positions × head_dim 8 × 2 bytes.
+		if base == "stories260K.gguf" && (doc.KVState.DefaultContext != 2048 || doc.KVState.DefaultBytes != 2*5*4*2048*8*2) {
+			t.Errorf("%s: KV state %+v, want 1310720 bytes at context 2048", base, doc.KVState)
 		}
 		checkGolden(t, filepath.Join("testdata", "golden", "inspect", strings.TrimSuffix(base, ".gguf")+".json"), out)
 	}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lilims/lilims/stages/export"
 	"github.com/lilims/lilims/stages/export/arch"
 	"github.com/lilims/lilims/stages/loader/gguf"
 )
@@ -71,6 +72,7 @@ type inspectDoc struct {
 	Architecture string         `json:"architecture"`
 	Parameters   int64          `json:"parameters"`
 	Config       *arch.Config   `json:"config,omitempty"`
+	KVState      *kvStateJSON   `json:"kv_state,omitempty"`
 	Metadata     map[string]any `json:"metadata"`
 	Tensors      []tensorJSON   `json:"tensors"`
 }
@@ -81,6 +83,7 @@ func inspectJSON(f *gguf.File) inspectDoc {
 		Metadata: make(map[string]any, len(f.KVs)), Tensors: make([]tensorJSON, 0, len(f.Tensors))}
 	if cfg, err := arch.ReadConfig(f); err == nil {
 		doc.Config = cfg
+		doc.KVState = newKVStateJSON(cfg)
 	}
 	for _, kv := range f.KVs {
 		doc.Metadata[kv.Key] = jsonValue(kv.Value.V)
@@ -167,6 +170,7 @@ func inspectText(w io.Writer, f *gguf.File) error {
 		if cfg.AttnSoftCap != 0 || cfg.FinalSoftCap != 0 {
 			fmt.Fprintf(tw, "\tsoft-caps: attention %g, final %g\n", cfg.AttnSoftCap, cfg.FinalSoftCap)
 		}
+		fmt.Fprintf(tw, "KV state:\t%s\n", kvStateText(cfg))
 	} else if f.Architecture() != "" {
 		fmt.Fprintf(tw, "hyper-parameters:\t%v\n", err)
 	}
@@ -270,4 +274,28 @@ func humanBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// kvStateJSON is the KV state a package exported from the model declares (fp16, what Core
+// ML allocates) at the default export context and at the model's trained context.
+type kvStateJSON struct {
+	DefaultContext int   `json:"default_context"`
+	DefaultBytes   int64 `json:"default_bytes"`
+	TrainedContext int   `json:"trained_context"`
+	TrainedBytes   int64 `json:"trained_bytes"`
+}
+
+func newKVStateJSON(cfg *arch.Config) *kvStateJSON {
+	c := min(cfg.ContextLength, export.DefaultContextLength)
+	return &kvStateJSON{DefaultContext: c, DefaultBytes: export.KVStateBytes(cfg, c),
+		TrainedContext: cfg.ContextLength, TrainedBytes: export.KVStateBytes(cfg, cfg.ContextLength)}
+}
+
+func kvStateText(cfg *arch.Config) string {
+	k := newKVStateJSON(cfg)
+	s := fmt.Sprintf("%s fp16 at the default export context %d", humanBytes(k.DefaultBytes), k.DefaultContext)
+	if k.TrainedContext != k.DefaultContext {
+		s += fmt.Sprintf(", %s at the trained context %d (export.context)", humanBytes(k.TrainedBytes), k.TrainedContext)
+	}
+	return s
 }

@@ -158,7 +158,7 @@ func TestStage(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	for _, raw := range []map[string]any{{"prefill_chunk": 0}, {"context": 4096}, {"chunks": 0}, {"chunks": 6}} {
+	for _, raw := range []map[string]any{{"prefill_chunk": 0}, {"context": MaxContextLength + 1}, {"chunks": 0}, {"chunks": 6}} {
 		p, errs := Spec.Resolve(raw)
 		if len(errs) > 0 {
 			t.Fatal(errs)

@@ -13,7 +13,6 @@ import (
 
 // Limits of the stage's parameters.
 const (
-	maxStageContext = 2048 // the pipeline's bound on `context` (Options allows more)
 	maxPrefillChunk = 4096
 )
 
@@ -23,7 +22,7 @@ var Spec = stage.Spec{Uses: "export/mil", Kind: stage.KindExport,
 		"prefill+decode functions). Weights from a quantize stage are bound through constexpr " +
 		"dequantization ops; the rest stay fp16.",
 	Params: []stage.ParamSpec{
-		{Name: "context", Type: stage.Int, Default: 0, Doc: "context length the package is exported for (0: the model's, at most 2048)"},
+		{Name: "context", Type: stage.Int, Default: 0, Doc: "context length the package is exported for (0: the model's trained context, at most 2048); larger ones are limited by the KV state's memory only"},
 		{Name: "prefill_chunk", Type: stage.Int, Default: DefaultPrefillChunk, Doc: "tokens per prefill call"},
 		{Name: "layout", Type: stage.String, Default: "standard", Enum: []string{"standard", "ane"},
 			Doc: "standard: [1, N, C] activations and linear; ane: channels-first [1, C, 1, N] activations, 1×1 conv " +
@@ -115,8 +114,8 @@ func stageOptions(p stage.Params) (Options, error) {
 		return o, fmt.Errorf("export: prefill_chunk %d out of range [1, %d]", o.PrefillChunk, maxPrefillChunk)
 	}
 	o.ContextLength = p.Int("context")
-	if o.ContextLength < 0 || o.ContextLength > maxStageContext {
-		return o, fmt.Errorf("export: context %d out of range [0, %d] (0: the model's)", o.ContextLength, maxStageContext)
+	if o.ContextLength < 0 || o.ContextLength > MaxContextLength {
+		return o, fmt.Errorf("export: context %d out of range [0, %d] (0: the model's)", o.ContextLength, MaxContextLength)
 	}
 	var err error
 	if o.Layout, err = arch.ParseLayout(p.String("layout")); err != nil {

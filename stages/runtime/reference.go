@@ -29,6 +29,7 @@ type ReferenceBackend struct {
 type call struct {
 	n                   int // tokens per call
 	ids, pos, cur, mask *reference.Tensor
+	maskSrc             []float32 // the caller's mask values that mask views
 	ins, outs           []map[string]*reference.Tensor
 	joined              []float32 // the logits joined from their parts, when split
 }
@@ -36,13 +37,12 @@ type call struct {
 // newCall allocates the tensors of fn's calls with n tokens over nm packages.
 func newCall(n, c, nm int) *call {
 	cl := &call{n: n,
-		ids:  reference.NewTensor(reference.Int32, 1, n),
-		pos:  reference.NewTensor(reference.Int32, n),
-		cur:  reference.NewTensor(reference.Int32, 1),
-		mask: reference.NewTensor(reference.Float16, 1, 1, n, c),
+		ids: reference.NewTensor(reference.Int32, 1, n),
+		pos: reference.NewTensor(reference.Int32, n),
+		cur: reference.NewTensor(reference.Int32, 1),
 	}
 	for i := 0; i < nm; i++ {
-		in := map[string]*reference.Tensor{contract.PositionIDs: cl.pos, contract.CausalMask: cl.mask, contract.CurrentPos: cl.cur}
+		in := map[string]*reference.Tensor{contract.PositionIDs: cl.pos, contract.CurrentPos: cl.cur} // causal_mask: set by Predict
 		if i == 0 {
 			in[contract.InputIDs] = cl.ids
 		} else {
@@ -180,8 +180,19 @@ func (b *ReferenceBackend) Predict(fn string, in Inputs, st State) ([]float32, e
 	copy(cl.ids.Int32s(), in.InputIDs)
 	copy(cl.pos.Int32s(), in.PositionIDs)
 	cl.cur.Int32s()[0] = in.CurrentPos
-	// The mask's values (0 and −1e4) are exact in fp16; PredictInto rounds fp16 inputs anyway.
-	copy(cl.mask.Float32s(), in.CausalMask)
+	// The mask goes in as the caller's values, unconverted: PredictInto reads (and rounds to
+	// fp16) only the keys the call covers, so the N·C values are not copied on every call.
+	// The view is remade only when the caller hands another buffer (a Session reuses its own).
+	if len(cl.maskSrc) == 0 || &cl.maskSrc[0] != &in.CausalMask[0] {
+		m, err := reference.FromFloat32(reference.Float32, []int{1, 1, n, b.c}, in.CausalMask)
+		if err != nil {
+			return nil, fmt.Errorf("runtime: %s: causal mask: %w", fn, err)
+		}
+		cl.mask, cl.maskSrc = m, in.CausalMask
+		for _, ins := range cl.ins {
+			ins[contract.CausalMask] = m
+		}
+	}
 	for i, m := range b.ms {
 		if err := m.PredictInto(fn, cl.ins[i], rs[i], cl.outs[i]); err != nil {
 			if len(b.ms) > 1 {

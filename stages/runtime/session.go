@@ -44,7 +44,7 @@ type Backend interface {
 	NewState() (State, error)
 	// Predict runs function fn on in with st, returning the logits, N·V float32 values
 	// (row i holds the logits after token i). The logits may be overwritten by the next
-	// call (the reference backend reuses its buffers); in is not retained.
+	// call (the reference backend reuses its buffers); in is read during the call only.
 	Predict(fn string, in Inputs, st State) ([]float32, error)
 }
 
@@ -61,6 +61,7 @@ type Session struct {
 	ids, positions []int32
 	tok            [1]int32
 	mask           []float32
+	maskRows       []int     // per row of mask: the position it was built for (−1: none)
 	close          io.Closer // closed by Close, if the session owns the backend's resources
 }
 
@@ -193,6 +194,14 @@ func (s *Session) run(fn string, tokens []int32, n int) ([]float32, error) {
 	}
 	if cap(s.mask) < n*c {
 		s.mask = make([]float32, n*c)
+		s.maskRows = s.maskRows[:0]
+	}
+	for len(s.maskRows) < n {
+		s.maskRows = append(s.maskRows, -1)
+		row := s.mask[(len(s.maskRows)-1)*c : len(s.maskRows)*c]
+		for j := range row {
+			row[j] = MaskedScore
+		}
 	}
 	in := Inputs{
 		InputIDs:    s.ids[:n],
@@ -205,14 +214,16 @@ func (s *Session) run(fn string, tokens []int32, n int) ([]float32, error) {
 	for i := 0; i < n; i++ {
 		p := s.pos + i
 		in.PositionIDs[i] = int32(p)
-		row := in.CausalMask[i*c : (i+1)*c]
-		for j := range row {
-			if j <= p {
-				row[j] = 0
-			} else {
-				row[j] = MaskedScore
-			}
+		// Row i last held position maskRows[i]: only the keys between the two change, so
+		// a decode step costs what it moves, not the context.
+		row, was := in.CausalMask[i*c:(i+1)*c], s.maskRows[i]
+		for j := was + 1; j <= p; j++ {
+			row[j] = 0
 		}
+		for j := p + 1; j <= was; j++ {
+			row[j] = MaskedScore
+		}
+		s.maskRows[i] = p
 	}
 	logits, err := s.b.Predict(fn, in, st)
 	if err != nil {

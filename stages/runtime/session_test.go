@@ -93,6 +93,15 @@ func TestSessionMask(t *testing.T) {
 	if !slices.Equal(r.masks[0], []float32{0, m, m, m, m, m}) {
 		t.Errorf("decode mask at 0: %v", r.masks[0])
 	}
+	// The session updates its mask rows in place: after a Reset, row 0 masks again the
+	// keys it had opened.
+	s.Reset()
+	if _, err := s.Decode(context.Background(), 1); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(r.masks[2], []float32{0, m, m, m, m, m}) {
+		t.Errorf("decode mask at 0 after a reset: %v", r.masks[2])
+	}
 }
 
 func TestSessionLimits(t *testing.T) {

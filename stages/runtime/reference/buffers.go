@@ -19,18 +19,22 @@ import (
 // by the names that are still to be read.
 type bufferPlan struct {
 	lastUse map[string]int // value name → index of the last op reading it (block outputs: never)
-	free    [][]float32
-	owned   map[*Tensor][]float32 // pooled tensors → the storage they were given
-	live    map[*Tensor]int       // pooled tensors → names still to be read
-	views   map[*Tensor]*Tensor   // an output that may view its input's storage → that input
-	holds   map[*Tensor]*Tensor   // such an output → the pooled input it keeps alive
+	free    [2][][]float32 // free storage: [0] Go heap, [1] reserved for tensors along the keys
+	// reserved marks storage of free[1] by its first element: it stays with tensors along the
+	// keys, which write only the keys a call covers; any other tensor would make its pages
+	// resident for nothing.
+	reserved map[*float32]bool
+	owned    map[*Tensor][]float32 // pooled tensors → the storage they were given
+	live     map[*Tensor]int       // pooled tensors → names still to be read
+	views    map[*Tensor]*Tensor   // an output that may view its input's storage → that input
+	holds    map[*Tensor]*Tensor   // such an output → the pooled input it keeps alive
 }
 
 // pinned marks a value that outlives the function's ops (a block output, a view's source).
 const pinned = 1 << 30
 
 func newBufferPlan(ops []*milpb.Operation, outputs []string) *bufferPlan {
-	p := &bufferPlan{lastUse: map[string]int{}, owned: map[*Tensor][]float32{}, live: map[*Tensor]int{},
+	p := &bufferPlan{lastUse: map[string]int{}, owned: map[*Tensor][]float32{}, live: map[*Tensor]int{}, reserved: map[*float32]bool{},
 		views: map[*Tensor]*Tensor{}, holds: map[*Tensor]*Tensor{}}
 	for i, op := range ops {
 		for _, a := range op.GetInputs() {
@@ -47,23 +51,41 @@ func newBufferPlan(ops []*milpb.Operation, outputs []string) *bufferPlan {
 	return p
 }
 
-// take returns storage for n floats: the smallest free buffer that holds n, else a new one.
-func (p *bufferPlan) take(t *Tensor, n int) {
+// take returns storage for n floats: the smallest free buffer that holds n, else a new one
+// (from alloc); keys chooses the reserved storage (see reserved).
+func (p *bufferPlan) take(t *Tensor, n int, keys bool, alloc func(int) []float32) {
+	k := 0
+	if keys {
+		k = 1
+	}
+	free := p.free[k]
 	best := -1
-	for i, b := range p.free {
-		if cap(b) >= n && (best < 0 || cap(b) < cap(p.free[best])) {
+	for i, b := range free {
+		if cap(b) >= n && (best < 0 || cap(b) < cap(free[best])) {
 			best = i
 		}
 	}
 	var buf []float32
 	if best >= 0 {
-		buf = p.free[best]
-		p.free = slices.Delete(p.free, best, best+1)
+		buf = free[best]
+		p.free[k] = slices.Delete(free, best, best+1)
 	} else {
-		buf = make([]float32, n)
+		buf = alloc(n)
+		if keys {
+			p.reserved[&buf[0]] = true
+		}
 	}
 	t.f32 = buf[:n:n]
 	p.owned[t] = buf[:cap(buf)]
+}
+
+// put returns buf to its free list.
+func (p *bufferPlan) put(buf []float32) {
+	if len(buf) > 0 && p.reserved[&buf[0]] {
+		p.free[1] = append(p.free[1], buf)
+		return
+	}
+	p.free[0] = append(p.free[0], buf)
 }
 
 // defined counts name (just defined by op i) as a reader of its tensor, and releases it at
@@ -128,7 +150,7 @@ func (p *bufferPlan) release(t *Tensor) {
 	}
 	delete(p.live, t)
 	delete(p.owned, t)
-	p.free = append(p.free, buf)
+	p.put(buf)
 	if x, ok := p.holds[t]; ok {
 		delete(p.holds, t)
 		p.release(x)
@@ -153,7 +175,7 @@ func (p *bufferPlan) after(c *compiler, op *milpb.Operation, i int) {
 			if v := c.vals[o.GetName()]; v != nil && v.t != nil && v.t.f32 == nil {
 				if buf, ok := p.owned[v.t]; ok {
 					delete(p.owned, v.t)
-					p.free = append(p.free, buf)
+					p.put(buf)
 				}
 			}
 		}
@@ -183,13 +205,28 @@ func (p *bufferPlan) after(c *compiler, op *milpb.Operation, i int) {
 	}
 }
 
-// buffer returns an output buffer for a declared type, pooled when the plan allows it.
-func (c *compiler) buffer(dt DType, shape []int) *Tensor {
+// buffer returns an output buffer for a declared type, pooled when the plan allows it. A
+// buffer along the keys (keys.go) that is new to the pool is reserved, not allocated: a
+// call writes only the keys it covers.
+func (c *compiler) buffer(dt DType, shape []int, keys bool) (*Tensor, error) {
 	n := numElements(shape)
 	if c.plan == nil || !dt.IsFloat() || n <= 0 || slices.Contains(shape, -1) {
-		return newBuffer(dt, shape)
+		return newBuffer(dt, shape), nil
 	}
 	t := &Tensor{DType: dt, Shape: slices.Clone(shape)}
-	c.plan.take(t, n)
-	return t
+	var err error
+	alloc := func(n int) []float32 { return make([]float32, n) }
+	if keys {
+		alloc = func(n int) []float32 {
+			v, free, e := reserveFloats(n)
+			if e != nil {
+				err = e
+				return make([]float32, n)
+			}
+			c.m.closers = append(c.m.closers, free)
+			return v
+		}
+	}
+	c.plan.take(t, n, keys, alloc)
+	return t, err
 }

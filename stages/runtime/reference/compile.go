@@ -30,6 +30,7 @@ type compiler struct {
 	vals    map[string]*value
 	fnName  string
 	aliases map[string]*stateAlias // in-place state chains of the function being compiled
+	keys    *keyPlan               // where the function's key axis runs (see keys.go)
 	plan    *bufferPlan            // output storage sharing of the function being compiled
 }
 
@@ -155,6 +156,19 @@ func (c *compiler) compileFunction(name string, fn *milpb.Function, _ *milpb.Fun
 		f.inputs = append(f.inputs, t)
 		f.desc.Inputs = append(f.desc.Inputs, Feature{Name: in.GetName(), DType: dt, Shape: shape})
 	}
+	c.keys = newKeyPlan(f.desc.States, f.desc.Inputs)
+	if c.m.opts.allKeys {
+		c.keys.broken = true
+	}
+	if c.keys.dynamic() { // the mask's buffer holds the covered keys only (coverKeys)
+		t := f.inputs[c.keys.mask]
+		v, free, err := reserveFloats(t.Len())
+		if err != nil {
+			return nil, fmt.Errorf("reference: function %s: causal mask %v: %v", name, t.Shape, err)
+		}
+		t.f32 = v
+		c.m.closers = append(c.m.closers, free)
+	}
 	c.aliases = nil
 	if !c.m.opts.copyStates {
 		c.aliases = stateAliases(blk)
@@ -167,6 +181,8 @@ func (c *compiler) compileFunction(name string, fn *milpb.Function, _ *milpb.Fun
 		}
 		c.plan.after(c, op, i)
 	}
+	c.keys.end(blk.GetOutputs())
+	f.keyExtent, f.dynKeys, f.maskIn, f.keys = c.keys.extent, c.keys.dynamic(), c.keys.mask, c.keys.extent
 	for _, o := range blk.GetOutputs() {
 		v, ok := c.vals[o]
 		if !ok {
@@ -241,6 +257,7 @@ func (c *compiler) compileOp(op *milpb.Operation) error {
 		return o.errf("op type %q is not implemented by the reference runtime", o.typ)
 	}
 	s := step{typ: o.typ, name: o.name}
+	c.keys.follow(o)
 	run, err := fn(o)
 	if err != nil {
 		return err

@@ -8,7 +8,7 @@
 // bound, and an op the runtime does not implement is reported then, naming its type and name.
 // A Predict call copies the inputs in, runs the kernels in program order and copies the
 // outputs out; PredictInto reuses the caller's output tensors, and then a steady-state call
-// allocates nothing.
+// allocates nothing (but for the KV states' growth, once every 64 positions).
 //
 // A KV-cache update — read_state, slice_update of the new rows, write_state of the result —
 // runs in place on the state's storage when nothing else reads the old cache, so a decode
@@ -16,10 +16,17 @@
 // ops give. Matmul, linear, softmax and attention split their rows (heads, query positions,
 // output channels) over Options.Threads workers.
 //
+// Attention covers the filled part of the KV state, not the exported context (keys.go): the
+// states' position axis is followed from read_state and the causal mask through the
+// attention ops at Open, and each call then runs them over the R leading keys the mask
+// attends (in blocks of 64); the keys it hides would add exactly 0, so the logits are bit
+// for bit those of the whole context. KV states hold the positions written so far and grow
+// as they fill, so a long exported context costs neither time nor memory until it is used.
+//
 // Float ops compute in float32. With Precision FP16Faithful (the default) every op whose
 // declared output dtype is fp16 rounds its result to fp16, as Core ML's fp16 backends do;
 // with FP32 results stay in float32. States hold fp16 values, as they are declared, kept
-// as float32 so that kernels read them in place.
+// as float32 so that kernels read them in place (KV states: only the rows written so far).
 //
 // Weights produced by constexpr_blockwise_shift_scale or constexpr_lut_to_dense that feed a
 // linear, matmul, 1×1 conv or an axis-0 gather (an embedding table) are never materialised:

@@ -190,10 +190,18 @@ func (o *opCtx) output(i int) (*Tensor, error) {
 	if err != nil {
 		return nil, o.errf("output %q: %v", outs[i].GetName(), err)
 	}
-	t := o.c.buffer(dt, shape)
+	a, keys := o.c.keys.axis[outs[i].GetName()]
+	t, err := o.c.buffer(dt, shape, keys)
+	if err != nil {
+		return nil, o.errf("output %q: reserving %v: %v", outs[i].GetName(), shape, err)
+	}
 	o.c.vals[outs[i].GetName()] = &value{t: t}
 	o.outs = append(o.outs, t)
-	o.declared = append(o.declared, slices.Clone(shape))
+	declared := slices.Clone(shape)
+	if keys {
+		declared[a] = -1 // R, set per call (keys.go)
+	}
+	o.declared = append(o.declared, declared)
 	return t, nil
 }
 

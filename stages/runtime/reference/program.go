@@ -37,6 +37,8 @@ type Options struct {
 	copyStates bool
 	// copyViews makes reshapes and contiguous slices copy (compiler.mayView), likewise.
 	copyViews bool
+	// allKeys makes every call run over all C keys of the KV states (keys.go), likewise.
+	allKeys bool
 }
 
 // Feature describes one input, output or state of a function.
@@ -75,9 +77,15 @@ type function struct {
 	inputs  []*Tensor // one per desc.Inputs, filled by Predict
 	outputs []*Tensor // the block's output values
 	steps   []step
-	state   *State   // the state of the running Predict call
-	finish  []func() // run at the end of every call (see stateAliases)
-	rounder roundTask
+	state   *State // the state of the running Predict call
+	// Keys (see keys.go): keys is R, the key positions the running call covers; C when
+	// the function does not follow its key axis (dynKeys false), else set per call from
+	// the causal mask, input maskIn.
+	keys, keyExtent int
+	dynKeys         bool
+	maskIn          int
+	finish          []func() // run at the end of every call (see stateAliases)
+	rounder         roundTask
 }
 
 // roundTask rounds v to fp16, split over workers for large outputs (attention scores).
@@ -155,8 +163,66 @@ type State struct {
 }
 
 type stateTensor struct {
-	shape []int
-	v     []float32 // fp16-exact values
+	shape []int     // as declared
+	rows  int       // rank 4 ([1, n_head_kv, C, head_dim]): positions held, the rest being zero
+	v     []float32 // fp16-exact values: rank 4 as [shape[0], shape[1], rows, shape[3]]
+}
+
+// newStateTensor returns a zero state of the declared shape. A rank-4 (KV) state holds no
+// position yet: its storage grows as calls write positions (see grow).
+func newStateTensor(shape []int) *stateTensor {
+	t := &stateTensor{shape: slices.Clone(shape)}
+	if len(shape) != 4 {
+		t.v = make([]float32, numElements(shape))
+	}
+	return t
+}
+
+// viewShape is the shape of the storage: the declared one with rows positions.
+func (t *stateTensor) viewShape(dst []int) []int {
+	dst = append(dst[:0], t.shape...)
+	if len(t.shape) == 4 {
+		dst[2] = t.rows
+	}
+	return dst
+}
+
+// grow makes a KV state hold at least rows positions (at most its declared C), moving each
+// head's rows to the larger storage; the new rows are zero, as they were.
+func (t *stateTensor) grow(rows int) {
+	if len(t.shape) != 4 || rows <= t.rows {
+		return
+	}
+	rows = min(rows, t.shape[2])
+	heads, d := t.shape[0]*t.shape[1], t.shape[3]
+	v := make([]float32, heads*rows*d)
+	for h := range heads {
+		copy(v[h*rows*d:], t.v[h*t.rows*d:(h+1)*t.rows*d])
+	}
+	t.v, t.rows = v, rows
+}
+
+// full returns the state's values in the declared shape.
+func (t *stateTensor) full() []float32 {
+	if len(t.shape) != 4 || t.rows == t.shape[2] {
+		return t.v
+	}
+	out := make([]float32, numElements(t.shape))
+	heads, c, d := t.shape[0]*t.shape[1], t.shape[2], t.shape[3]
+	for h := range heads {
+		copy(out[h*c*d:], t.v[h*t.rows*d:(h+1)*t.rows*d])
+	}
+	return out
+}
+
+// Bytes returns the memory the state's values take (float32 per value): a KV state's grows
+// with the positions its calls have written, not with the exported context.
+func (s *State) Bytes() int64 {
+	var n int64
+	for _, t := range s.vals {
+		n += int64(len(t.v)) * 4
+	}
+	return n
 }
 
 // NewState returns zero-initialised state for function fn ("" = default).
@@ -168,7 +234,7 @@ func (m *Model) NewState(fn string) (*State, error) {
 	st := &State{vals: map[string]*stateTensor{}}
 	for _, s := range f.desc.States {
 		st.names = append(st.names, s.Name)
-		st.vals[s.Name] = &stateTensor{shape: slices.Clone(s.Shape), v: make([]float32, numElements(s.Shape))}
+		st.vals[s.Name] = newStateTensor(s.Shape)
 	}
 	return st, nil
 }
@@ -183,7 +249,7 @@ func (s *State) Get(name string) (*Tensor, error) {
 		return nil, fmt.Errorf("reference: no state %q", name)
 	}
 	t := NewTensor(Float16, v.shape...)
-	copy(t.f32, v.v)
+	copy(t.f32, v.full())
 	return t, nil
 }
 
@@ -195,6 +261,9 @@ func (s *State) Set(name string, t *Tensor) error {
 	}
 	if !sameShape(v.shape, t.Shape) || !t.DType.IsFloat() {
 		return fmt.Errorf("reference: state %q is fp16%v, got %v", name, v.shape, t)
+	}
+	if len(v.shape) == 4 {
+		v.grow(v.shape[2])
 	}
 	for i, f := range t.Float32s() {
 		v.v[i] = roundFP16(f)
@@ -228,6 +297,9 @@ func (m *Model) PredictInto(fn string, inputs map[string]*Tensor, st *State, out
 	defer f.mu.Unlock()
 	for i, in := range f.desc.Inputs {
 		t := inputs[in.Name]
+		if f.dynKeys && i == f.maskIn {
+			continue // coverKeys copies the keys the call covers
+		}
 		buf := f.inputs[i]
 		buf.setShape(t.Shape)
 		switch buf.DType {
@@ -244,6 +316,7 @@ func (m *Model) PredictInto(fn string, inputs map[string]*Tensor, st *State, out
 		}
 	}
 	f.state = st
+	f.coverKeys(inputs)
 	defer func() {
 		// Writes to an aliased state are rounded to fp16 last, after the function's other
 		// ops have read the unrounded values, as write_state's copy would have left them.

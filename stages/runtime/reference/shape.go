@@ -79,6 +79,8 @@ func compileCopyShape(o *opCtx) (func() error, error) {
 	}
 	sh := make([]int, 0, 8)
 	vc := newViewOrCopy(o, x, out)
+	f := o.c.f
+	keyAxis, hasKeys := o.c.keys.axis[o.op.GetOutputs()[0].GetName()]
 	return func() error {
 		sh = sh[:0]
 		switch o.typ {
@@ -88,6 +90,8 @@ func compileCopyShape(o *opCtx) (func() error, error) {
 			for i := range shapeT.Len() {
 				d := int(shapeT.intAt(i))
 				switch {
+				case hasKeys && i == keyAxis:
+					d = f.keys // the declared C stands for the call's R keys
 				case d == -1 && infer < 0:
 					infer = i
 				case d == 0 && i < len(x.Shape):

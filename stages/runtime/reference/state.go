@@ -119,16 +119,21 @@ func compileReadState(o *opCtx) (func() error, error) {
 		return nil, err
 	}
 	f, name := o.c.f, sv.state
+	sh := make([]int, 0, len(sv.stShape))
 	if o.aliased() {
 		out.f32 = nil // never used: the view replaces it on every call
 		return func() error {
-			out.f32 = f.state.vals[name].v
+			st := f.state.vals[name]
+			sh = st.viewShape(sh)
+			out.f32, out.Shape = st.v, append(out.Shape[:0], sh...)
 			return nil
 		}, nil
 	}
-	out.setShape(sv.stShape)
 	return func() error {
-		copy(out.f32, f.state.vals[name].v)
+		st := f.state.vals[name]
+		sh = st.viewShape(sh)
+		out.setShape(sh)
+		copy(out.f32, st.v)
 		return nil
 	}, nil
 }
@@ -148,12 +153,14 @@ func compileWriteState(o *opCtx) (func() error, error) {
 	if o.aliased() {
 		return nil, nil
 	}
-	f, name, shape := o.c.f, sv.state, sv.stShape
+	f, name := o.c.f, sv.state
+	sh := make([]int, 0, len(sv.stShape))
 	return func() error {
-		if !sameShape(data.Shape, shape) {
-			return fmt.Errorf("data %v does not match state %q %v", data.Shape, name, shape)
+		st := f.state.vals[name]
+		if sh = st.viewShape(sh); !sameShape(data.Shape, sh) {
+			return fmt.Errorf("data %v does not match state %q %v", data.Shape, name, sh)
 		}
-		dst := f.state.vals[name].v
+		dst := st.v
 		for i, v := range data.f32 {
 			dst[i] = roundFP16(v)
 		}

@@ -2,6 +2,7 @@ package reference
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"path/filepath"
 	"strconv"
@@ -13,14 +14,19 @@ import (
 
 // exportForTest exports a testdata model with C = 32, N = 8 and returns the package path.
 func exportForTest(t *testing.T, model string) string {
+	return exportWith(t, model, export.Options{ContextLength: 32, PrefillChunk: 8})
+}
+
+// exportWith exports a testdata model with opts and returns the package path.
+func exportWith(t *testing.T, model string, opts export.Options) string {
 	t.Helper()
 	f, err := gguf.Open(filepath.Join("../../../testdata/oracle/models", model))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer f.Close()
-	dir := filepath.Join(t.TempDir(), model+".mlpackage")
-	if err := export.Export(context.Background(), f, export.Options{ContextLength: 32, PrefillChunk: 8}, dir); err != nil {
+	dir := filepath.Join(t.TempDir(), fmt.Sprintf("%s-c%d-%v.mlpackage", model, opts.ContextLength, opts.Layout))
+	if err := export.Export(context.Background(), f, opts, dir); err != nil {
 		t.Fatal(err)
 	}
 	return dir
