@@ -33,7 +33,7 @@ func Registry() *pipeline.Registry {
 	r.Register(pipeline.Entry{Spec: compile.Spec, New: func() any { return compile.Stage{} }})
 	r.Register(pipeline.Entry{Spec: runtimeSpec("runtime/reference",
 		"Run the exported package on the pure-Go reference runtime (any OS)."), New: func() any { return referenceRuntime{} }})
-	// Core ML runs in a plugin process by default on macOS (DESIGN decision 7): an
+	// Core ML runs in a plugin process by default on macOS (docs/mac.md): an
 	// Objective-C exception or a wrong call signature kills the plugin, not lilims.
 	coremlIsolation := ""
 	if runtime.GOOS == "darwin" {

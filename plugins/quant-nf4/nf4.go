@@ -66,7 +66,7 @@ func row(x []float32, idx []uint8, palette *[16]uint16, decoded *[16]float32) (e
 }
 
 // pack4 packs 4-bit values LSB-first, element 2k in the low nibble of byte k, as MIL's
-// uint4 blobs store them (coreml-mil.md §4.4). len(dst) must be ⌈len(v)/2⌉.
+// uint4 blobs store them (MILBlob's sub-byte packing). len(dst) must be ⌈len(v)/2⌉.
 func pack4(dst []byte, v []uint8) {
 	clear(dst)
 	for i, x := range v {

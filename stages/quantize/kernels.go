@@ -7,7 +7,7 @@ import (
 	"github.com/x448/float16"
 )
 
-// f16Table widens every binary16 pattern to float32 (exact, gguf-arch.md §2.3).
+// f16Table widens every binary16 pattern to float32 (exact, IEEE 754 binary16).
 var f16Table = func() *[1 << 16]float32 {
 	var t [1 << 16]float32
 	for i := range t {
@@ -21,7 +21,7 @@ func toF16(f float32) uint16 { return float16.Fromfloat32(f).Bits() }
 
 // round rounds to the nearest integer, ties to even, by adding and removing 1.5·2²³: the
 // float32 addition itself rounds away the fraction (the nearest_int trick ggml uses,
-// gguf-arch.md §2.5). Valid for |f| < 2²²; callers clamp quantization levels far below that,
+// ggml/src/ggml-quants.c). Valid for |f| < 2²²; callers clamp quantization levels far below that,
 // and larger inputs only saturate.
 func round(f float32) int32 {
 	f = max(min(f, 1<<22), -(1 << 22))
@@ -45,7 +45,7 @@ func levels(dtype string) (lo, hi int32) {
 }
 
 // blockCodec quantizes rows into blockwise affine form: out = scale·(q − offset) per block of
-// BlockSize consecutive elements of a row (constexpr_blockwise_shift_scale, coreml-mil.md §5.7).
+// BlockSize consecutive elements of a row (constexpr_blockwise_shift_scale, coremltools mil/ops/defs/iOS18/compression.py).
 type blockCodec struct {
 	dtype     string // data dtype: int4 | uint4 | int8 | uint8
 	symmetric bool   // no offset; data is signed
@@ -314,7 +314,7 @@ func (c *blockCodec) affineBlock(xs, ws []float32, qs []int32, hi int32) (float3
 func abs(f float32) float32 { return math.Float32frombits(math.Float32bits(f) &^ (1 << 31)) }
 
 // pack4 packs 4-bit values LSB-first, element 2k in the low nibble of byte k (MIL sub-byte
-// packing, coreml-mil.md §4.4); int4 values are stored two's complement in the nibble.
+// packing, MILBlob's StorageFormat.hpp); int4 values are stored two's complement in the nibble.
 func pack4(dst []byte, vals []int32) {
 	i := 0
 	for ; i+8 <= len(vals); i += 8 { // eight at a time, one 32-bit store

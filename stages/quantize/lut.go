@@ -8,7 +8,7 @@ import (
 )
 
 // lutCodec palettizes groups of rows: every element of a group of output channels is one
-// of 16 fp16 values (constexpr_lut_to_dense iOS18 with per-group LUTs, coreml-mil.md §5.7).
+// of 16 fp16 values (constexpr_lut_to_dense iOS18 with per-group LUTs, coremltools mil/ops/defs/iOS18/compression.py).
 type lutCodec struct {
 	group int // output channels sharing one palette
 	iters int // Lloyd iterations at most
@@ -55,7 +55,7 @@ func (c *lutCodec) quantizeGroup(s *lutScratch, x, w []float32, idx []int32, lut
 // instead of four; with uniform weights, a count per code and no sort of the elements at
 // all) and each element's palette index is a table lookup by its code rather than a
 // search. ok is false, with nothing written to idx, when an element is not finite
-// (exponent all ones, gguf-arch.md §2.3): the caller decodes the rows to report it.
+// (exponent all ones, IEEE 754 binary16): the caller decodes the rows to report it.
 func (c *lutCodec) quantizeGroupF16(s *lutScratch, src []byte, w []float32, idx []int32, lut []uint16) (errSum, sigSum float64, ok bool) {
 	n := len(src) / 2
 	src = src[:2*n]
@@ -113,7 +113,7 @@ func (c *lutCodec) quantizeGroupF16(s *lutScratch, src []byte, w []float32, idx 
 }
 
 // finiteF16 reports whether every binary16 of src is finite: h is not iff h&0x7c00 ==
-// 0x7c00 (exponent all ones, gguf-arch.md §2.3), which alone carries into bit 15 when
+// 0x7c00 (exponent all ones, IEEE 754 binary16), which alone carries into bit 15 when
 // 0x0400 is added, so one OR over the elements tests them all (as decodeRows does).
 func finiteF16(src []byte) bool {
 	var inf uint16

@@ -414,7 +414,7 @@ func TestAbove(t *testing.T) {
 
 // TestPack4 checks pack4 against nibble for every length up to 40 (the eight-at-a-time
 // body and both tails) with levels of both signs: element 2k goes to the low nibble of
-// byte k, int4 as two's complement (coreml-mil.md §4.4).
+// byte k, int4 as two's complement (MILBlob's sub-byte packing).
 func TestPack4(t *testing.T) {
 	rng := rand.New(rand.NewPCG(23, 24))
 	for n := range 41 {

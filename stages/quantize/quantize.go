@@ -2,7 +2,7 @@
 // model into INT4 (or INT8) block-wise affine data or 4-bit palettes, the forms Core ML's
 // constexpr_blockwise_shift_scale and constexpr_lut_to_dense ops (iOS18) decode, and writes
 // them to weights.safetensors with a manifest.json naming every tensor's encoding, bits per
-// weight and error (DESIGN decision 5).
+// weight and error (docs/quantization.md).
 //
 // Schemes: block (int4 per block along the input dimension), channel (int4 per output
 // channel), lut4 (16 fp16 values per group of output channels, weighted k-means), gguf
@@ -565,7 +565,7 @@ func (ws *workspace) lutF16(f *gguf.File, c chunk, w *qweights.Writer) (errSum, 
 
 // decodeRows widens rows [r0, r0+n) of t into dst, as f.DequantizeRows does. F16, the
 // usual source of a quantization, takes a fast path: a table lookup per element and a
-// non-finite test on the bits (exponent all ones, gguf-arch.md §2.3) folded into one OR per
+// non-finite test on the bits (exponent all ones, IEEE 754 binary16) folded into one OR per
 // row; a row that fails it goes to f.DequantizeRows for the loader's error, which names the
 // tensor, row and element.
 func decodeRows(f *gguf.File, t *gguf.Tensor, r0, n int, dst []float32) error {

@@ -9,7 +9,7 @@
 // runtime, observing the inputs of every linear op whose weight the exporter named after a
 // GGUF tensor (reference.Options.Observe). This makes the quantize stage import the export
 // stage and the runtime as libraries: a deliberate, documented exception to "stages do not
-// import each other" (DESIGN decision 2), because calibration must observe exactly the
+// import each other", because calibration must observe exactly the
 // program that is exported, not a second implementation of it. (Package quantize cannot
 // import this one — the exporter imports quantize — so the quantize stage takes File as its
 // quantize.Calibrator: quantize.Stage{Calibrate: calibrate.File}.)

@@ -15,7 +15,7 @@ const (
 )
 
 // TestCollectStories260K calibrates stories260K and checks the statistics against facts of
-// the llama architecture (gguf-arch.md): every linear weight is observed (5 layers × 7 +
+// the llama architecture (llama.cpp src/models/llama.cpp): every linear weight is observed (5 layers × 7 +
 // output = 36), q/k/v and gate/up share one activation, and the input of attn_q is
 // RMSNorm(x)·γ, whose features have Σᵢ E[xᵢ²]/γᵢ² = dim exactly (an RMS-normalised row has
 // mean square 1), up to fp16 rounding and eps.

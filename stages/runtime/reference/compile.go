@@ -108,7 +108,7 @@ func openSpec(spec *milpb.Model, weights func(string) (*blob.Reader, error), opt
 
 // functionDescriptions returns the interface description per function name: the
 // FunctionDescriptions of a multifunction model, or the top-level one as "main"/the only
-// function (§2.2).
+// function (Model.proto, spec 9).
 func functionDescriptions(spec *milpb.Model) map[string]*milpb.FunctionDescription {
 	d := spec.GetDescription()
 	out := map[string]*milpb.FunctionDescription{}
@@ -375,7 +375,7 @@ func (c *compiler) decodeValue(val *milpb.Value) (*value, error) {
 		t.b = slices.Clone(tv.GetBools().GetValues())
 		count = len(t.b)
 	case tv.GetBytes() != nil:
-		// fp16, int8, uint8 and sub-byte immediates are raw little-endian bytes (§3.3).
+		// fp16, int8, uint8 and sub-byte immediates are raw little-endian bytes (MIL.proto's TensorValue.bytes).
 		b := tv.GetBytes().GetValues()
 		if err := setRaw(t, tt.GetDataType(), b, n); err != nil {
 			return nil, err
@@ -444,7 +444,7 @@ func setRaw(t *Tensor, d milpb.DataType, b []byte, n int) error {
 }
 
 // bytesAs views little-endian bytes as a slice of T without copying. Blob payloads are
-// 64-byte aligned (blob v2 §4.2); immediate bytes are copied first if misaligned.
+// 64-byte aligned (MILBlob v2, StorageFormat.hpp); immediate bytes are copied first if misaligned.
 func bytesAs[T any](b []byte) []T {
 	var z T
 	size := int(unsafe.Sizeof(z))

@@ -154,7 +154,7 @@ func TestInt4Kernel(t *testing.T) {
 
 // TestRowInt4Kernel: the dequantized row is exact — every element is the one product
 // fp16(scale)·n — so the vector kernel, the portable kernel and the element-wise definition
-// W[r,c] = scale[r, c/cb]·data[r,c] (§5.7, no offset) agree bit for bit, int4 and uint4.
+// W[r,c] = scale[r, c/cb]·data[r,c] (constexpr_blockwise_shift_scale, no offset) agree bit for bit, int4 and uint4.
 func TestRowInt4Kernel(t *testing.T) {
 	r := rand.New(rand.NewPCG(7, 8))
 	for _, dt := range []DType{Int4, Uint4} {
@@ -288,7 +288,7 @@ func TestLUT4Kernel(t *testing.T) {
 }
 
 // TestLutWeightRows: constexpr_lut_to_dense weights through dotRow and row, against the
-// definition W[r,c] = lut[r/rg, c/cg, indices[r,c]] (§5.7, VECTOR_SIZE 1), for layouts that
+// definition W[r,c] = lut[r/rg, c/cg, indices[r,c]] (constexpr_lut_to_dense, VECTOR_SIZE 1), for layouts that
 // take the LUT4 kernels (even group widths), layouts that fall back to the scalar loop (odd
 // widths, groups starting mid-byte) and uint8 indices.
 func TestLutWeightRows(t *testing.T) {

@@ -190,7 +190,7 @@ func compileReduce(o *opCtx) (func() error, error) {
 	}, nil
 }
 
-// compileLayerNorm: y = (x − mean)/sqrt(var + eps)·gamma + beta over axes (§5.2).
+// compileLayerNorm: y = (x − mean)/sqrt(var + eps)·gamma + beta over axes (MIL layer_norm, coremltools mil/ops/defs/iOS15/normalization.py).
 func compileLayerNorm(o *opCtx) (func() error, error) {
 	x, err := o.floatTensor("x")
 	if err != nil {
@@ -272,7 +272,7 @@ func compileLayerNorm(o *opCtx) (func() error, error) {
 	}, nil
 }
 
-// compileSDPA: softmax(q·kᵀ/sqrt(E) + mask)·v, bool mask true = attend (§5.5, iOS18).
+// compileSDPA: softmax(q·kᵀ/sqrt(E) + mask)·v, bool mask true = attend (MIL scaled_dot_product_attention, iOS18).
 func compileSDPA(o *opCtx) (func() error, error) {
 	q, err := o.floatTensor("query")
 	if err != nil {

@@ -138,7 +138,7 @@ func compileReadState(o *opCtx) (func() error, error) {
 	}, nil
 }
 
-// compileWriteState stores data into the state rounded to fp16 (states are fp16, §2.7). In
+// compileWriteState stores data into the state rounded to fp16 (states are fp16: coremltools' StateFeatureType). In
 // an in-place chain the data already is the state; slice_update rounds what it wrote at the
 // end of the call, so the op does nothing.
 func compileWriteState(o *opCtx) (func() error, error) {

@@ -145,7 +145,7 @@ func (t *Tensor) intAt(i int) int32 {
 		return int32(t.raw[i])
 	case Int4:
 		n := t.raw[i>>1] >> (uint(i&1) * 4) & 0xF
-		return int32(int8(n<<4) >> 4) // nibbles are two's complement (blob v2 §4.4)
+		return int32(int8(n<<4) >> 4) // nibbles are two's complement (MILBlob's sub-byte packing)
 	case Uint4:
 		return int32(t.raw[i>>1] >> (uint(i&1) * 4) & 0xF)
 	case Bool:

@@ -53,7 +53,7 @@ func weightOf(t *Tensor) weightMatrix {
 	return &denseWeight{w: t.Float32s(), rows: rows, cols: cols}
 }
 
-// blockwiseWeight is constexpr_blockwise_shift_scale over integer data (§5.7):
+// blockwiseWeight is constexpr_blockwise_shift_scale over integer data (coremltools mil/ops/defs/iOS18/compression.py):
 // W[r,c] = scale[r/rb, c/cb]·(data[r,c] − offset[r/rb, c/cb]).
 // The fused dot computes, per block, s·(Σ x·q − o·Σ x), never forming W. It is exact in real
 // arithmetic; Core ML rounds the materialised W to fp16 first, a difference far below the
@@ -122,7 +122,7 @@ func (w *blockwiseWeight) blockSums(x, corr []float32) {
 func (w *blockwiseWeight) dotFused(r int, xd, corr []float32, wide bool) float32 {
 	flip := byte(0)
 	if w.data.DType == Int4 {
-		flip = 0x88 // int4 nibble n → n+8 in 0..15 (two's complement, blob v2 §4.4)
+		flip = 0x88 // int4 nibble n → n+8 in 0..15 (two's complement, MILBlob's sub-byte packing)
 	}
 	q, s := w.data.raw[r*w.cols/2:(r+1)*w.cols/2], w.scaleH[r*w.sc:(r+1)*w.sc]
 	if wide {
@@ -232,7 +232,7 @@ var nibbleValues = func() (t [2][16]float32) {
 	return t
 }()
 
-// lutWeight is constexpr_lut_to_dense (iOS18) with VECTOR_SIZE 1 (§5.7):
+// lutWeight is constexpr_lut_to_dense (iOS18) with VECTOR_SIZE 1 (coremltools mil/ops/defs/iOS18/compression.py):
 // W[r,c] = lut[r/rg, c/cg, indices[r,c]].
 type lutWeight struct {
 	idx        *Tensor // Uint4 or Uint8 indices of the weight's logical shape
