@@ -12,8 +12,8 @@ import (
 
 // The tests in this file build blocks by hand from the block layouts of ggml/src/ggml-common.h and
 // compute the expected floats from the dequantize_row_* formulas of ggml/src/ggml-quants.c written out independently of
-// dequant.go: packers place logical values (quants, scales) at the byte and bit positions the
-// fact sheet names, and expectations index sub-blocks simply as element/16 or element/32.
+// dequant.go: packers place logical values (quants, scales) at the byte and bit positions
+// ggml-common.h gives, and expectations index sub-blocks simply as element/16 or element/32.
 
 // h16 returns the binary16 bits of f; tests use values exactly representable in f16.
 func h16(f float32) uint16 { return float16.Fromfloat32(f).Bits() }
@@ -21,7 +21,7 @@ func h16(f float32) uint16 { return float16.Fromfloat32(f).Bits() }
 func put16(b []byte, f float32) { binary.LittleEndian.PutUint16(b, h16(f)) }
 
 // TestDequantizeSpots pins single outputs of hand-written blocks. Each want is worked out in
-// the comment from the fact sheet, so a wrong nibble order, bit position or scale unpacking
+// the comment from ggml-common.h and ggml-quants.c, so a wrong nibble order, bit position or scale unpacking
 // shows up as a wrong number at a named index.
 func TestDequantizeSpots(t *testing.T) {
 	type spot struct {

@@ -10,7 +10,7 @@ package coreml
 // MLComputeUnits / MLMultiArrayDataType). Loading the frameworks and the autorelease pool
 // functions: Apple's objc runtime documentation and purego's.
 //
-// Foundation/NSObject selectors are not in the fact sheets; they are the long-stable
+// Foundation/NSObject selectors are the long-stable
 // Foundation API every Objective-C program uses: alloc, retain, release,
 // instancesRespondToSelector:, +[NSString stringWithUTF8String:] and -UTF8String
 // +[NSURL fileURLWithPath:], -[NSURL path],
