@@ -3,9 +3,9 @@ package export
 import (
 	"fmt"
 
+	"github.com/lilims/lilims/stages/export/arch"
 	"github.com/lilims/lilims/stages/export/mil/milpb"
 	"github.com/lilims/lilims/stages/export/mlpackage"
-	"github.com/lilims/lilims/stages/export/arch"
 )
 
 // KVStateBytes is the size of the KV state a package exported from cfg with context c
