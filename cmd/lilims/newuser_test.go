@@ -43,8 +43,8 @@ func TestSetErrorsAreUsageErrors(t *testing.T) {
 		{[]string{"run", stories, "-p", "x", "--set", "sample.temperature=abc"},
 			[]string{`--set sample.temperature=abc: parameter temperature: "abc" is not a number`}},
 		// Refused when the pipeline is resolved, before any stage runs (it used to fail the build).
-		{[]string{"run", stories, "-p", "x", "--set", "export.context=1000000"},
-			[]string{`--set export.context=1000000: stage "export": export: context 1000000 out of range [0, 2048]`}},
+		{[]string{"run", stories, "-p", "x", "--set", "export.context=2000000"},
+			[]string{`--set export.context=2000000: stage "export": export: context 2000000 out of range [0, 1048576]`}},
 		{[]string{"build", stories, "-o", t.TempDir(), "--set", "export.layout=wide"},
 			[]string{`--set export.layout=wide: parameter layout: "wide" is not one of standard, ane`}},
 	} {
