@@ -161,10 +161,17 @@ func openServer(ctx context.Context, plan *pipeline.Plan, pf pipelineFlags, sf s
 	return srv, closeAll, nil
 }
 
-// modelID names the served model: the pipeline's name, else the model file's base name.
+// modelID names the served model: the pipeline's name, else the GGUF's base name, else (an
+// exported package, whose file is model.mlpackage) the general.name it carries.
 func modelID(plan *pipeline.Plan) string {
 	if plan.Spec.Path != "" && plan.Spec.Name != "" {
 		return plan.Spec.Name
+	}
+	if f, err := openModelMetadata(plan.Spec.Model); err == nil && isExport(plan.Spec.Model) {
+		defer f.Close()
+		if name, err := f.GetString("general.name"); err == nil && name != "" {
+			return name
+		}
 	}
 	return strings.TrimSuffix(filepath.Base(plan.Spec.Model), filepath.Ext(plan.Spec.Model))
 }
