@@ -167,10 +167,12 @@ func modelID(plan *pipeline.Plan) string {
 	if plan.Spec.Path != "" && plan.Spec.Name != "" {
 		return plan.Spec.Name
 	}
-	if f, err := openModelMetadata(plan.Spec.Model); err == nil && isExport(plan.Spec.Model) {
-		defer f.Close()
-		if name, err := f.GetString("general.name"); err == nil && name != "" {
-			return name
+	if isExport(plan.Spec.Model) {
+		if f, err := openModelMetadata(plan.Spec.Model); err == nil {
+			defer f.Close()
+			if name, err := f.GetString("general.name"); err == nil && name != "" {
+				return name
+			}
 		}
 	}
 	return strings.TrimSuffix(filepath.Base(plan.Spec.Model), filepath.Ext(plan.Spec.Model))
