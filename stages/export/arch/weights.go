@@ -38,8 +38,9 @@ type Compressed struct {
 	OffsetDType mil.DType
 
 	// LUT: Palette is fp16 [Out/GroupSize, 1, 2^bits, 1]: one palette per GroupSize rows.
-	// LUTBlockwise: Palette is the int8 codes [2^bits], one table for the tensor, and
-	// BlockSize, Scale and Offset (FP16 only) are as for Blockwise.
+	// LUTBlockwise: Palette is the int8 codes [2^bits], one table for the tensor, or with
+	// GroupSize > 0 fp16 palettes as for LUT; BlockSize, Scale and Offset (FP16 only) are
+	// as for Blockwise.
 	GroupSize int
 	Palette   []byte
 
@@ -89,7 +90,14 @@ func (w *Compressed) check() error {
 			default:
 				return fmt.Errorf("lut+blockwise indices dtype %s (uint1, uint2, uint3, uint4, uint6, uint8)", w.DType)
 			}
-			if want := 1 << w.DType.Bits(); len(w.Palette) != want {
+			if w.GroupSize > 0 {
+				if w.Out%w.GroupSize != 0 {
+					return fmt.Errorf("palette group of %d rows does not divide %d rows", w.GroupSize, w.Out)
+				}
+				if want := 2 * (w.Out / w.GroupSize) << w.DType.Bits(); len(w.Palette) != want {
+					return fmt.Errorf("palettes of %d bytes, want %d", len(w.Palette), want)
+				}
+			} else if want := 1 << w.DType.Bits(); len(w.Palette) != want {
 				return fmt.Errorf("code table of %d bytes, want %d int8 codes", len(w.Palette), want)
 			}
 			if w.Offset != nil && w.OffsetDType != mil.FP16 {
@@ -259,9 +267,13 @@ func (fn *Func) constexpr(key string, shape []int, w *Compressed) *mil.Value {
 			off = &mil.WeightTensor{Name: key + "_offset", DType: w.OffsetDType, Shape: sshape, Data: offset}
 		}
 		if w.Encoding == LUTBlockwise {
+			table := mil.WeightTensor{Name: key + "_table", DType: mil.Int8, Shape: append(like(1, 1), len(w.Palette), 1), Data: mil.Bytes(w.Palette)}
+			if w.GroupSize > 0 {
+				table.DType, table.Shape = mil.FP16, append(like(w.Out/w.GroupSize, 1), 1<<w.DType.Bits(), 1)
+			}
 			return f.LUTBlockwise(key,
 				mil.WeightTensor{Name: key + "_indices", DType: w.DType, Shape: shape, Data: fn.track(key, data)},
-				mil.WeightTensor{Name: key + "_table", DType: mil.Int8, Shape: append(like(1, 1), len(w.Palette), 1), Data: mil.Bytes(w.Palette)},
+				table,
 				mil.WeightTensor{Name: key + "_scale", DType: mil.FP16, Shape: sshape, Data: scale},
 				off)
 		}

@@ -97,8 +97,9 @@ func unpackIndex(b []byte, i, bits int) int {
 }
 
 // lutBlockwiseParts lists the arrays of a LUTBlockwise tensor [out, in]: the packed
-// indices, the int8 code table [1, 1, 2^bits, 1], the fp16 scales and, if any, fp16
-// offsets [out, in/BlockSize].
+// indices, the int8 code table [1, 1, 2^bits, 1] (GroupSize 0) or fp16 palettes
+// [out/GroupSize, 1, 2^bits, 1], the fp16 scales and, if any, fp16 offsets
+// [out, in/BlockSize].
 func (ti *TensorInfo) lutBlockwiseParts(out, in int) ([]Part, error) {
 	bits := indexBits(ti.DType)
 	if bits == 0 {
@@ -108,9 +109,16 @@ func (ti *TensorInfo) lutBlockwiseParts(out, in int) ([]Part, error) {
 		return nil, fmt.Errorf("block size %d does not divide in = %d", ti.BlockSize, in)
 	}
 	nb := in / ti.BlockSize
+	lut := Part{"lut", "I8", []int{1, 1, 1 << bits, 1}}
+	if ti.GroupSize > 0 { // fp16 palettes, one per GroupSize rows
+		if out%ti.GroupSize != 0 {
+			return nil, fmt.Errorf("group size %d does not divide out = %d", ti.GroupSize, out)
+		}
+		lut = Part{"lut", "F16", []int{out / ti.GroupSize, 1, 1 << bits, 1}}
+	}
 	ps := []Part{
 		{"data", "U8", []int{(out*in*bits + 7) / 8}},
-		{"lut", "I8", []int{1, 1, 1 << bits, 1}},
+		lut,
 		{"scale", "F16", []int{out, nb}},
 	}
 	switch ti.Offset {

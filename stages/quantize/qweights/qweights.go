@@ -487,6 +487,12 @@ func (t *Tensor) Rows(r0, r1 int) (*Tensor, error) {
 		bits, nb := indexBits(t.Info.DType), in/t.Info.BlockSize
 		n.Data = sliceBits(t.Data, r0*in, r1*in, bits)
 		n.LUT = t.LUT
+		if g := t.Info.GroupSize; g > 0 {
+			if r0%g != 0 || r1%g != 0 {
+				return nil, fmt.Errorf("qweights: tensor %q: rows [%d, %d) are not multiples of its palette group %d", t.Info.Name, r0, r1, g)
+			}
+			n.LUT = t.LUT[r0/g*2<<bits : r1/g*2<<bits]
+		}
 		n.Scale = t.Scale[r0*nb*2 : r1*nb*2]
 		if t.Offset != nil {
 			n.Offset = t.Offset[r0*nb*2 : r1*nb*2]
@@ -563,7 +569,12 @@ func (t *Tensor) Dequantize() []float32 {
 			if t.Offset != nil {
 				off = f16(t.Offset, j)
 			}
-			dst[i] = f16(t.Scale, j) * (float32(int8(t.LUT[unpackIndex(t.Data, i, bits)])) - off)
+			k := unpackIndex(t.Data, i, bits)
+			code := float32(int8(t.LUT[k%len(t.LUT)]))
+			if g := t.Info.GroupSize; g > 0 {
+				code = f16(t.LUT, (i/in/g)<<bits+k)
+			}
+			dst[i] = f16(t.Scale, j) * (code - off)
 		}
 	case Blockwise:
 		bs := t.Info.BlockSize
