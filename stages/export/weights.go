@@ -53,7 +53,7 @@ func (q *QuantizedWeights) Compressed(name string, r0, r1 int) (*arch.Compressed
 	if q.set.Derived(name) {
 		// Transcoded from the GGUF's blocks when the export writes it: one tensor's arrays
 		// in memory at a time, written once.
-		t = &qweights.Tensor{Info: ti}
+		t = &qweights.Tensor{Info: ti, LUT: q.set.LUT(name)}
 		t.Info.Shape = []int{r1 - r0, ti.Shape[1]}
 	} else {
 		var err error
@@ -84,8 +84,11 @@ func (q *QuantizedWeights) Compressed(name string, r0, r1 int) (*arch.Compressed
 		}
 	}
 	switch info.Encoding {
-	case qweights.Blockwise:
+	case qweights.Blockwise, qweights.LUTBlockwise:
 		c.Encoding = arch.Blockwise
+		if info.Encoding == qweights.LUTBlockwise {
+			c.Encoding = arch.LUTBlockwise
+		}
 		if t.Offset != nil || (c.Load != nil && info.Offset != "") {
 			if c.OffsetDType, ok = mil.ParseDType(info.Offset); !ok {
 				return nil, false, fmt.Errorf("%s: offset dtype %q", q.dir, info.Offset)

@@ -28,6 +28,7 @@ type Config struct {
 	GPTQ        bool       // with a calibration: GPTQ error feedback
 	BitsBudget  float64    // mean bits per quantized weight that mixed precision may spend (0: none)
 	ActOrder    bool       // GPTQ quantizes columns by decreasing E[x²] (channel and palettes only)
+	LUTScale    string     // lut4: "none", or "channel": an fp16 scale per output channel after the palette
 
 	// Activations measured on Calibration (Stage.Build fills it in through its Calibrator);
 	// nil quantizes data-free. Not a parameter.
@@ -119,6 +120,10 @@ var Spec = stage.Spec{
 			Doc: "with gptq: quantize each row's columns by decreasing activation energy E[x²] (GPTQ's act order), " +
 				"for per-channel scales and palettes (block scales must be fixed before their columns are rounded). " +
 				"On stories260K it does not pay: see docs/quantization-quality.md"},
+		{Name: "lut_scale", Type: stage.String, Default: "none", Enum: []string{"none", "channel"},
+			Doc: "lut4: channel divides each output channel by its largest |weight| before the k-means and stores " +
+				"that fp16 scale (constexpr_lut_to_dense feeding constexpr_blockwise_shift_scale, 16 bits per row), " +
+				"so one palette serves channels of different ranges; not with gptq yet"},
 		{Name: "threads", Type: stage.Int, Default: 0, Doc: "worker goroutines (0: all cores)"},
 	},
 }
@@ -156,6 +161,7 @@ func ParseConfig(p stage.Params) (*Config, error) {
 		Threads:     asInt(get("threads")),
 		BitsBudget:  asFloat(get("bits_budget")),
 		ActOrder:    get("act_order") == true,
+		LUTScale:    asString(get("lut_scale")),
 	}
 	if !contains(Schemes, c.Scheme) {
 		errs = append(errs, fmt.Sprintf("scheme %q is not one of %s", c.Scheme, strings.Join(Schemes, ", ")))
@@ -180,6 +186,12 @@ func ParseConfig(p stage.Params) (*Config, error) {
 	}
 	if c.ActOrder && c.Scheme == "block" {
 		errs = append(errs, "act_order needs per-channel scales or palettes (scheme channel or lut4), not block scales")
+	}
+	if c.LUTScale != "none" && c.LUTScale != "channel" {
+		errs = append(errs, fmt.Sprintf("lut_scale %q is not none or channel", c.LUTScale))
+	}
+	if c.LUTScale == "channel" && c.GPTQ && c.Calibration != "" {
+		errs = append(errs, "lut_scale channel does not combine with gptq yet: set gptq: false")
 	}
 	if c.Threads < 0 {
 		errs = append(errs, fmt.Sprintf("threads %d must not be negative", c.Threads))
@@ -235,6 +247,7 @@ func (c *Config) params() map[string]any {
 		"scheme": c.Scheme, "block_size": c.BlockSize, "symmetric": c.Symmetric, "group_size": c.GroupSize,
 		"min_elements": c.MinElements, "overrides": ovs, "fallback": c.Fallback, "strict": c.Strict,
 		"search": c.Search, "calibration": c.Calibration, "gptq": c.GPTQ, "bits_budget": c.BitsBudget, "act_order": c.ActOrder,
+		"lut_scale": c.LUTScale,
 	}
 }
 

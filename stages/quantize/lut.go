@@ -12,6 +12,10 @@ import (
 type lutCodec struct {
 	group int // output channels sharing one palette
 	iters int // Lloyd iterations at most
+	// channelScale palettizes each channel divided by its largest |weight| and stores that
+	// fp16 scale per channel (encoding lut+blockwise: the palette's output is the data of a
+	// constexpr_blockwise_shift_scale with one scale per row).
+	channelScale bool
 }
 
 // lutScratch holds one worker's palettization buffers, reused from group to group so that

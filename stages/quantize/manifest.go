@@ -8,6 +8,7 @@ const (
 	WeightsFile  = qweights.WeightsFile
 	Blockwise    = qweights.Blockwise
 	LUT          = qweights.LUT
+	LUTBlockwise = qweights.LUTBlockwise
 	FP16         = qweights.FP16
 )
 

@@ -191,6 +191,10 @@ func (c *Config) choose(j *job, choice string) error {
 		}
 		j.info.Encoding, j.info.DType, j.info.GroupSize = LUT, "uint4", g
 		j.lut = &lutCodec{group: g, iters: 200} // 1-D Lloyd from quantiles converges slowly; iterations are cheap
+		if c.LUTScale == "channel" {
+			j.info.Encoding, j.info.BlockSize = LUTBlockwise, in
+			j.lut.channelScale = true
+		}
 	default:
 		return fmt.Errorf("unknown choice %q", choice)
 	}

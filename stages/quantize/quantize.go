@@ -428,7 +428,7 @@ func (ws *workspace) do(f *gguf.File, c chunk, w *qweights.Writer) (errSum, sigS
 		}
 		// A non-finite weight: the portable path below reports it as the loader does.
 	}
-	if j.lut != nil && c.state.gptq == nil && j.src.Type == ggml.F16 && lutFromF16 {
+	if j.lut != nil && !j.lut.channelScale && c.state.gptq == nil && j.src.Type == ggml.F16 && lutFromF16 {
 		if e, s, ok, err := ws.lutF16(f, c, w); ok || err != nil {
 			return e, s, err
 		}
@@ -440,6 +440,8 @@ func (ws *workspace) do(f *gguf.File, c chunk, w *qweights.Writer) (errSum, sigS
 	}
 	name := j.info.Name
 	switch {
+	case j.lut != nil && j.lut.channelScale:
+		return ws.lutChannel(j, c.state.imp, c.r0, rows, w)
 	case j.lut != nil:
 		g := j.lut.group
 		groups := rows / g

@@ -18,7 +18,7 @@ import (
 //
 // Bits: block 32 int4 = 4 + 16/32 = 4.5, except stories260K's ffn_down (in 172) whose block
 // is 43 (4 + 16/43); channel = 4 + 16/in; channel asymmetric adds 4/in; lut4 palettes add
-// 256/(group·in) ≤ 0.25. RelRMSE bounds: a Gaussian's 4-bit RTN error is ≈ 0.1·σ per element;
+// 256/(group·in) ≤ 0.25, and with lut_scale channel 16/in more. RelRMSE bounds: a Gaussian's 4-bit RTN error is ≈ 0.1·σ per element;
 // weights with outliers and per-row scales do worse, so each scheme gets a bound ~15% above
 // its measured value (the numbers are in the log), and search must not be worse than RTN.
 func TestSchemes(t *testing.T) {
@@ -39,6 +39,7 @@ func TestSchemes(t *testing.T) {
 		{"tiny-llama256-f16.gguf", stage.Params{"scheme": "block"}, 4.5, 0.088},
 		{"tiny-llama256-f16.gguf", stage.Params{"scheme": "channel"}, 4.058, 0.111},
 		{"tiny-llama256-f16.gguf", stage.Params{"scheme": "lut4"}, 4.25, 0.111},
+		{"tiny-llama256-f16.gguf", stage.Params{"scheme": "lut4", "lut_scale": "channel", "group_size": 64}, 4.0725, 0.105},
 	}
 	for _, tc := range tests {
 		s, f := quantizeModel(t, tc.model, tc.params)

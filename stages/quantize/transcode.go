@@ -21,7 +21,7 @@ func (c *Config) ggufChoice(j *job) (choice string, done bool, err error) {
 		// The arrays stay in the GGUF as its blocks: the exporter reads them through
 		// qweights, so the weights are written once, into the package.
 		j.trans = true
-		j.info.Encoding, j.info.DType, j.info.Offset, j.info.BlockSize = Blockwise, tr.DType, tr.Offset, tr.Block
+		j.info.Encoding, j.info.DType, j.info.Offset, j.info.BlockSize = tr.Encoding, tr.DType, tr.Offset, tr.Block
 		j.info.SourceType, j.info.Bound, j.info.Stored = t.Type.String(), tr.Bound, qweights.StoredSource
 		j.info.Note = t.Type.String() + " transcoded"
 		return "", true, nil
@@ -137,7 +137,7 @@ func (st *tensorState) noteMaxErr(e float64) {
 }
 
 // weightsSummary says in one line what happened to the model's weights, by source type:
-// "weights: 14 Q4_K → blockwise uint4/32 (within fp16 rounding of scale and offset), …;
+// "weights: 14 Q4_K → blockwise int4/32 (within fp16 rounding of scales and offsets), …;
 // kept fp16: 9 F32, 2 Q6_K (fallback fp16)". The count of a group is of tensors.
 //
 // Under scheme gguf, float weights kept as they are get a note saying so: they have no
@@ -173,10 +173,12 @@ func weightsSummary(scheme string, jobs []*job) string {
 				how = "within fp16 rounding of the scales"
 			case qweights.BoundOffset:
 				how = "within fp16 rounding of the offsets"
-			case qweights.BoundScaleMin:
+			case qweights.BoundScaleMin, qweights.BoundScaleMinLUT:
 				how = "within fp16 rounding of scales and offsets"
+			case qweights.BoundOffsetLUT:
+				how = "within fp16 rounding of the offsets"
 			}
-			add(&done, fmt.Sprintf("%s → blockwise %s/%d (%s)", src, ti.DType, ti.BlockSize, how))
+			add(&done, fmt.Sprintf("%s → %s %s/%d (%s)", src, ti.Encoding, ti.DType, ti.BlockSize, how))
 		case ti.Encoding == Blockwise:
 			add(&done, fmt.Sprintf("%s → blockwise %s/%d (re-quantized)", src, ti.DType, ti.BlockSize))
 		case ti.Encoding == LUT:

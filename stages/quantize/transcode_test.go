@@ -59,7 +59,7 @@ func TestTranscodeBound(t *testing.T) {
 					tr.Unpack(raw[b*bb:(b+1)*bb], q, sc[:], mn[:])
 					var qk [16]float64 // per sub-block: max |q − k| over the type's quants
 					for e := range be {
-						k := q[e] - stored(info.DType, qt.Data, b*be+e)
+						k := q[e] - storedCode(qt, b*be+e)
 						if top, ok := qmax[gt.Type]; ok {
 							qk[e/tr.Block] = max(math.Abs(float64(k)), math.Abs(float64(top-k)))
 						}
@@ -74,7 +74,7 @@ func TestTranscodeBound(t *testing.T) {
 							}
 							continue
 						}
-						k := q[e] - stored(info.DType, qt.Data, i)
+						k := q[e] - storedCode(qt, i)
 						sb, mb := float64(sc[e/tr.Block]), float64(mn[e/tr.Block])
 						qr := qk[e/tr.Block]
 						if tr.Offset == "" {
@@ -102,6 +102,21 @@ func TestTranscodeBound(t *testing.T) {
 
 // qmax is the largest quant of the asymmetric types (ggml-common.h).
 var qmax = map[ggml.Type]int32{ggml.Q4_1: 15, ggml.Q5_1: 31, ggml.Q2_K: 3, ggml.Q4_K: 15, ggml.Q5_K: 31}
+
+// storedCode is the data value of element i that the blockwise op sees: the stored level,
+// or for lut+blockwise the code its index selects.
+func storedCode(qt *Tensor, i int) int32 {
+	if qt.Info.Encoding != LUTBlockwise {
+		return stored(qt.Info.DType, qt.Data, i)
+	}
+	bits := map[string]int{"uint2": 2, "uint3": 3, "uint4": 4, "uint6": 6}[qt.Info.DType]
+	bit := i * bits
+	w := uint16(qt.Data[bit/8])
+	if bit/8+1 < len(qt.Data) {
+		w |= uint16(qt.Data[bit/8+1]) << 8
+	}
+	return int32(int8(qt.LUT[w>>(bit%8)&(1<<bits-1)]))
+}
 
 // stored reads element i of a data array of dtype.
 func stored(dtype string, data []byte, i int) int32 {

@@ -14,14 +14,19 @@ import (
 const (
 	Blockwise = "blockwise" // constexpr_blockwise_shift_scale
 	LUT       = "lut"       // constexpr_lut_to_dense
+	// LUTBlockwise is constexpr_lut_to_dense of integer codes feeding the data of
+	// constexpr_blockwise_shift_scale: n-bit codes with block-wise scales and offsets.
+	LUTBlockwise = "lut+blockwise"
 )
 
 // Compressed is a 2-D weight [Out, In] (PyTorch order) that the quantize stage compressed,
 // in the terms of the iOS18 constexpr ops that decompress it.
 type Compressed struct {
-	Encoding string    // Blockwise or LUT
-	Out, In  int       // logical shape
-	DType    mil.DType // Blockwise: data Int4, UInt4, Int8 or UInt8; LUT: indices UInt4 or UInt8
+	Encoding string // Blockwise, LUT or LUTBlockwise
+	Out, In  int    // logical shape
+	// Blockwise: data Int4, UInt4, Int8 or UInt8; LUT: indices UInt4 or UInt8;
+	// LUTBlockwise: indices UInt1, UInt2, UInt3, UInt4, UInt6 or UInt8.
+	DType mil.DType
 	// Data is row-major [Out, In], sub-byte values packed LSB-first as in a MIL blob.
 	Data []byte
 
@@ -33,6 +38,9 @@ type Compressed struct {
 	OffsetDType mil.DType
 
 	// LUT: Palette is fp16 [Out/GroupSize, 1, 2^bits, 1]: one palette per GroupSize rows.
+	// LUTBlockwise: Palette is the int8 codes [2^bits], one table for the tensor, or with
+	// GroupSize > 0 fp16 palettes as for LUT; BlockSize, Scale and Offset (FP16 only) are
+	// as for Blockwise.
 	GroupSize int
 	Palette   []byte
 
@@ -58,8 +66,8 @@ func (w *Compressed) check() error {
 		return fmt.Errorf("shape [%d %d]", w.Out, w.In)
 	}
 	if w.Load != nil {
-		if w.Encoding != Blockwise {
-			return fmt.Errorf("arrays loaded on demand for encoding %q (blockwise only)", w.Encoding)
+		if w.Encoding != Blockwise && w.Encoding != LUTBlockwise {
+			return fmt.Errorf("arrays loaded on demand for encoding %q (blockwise or lut+blockwise only)", w.Encoding)
 		}
 		// The lengths are checked when the arrays are loaded (lazy).
 		l := *w
@@ -75,11 +83,32 @@ func (w *Compressed) check() error {
 		return fmt.Errorf("%s data of %d bytes, shape [%d %d] needs %d", w.DType, got, w.Out, w.In, want)
 	}
 	switch w.Encoding {
-	case Blockwise:
-		switch w.DType {
-		case mil.Int4, mil.UInt4, mil.Int8, mil.UInt8:
-		default:
-			return fmt.Errorf("blockwise data dtype %s (int4, uint4, int8, uint8)", w.DType)
+	case Blockwise, LUTBlockwise:
+		if w.Encoding == LUTBlockwise {
+			switch w.DType {
+			case mil.UInt1, mil.UInt2, mil.UInt3, mil.UInt4, mil.UInt6, mil.UInt8:
+			default:
+				return fmt.Errorf("lut+blockwise indices dtype %s (uint1, uint2, uint3, uint4, uint6, uint8)", w.DType)
+			}
+			if w.GroupSize > 0 {
+				if w.Out%w.GroupSize != 0 {
+					return fmt.Errorf("palette group of %d rows does not divide %d rows", w.GroupSize, w.Out)
+				}
+				if want := 2 * (w.Out / w.GroupSize) << w.DType.Bits(); len(w.Palette) != want {
+					return fmt.Errorf("palettes of %d bytes, want %d", len(w.Palette), want)
+				}
+			} else if want := 1 << w.DType.Bits(); len(w.Palette) != want {
+				return fmt.Errorf("code table of %d bytes, want %d int8 codes", len(w.Palette), want)
+			}
+			if w.Offset != nil && w.OffsetDType != mil.FP16 {
+				return fmt.Errorf("offset dtype %s, want fp16", w.OffsetDType)
+			}
+		} else {
+			switch w.DType {
+			case mil.Int4, mil.UInt4, mil.Int8, mil.UInt8:
+			default:
+				return fmt.Errorf("blockwise data dtype %s (int4, uint4, int8, uint8)", w.DType)
+			}
 		}
 		if w.BlockSize < 1 || w.In%w.BlockSize != 0 {
 			return fmt.Errorf("block size %d does not divide the input dimension %d", w.BlockSize, w.In)
@@ -227,7 +256,7 @@ func (fn *Func) constexpr(key string, shape []int, w *Compressed) *mil.Value {
 	like := func(a, b int) []int { return append([]int{a, b}, shape[2:]...) }
 	f := fn.F
 	switch w.Encoding {
-	case Blockwise:
+	case Blockwise, LUTBlockwise:
 		sshape := like(w.Out, w.In/w.BlockSize)
 		data, scale, offset := mil.Bytes(w.Data), mil.Bytes(w.Scale), mil.Bytes(w.Offset)
 		if w.Load != nil {
@@ -236,6 +265,17 @@ func (fn *Func) constexpr(key string, shape []int, w *Compressed) *mil.Value {
 		var off *mil.WeightTensor
 		if w.Offset != nil || (w.Load != nil && w.OffsetDType != mil.InvalidDType) {
 			off = &mil.WeightTensor{Name: key + "_offset", DType: w.OffsetDType, Shape: sshape, Data: offset}
+		}
+		if w.Encoding == LUTBlockwise {
+			table := mil.WeightTensor{Name: key + "_table", DType: mil.Int8, Shape: append(like(1, 1), len(w.Palette), 1), Data: mil.Bytes(w.Palette)}
+			if w.GroupSize > 0 {
+				table.DType, table.Shape = mil.FP16, append(like(w.Out/w.GroupSize, 1), 1<<w.DType.Bits(), 1)
+			}
+			return f.LUTBlockwise(key,
+				mil.WeightTensor{Name: key + "_indices", DType: w.DType, Shape: shape, Data: fn.track(key, data)},
+				table,
+				mil.WeightTensor{Name: key + "_scale", DType: mil.FP16, Shape: sshape, Data: scale},
+				off)
 		}
 		return f.BlockwiseShiftScale(key,
 			mil.WeightTensor{Name: key + "_data", DType: w.DType, Shape: shape, Data: fn.track(key, data)},

@@ -551,7 +551,28 @@ func (f *Function) BlockwiseShiftScale(name string, data, scale WeightTensor, of
 	if offset != nil {
 		params["offset"] = *offset
 	}
-	return f.constexpr("constexpr_blockwise_shift_scale", name, params, nil)
+	return f.constexpr("constexpr_blockwise_shift_scale", name, params, nil, nil)
+}
+
+// LUTBlockwise adds constexpr_lut_to_dense (name_codes) whose output is the data of a
+// constexpr_blockwise_shift_scale (name): out = scale·(lut[indices] − offset) per block.
+// coremltools' iOS18 op definitions allow it: blockwise_shift_scale's data is any const
+// tensor of SrcT (int4, uint4, int8, uint8, fp16, fp32), a constexpr op's output included
+// (compression.py materializes such data through the producing op), and the lut's T
+// (int8, uint8, fp16, fp32) lies within SrcT. It stores n-bit codes (uint1–uint8 indices
+// into a table of the code values) with block-wise scales and offsets, which the
+// blockwise op alone cannot for 2-, 3-, 5- and 6-bit codes. offset may be nil; an integer
+// offset must have the lut's dtype.
+func (f *Function) LUTBlockwise(name string, indices, lut, scale WeightTensor, offset *WeightTensor) *Value {
+	codes := f.LUTToDense(name+"_codes", indices, lut, -1)
+	if codes == nil {
+		return nil
+	}
+	params := map[string]WeightTensor{"scale": scale}
+	if offset != nil {
+		params["offset"] = *offset
+	}
+	return f.constexpr("constexpr_blockwise_shift_scale", name, params, map[string]*Value{"data": codes}, nil)
 }
 
 // LUTToDense adds constexpr_lut_to_dense (iOS18): indices (uint1–uint8, the
@@ -563,10 +584,12 @@ func (f *Function) LUTToDense(name string, indices, lut WeightTensor, vectorAxis
 	if vectorAxis >= 0 {
 		extra = map[string]Constant{"vector_axis": IntScalar(vectorAxis)}
 	}
-	return f.constexpr("constexpr_lut_to_dense", name, map[string]WeightTensor{"indices": indices, "lut": lut}, extra)
+	return f.constexpr("constexpr_lut_to_dense", name, map[string]WeightTensor{"indices": indices, "lut": lut}, nil, extra)
 }
 
-func (f *Function) constexpr(opType, name string, params map[string]WeightTensor, extra map[string]Constant) *Value {
+// constexpr adds a constexpr op whose inputs are weights bound by value (params), outputs
+// of other constexpr ops bound by name (vals) and immediate constants (extra).
+func (f *Function) constexpr(opType, name string, params map[string]WeightTensor, vals map[string]*Value, extra map[string]Constant) *Value {
 	if f.err != nil {
 		return nil
 	}
@@ -578,6 +601,15 @@ func (f *Function) constexpr(opType, name string, params map[string]WeightTensor
 	info := map[string]ArgInfo{}
 	for _, def := range sig.Inputs {
 		in := def.Name
+		if v, ok := vals[in]; ok {
+			if v.f != f || v.op == nil || !isConstexpr(v.op.typ) {
+				f.fail(&OpError{Function: f.name, Op: name, Type: opType, Err: inErr(in, "binds %s, which is not a constexpr output of this function", v.name)})
+				return nil
+			}
+			o.inputs[in] = []binding{{v: v}}
+			info[in] = ArgInfo{Type: v.typ, Const: true}
+			continue
+		}
 		t, ok := params[in]
 		if !ok {
 			continue

@@ -10,13 +10,15 @@ import (
 )
 
 // fuzzArtifact writes a small quantized artifact by hand — one tensor per encoding, int4
-// blockwise with a uint4… offset, int8 with fp16 offsets, a LUT — and returns its two files.
+// blockwise with a uint4… offset, int8 with fp16 offsets, a LUT, 3-bit lut+blockwise — and
+// returns its two files.
 func fuzzArtifact(f *testing.F) (manifest, weights []byte) {
 	dir := f.TempDir()
 	m := Manifest{Scheme: "fuzz", Tensors: []TensorInfo{
 		{Name: "a", Encoding: Blockwise, Shape: []int{4, 64}, DType: "uint4", BlockSize: 32, Offset: "uint4"},
 		{Name: "b", Encoding: Blockwise, Shape: []int{2, 32}, DType: "int8", BlockSize: 16, Offset: "fp16"},
 		{Name: "c", Encoding: LUT, Shape: []int{4, 16}, DType: "uint4", GroupSize: 2},
+		{Name: "e", Encoding: LUTBlockwise, Shape: []int{3, 12}, DType: "uint3", BlockSize: 4, Offset: "fp16"},
 		{Name: "d", Encoding: FP16, Shape: []int{8}},
 	}}
 	var entries []safetensors.Entry

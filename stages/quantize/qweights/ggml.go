@@ -24,9 +24,16 @@ import (
 // second time: the only difference from ggml's values is the fp16 rounding of s and of
 // the offset. Bound states it.
 type Transcoding struct {
-	DType  string // data: int4 or int8
-	Offset string // "" (symmetric) or "fp16"
-	Block  int    // elements per scale: the ggml sub-block
+	// Encoding is Blockwise (the quants are the data) or LUTBlockwise (n-bit indices into
+	// Codes, a table of the quants' values, are the data of the lut op that feeds the
+	// blockwise op).
+	Encoding string
+	DType    string // Blockwise: data int4 or int8; LUTBlockwise: indices uint2…uint6
+	Offset   string // "" (symmetric) or "fp16"
+	Block    int    // elements per scale: the ggml sub-block
+	// Codes (LUTBlockwise) is the int8 table the indices select: 2^bits values, those of
+	// the type's quants (a range of integers, or IQ4's codebook).
+	Codes []int32
 	// Bound is the largest |Δ| from ggml's value fl(s·q) − m for one element: 2⁻¹¹ is half
 	// an fp16 ulp relative to the value rounded (the scale, or the offset's product).
 	Bound string
@@ -43,24 +50,28 @@ const (
 	BoundScale    = "|Δ| ≤ 2⁻¹¹·|s·q|: fp16 rounding of the sub-block scale s = d·sc"
 	BoundOffset   = "|Δ| ≤ 2⁻¹¹·(|d|·max|q − k| + |m − d·k|), max over the type's quants 0…qmax: fp16 rounding of the offset m/d − k (k: the block's integer shift)"
 	BoundScaleMin = "|Δ| ≤ 2⁻¹¹·(|s|·max|q − k| + |m − s·k|), max over the type's quants 0…qmax: fp16 rounding of the scale s = d·sc and of the offset m/s − k (m = dmin·mn; k: the sub-block's integer shift)"
+	// The lut+blockwise forms keep the quants unshifted (one code table for the tensor):
+	// the offset is m/s itself.
+	BoundOffsetLUT   = "|Δ| ≤ 2⁻¹¹·(|d|·qmax + |m|): fp16 rounding of the offset m/d"
+	BoundScaleMinLUT = "|Δ| ≤ 2⁻¹¹·(|s|·qmax + |m|): fp16 rounding of the scale s = d·sc and of the offset m/s (m = dmin·mn)"
 )
 
 // transcodings lists every ggml type the gguf scheme reads without a second rounding.
 // Types not listed (the IQ1–IQ3 grids, TQ*, MXFP4, Q8_1, Q8_K) have no such form: their
 // codebooks are vectors of 4–8 values or their quants are not integers times a scale.
 var transcodings = map[ggml.Type]Transcoding{
-	ggml.Q4_0:   {"int4", "", 32, BoundExact, unpackQ4_0, 0, []int{0}},
-	ggml.Q4_1:   {"int4", "fp16", 32, BoundOffset, unpackQ4_1, 15, []int{0, 2}},
-	ggml.Q5_0:   {"int8", "", 32, BoundExact, unpackQ5_0, 0, []int{0}},
-	ggml.Q5_1:   {"int8", "fp16", 32, BoundOffset, unpackQ5_1, 31, []int{0, 2}},
-	ggml.Q8_0:   {"int8", "", 32, BoundExact, unpackQ8_0, 0, []int{0}},
-	ggml.Q2_K:   {"int4", "fp16", 16, BoundScaleMin, unpackQ2_K, 3, []int{80, 82}},
-	ggml.Q3_K:   {"int4", "", 16, BoundScale, unpackQ3_K, 0, []int{108}},
-	ggml.Q4_K:   {"int4", "fp16", 32, BoundScaleMin, unpackQ4_K, 15, []int{0, 2}},
-	ggml.Q5_K:   {"int8", "fp16", 32, BoundScaleMin, unpackQ5_K, 31, []int{0, 2}},
-	ggml.Q6_K:   {"int8", "", 16, BoundScale, unpackQ6_K, 0, []int{208}},
-	ggml.IQ4_NL: {"int8", "", 32, BoundExact, unpackIQ4_NL, 0, []int{0}},
-	ggml.IQ4_XS: {"int8", "", 32, BoundScale, unpackIQ4_XS, 0, []int{0}},
+	ggml.Q4_0:   {Blockwise, "int4", "", 32, nil, BoundExact, unpackQ4_0, 0, []int{0}},
+	ggml.Q4_1:   {Blockwise, "int4", "fp16", 32, nil, BoundOffset, unpackQ4_1, 15, []int{0, 2}},
+	ggml.Q5_0:   {LUTBlockwise, "uint6", "", 32, codeRange(-16, 64), BoundExact, unpackQ5_0, 0, []int{0}},
+	ggml.Q5_1:   {LUTBlockwise, "uint6", "fp16", 32, codeRange(0, 64), BoundOffsetLUT, unpackQ5_1, 31, []int{0, 2}},
+	ggml.Q8_0:   {Blockwise, "int8", "", 32, nil, BoundExact, unpackQ8_0, 0, []int{0}},
+	ggml.Q2_K:   {LUTBlockwise, "uint2", "fp16", 16, codeRange(0, 4), BoundScaleMinLUT, unpackQ2_K, 3, []int{80, 82}},
+	ggml.Q3_K:   {LUTBlockwise, "uint3", "", 16, codeRange(-4, 8), BoundScale, unpackQ3_K, 0, []int{108}},
+	ggml.Q4_K:   {Blockwise, "int4", "fp16", 32, nil, BoundScaleMin, unpackQ4_K, 15, []int{0, 2}},
+	ggml.Q5_K:   {LUTBlockwise, "uint6", "fp16", 32, codeRange(0, 64), BoundScaleMinLUT, unpackQ5_K, 31, []int{0, 2}},
+	ggml.Q6_K:   {LUTBlockwise, "uint6", "", 16, codeRange(-32, 64), BoundScale, unpackQ6_K, 0, []int{208}},
+	ggml.IQ4_NL: {LUTBlockwise, "uint4", "", 32, iq4nlValues[:], BoundExact, unpackIQ4_NL, 0, []int{0}},
+	ggml.IQ4_XS: {LUTBlockwise, "uint4", "", 32, iq4nlValues[:], BoundScale, unpackIQ4_XS, 0, []int{0}},
 }
 
 // TranscodingOf returns how ggml type t reads as blockwise arrays; false: it has no such form.
@@ -119,7 +130,10 @@ func (tr Transcoding) Rows(t ggml.Type, raw []byte, in int, q []int32, scale, of
 				// m/s leaves a small offset, which fp16 holds to a fine step (2⁻¹¹ of it).
 				// The shift and the offset are chosen for the type's range of quants
 				// [0, qmax], which every sub-block's quants lie in.
-				sh := shiftFor(tr.DType, 0, tr.qmax, float64(m[k])/float64(s[k]))
+				var sh int32 // one code table for the tensor: no shift per sub-block
+				if tr.Encoding == Blockwise {
+					sh = shiftFor(tr.DType, 0, tr.qmax, float64(m[k])/float64(s[k]))
+				}
 				for e := range qs {
 					qs[e] -= sh
 				}
@@ -326,11 +340,18 @@ func unpackIQ4_XS(b []byte, q []int32, s, m []float32) {
 // the candidates, so the result stays within its bound.
 func scaleOffset(s float32, m float64, lo, hi int32) (scale, off uint16) {
 	scale = toF16(s)
-	sc, s64 := float64(f16ToF32(scale)), float64(s)
+	off, _ = offsetFor(scale, s, m, lo, hi)
+	return scale, off
+}
+
+// offsetFor returns the offset O of scaleOffset's candidates for fp16 scale S, and its
+// largest error |S·(q − O) − (s·q − m)| over q in [lo, hi].
+func offsetFor(S uint16, s float32, m float64, lo, hi int32) (off uint16, best float64) {
+	sc, s64 := float64(f16ToF32(S)), float64(s)
 	flo, fhi := float64(lo), float64(hi)
 	// S·(q − O) = s·q − m at the middle of the range: O = (m + (S − s)·mid)/S.
 	o0 := toF16(float32((m + (sc-s64)*(flo+fhi)/2) / sc))
-	best := math.Inf(1)
+	best = math.Inf(1)
 	for _, O := range [4]uint16{o0, o0 - 1, o0 + 1, toF16(float32(m / sc))} {
 		o := float64(f16ToF32(O))
 		if math.IsInf(o, 0) || math.IsNaN(o) || (O^o0)&0x8000 != 0 && O&0x7fff != 0 {
@@ -341,7 +362,7 @@ func scaleOffset(s float32, m float64, lo, hi int32) (scale, off uint16) {
 			best, off = e, O
 		}
 	}
-	return scale, off
+	return off, best
 }
 
 // shiftFor returns the integer k nearest o such that every q − k of quants in [lo, hi]
@@ -406,6 +427,9 @@ func (tr Transcoding) FiniteScales(t ggml.Type, raw []byte) bool {
 
 // dataBytes is the size of n data levels.
 func (tr Transcoding) dataBytes(n int) int {
+	if tr.Encoding == LUTBlockwise {
+		return (n*indexBits(tr.DType) + 7) / 8
+	}
 	if tr.DType == "int8" {
 		return n
 	}
@@ -416,6 +440,10 @@ func (tr Transcoding) dataBytes(n int) int {
 // two a byte, element 2k in the low nibble (MIL's sub-byte packing); 8-bit values one a
 // byte.
 func (tr Transcoding) pack(dst []byte, e0 int, q []int32) {
+	if tr.Encoding == LUTBlockwise {
+		packCodes(dst, e0, q, tr.DType, tr.Codes)
+		return
+	}
 	if tr.DType == "int8" {
 		for i, v := range q {
 			dst[e0+i] = byte(v)

@@ -38,7 +38,10 @@ const StoredSource = "source"
 const (
 	Blockwise = "blockwise" // constexpr_blockwise_shift_scale: scale·(data − offset) per block
 	LUT       = "lut"       // constexpr_lut_to_dense: 16 fp16 values per group of output channels
-	FP16      = "fp16"      // kept unquantized: the consumer takes it from the GGUF as fp16
+	// LUTBlockwise: constexpr_lut_to_dense of int8 codes feeding constexpr_blockwise_shift_scale's
+	// data: scale·(codes[index] − offset) per block, with 1- to 8-bit indices (lutcodes.go).
+	LUTBlockwise = "lut+blockwise"
+	FP16         = "fp16" // kept unquantized: the consumer takes it from the GGUF as fp16
 )
 
 // Manifest describes a quantized artifact: how it was made and every tensor of the source
@@ -56,7 +59,7 @@ type Manifest struct {
 	BitsPerWeight float64  `json:"bits_per_weight"`
 	Warnings      []string `json:"warnings,omitempty"`
 	// Summary says in one line what happened to the weights, by source type, e.g.
-	// "weights: 14 Q4_K → blockwise int4/32 (…), 2 Q6_K → blockwise int8/16 (…); kept fp16: 9 F32 1-D".
+	// "weights: 14 Q4_K → blockwise int4/32 (…), 2 Q6_K → lut+blockwise uint6/16 (…); kept fp16: 9 F32 1-D".
 	Summary string `json:"summary,omitempty"`
 }
 
@@ -65,7 +68,7 @@ type TensorInfo struct {
 	Name          string  `json:"name"`                 // GGUF tensor name
 	Encoding      string  `json:"encoding"`             // Blockwise, LUT or FP16
 	Shape         []int   `json:"shape"`                // [out, in] (1-D tensors: [n])
-	DType         string  `json:"dtype,omitempty"`      // blockwise: int4|uint4|int8|uint8; lut indices: uint4
+	DType         string  `json:"dtype,omitempty"`      // blockwise: int4|uint4|int8|uint8; lut indices: uint4; lut+blockwise indices: uint1…uint8
 	BlockSize     int     `json:"block_size,omitempty"` // blockwise: along in (= in for per-channel)
 	Offset        string  `json:"offset,omitempty"`     // "" symmetric, else the data dtype or "fp16"
 	GroupSize     int     `json:"group_size,omitempty"` // lut: output channels sharing one palette
@@ -141,6 +144,8 @@ func (ti *TensorInfo) Parts() ([]Part, error) {
 			return nil, fmt.Errorf("offset dtype %q must be empty, fp16 or the data dtype %s", ti.Offset, ti.DType)
 		}
 		return ps, nil
+	case LUTBlockwise:
+		return ti.lutBlockwiseParts(out, in)
 	case LUT:
 		if ti.DType != "uint4" {
 			return nil, fmt.Errorf("lut index dtype %q is not uint4", ti.DType)
@@ -328,7 +333,7 @@ func (s *Set) openSource(ti *TensorInfo) error {
 	if len(ti.Shape) != 2 || len(t.Shape) != 2 || int64(ti.Shape[1]) != t.Shape[0] || int64(ti.Shape[0]) != t.Shape[1] {
 		return fmt.Errorf("shape %v, the GGUF's ne %v", ti.Shape, t.Shape)
 	}
-	if ti.Encoding != Blockwise || ti.DType != tr.DType || ti.Offset != tr.Offset || ti.BlockSize != tr.Block {
+	if ti.Encoding != tr.Encoding || ti.DType != tr.DType || ti.Offset != tr.Offset || ti.BlockSize != tr.Block {
 		return fmt.Errorf("%s %s/%d offset %q is not the %v transcoding (%s/%d offset %q)", ti.Encoding, ti.DType, ti.BlockSize, ti.Offset, t.Type, tr.DType, tr.Block, tr.Offset)
 	}
 	if _, dup := s.derived[ti.Name]; dup {
@@ -385,6 +390,9 @@ func (s *Set) RowsInto(name string, r0, r1 int, buf []byte) (*Tensor, error) {
 			return buf[:size] // every byte is written below
 		}
 		return make([]byte, size)
+	}
+	if tr.Encoding == LUTBlockwise {
+		res.LUT = codeBytes(tr.Codes)
 	}
 	if t.Type == ggml.Q4_0 {
 		res.Data, res.Scale = dataBuf(n/2), make([]byte, 2*(n/32))
@@ -475,6 +483,20 @@ func (t *Tensor) Rows(r0, r1 int) (*Tensor, error) {
 		}
 		n.Data = slice4(t.Data, r0*in, r1*in)
 		n.LUT = t.LUT[r0/g*32 : r1/g*32]
+	case LUTBlockwise:
+		bits, nb := indexBits(t.Info.DType), in/t.Info.BlockSize
+		n.Data = sliceBits(t.Data, r0*in, r1*in, bits)
+		n.LUT = t.LUT
+		if g := t.Info.GroupSize; g > 0 {
+			if r0%g != 0 || r1%g != 0 {
+				return nil, fmt.Errorf("qweights: tensor %q: rows [%d, %d) are not multiples of its palette group %d", t.Info.Name, r0, r1, g)
+			}
+			n.LUT = t.LUT[r0/g*2<<bits : r1/g*2<<bits]
+		}
+		n.Scale = t.Scale[r0*nb*2 : r1*nb*2]
+		if t.Offset != nil {
+			n.Offset = t.Offset[r0*nb*2 : r1*nb*2]
+		}
 	case Blockwise:
 		nb := in / t.Info.BlockSize
 		w := elemBytes(t.Info.DType)
@@ -537,6 +559,22 @@ func (t *Tensor) Dequantize() []float32 {
 				k := int(nibble(t.Data, r*in+c, false))
 				dst[r*in+c] = f16(t.LUT, (r/g)*16+k)
 			}
+		}
+	case LUTBlockwise:
+		bs, bits := t.Info.BlockSize, indexBits(t.Info.DType)
+		nb := in / bs
+		for i := range dst {
+			j := i/in*nb + i%in/bs
+			var off float32
+			if t.Offset != nil {
+				off = f16(t.Offset, j)
+			}
+			k := unpackIndex(t.Data, i, bits)
+			code := float32(int8(t.LUT[k%len(t.LUT)]))
+			if g := t.Info.GroupSize; g > 0 {
+				code = f16(t.LUT, (i/in/g)<<bits+k)
+			}
+			dst[i] = f16(t.Scale, j) * (code - off)
 		}
 	case Blockwise:
 		bs := t.Info.BlockSize

@@ -32,7 +32,10 @@
 // linear, matmul, 1×1 conv or an axis-0 gather (an embedding table) are never materialised:
 // those ops use fused kernels that dequantize the packed int4/LUT data row by row while
 // computing dot products, and fp16 weights and scales stay fp16 as mapped, so the memory a
-// model takes is about its package's size plus the KV state. A single token (decode) goes
+// model takes is about its package's size plus the KV state. (A constexpr_lut_to_dense of
+// integer codes feeding a blockwise op, the lut+blockwise form of 2-, 3-, 5- and 6-bit ggml
+// quants, is the exception: its codes are expanded to one int8 a weight at Open,
+// lutcodes.go.) A single token (decode) goes
 // through a fused int4 dot; several tokens (prefill) through a tile that dequantizes two
 // rows once and multiplies them with four tokens at a time. On amd64 with AVX2, FMA and F16C
 // these inner loops are assembly (kernels_amd64.s); kernels_generic.go is the portable form

@@ -435,6 +435,9 @@ func compileLUT(o *opCtx) error {
 	if !o.has("indices") {
 		return compileLUT16(o)
 	}
+	if done, err := compileLUTCodes(o); done {
+		return err
+	}
 	idx, err := o.tensor("indices")
 	if err != nil {
 		return err

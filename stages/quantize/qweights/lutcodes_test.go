@@ -1,0 +1,147 @@
+package qweights
+
+import (
+	"encoding/binary"
+	"math"
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/lilims/lilims/stages/export/mil/blob"
+	"github.com/lilims/lilims/stages/loader/ggml"
+)
+
+// A lut+blockwise tensor round-trips through the artifact: packCodes writes MIL's
+// sub-byte packing (as blob.UnpackBits reads it), Rows cuts rows that start mid-byte, and
+// Dequantize gives scale·(code − offset).
+func TestLUTBlockwiseArtifact(t *testing.T) {
+	const out, in = 3, 12 // 3-bit indices: row 1 starts at bit 36, mid-byte
+	codes := codeRange(-4, 8)
+	q := make([]int32, out*in)
+	for i := range q {
+		q[i] = int32(i*5%8) - 4
+	}
+	data := make([]byte, (out*in*3+7)/8)
+	packCodes(data, 0, q, "uint3", codes)
+	for i, v := range blob.UnpackBits(3, data, out*in) {
+		if codes[v] != q[i] {
+			t.Fatalf("element %d: index %d is code %d, want %d", i, v, codes[v], q[i])
+		}
+	}
+	ti := TensorInfo{Name: "w", Encoding: LUTBlockwise, Shape: []int{out, in}, DType: "uint3", BlockSize: 4, Offset: "fp16"}
+	scale := halves([]uint16{toF16(0.5), toF16(1), toF16(2), toF16(4), toF16(0.25), toF16(8), toF16(3), toF16(1.5), toF16(-1)})
+	off := halves([]uint16{toF16(0), toF16(1), toF16(-1), toF16(0.5), toF16(2), toF16(0), toF16(3), toF16(-2.5), toF16(0.125)})
+	dir := t.TempDir()
+	w, err := Create(dir, "test", []TensorInfo{ti})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, b := range map[string][]byte{"data": data, "lut": codeBytes(codes), "scale": scale, "offset": off} {
+		if err := w.WriteTensorAt("w."+key, 0, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Commit(&Manifest{Scheme: "test", Tensors: []TensorInfo{ti}}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(filepath.Clean(dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	full, ok := s.Lookup("w")
+	if !ok {
+		t.Fatal("w not found")
+	}
+	all := full.Dequantize()
+	for i, v := range all {
+		j := i / 4
+		want := f16ToF32(uint16(scale[2*j])|uint16(scale[2*j+1])<<8) * (float32(q[i]) - f16ToF32(uint16(off[2*j])|uint16(off[2*j+1])<<8))
+		if v != want {
+			t.Fatalf("element %d = %g, want %g", i, v, want)
+		}
+	}
+	row, err := full.Rows(1, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := row.Dequantize(); !slices.Equal(got, all[in:]) {
+		t.Errorf("rows [1, 3) = %v, want %v", got, all[in:])
+	}
+}
+
+// Every transcoding, on random blocks of its type (fp16 fields set to small finite
+// values), stays within its stated bound of ggml's own dequantization element by element:
+// exact where the bound says so. This covers IQ4_XS, which has no model fixture.
+func TestTranscodingsRandomBlocks(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	for typ, tr := range transcodings {
+		t.Run(typ.String(), func(t *testing.T) {
+			const rows = 4
+			in := 2 * typ.BlockElems()
+			bb := typ.BlockBytes()
+			raw := make([]byte, rows*in/typ.BlockElems()*bb)
+			for i := range raw {
+				raw[i] = byte(r.Uint32())
+			}
+			for b := 0; b < len(raw); b += bb {
+				for _, at := range tr.halves {
+					binary.LittleEndian.PutUint16(raw[b+at:], toF16(float32(r.Float64()*0.02+0.001)))
+				}
+			}
+			n := rows * in
+			q := make([]int32, n)
+			scale := make([]uint16, n/tr.Block)
+			var off []uint16
+			if tr.Offset != "" {
+				off = make([]uint16, len(scale))
+			}
+			if err := tr.Rows(typ, raw, in, q, scale, off); err != nil {
+				t.Fatal(err)
+			}
+			data := make([]byte, tr.dataBytes(n))
+			tr.pack(data, 0, q)
+			ti := TensorInfo{Encoding: tr.Encoding, Shape: []int{rows, in}, DType: tr.DType, BlockSize: tr.Block, Offset: tr.Offset}
+			qt := &Tensor{Info: ti, Data: data, Scale: halves(scale)}
+			if off != nil {
+				qt.Offset = halves(off)
+			}
+			if tr.Encoding == LUTBlockwise {
+				qt.LUT = codeBytes(tr.Codes)
+			}
+			got := qt.Dequantize()
+			want := make([]float32, n)
+			if err := ggml.DequantizeRow(typ, raw, want); err != nil {
+				t.Fatal(err)
+			}
+			var u [256]int32
+			var s, m [16]float32
+			be := typ.BlockElems()
+			for b := range n / be {
+				tr.unpack(raw[b*bb:(b+1)*bb], u[:be], s[:be/tr.Block], m[:be/tr.Block])
+				for e := range be {
+					i := b*be + e
+					d := math.Abs(float64(got[i]) - float64(want[i]))
+					if tr.Bound == BoundExact {
+						if d != 0 {
+							t.Fatalf("element %d = %g, ggml %g (exact)", i, got[i], want[i])
+						}
+						continue
+					}
+					sb, mb := math.Abs(float64(s[e/tr.Block])), math.Abs(float64(m[e/tr.Block]))
+					// The bound with the largest shift remainder the type allows (qmax, or
+					// |q| for the symmetric types), plus float32 product rounding.
+					qr := math.Abs(float64(u[e]))
+					if tr.Offset != "" {
+						qr = float64(tr.qmax)
+					}
+					bound := math.Exp2(-11)*(sb*qr+mb+sb*float64(tr.qmax)) + math.Exp2(-22)*math.Abs(float64(want[i])) + 1e-12
+					if d > bound {
+						t.Fatalf("element %d: |Δ| %g > bound %g", i, d, bound)
+					}
+				}
+			}
+		})
+	}
+}
