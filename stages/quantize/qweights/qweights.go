@@ -20,7 +20,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/lilims/lilims/stages/loader/ggml"
 	"github.com/lilims/lilims/stages/loader/gguf"
 	"github.com/lilims/lilims/stages/quantize/safetensors"
 )
@@ -386,14 +385,9 @@ func (s *Set) RowsInto(name string, r0, r1 int, buf []byte) (*Tensor, error) {
 		}
 		return make([]byte, size)
 	}
-	if t.Type == ggml.Q4_0 {
-		res.Data, res.Scale = dataBuf(n/2), make([]byte, 2*(n/32))
-		if q4_0Rows(raw, res.Data, res.Scale) {
-			return res, nil
-		}
-	}
 	// Batches of rows, on every core: the int32 levels of a whole embedding would take 4
-	// bytes a weight, and the per-sub-block offsets cost CPU.
+	// bytes a weight, and the per-sub-block offsets cost CPU. The common types take their
+	// direct path (no int32 levels); Rows the rest, and names a bad block.
 	scale := make([]uint16, n/tr.Block)
 	var off []uint16
 	if tr.Offset != "" {
@@ -408,7 +402,8 @@ func (s *Set) RowsInto(name string, r0, r1 int, buf []byte) (*Tensor, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			q := make([]int32, batch*in)
+			var q []int32
+			fast := direct[t.Type]
 			for k := int(next.Add(1) - 1); k < len(errs); k = int(next.Add(1) - 1) {
 				b0, b1 := k*batch, min(rows, (k+1)*batch)
 				e0, e1 := b0*in, b1*in
@@ -416,7 +411,15 @@ func (s *Set) RowsInto(name string, r0, r1 int, buf []byte) (*Tensor, error) {
 				if off != nil {
 					o = off[e0/tr.Block : e1/tr.Block]
 				}
-				err := tr.Rows(t.Type, raw[int64(b0)*rb:int64(b1)*rb], in, q[:e1-e0], scale[e0/tr.Block:e1/tr.Block], o)
+				braw, bscale := raw[int64(b0)*rb:int64(b1)*rb], scale[e0/tr.Block:e1/tr.Block]
+				if fast != nil && fast(braw, res.Data[tr.dataBytes(e0):tr.dataBytes(e1)], bscale, o) {
+					continue
+				}
+				// Rows names the block a direct path stopped at.
+				if q == nil {
+					q = make([]int32, batch*in)
+				}
+				err := tr.Rows(t.Type, braw, in, q[:e1-e0], bscale, o)
 				if be, ok := err.(*BlockError); ok {
 					be.Row += r0 + b0
 				}
