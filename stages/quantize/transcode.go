@@ -77,6 +77,7 @@ func (ws *workspace) transcode(f *gguf.File, c chunk) (errSum, sigSum float64, e
 		return 0, 0, err
 	}
 	raw := f.Data(t)[int64(c.r0)*rowBytes : int64(c.r1)*rowBytes]
+	f.Prefetch(raw)
 	if tr.FiniteScales(t.Type, raw) && (t.Type == ggml.Q4_0 || c.k%measureEvery != 0) {
 		return 0, 0, nil
 	}

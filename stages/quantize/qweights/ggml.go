@@ -369,14 +369,16 @@ func finite(v float32) bool { return !math.IsInf(float64(v), 0) && !math.IsNaN(f
 // which Rows then names.
 func (tr Transcoding) FiniteScales(t ggml.Type, raw []byte) bool {
 	bb := t.BlockBytes()
-	for b := 0; b+bb <= len(raw); b += bb {
-		for _, at := range tr.halves {
-			if binary.LittleEndian.Uint16(raw[b+at:])&0x7c00 == 0x7c00 {
-				return false
-			}
+	whole := raw[:len(raw)/bb*bb]
+	// Without a branch per field: an all-ones exponent (Inf or NaN) plus 0x0400 carries
+	// into bit 15, which no other exponent reaches.
+	var bad uint16
+	for _, at := range tr.halves {
+		for b := at; b < len(whole); b += bb {
+			bad |= binary.LittleEndian.Uint16(whole[b:])&0x7c00 + 0x0400
 		}
 	}
-	return true
+	return bad&0x8000 == 0
 }
 
 // dataBytes is the size of n data levels.

@@ -373,6 +373,7 @@ func (s *Set) RowsInto(name string, r0, r1 int, buf []byte) (*Tensor, error) {
 		return nil, fmt.Errorf("qweights: tensor %q: %d bytes of data, %d rows need %d", name, len(data), r1, int64(r1)*rb)
 	}
 	raw := data[int64(r0)*rb : int64(r1)*rb]
+	s.source.Prefetch(raw)
 	defer s.source.Release(raw)
 	tr := transcodings[t.Type]
 	n := (r1 - r0) * in
