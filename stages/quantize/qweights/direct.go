@@ -68,7 +68,7 @@ func q4KDirect(raw, dst []byte, scale, off []uint16) bool {
 		if h0&0x7c00 == 0x7c00 || h1&0x7c00 == 0x7c00 {
 			return false
 		}
-		d, dmin := f16ToF32(h0), f16ToF32(h1)
+		d, dmin := finiteF16(h0), finiteF16(h1)
 		out := dst[128*b : 128*b+128]
 		for k := range 8 {
 			sc, mn := kScaleMin(k, blk[4:16])
@@ -117,7 +117,7 @@ func q6KDirect(raw, dst []byte, scale, _ []uint16) bool {
 		if h&0x7c00 == 0x7c00 {
 			return false
 		}
-		d := f16ToF32(h)
+		d := finiteF16(h)
 		for i, sc := range blk[192:208] {
 			S := toF16(d * float32(int8(sc)))
 			if S&0x7c00 == 0x7c00 {

@@ -2,6 +2,7 @@ package qweights
 
 import (
 	"encoding/binary"
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -63,5 +64,18 @@ func TestDirectMatchesRows(t *testing.T) {
 				t.Errorf("%d of 4000 blocks refused: the fields do not cover both cases", refused)
 			}
 		})
+	}
+}
+
+// TestFiniteF16: the table-free widening is the table's (x448/float16) for every finite
+// fp16 bit pattern.
+func TestFiniteF16(t *testing.T) {
+	for h := range 1 << 16 {
+		if h&0x7c00 == 0x7c00 {
+			continue
+		}
+		if a, b := finiteF16(uint16(h)), f16ToF32(uint16(h)); math.Float32bits(a) != math.Float32bits(b) {
+			t.Fatalf("%#04x: %v, the table %v", h, a, b)
+		}
 	}
 }
