@@ -27,3 +27,6 @@ func Map(f *os.File, size int64) (data []byte, unmap func() error, err error) {
 // Release does nothing here: the bytes Map read are ordinary memory, which dropping would
 // lose.
 func Release(data, b []byte) {}
+
+// Prefetch does nothing here: Map read the bytes already.
+func Prefetch(data, b []byte) {}

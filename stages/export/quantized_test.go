@@ -1,10 +1,12 @@
 package export
 
 import (
+	"bytes"
 	"context"
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -15,6 +17,7 @@ import (
 	"github.com/lilims/lilims/stages/export/mil/blob"
 	"github.com/lilims/lilims/stages/export/mlpackage"
 	"github.com/lilims/lilims/stages/quantize"
+	"github.com/lilims/lilims/stages/quantize/qweights"
 )
 
 // quantizeDir runs the quantize stage on a testdata model into a temp directory.
@@ -166,6 +169,45 @@ func TestStage(t *testing.T) {
 		if _, err := (Stage{}).Build(context.Background(), stage.BuildRequest{Params: p, OutDir: t.TempDir(),
 			Inputs: []stage.Artifact{{Kind: "gguf", Path: gg}}}); err == nil {
 			t.Errorf("%v: no error", raw)
+		}
+	}
+}
+
+// TestTranscodedWorkers: weight.bin is the same bytes whether the transcoding of ggml
+// blocks runs on one worker or several (qweights transcodes batches of rows in parallel
+// and must write them in row order). The fixtures' largest weights span several batches
+// (a batch is 2¹⁶ elements).
+func TestTranscodedWorkers(t *testing.T) {
+	for _, model := range []string{"tiny-llama256-q4_k_m.gguf", "tiny-phi2-q4_0.gguf"} {
+		f := openModel(t, model)
+		dir := quantizeDir(t, model, map[string]any{"scheme": "gguf"})
+		export := func(procs int) []byte {
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+			w, err := OpenWeights(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			big := false
+			for _, ti := range w.Manifest().Tensors {
+				big = big || ti.Stored == qweights.StoredSource && ti.Shape[0]*ti.Shape[1] >= 2<<16
+			}
+			if !big {
+				t.Fatalf("%s: no transcoded weight spans 2 batches", model)
+			}
+			out := filepath.Join(t.TempDir(), "m.mlpackage")
+			if err := Export(context.Background(), f, Options{ContextLength: 64, PrefillChunk: 16, Weights: w}, out); err != nil {
+				t.Fatalf("%s: %v", model, err)
+			}
+			b, err := os.ReadFile(filepath.Join(out, "Data/com.apple.CoreML/weights/weight.bin"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}
+		one, four := export(1), export(4)
+		if !bytes.Equal(one, four) {
+			t.Errorf("%s: weight.bin differs with 1 and 4 workers (%d and %d bytes)", model, len(one), len(four))
 		}
 	}
 }

@@ -69,18 +69,22 @@ func (w *Compressed) check() error {
 		if w.Encoding != Blockwise && w.Encoding != LUTBlockwise {
 			return fmt.Errorf("arrays loaded on demand for encoding %q (blockwise or lut+blockwise only)", w.Encoding)
 		}
-		// The lengths are checked when the arrays are loaded (lazy).
-		l := *w
-		l.Load = nil
-		l.Data = make([]byte, w.DType.ByteSize(w.Out*w.In))
-		l.Scale = make([]byte, 2*w.Out*(w.In/max(1, w.BlockSize)))
+		// The lengths are checked when the arrays are loaded (lazy); the rest now, with the
+		// lengths the shape implies (no arrays of the weight's size are allocated for it).
+		n := w.Out * (w.In / max(1, w.BlockSize))
+		var offset int
 		if w.OffsetDType != mil.InvalidDType {
-			l.Offset = make([]byte, w.OffsetDType.ByteSize(w.Out*(w.In/max(1, w.BlockSize))))
+			offset = w.OffsetDType.ByteSize(n)
 		}
-		return l.check()
+		return w.checkSizes(w.DType.ByteSize(w.Out*w.In), 2*n, offset, w.OffsetDType != mil.InvalidDType)
 	}
-	if got, want := len(w.Data), w.DType.ByteSize(w.Out*w.In); got != want {
-		return fmt.Errorf("%s data of %d bytes, shape [%d %d] needs %d", w.DType, got, w.Out, w.In, want)
+	return w.checkSizes(len(w.Data), len(w.Scale), len(w.Offset), w.Offset != nil)
+}
+
+// checkSizes is check for arrays of the given byte lengths (offset: whether there is one).
+func (w *Compressed) checkSizes(data, scale, offset int, hasOffset bool) error {
+	if want := w.DType.ByteSize(w.Out * w.In); data != want {
+		return fmt.Errorf("%s data of %d bytes, shape [%d %d] needs %d", w.DType, data, w.Out, w.In, want)
 	}
 	switch w.Encoding {
 	case Blockwise, LUTBlockwise:
@@ -114,15 +118,15 @@ func (w *Compressed) check() error {
 			return fmt.Errorf("block size %d does not divide the input dimension %d", w.BlockSize, w.In)
 		}
 		n := w.Out * (w.In / w.BlockSize)
-		if len(w.Scale) != 2*n {
-			return fmt.Errorf("scale of %d bytes, want %d fp16 values", len(w.Scale), n)
+		if scale != 2*n {
+			return fmt.Errorf("scale of %d bytes, want %d fp16 values", scale, n)
 		}
-		if w.Offset != nil {
+		if hasOffset {
 			if w.OffsetDType != w.DType && w.OffsetDType != mil.FP16 {
 				return fmt.Errorf("offset dtype %s, want %s or fp16", w.OffsetDType, w.DType)
 			}
-			if len(w.Offset) != w.OffsetDType.ByteSize(n) {
-				return fmt.Errorf("offset of %d bytes, want %d %s values", len(w.Offset), n, w.OffsetDType)
+			if offset != w.OffsetDType.ByteSize(n) {
+				return fmt.Errorf("offset of %d bytes, want %d %s values", offset, n, w.OffsetDType)
 			}
 		}
 	case LUT:

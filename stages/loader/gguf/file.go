@@ -144,6 +144,14 @@ func (f *File) Release(b []byte) {
 	}
 }
 
+// Prefetch maps the pages under b, a slice of f's tensor data, before it is read whole
+// and in order (see mmap.Prefetch); anything else is left alone.
+func (f *File) Prefetch(b []byte) {
+	if f.mapped {
+		mmap.Prefetch(f.data, b)
+	}
+}
+
 // Parse reads a GGUF file held in memory (used by tests and fuzzing; Open is the normal way).
 func Parse(name string, data []byte) (*File, error) {
 	f, err := parse(name, data)

@@ -166,6 +166,18 @@ var f16Table = func() *[1 << 16]float32 {
 	return &t
 }()
 
+// finiteF16 widens a finite fp16 (exponent not all ones) without the table, whose 256 KB
+// random accesses miss the caches in the per-sub-block loops: the fp16 bits shifted into
+// a float32's are the value times 2⁻¹¹² (subnormals included), and the product by 2¹¹² is
+// exact.
+func finiteF16(h uint16) float32 {
+	v := math.Float32frombits(uint32(h&0x7fff)<<13) * 0x1p112
+	if h&0x8000 != 0 {
+		return -v
+	}
+	return v
+}
+
 func f16le(b []byte) float32 { return f16ToF32(binary.LittleEndian.Uint16(b)) }
 
 func unpackQ4_0(b []byte, q []int32, s, m []float32) {
@@ -347,17 +359,24 @@ func scaleOffset(s float32, m float64, lo, hi int32) (scale, off uint16) {
 // offsetFor returns the offset O of scaleOffset's candidates for fp16 scale S, and its
 // largest error |S·(q − O) − (s·q − m)| over q in [lo, hi].
 func offsetFor(S uint16, s float32, m float64, lo, hi int32) (off uint16, best float64) {
-	sc, s64 := float64(f16ToF32(S)), float64(s)
+	sc, s64 := float64(finiteF16(S)), float64(s)
 	flo, fhi := float64(lo), float64(hi)
 	// S·(q − O) = s·q − m at the middle of the range: O = (m + (S − s)·mid)/S.
 	o0 := toF16(float32((m + (sc-s64)*(flo+fhi)/2) / sc))
+	plain := toF16(float32(m / sc))
+	ylo, yhi := s64*flo-m, s64*fhi-m // ggml's values at the range's ends
 	best = math.Inf(1)
-	for _, O := range [4]uint16{o0, o0 - 1, o0 + 1, toF16(float32(m / sc))} {
-		o := float64(f16ToF32(O))
-		if math.IsInf(o, 0) || math.IsNaN(o) || (O^o0)&0x8000 != 0 && O&0x7fff != 0 {
-			continue // no overflow or sign change from a neighbour
+	for i, O := range [4]uint16{o0, o0 - 1, o0 + 1, plain} {
+		if O&0x7c00 == 0x7c00 || (O^o0)&0x8000 != 0 && O&0x7fff != 0 || i == 3 && O == o0 {
+			continue // no overflow (Inf, NaN) or sign change from a neighbour; o0 is done
 		}
-		e := max(math.Abs(sc*(flo-o)-(s64*flo-m)), math.Abs(sc*(fhi-o)-(s64*fhi-m)))
+		o := float64(finiteF16(O))
+		// Every term is finite (|S|, |o| < 2¹⁶, m and s too), so the plain comparisons
+		// are max and min.
+		e := math.Abs(sc*(flo-o) - ylo)
+		if ehi := math.Abs(sc*(fhi-o) - yhi); ehi > e {
+			e = ehi
+		}
 		if e < best {
 			best, off = e, O
 		}
@@ -378,51 +397,21 @@ func shiftFor(dtype string, lo, hi int32, o float64) int32 {
 
 func finite(v float32) bool { return !math.IsInf(float64(v), 0) && !math.IsNaN(float64(v)) }
 
-// q4Pairs packs eight Q4_0 quants, one per byte of v (0…15), into four bytes of int4
-// levels (q − 8, low nibble first): byte k gets quants 2k and 2k+1.
-func q4Pairs(v uint64) uint32 {
-	v ^= 0x0808080808080808             // q − 8 as a two's-complement nibble
-	v = (v | v>>4) & 0x00ff00ff00ff00ff // pairs into the low byte of each 16 bits
-	v = (v | v>>8) & 0x0000ffff0000ffff
-	return uint32(v | v>>16)
-}
-
-// q4_0Rows is Rows for Q4_0 as a byte shuffle, straight to the packed arrays. A Q4_0 block
-// (ggml-common.h, block_q4_0) is an fp16 d and 16 bytes whose low nibbles are elements
-// 0…15 and high nibbles 16…31, each q standing for d·(q − 8); our int4 is the signed level
-// q − 8 in two's complement, which is q XOR 8 in the nibble, packed two elements a byte,
-// element 2k in the low nibble. The scale is d itself. ok is false, with the arrays
-// unfinished, if a block's d is not finite.
-func q4_0Rows(raw, packed, scale []byte) (ok bool) {
-	for b := range len(raw) / 18 {
-		blk := raw[18*b : 18*b+18]
-		if binary.LittleEndian.Uint16(blk)&0x7c00 == 0x7c00 {
-			return false
-		}
-		scale[2*b], scale[2*b+1] = blk[0], blk[1]
-		out := packed[16*b : 16*b+16]
-		for h := range 2 {
-			v := binary.LittleEndian.Uint64(blk[2+8*h:]) // elements 8h…8h+7 and 16+8h…
-			binary.LittleEndian.PutUint32(out[4*h:], q4Pairs(v&0x0f0f0f0f0f0f0f0f))
-			binary.LittleEndian.PutUint32(out[8+4*h:], q4Pairs(v>>4&0x0f0f0f0f0f0f0f0f))
-		}
-	}
-	return true
-}
-
 // FiniteScales reports whether every block of raw (whole blocks of type t, the
 // transcoding's) has finite fp16 fields (d, dmin or m): a cheap test for corrupt blocks,
 // which Rows then names.
 func (tr Transcoding) FiniteScales(t ggml.Type, raw []byte) bool {
 	bb := t.BlockBytes()
-	for b := 0; b+bb <= len(raw); b += bb {
-		for _, at := range tr.halves {
-			if binary.LittleEndian.Uint16(raw[b+at:])&0x7c00 == 0x7c00 {
-				return false
-			}
+	whole := raw[:len(raw)/bb*bb]
+	// Without a branch per field: an all-ones exponent (Inf or NaN) plus 0x0400 carries
+	// into bit 15, which no other exponent reaches.
+	var bad uint16
+	for _, at := range tr.halves {
+		for b := at; b < len(whole); b += bb {
+			bad |= binary.LittleEndian.Uint16(whole[b:])&0x7c00 + 0x0400
 		}
 	}
-	return true
+	return bad&0x8000 == 0
 }
 
 // dataBytes is the size of n data levels.

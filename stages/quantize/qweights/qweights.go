@@ -20,7 +20,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/lilims/lilims/stages/loader/ggml"
 	"github.com/lilims/lilims/stages/loader/gguf"
 	"github.com/lilims/lilims/stages/quantize/safetensors"
 )
@@ -379,6 +378,7 @@ func (s *Set) RowsInto(name string, r0, r1 int, buf []byte) (*Tensor, error) {
 		return nil, fmt.Errorf("qweights: tensor %q: %d bytes of data, %d rows need %d", name, len(data), r1, int64(r1)*rb)
 	}
 	raw := data[int64(r0)*rb : int64(r1)*rb]
+	s.source.Prefetch(raw)
 	defer s.source.Release(raw)
 	tr := transcodings[t.Type]
 	n := (r1 - r0) * in
@@ -394,14 +394,9 @@ func (s *Set) RowsInto(name string, r0, r1 int, buf []byte) (*Tensor, error) {
 	if tr.Encoding == LUTBlockwise {
 		res.LUT = codeBytes(tr.Codes)
 	}
-	if t.Type == ggml.Q4_0 {
-		res.Data, res.Scale = dataBuf(n/2), make([]byte, 2*(n/32))
-		if q4_0Rows(raw, res.Data, res.Scale) {
-			return res, nil
-		}
-	}
 	// Batches of rows, on every core: the int32 levels of a whole embedding would take 4
-	// bytes a weight, and the per-sub-block offsets cost CPU.
+	// bytes a weight, and the per-sub-block offsets cost CPU. The common types take their
+	// direct path (no int32 levels); Rows the rest, and names a bad block.
 	scale := make([]uint16, n/tr.Block)
 	var off []uint16
 	if tr.Offset != "" {
@@ -416,7 +411,8 @@ func (s *Set) RowsInto(name string, r0, r1 int, buf []byte) (*Tensor, error) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			q := make([]int32, batch*in)
+			var q []int32
+			fast := direct[t.Type]
 			for k := int(next.Add(1) - 1); k < len(errs); k = int(next.Add(1) - 1) {
 				b0, b1 := k*batch, min(rows, (k+1)*batch)
 				e0, e1 := b0*in, b1*in
@@ -424,7 +420,15 @@ func (s *Set) RowsInto(name string, r0, r1 int, buf []byte) (*Tensor, error) {
 				if off != nil {
 					o = off[e0/tr.Block : e1/tr.Block]
 				}
-				err := tr.Rows(t.Type, raw[int64(b0)*rb:int64(b1)*rb], in, q[:e1-e0], scale[e0/tr.Block:e1/tr.Block], o)
+				braw, bscale := raw[int64(b0)*rb:int64(b1)*rb], scale[e0/tr.Block:e1/tr.Block]
+				if fast != nil && fast(braw, res.Data[tr.dataBytes(e0):tr.dataBytes(e1)], bscale, o) {
+					continue
+				}
+				// Rows names the block a direct path stopped at.
+				if q == nil {
+					q = make([]int32, batch*in)
+				}
+				err := tr.Rows(t.Type, braw, in, q[:e1-e0], bscale, o)
 				if be, ok := err.(*BlockError); ok {
 					be.Row += r0 + b0
 				}

@@ -1,0 +1,107 @@
+package qweights
+
+import (
+	"encoding/binary"
+
+	"github.com/lilims/lilims/stages/loader/ggml"
+)
+
+// A directRows transcodes whole blocks of one ggml type straight into the packed data
+// array (dst) and the fp16 scales and offsets, with the same bits as Rows followed by
+// pack but without the int32 levels between them: the common types are mostly copying,
+// and the levels cost more than the copy. ok is false, with the arrays unfinished, for a
+// block Rows would refuse (a non-finite field, a scale or offset beyond fp16), so that
+// the caller runs Rows on the same blocks for its error.
+type directRows func(raw, dst []byte, scale, off []uint16) (ok bool)
+
+// direct lists the types with a directRows.
+var direct = map[ggml.Type]directRows{
+	ggml.Q4_0: q4_0Direct,
+	ggml.Q4_K: q4KDirect,
+}
+
+const (
+	lowNibbles = 0x0f0f0f0f0f0f0f0f
+	nibble8    = 0x0808080808080808
+)
+
+// nibblePairs packs eight 4-bit values, one per byte of v (0…15), into four bytes, value
+// 2k in the low nibble of byte k (MIL's sub-byte packing).
+func nibblePairs(v uint64) uint32 {
+	v = (v | v>>4) & 0x00ff00ff00ff00ff // pairs into the low byte of each 16 bits
+	v = (v | v>>8) & 0x0000ffff0000ffff
+	return uint32(v | v>>16)
+}
+
+// q4_0Direct is Rows and pack for Q4_0 as a byte shuffle. A Q4_0 block (ggml-common.h,
+// block_q4_0) is an fp16 d and 16 bytes whose low nibbles are elements 0…15 and high
+// nibbles 16…31, each q standing for d·(q − 8); our int4 is the signed level q − 8 in two's
+// complement, which is q XOR 8 in the nibble. The scale is d itself.
+func q4_0Direct(raw, dst []byte, scale, _ []uint16) bool {
+	for b := range len(raw) / 18 {
+		blk := raw[18*b : 18*b+18]
+		d := binary.LittleEndian.Uint16(blk)
+		if d&0x7c00 == 0x7c00 {
+			return false
+		}
+		scale[b] = d
+		out := dst[16*b : 16*b+16]
+		for h := range 2 {
+			v := binary.LittleEndian.Uint64(blk[2+8*h:]) // elements 8h…8h+7 and 16+8h…
+			binary.LittleEndian.PutUint32(out[4*h:], nibblePairs(v&lowNibbles^nibble8))
+			binary.LittleEndian.PutUint32(out[8+4*h:], nibblePairs(v>>4&lowNibbles^nibble8))
+		}
+	}
+	return true
+}
+
+// q4KDirect is Rows and pack for Q4_K (block layout at unpackQ4_K). Its quants lie in
+// [0, 15], so shiftFor gives the int4 data the shift 8 in every sub-block with a non-zero
+// scale: q − 8, which is q XOR 8 in a nibble, as for Q4_0. A sub-block whose scale rounds
+// to zero keeps its quants (no offset) or, with a non-zero min, is the constant −m with
+// zero quants, as Rows makes it.
+func q4KDirect(raw, dst []byte, scale, off []uint16) bool {
+	for b := range len(raw) / 144 {
+		blk := raw[144*b : 144*b+144]
+		h0, h1 := binary.LittleEndian.Uint16(blk), binary.LittleEndian.Uint16(blk[2:])
+		if h0&0x7c00 == 0x7c00 || h1&0x7c00 == 0x7c00 {
+			return false
+		}
+		d, dmin := finiteF16(h0), finiteF16(h1)
+		out := dst[128*b : 128*b+128]
+		for k := range 8 {
+			sc, mn := kScaleMin(k, blk[4:16])
+			s, m := d*float32(sc), dmin*float32(mn)
+			i := 8*b + k
+			S := toF16(s)
+			var xor uint64 // applied to the sub-block's quants
+			switch {
+			case S&0x7fff != 0:
+				if S&0x7c00 == 0x7c00 {
+					return false
+				}
+				scale[i], off[i] = scaleOffset(s, float64(m)-float64(s)*8, -8, 7)
+				xor = nibble8
+			case m == 0:
+				scale[i], off[i] = S, 0
+			default:
+				scale[i], off[i] = toF16(m), toF16(1)
+				xor = ^uint64(0) // quants cleared below
+			}
+			if off[i]&0x7c00 == 0x7c00 || scale[i]&0x7c00 == 0x7c00 {
+				return false
+			}
+			// Sub-block k holds the low (k even) or high nibbles of qs[32(k/2)…+32].
+			qs, sub := blk[16+32*(k/2):48+32*(k/2)], out[16*k:16*k+16]
+			if xor == ^uint64(0) {
+				clear(sub)
+				continue
+			}
+			for g := range 4 {
+				v := binary.LittleEndian.Uint64(qs[8*g:]) >> (4 * (k % 2))
+				binary.LittleEndian.PutUint32(sub[4*g:], nibblePairs(v&lowNibbles^xor))
+			}
+		}
+	}
+	return true
+}
