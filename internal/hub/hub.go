@@ -278,16 +278,20 @@ func (c *Client) Download(ctx context.Context, f RemoteFile, dst string, progres
 	if err != nil {
 		return fmt.Errorf("%s: %w", part, err)
 	}
-	if f.Size > 0 && have > f.Size {
-		// Not a prefix of this file (the repository changed): start again.
+	restart := func() error { // drop what the .partial file holds
+		h.Reset()
+		have = 0
 		if err := out.Truncate(0); err != nil {
 			return err
 		}
-		if _, err := out.Seek(0, io.SeekStart); err != nil {
+		_, err := out.Seek(0, io.SeekStart)
+		return err
+	}
+	if f.Size > 0 && have > f.Size {
+		// Not a prefix of this file (the repository changed): start again.
+		if err := restart(); err != nil {
 			return err
 		}
-		h.Reset()
-		have = 0
 	}
 	if f.Size <= 0 || have < f.Size {
 		u := fmt.Sprintf("%s/%s/resolve/%s/%s", c.Endpoint, escapePath(f.Repo), url.PathEscape(c.revision()), escapePath(f.Path))
@@ -307,14 +311,9 @@ func (c *Client) Download(ctx context.Context, f RemoteFile, dst string, progres
 			}
 		case resp.StatusCode == http.StatusOK:
 			// No resume: the server sends the whole file.
-			if err := out.Truncate(0); err != nil {
+			if err := restart(); err != nil {
 				return err
 			}
-			if _, err := out.Seek(0, io.SeekStart); err != nil {
-				return err
-			}
-			h.Reset()
-			have = 0
 		default:
 			return &HTTPError{URL: u, Status: resp.StatusCode, Msg: "unexpected status"}
 		}
