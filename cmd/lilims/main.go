@@ -63,10 +63,13 @@ func newRootCmd() *cobra.Command {
 	root := &cobra.Command{
 		Use:   "lilims",
 		Short: "GGUF → INT4 → Core ML ML Program → Neural Engine, without Python",
-		Long: `lilims takes a GGUF language model (Phi-2, Llama, Gemma, GPT-2 …), quantizes it,
+		Long: `lilims takes a GGUF language model (Llama, Qwen, Gemma, Phi, StarCoder2 through a plugin …), quantizes it,
 exports a Core ML ML Program package and runs it — on Apple's Neural Engine on a Mac, and
 anywhere through the pure-Go reference runtime that executes the exported package op by op.`,
 		Example: `  lilims run testdata/oracle/models/stories260K.gguf --prompt "Once upon a time" --max-tokens 64
+  lilims chat testdata/oracle/models/stories260K.gguf --system "Tell short stories."
+  lilims serve testdata/oracle/models/stories260K.gguf --port 11434
+  lilims pull TheBloke/phi-2-GGUF:Q4_0
   lilims run pipelines/stories.yaml --prompt "Lily" --temperature 0
   lilims build model.gguf -o out/ --json
   lilims score model.gguf --prompt "Hello" --top 5 --json

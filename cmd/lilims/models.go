@@ -28,7 +28,7 @@ func newPullCmd() *cobra.Command {
 	var jsonOut bool
 	cmd := &cobra.Command{
 		Use:   "pull OWNER/REPO[:QUANT] | hf://OWNER/REPO/FILE.gguf",
-		Short: "download a GGUF model from the Hugging Face Hub into the local model store",
+		Short: "Download a GGUF model from the Hugging Face Hub into the local model store",
 		Long: `Resolve a model on the Hugging Face Hub, download it with a progress bar (an interrupted
 download resumes where it stopped), verify its SHA-256 against the Hub's record, and place it
 in the model store: $LILIMS_MODELS, else lilims/models under the user cache directory.
@@ -76,7 +76,7 @@ func newListCmd() *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "ls",
 		Aliases: []string{"list"},
-		Short:   "list the models in the local model store",
+		Short:   "List the models in the local model store",
 		Args:    args(cobra.NoArgs),
 		RunE: func(c *cobra.Command, a []string) error {
 			store, err := hub.DefaultStore()
@@ -126,7 +126,7 @@ func newListCmd() *cobra.Command {
 func newRemoveCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "rm OWNER/REPO[:QUANT] | hf://OWNER/REPO/FILE.gguf …",
-		Short: "remove models from the local model store (a bare OWNER/REPO removes all its files)",
+		Short: "Remove models from the local model store (a bare OWNER/REPO removes all its files)",
 		Args:  args(cobra.MinimumNArgs(1)),
 		RunE: func(c *cobra.Command, a []string) error {
 			store, err := hub.DefaultStore()
