@@ -20,6 +20,7 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/lilims/lilims/internal/server"
+	"github.com/lilims/lilims/pipeline/stage"
 )
 
 var storiesModel = filepath.Join(oracle, "models", "stories260K.gguf")
@@ -400,4 +401,89 @@ func BenchmarkServe(b *testing.B) {
 			b.ReportMetric(float64(toks)/elapsed.Seconds(), "tok/s")
 		})
 	}
+}
+
+// BenchmarkHostOverhead measures what the serving host adds to the runtime session, on the
+// package `lilims bench` measures: the same prompt (bench's 64 tokens, its first one varied
+// so that no KV rows are reused) and the same number of greedy tokens, once through the
+// server's engine (queue, sampler chain, stop strings, detokenization) and once through the
+// bare session as `lilims bench` drives it, interleaved. It reports the engine's time to
+// first token and generation speed over the bare session's (1 = no overhead):
+//
+//	go test -run '^$' -bench HostOverhead -benchtime 20x ./cmd/lilims
+//	LILIMS_BENCH_MODEL=phi2.gguf go test -run '^$' -bench HostOverhead -benchtime 5x ./cmd/lilims
+func BenchmarkHostOverhead(b *testing.B) {
+	model := os.Getenv("LILIMS_BENCH_MODEL")
+	if model == "" {
+		model = storiesModel
+	}
+	plan, err := loadPlan(model, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	pf := pipelineFlags{cacheDir: cacheDirFor(b)}
+	ctx := context.WithValue(context.Background(), pipelineFlagsKey{}, &pf)
+	built, err := buildPlan(ctx, plan, "", false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer built.cleanup()
+	tok, err := modelTokenizer(built.model())
+	if err != nil {
+		b.Fatal(err)
+	}
+	open := func() stage.Session {
+		s, err := plan.OpenSession(ctx, built.artifacts)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := warmUp(ctx, s); err != nil {
+			b.Fatal(err)
+		}
+		return s
+	}
+	bare, hosted := open(), open()
+	defer bare.Close()
+	vocab := bare.VocabSize()
+	eng := server.NewEngine(tok, []stage.Session{hosted}, func(over map[string]any) (stage.TokenSampler, error) {
+		return plan.NewSamplerWith(vocab, over)
+	})
+	defer eng.Close()
+	var engTTFT, bareTTFT, engGen, bareGen time.Duration
+	var tokens int
+	b.ResetTimer()
+	for i := range b.N {
+		prompt := benchTokens(64, vocab)
+		prompt[0] = int32((int(prompt[0]) + i) % vocab)
+		res, err := eng.Generate(ctx, server.Request{Prompt: prompt, MaxTokens: 32, Sampling: map[string]any{"temperature": 0}},
+			func(string) error { return nil })
+		if err != nil {
+			b.Fatal(err)
+		}
+		engTTFT += res.Queued + res.Prefill
+		engGen += res.Decode
+		// The bare session: the same prefill, then as many tokens, greedy.
+		bare.Reset()
+		t0 := time.Now()
+		logits, err := bare.Prefill(ctx, prompt)
+		if err != nil {
+			b.Fatal(err)
+		}
+		bareTTFT += time.Since(t0)
+		next := argmaxLogit(logits[len(logits)-1])
+		t1 := time.Now()
+		for k := 1; k < res.CompletionTokens; k++ {
+			l, err := bare.Decode(ctx, next)
+			if err != nil {
+				b.Fatal(err)
+			}
+			next = argmaxLogit(l)
+		}
+		bareGen += time.Since(t1)
+		tokens += res.CompletionTokens
+	}
+	b.ReportMetric(engTTFT.Seconds()/bareTTFT.Seconds(), "ttft-ratio")
+	b.ReportMetric(bareGen.Seconds()/engGen.Seconds(), "tg-ratio")
+	b.ReportMetric(float64(b.N*64)/engTTFT.Seconds(), "serve-pp-tok/s")
+	b.ReportMetric(float64(tokens)/engGen.Seconds(), "serve-tg-tok/s")
 }

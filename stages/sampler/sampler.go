@@ -237,8 +237,34 @@ func (s *Sampler) uncount(token int32) {
 // The caller's slice is not modified. NaN logits are treated as −Inf (never chosen). Sample
 // returns -1 when len(logits) differs from the vocabulary size given to New.
 func (s *Sampler) Sample(logits []float32) int32 {
+	if id, ok := s.greedy(logits); ok {
+		s.rng.Uint64() // the draw dist would take: the stream of draws stays the chain's
+		return id
+	}
 	if !s.filter(logits) {
 		return -1
 	}
 	return s.dist()
+}
+
+// greedy is the chain's result where it can only be the most likely token — temperature ≤ 0,
+// neutral penalties, typical sampling off (top-k, top-p and min-p always keep the top
+// token) — found without loading and filtering every candidate; ties go to the lower id as
+// in the chain. Logits whose best is −Inf (or all NaN) take the chain.
+func (s *Sampler) greedy(logits []float32) (int32, bool) {
+	p := s.p
+	neutral := p.PenaltyLastN == 0 || (p.RepeatPenalty == 1 && p.FrequencyPenalty == 0 && p.PresencePenalty == 0)
+	if p.Temperature > 0 || p.TypicalP < 1 || !neutral || len(logits) != s.vocab {
+		return 0, false
+	}
+	best := -1
+	for i, l := range logits {
+		if l == l && (best < 0 || l > logits[best]) {
+			best = i
+		}
+	}
+	if best < 0 || math.IsInf(float64(logits[best]), -1) {
+		return 0, false
+	}
+	return int32(best), true
 }

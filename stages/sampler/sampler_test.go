@@ -624,3 +624,42 @@ func TestParametersAreFromMapKeys(t *testing.T) {
 		t.Errorf("temperature default %v, want 0.8 (llama.cpp)", Parameters()[0].Default)
 	}
 }
+
+// The greedy shortcut gives the chain's token and leaves the generator where the chain
+// leaves it, on random logits with ties and NaNs, for every setting that takes it.
+func TestGreedyShortcutIsTheChain(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 9))
+	for _, p := range []Params{
+		{Temperature: 0, TopK: 40, TopP: 0.95, MinP: 0.05, TypicalP: 1, RepeatPenalty: 1, PenaltyLastN: 64, MinKeep: 1, Seed: 3},
+		{Temperature: -1, TopK: 0, TopP: 1, MinP: 0, TypicalP: 1, RepeatPenalty: 1.1, PenaltyLastN: 0, MinKeep: 1, Seed: 4},
+	} {
+		fast, err := New(p, 97)
+		if err != nil {
+			t.Fatal(err)
+		}
+		chain, _ := New(p, 97)
+		for round := 0; round < 300; round++ {
+			logits := make([]float32, 97)
+			for i := range logits {
+				logits[i] = float32(rng.IntN(9)) // many ties
+			}
+			if round%7 == 0 {
+				logits[rng.IntN(97)] = float32(math.NaN())
+			}
+			if _, ok := fast.greedy(logits); !ok {
+				t.Fatalf("%+v: the shortcut was not taken", p)
+			}
+			got := fast.Sample(logits)
+			chain.filter(logits)
+			want := chain.dist()
+			if got != want {
+				t.Fatalf("%+v round %d: shortcut %d, chain %d", p, round, got, want)
+			}
+			fast.Accept(got)
+			chain.Accept(want)
+		}
+		if fast.rng.Uint64() != chain.rng.Uint64() {
+			t.Errorf("%+v: the generators drifted apart", p)
+		}
+	}
+}
