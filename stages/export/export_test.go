@@ -1,7 +1,6 @@
 package export
 
 import (
-	"bytes"
 	"context"
 	"os"
 	"path/filepath"
@@ -30,11 +29,7 @@ func openModel(t *testing.T, name string) *gguf.File {
 // parseModel writes b and parses it back.
 func parseModel(t *testing.T, b *gguf.Builder) *gguf.File {
 	t.Helper()
-	var buf bytes.Buffer
-	if _, err := b.WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	f, err := gguf.Parse("mem.gguf", buf.Bytes())
+	f, err := b.Parse("mem.gguf")
 	if err != nil {
 		t.Fatal(err)
 	}

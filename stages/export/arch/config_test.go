@@ -85,11 +85,7 @@ func TestResolve(t *testing.T) {
 // parse writes b and parses it back.
 func parse(t testing.TB, b *gguf.Builder) *gguf.File {
 	t.Helper()
-	var buf bytes.Buffer
-	if _, err := b.WriteTo(&buf); err != nil {
-		t.Fatal(err)
-	}
-	f, err := gguf.Parse("mem.gguf", buf.Bytes())
+	f, err := b.Parse("mem.gguf")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -155,6 +155,16 @@ func (b *Builder) WriteTo(w io.Writer) (int64, error) {
 	return total, nil
 }
 
+// Parse writes the file into memory and reads it back as name: a model made in a test, or
+// metadata to carry, without a file on disk.
+func (b *Builder) Parse(name string) (*File, error) {
+	var buf bytes.Buffer
+	if _, err := b.WriteTo(&buf); err != nil {
+		return nil, err
+	}
+	return Parse(name, buf.Bytes())
+}
+
 // Header returns the encoded header (up to the start of the data section) and the size the
 // whole file will have.
 func (b *Builder) Header() ([]byte, int64) {
