@@ -309,7 +309,7 @@ func writePackage(ctx context.Context, f *gguf.File, weights arch.WeightSet, p *
 		release = append(release, r)
 	}
 	return mlpackage.Write(outPath, model, func(w *blob.Writer) error {
-		m, err := p.Build(cancellable{ctx, w, release})
+		m, err := p.Build(cancellable{ctx, w, release, new([]byte)})
 		if err != nil {
 			return fmt.Errorf("export: %s: %w", filepath.Base(f.Path), err)
 		}
@@ -350,11 +350,13 @@ func hostItem(f *gguf.File) (mlpackage.Item, error) {
 type releaser interface{ Release(b []byte) }
 
 // cancellable checks ctx before each weight record it writes and releases the mapped
-// pages of each record it has written.
+// pages of each record once it is written: when the next Add returns (the blob writer
+// writes one record behind).
 type cancellable struct {
 	ctx     context.Context
 	w       mil.BlobWriter
 	release []releaser
+	written *[]byte // the record before this one
 }
 
 func (c cancellable) Add(dtype blob.DataType, data []byte, elemCount int) (uint64, error) {
@@ -364,9 +366,10 @@ func (c cancellable) Add(dtype blob.DataType, data []byte, elemCount int) (uint6
 	off, err := c.w.Add(dtype, data, elemCount)
 	// Weights stream from the mapped GGUF or quantized safetensors into weight.bin once
 	// each: dropping their pages once written keeps the resident set bounded by the largest
-	// tensor rather than the model. Data built in memory is left alone.
+	// tensors rather than the model. Data built in memory is left alone.
 	for _, r := range c.release {
-		r.Release(data)
+		r.Release(*c.written)
 	}
+	*c.written = data
 	return off, err
 }

@@ -14,7 +14,11 @@ import (
 type QuantizedWeights struct {
 	dir string
 	set *qweights.Set
-	buf []byte // the data of the last transcoded weight, reused by the next (arch.Compressed.Load)
+	// bufs hold the data of the last two transcoded weights (arch.Compressed.Load), each
+	// reused by the second weight after it: the blob writer writes a record while the
+	// next is transcoded (mil.BlobWriter).
+	bufs [2][]byte
+	next int
 }
 
 // OpenWeights opens the quantize stage's output directory.
@@ -73,13 +77,15 @@ func (q *QuantizedWeights) Compressed(name string, r0, r1 int) (*arch.Compressed
 	}
 	if q.set.Derived(name) {
 		c.Load = func() (data, scale, offset []byte, err error) {
-			t, err := q.set.RowsInto(name, r0, r1, q.buf)
+			buf := &q.bufs[q.next]
+			t, err := q.set.RowsInto(name, r0, r1, *buf)
 			if err != nil {
 				return nil, nil, nil, err
 			}
-			if cap(t.Data) > cap(q.buf) {
-				q.buf = t.Data[:cap(t.Data)]
+			if cap(t.Data) > cap(*buf) {
+				*buf = t.Data[:cap(t.Data)]
 			}
+			q.next ^= 1
 			return t.Data, t.Scale, t.Offset, nil
 		}
 	}

@@ -176,10 +176,8 @@ func weightsSummary(scheme string, jobs []*job) string {
 				how = "within fp16 rounding of the scales"
 			case qweights.BoundOffset:
 				how = "within fp16 rounding of the offsets"
-			case qweights.BoundScaleMin, qweights.BoundScaleMinLUT:
+			case qweights.BoundScaleMin:
 				how = "within fp16 rounding of scales and offsets"
-			case qweights.BoundOffsetLUT:
-				how = "within fp16 rounding of the offsets"
 			}
 			add(&done, fmt.Sprintf("%s → %s %s/%d (%s)", src, ti.Encoding, ti.DType, ti.BlockSize, how))
 		case ti.Encoding == Blockwise:

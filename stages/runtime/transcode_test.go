@@ -54,13 +54,13 @@ func loadOracleWith(t *testing.T) *oracle.Reference {
 //   - within 1e-3 in next-token probability where the transcoding is exact or rounds only
 //     the sub-block scales d·sc to fp16 (Q4_0, Q5_0, Q8_0, IQ4_NL, Q3_K, Q6_K; measured
 //     5.5e-4 … 9.1e-4, all of it the fp16 export's own rounding of each weight);
-//   - within 2e-3 where an fp16 offset carries the sub-block min (Q4_1, Q4_K; measured
-//     1.0e-3 … 1.6e-3): each side then rounds the weights independently, by at most 2⁻¹¹
-//     of a scale step on ours, of the weight on the fp16 side, so the packages differ by
-//     up to about twice either's own deviation from ggml;
-//   - within 2.5e-3 where that offset is m/s itself, unshifted, because one code table
-//     serves the whole tensor (lut+blockwise: Q5_1, Q5_K, Q2_K; measured 2.0e-3 …
-//     2.3e-3): fp16 holds m/s to 2⁻¹¹ of it rather than of a small remainder.
+//   - within 2e-3 where an fp16 offset carries the sub-block min after an integer shift
+//     (Q4_1, Q4_K; Q5_1, Q5_K, Q2_K, whose one code table per tensor holds the quants
+//     shifted by the middle of their range; measured 1.0e-3 … 1.6e-3). Each side then
+//     rounds independently: the fp16 export each weight, ours the scale and offset, and
+//     TestTranscodedAsCloseAsFP16 shows ours deviates from ggml's values by 0.4 … 1.25 times
+//     what the fp16 export does, so the two packages differ by about both deviations. The
+//     fp16 export alone is 5.5e-4 … 7.5e-4 from the exact Q4_0 packages.
 //
 // Both stay within llama.cpp's quantized-model tolerance of 0.05 (the fp16 export at
 // 0.014 … 0.044; the transcoded package within ±0.001 of it).
@@ -85,11 +85,8 @@ func TestTranscodedPackages(t *testing.T) {
 					continue
 				}
 				types[ti.SourceType+"→"+ti.DType]++
-				switch {
-				case ti.Offset != "" && ti.Encoding == qweights.LUTBlockwise:
-					tol = max(tol, 2.5e-3)
-				case ti.Offset != "":
-					tol = max(tol, 2e-3)
+				if ti.Offset != "" {
+					tol = 2e-3
 				}
 				if ti.Bound == "" || ti.SourceType == "" {
 					t.Errorf("%s: manifest states no source type or bound: %+v", ti.Name, ti)

@@ -25,7 +25,9 @@ const (
 )
 
 // BlobWriter appends one record to weight.bin and returns the offset of its
-// metadata block; *blob.Writer implements it.
+// metadata block; *blob.Writer implements it. It may write data after Add
+// returns, until the next Add returns: a weight source may reuse a buffer every
+// second call, not every call.
 type BlobWriter interface {
 	Add(dtype blob.DataType, data []byte, elemCount int) (offset uint64, err error)
 }

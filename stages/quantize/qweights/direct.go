@@ -18,6 +18,7 @@ type directRows func(raw, dst []byte, scale, off []uint16) (ok bool)
 var direct = map[ggml.Type]directRows{
 	ggml.Q4_0: q4_0Direct,
 	ggml.Q4_K: q4KDirect,
+	ggml.Q6_K: q6KDirect,
 }
 
 const (
@@ -69,23 +70,35 @@ func q4KDirect(raw, dst []byte, scale, off []uint16) bool {
 		}
 		d, dmin := finiteF16(h0), finiteF16(h1)
 		out := dst[128*b : 128*b+128]
+		// The eight sub-blocks' scales, then their offsets, each in a loop of its own:
+		// the divisions and roundings of different sub-blocks overlap.
+		var s, m [8]float32
+		var S [8]uint16
+		var o [8]float64
 		for k := range 8 {
 			sc, mn := kScaleMin(k, blk[4:16])
-			s, m := d*float32(sc), dmin*float32(mn)
+			s[k], m[k] = d*float32(sc), dmin*float32(mn)
+			S[k] = toF16(s[k])
+		}
+		for k := range 8 {
+			if S[k]&0x7fff != 0 && S[k]&0x7c00 != 0x7c00 {
+				o[k] = bestOffset(s[k], float64(m[k])-float64(s[k])*8, S[k], -8, 7)
+			}
+		}
+		for k := range 8 {
 			i := 8*b + k
-			S := toF16(s)
 			var xor uint64 // applied to the sub-block's quants
 			switch {
-			case S&0x7fff != 0:
-				if S&0x7c00 == 0x7c00 {
+			case S[k]&0x7fff != 0:
+				if S[k]&0x7c00 == 0x7c00 {
 					return false
 				}
-				scale[i], off[i] = scaleOffset(s, float64(m)-float64(s)*8, -8, 7)
+				scale[i], off[i] = S[k], f16Nearest(o[k]) // scaleOffset(s, m − 8s, −8, 7)
 				xor = nibble8
-			case m == 0:
-				scale[i], off[i] = S, 0
+			case m[k] == 0:
+				scale[i], off[i] = S[k], 0
 			default:
-				scale[i], off[i] = toF16(m), toF16(1)
+				scale[i], off[i] = toF16(m[k]), toF16(1)
 				xor = ^uint64(0) // quants cleared below
 			}
 			if off[i]&0x7c00 == 0x7c00 || scale[i]&0x7c00 == 0x7c00 {
@@ -104,4 +117,52 @@ func q4KDirect(raw, dst []byte, scale, off []uint16) bool {
 		}
 	}
 	return true
+}
+
+// q6KDirect is Rows and pack for Q6_K (block layout at unpackQ6_K). Its code table is
+// −32…31, so a quant's lut index is its stored 6-bit value: the indices are ql's nibble
+// and qh's two bits put together, eight at a time, and packed six bits each (pack6). The
+// scale of sub-block i is d·sc[i].
+func q6KDirect(raw, dst []byte, scale, _ []uint16) bool {
+	const twoBits = 0x0303030303030303
+	for b := range len(raw) / 210 {
+		blk := raw[210*b : 210*b+210]
+		h := binary.LittleEndian.Uint16(blk[208:])
+		if h&0x7c00 == 0x7c00 {
+			return false
+		}
+		d := finiteF16(h)
+		for i, sc := range blk[192:208] {
+			S := toF16(d * float32(int8(sc)))
+			if S&0x7c00 == 0x7c00 {
+				return false
+			}
+			scale[16*b+i] = S
+		}
+		out := dst[192*b : 192*b+192]
+		for half := range 2 {
+			ql, qh := blk[64*half:64*half+64], blk[128+32*half:160+32*half]
+			// Elements 128·half + 32j + l, l in 0…31: ql[l + 32(j%2)]'s low (j < 2) or high
+			// nibble, and bits 2j, 2j+1 of qh[l].
+			for j := range 4 {
+				for g := range 4 {
+					lo := binary.LittleEndian.Uint64(ql[32*(j%2)+8*g:]) >> (4 * (j / 2)) & lowNibbles
+					hi := binary.LittleEndian.Uint64(qh[8*g:]) >> (2 * j) & twoBits
+					e := 128*half + 32*j + 8*g
+					p := pack6(lo | hi<<4)
+					binary.LittleEndian.PutUint32(out[e/8*6:], uint32(p))
+					binary.LittleEndian.PutUint16(out[e/8*6+4:], uint16(p>>32))
+				}
+			}
+		}
+	}
+	return true
+}
+
+// pack6 packs eight 6-bit values, one per byte of v, into the low 48 bits, value k at bit
+// 6k (MIL's sub-byte packing, LSB first): pairs, then quads, then all eight.
+func pack6(v uint64) uint64 {
+	v = v&0x003f003f003f003f | v>>2&0x0fc00fc00fc00fc0
+	v = v&0x00000fff00000fff | v>>4&0x00fff00000fff000
+	return v&0x0000000000ffffff | v>>8&0x0000ffffff000000
 }

@@ -50,10 +50,6 @@ const (
 	BoundScale    = "|Δ| ≤ 2⁻¹¹·|s·q|: fp16 rounding of the sub-block scale s = d·sc"
 	BoundOffset   = "|Δ| ≤ 2⁻¹¹·(|d|·max|q − k| + |m − d·k|), max over the type's quants 0…qmax: fp16 rounding of the offset m/d − k (k: the block's integer shift)"
 	BoundScaleMin = "|Δ| ≤ 2⁻¹¹·(|s|·max|q − k| + |m − s·k|), max over the type's quants 0…qmax: fp16 rounding of the scale s = d·sc and of the offset m/s − k (m = dmin·mn; k: the sub-block's integer shift)"
-	// The lut+blockwise forms keep the quants unshifted (one code table for the tensor):
-	// the offset is m/s itself.
-	BoundOffsetLUT   = "|Δ| ≤ 2⁻¹¹·(|d|·qmax + |m|): fp16 rounding of the offset m/d"
-	BoundScaleMinLUT = "|Δ| ≤ 2⁻¹¹·(|s|·qmax + |m|): fp16 rounding of the scale s = d·sc and of the offset m/s (m = dmin·mn)"
 )
 
 // transcodings lists every ggml type the gguf scheme reads without a second rounding.
@@ -63,12 +59,12 @@ var transcodings = map[ggml.Type]Transcoding{
 	ggml.Q4_0:   {Blockwise, "int4", "", 32, nil, BoundExact, unpackQ4_0, 0, []int{0}},
 	ggml.Q4_1:   {Blockwise, "int4", "fp16", 32, nil, BoundOffset, unpackQ4_1, 15, []int{0, 2}},
 	ggml.Q5_0:   {LUTBlockwise, "uint6", "", 32, codeRange(-16, 64), BoundExact, unpackQ5_0, 0, []int{0}},
-	ggml.Q5_1:   {LUTBlockwise, "uint6", "fp16", 32, codeRange(0, 64), BoundOffsetLUT, unpackQ5_1, 31, []int{0, 2}},
+	ggml.Q5_1:   {LUTBlockwise, "uint6", "fp16", 32, codeRange(-16, 64), BoundOffset, unpackQ5_1, 31, []int{0, 2}},
 	ggml.Q8_0:   {Blockwise, "int8", "", 32, nil, BoundExact, unpackQ8_0, 0, []int{0}},
-	ggml.Q2_K:   {LUTBlockwise, "uint2", "fp16", 16, codeRange(0, 4), BoundScaleMinLUT, unpackQ2_K, 3, []int{80, 82}},
+	ggml.Q2_K:   {LUTBlockwise, "uint2", "fp16", 16, codeRange(-2, 4), BoundScaleMin, unpackQ2_K, 3, []int{80, 82}},
 	ggml.Q3_K:   {LUTBlockwise, "uint3", "", 16, codeRange(-4, 8), BoundScale, unpackQ3_K, 0, []int{108}},
 	ggml.Q4_K:   {Blockwise, "int4", "fp16", 32, nil, BoundScaleMin, unpackQ4_K, 15, []int{0, 2}},
-	ggml.Q5_K:   {LUTBlockwise, "uint6", "fp16", 32, codeRange(0, 64), BoundScaleMinLUT, unpackQ5_K, 31, []int{0, 2}},
+	ggml.Q5_K:   {LUTBlockwise, "uint6", "fp16", 32, codeRange(-16, 64), BoundScaleMin, unpackQ5_K, 31, []int{0, 2}},
 	ggml.Q6_K:   {LUTBlockwise, "uint6", "", 16, codeRange(-32, 64), BoundScale, unpackQ6_K, 0, []int{208}},
 	ggml.IQ4_NL: {LUTBlockwise, "uint4", "", 32, iq4nlValues[:], BoundExact, unpackIQ4_NL, 0, []int{0}},
 	ggml.IQ4_XS: {LUTBlockwise, "uint4", "", 32, iq4nlValues[:], BoundScale, unpackIQ4_XS, 0, []int{0}},
@@ -130,8 +126,12 @@ func (tr Transcoding) Rows(t ggml.Type, raw []byte, in int, q []int32, scale, of
 				// m/s leaves a small offset, which fp16 holds to a fine step (2⁻¹¹ of it).
 				// The shift and the offset are chosen for the type's range of quants
 				// [0, qmax], which every sub-block's quants lie in.
-				var sh int32 // one code table for the tensor: no shift per sub-block
-				if tr.Encoding == Blockwise {
+				// One code table serves a lut+blockwise tensor: its codes are the quants
+				// shifted by the middle of their range (−Codes[0]) in every sub-block.
+				var sh int32
+				if tr.Encoding == LUTBlockwise {
+					sh = -tr.Codes[0]
+				} else {
 					sh = shiftFor(tr.DType, 0, tr.qmax, float64(m[k])/float64(s[k]))
 				}
 				for e := range qs {
@@ -140,6 +140,9 @@ func (tr Transcoding) Rows(t ggml.Type, raw []byte, in int, q []int32, scale, of
 				scale[i], off[i] = scaleOffset(s[k], float64(m[k])-float64(s[k])*float64(sh), -sh, tr.qmax-sh)
 			case m[k] == 0:
 				off[i] = 0
+				if tr.Encoding == LUTBlockwise {
+					clear(qs) // zero scale: any code will do, and the table holds 0
+				}
 			default:
 				// A constant sub-block −m (scale 0): m·(0 − 1) with zero quants.
 				scale[i], off[i] = toF16(m[k]), toF16(1)
@@ -153,7 +156,37 @@ func (tr Transcoding) Rows(t ggml.Type, raw []byte, in int, q []int32, scale, of
 	return nil
 }
 
-func toF16(f float32) uint16 { return float16.Fromfloat32(f).Bits() }
+func toF16(f float32) uint16 { return f16Nearest(float64(f)) }
+
+// f16Nearest rounds x to the nearest fp16, ties to even (IEEE 754 roundTiesToEven, as
+// float16.Fromfloat32 rounds a float32), straight from float64: rounding through float32
+// first could round twice. Beyond fp16's range it gives ±Inf; NaN stays NaN.
+func f16Nearest(x float64) uint16 {
+	b := math.Float64bits(x)
+	a := b &^ (1 << 63)
+	if a < 0x3f10000000000000 || a >= 0x40f0000000000000 { // |x| < 2⁻¹⁴ or ≥ 2¹⁶
+		return f16Outside(x)
+	}
+	// Rebias the exponent (1023 → 15) and round away the 42 fraction bits fp16 has not:
+	// adding half an fp16 ulp less one, plus the kept lowest bit, rounds to nearest even,
+	// and a carry out of the fraction raises the exponent (to Inf past 65504).
+	a -= (1023 - 15) << 52
+	a += 1<<41 - 1 + a>>42&1
+	return uint16(b>>48)&0x8000 | uint16(a>>42)
+}
+
+// f16Outside is f16Nearest for |x| below fp16's normal range (a multiple of 2⁻²⁴, 1024·2⁻²⁴
+// being the least normal) or from 2¹⁶ on (Inf), and for NaN.
+func f16Outside(x float64) uint16 {
+	sign := uint16(math.Float64bits(x)>>48) & 0x8000
+	switch a := math.Abs(x); {
+	case a < 0x1p-14:
+		return sign | uint16(math.RoundToEven(a*0x1p24))
+	case math.IsNaN(x):
+		return sign | 0x7e00
+	}
+	return sign | 0x7c00
+}
 
 // f16ToF32 widens an fp16 through a table of every bit pattern (exact).
 func f16ToF32(h uint16) float32 { return f16Table[h] }
@@ -345,43 +378,20 @@ func unpackIQ4_XS(b []byte, q []int32, s, m []float32) {
 }
 
 // scaleOffset picks the fp16 scale S and offset O of a sub-block whose ggml values are
-// s·q − m for its quants, which lie in [lo, hi]: S = fp16(s), and of O = fp16 of the
-// offset that balances S's rounding over the quants' range, its two neighbours and the
-// plain fp16(m/S), the one whose largest |S·(q − O) − (s·q − m)| over that range is least.
-// The error is linear in q, so it is largest at the range's ends. The plain pair is among
-// the candidates, so the result stays within its bound.
+// s·q − m for its quants, which lie in [lo, hi]: S = fp16(s), and O the fp16 nearest
+// O* = (m + (S − s)·mid)/S, mid the middle of the range. The error S·(q − O) − (s·q − m) is
+// (S − s)·(q − mid) + S·(O* − O), so its largest magnitude over the range, at the range's
+// ends, is |S − s|·(hi − lo)/2 + |S|·|O* − O|: least for the fp16 O nearest O*, and no more
+// than with the plain O = fp16(m/S), whose error the bound states.
 func scaleOffset(s float32, m float64, lo, hi int32) (scale, off uint16) {
 	scale = toF16(s)
-	off, _ = offsetFor(scale, s, m, lo, hi)
-	return scale, off
+	return scale, f16Nearest(bestOffset(s, m, scale, lo, hi))
 }
 
-// offsetFor returns the offset O of scaleOffset's candidates for fp16 scale S, and its
-// largest error |S·(q − O) − (s·q − m)| over q in [lo, hi].
-func offsetFor(S uint16, s float32, m float64, lo, hi int32) (off uint16, best float64) {
-	sc, s64 := float64(finiteF16(S)), float64(s)
-	flo, fhi := float64(lo), float64(hi)
-	// S·(q − O) = s·q − m at the middle of the range: O = (m + (S − s)·mid)/S.
-	o0 := toF16(float32((m + (sc-s64)*(flo+fhi)/2) / sc))
-	plain := toF16(float32(m / sc))
-	ylo, yhi := s64*flo-m, s64*fhi-m // ggml's values at the range's ends
-	best = math.Inf(1)
-	for i, O := range [4]uint16{o0, o0 - 1, o0 + 1, plain} {
-		if O&0x7c00 == 0x7c00 || (O^o0)&0x8000 != 0 && O&0x7fff != 0 || i == 3 && O == o0 {
-			continue // no overflow (Inf, NaN) or sign change from a neighbour; o0 is done
-		}
-		o := float64(finiteF16(O))
-		// Every term is finite (|S|, |o| < 2¹⁶, m and s too), so the plain comparisons
-		// are max and min.
-		e := math.Abs(sc*(flo-o) - ylo)
-		if ehi := math.Abs(sc*(fhi-o) - yhi); ehi > e {
-			e = ehi
-		}
-		if e < best {
-			best, off = e, O
-		}
-	}
-	return off, best
+// bestOffset is scaleOffset's O* for the finite, non-zero fp16 scale S.
+func bestOffset(s float32, m float64, S uint16, lo, hi int32) float64 {
+	sc := float64(finiteF16(S))
+	return (m + (sc-float64(s))*float64(lo+hi)/2) / sc
 }
 
 // shiftFor returns the integer k nearest o such that every q − k of quants in [lo, hi]

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/x448/float16"
@@ -609,4 +610,58 @@ func FuzzReader(f *testing.F) {
 			t.Errorf("%v × %d in %d bytes", dt, n, len(data))
 		}
 	})
+}
+
+// failingFile is an io.WriteSeeker whose writes fail once more than limit bytes are written.
+type failingFile struct {
+	pos, size, limit int64
+}
+
+func (f *failingFile) Seek(off int64, whence int) (int64, error) { f.pos = off; return off, nil }
+func (f *failingFile) Write(p []byte) (int, error) {
+	if f.size+int64(len(p)) > f.limit {
+		return 0, errors.New("disk full")
+	}
+	f.size += int64(len(p))
+	return len(p), nil
+}
+
+// TestWriteBehind: Add returns before its record is written (the writer writes one
+// record behind), so a failed write is reported by the next Add, or by Close after the
+// last one, and sticks.
+func TestWriteBehind(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		adds  int   // records added before the failure shows
+		limit int64 // bytes the file takes
+	}{
+		{"next Add", 2, 64 + 64 + 500}, // the first record's payload fails
+		{"Close", 1, 64 + 64 + 500},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			w, err := blob.NewWriter(&failingFile{limit: tc.limit})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var errs []error
+			for range tc.adds {
+				_, err := w.Add(blob.UInt8, make([]byte, 1000), 1000)
+				errs = append(errs, err)
+			}
+			if errs[0] != nil {
+				t.Fatalf("first Add: %v; its record is written after it returns", errs[0])
+			}
+			cerr := w.Close()
+			failed := errs[len(errs)-1]
+			if tc.adds == 1 {
+				failed = cerr
+			}
+			if failed == nil || !strings.Contains(failed.Error(), "disk full") {
+				t.Fatalf("adds %v, close %v: want the failed write reported", errs, cerr)
+			}
+			if _, err := w.Add(blob.UInt8, []byte{1}, 1); err == nil {
+				t.Error("Add after a failed write succeeded")
+			}
+		})
+	}
 }

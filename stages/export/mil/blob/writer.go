@@ -8,14 +8,21 @@ import (
 )
 
 // Writer appends blobs to a MILBlob v2 file. The header's blob count is
-// rewritten after every Add, as Core ML's own writer does, so the file is
-// well-formed between calls.
+// rewritten after every record, as Core ML's own writer does, so the file is
+// well-formed between records.
+//
+// Writes run one record behind: Add returns once the previous record is written
+// and this one is started, so that the caller prepares the next blob (a
+// transcoding, a dequantization) while the kernel copies this one. The data
+// given to Add must therefore stay unchanged until the next Add or Close
+// returns; a failed write is reported by the next Add or by Close.
 type Writer struct {
-	w     io.WriteSeeker
-	file  *os.File // set when the Writer created the file and must close it
-	count uint32
-	end   uint64 // end of the last payload; the file has no trailing padding
-	err   error  // sticky: after a failed write the file state is unknown
+	w       io.WriteSeeker
+	file    *os.File // set when the Writer created the file and must close it
+	count   uint32
+	end     uint64     // end of the last payload; the file has no trailing padding
+	err     error      // sticky: after a failed write the file state is unknown
+	pending chan error // the record being written; nil when none is
 }
 
 // NewWriter writes an empty storage header to w, which must be positioned at
@@ -57,7 +64,8 @@ func (w *Writer) header() []byte {
 // little-endian bytes are data, and returns the offset of its metadata
 // block: the value a BlobFileValue.offset must hold. For sub-byte types data
 // holds the packed stream (see PackBits); unused bits of its last byte are
-// written as zero and recorded as padding.
+// written as zero and recorded as padding. data is written after Add returns:
+// it must stay unchanged until the next Add or Close returns.
 func (w *Writer) Add(dtype DataType, data []byte, elemCount int) (offset uint64, err error) {
 	if w.err != nil {
 		return 0, w.err
@@ -89,11 +97,26 @@ func (w *Writer) Add(dtype DataType, data []byte, elemCount int) (offset uint64,
 	binary.LittleEndian.PutUint64(hdr[16:], meta+MetadataSize)
 	binary.LittleEndian.PutUint64(hdr[24:], padBits)
 	// hdr[32:64] are the four reserved u64s, zero.
-	// Gap bytes between records are zeros, written explicitly: seeking past the end
-	// zero-fills files but not every io.WriteSeeker. The payload is written from the
-	// caller's slice, not copied: a weight may be hundreds of megabytes.
-	if err := w.writeAt(int64(w.end), rec); err != nil {
+	if err := w.wait(); err != nil {
 		return 0, err
+	}
+	at := w.end
+	w.count++
+	w.end = meta + MetadataSize + uint64(len(data))
+	done := make(chan error, 1)
+	w.pending = done
+	go func(count uint32) { done <- w.record(int64(at), rec, data, padBits, count) }(w.count)
+	return meta, nil
+}
+
+// record writes one record at off: the gap and metadata rec, then the payload,
+// then the header's new blob count. Gap bytes between records are zeros, written
+// explicitly: seeking past the end zero-fills files but not every
+// io.WriteSeeker. The payload is written from the caller's slice, not copied: a
+// weight may be hundreds of megabytes.
+func (w *Writer) record(off int64, rec, data []byte, padBits uint64, count uint32) error {
+	if err := w.writeAt(off, rec); err != nil {
+		return err
 	}
 	payload := data
 	if padBits > 0 {
@@ -101,21 +124,30 @@ func (w *Writer) Add(dtype DataType, data []byte, elemCount int) (offset uint64,
 		// depend on whatever the caller left there.
 		payload = data[:len(data)-1]
 	}
-	if err := w.writeAt(int64(meta+MetadataSize), payload); err != nil {
-		return 0, err
+	at := off + int64(len(rec))
+	if err := w.writeAt(at, payload); err != nil {
+		return err
 	}
 	if padBits > 0 {
 		last := []byte{data[len(data)-1] & (byte(1)<<(8-padBits) - 1)}
-		if err := w.writeAt(int64(meta+MetadataSize)+int64(len(payload)), last); err != nil {
-			return 0, err
+		if err := w.writeAt(at+int64(len(payload)), last); err != nil {
+			return err
 		}
 	}
-	w.count++
-	w.end = meta + MetadataSize + uint64(len(data))
-	if err := w.writeAt(0, w.header()[:4]); err != nil {
-		return 0, err
+	var n [4]byte
+	binary.LittleEndian.PutUint32(n[:], count)
+	return w.writeAt(0, n[:])
+}
+
+// wait waits for the record being written, if any, and returns the sticky error.
+func (w *Writer) wait() error {
+	if w.pending != nil {
+		if err := <-w.pending; err != nil && w.err == nil {
+			w.err = err
+		}
+		w.pending = nil
 	}
-	return meta, nil
+	return w.err
 }
 
 // Count returns the number of blobs written so far.
@@ -124,7 +156,7 @@ func (w *Writer) Count() int { return int(w.count) }
 // Close finishes the file. For a Writer made by Create it syncs and closes
 // the file; for one made by NewWriter it only reports any earlier error.
 func (w *Writer) Close() error {
-	err := w.err
+	err := w.wait()
 	if w.file != nil {
 		if err == nil {
 			err = w.file.Sync()
@@ -142,12 +174,10 @@ func (w *Writer) Close() error {
 
 func (w *Writer) writeAt(off int64, p []byte) error {
 	if _, err := w.w.Seek(off, io.SeekStart); err != nil {
-		w.err = fmt.Errorf("blob: seek to %d: %w", off, err)
-		return w.err
+		return fmt.Errorf("blob: seek to %d: %w", off, err)
 	}
 	if _, err := w.w.Write(p); err != nil {
-		w.err = fmt.Errorf("blob: write at %d: %w", off, err)
-		return w.err
+		return fmt.Errorf("blob: write at %d: %w", off, err)
 	}
 	return nil
 }
