@@ -256,7 +256,7 @@ func (e *Engine) Generate(ctx context.Context, r Request, emit func(text string)
 	loop := generate.Loop{Session: s.sess, Sampler: smp, Tok: e.Tok, Stops: append(slices.Clone(e.Stops), r.Stops...),
 		MaxTokens: limit, OnText: emit}
 	out, err := loop.Run(ctx, logits)
-	if out.DecodeFailed {
+	if out.DecodeFailed { // the session may hold a token that s.tokens does not: start afresh
 		s.tokens = s.tokens[:0]
 		s.sess.Reset()
 	} else {
@@ -264,12 +264,13 @@ func (e *Engine) Generate(ctx context.Context, r Request, emit func(text string)
 	}
 	res.CompletionTokens = out.Completion()
 	res.Decode = out.Took
+	if out.Reason == generate.Interrupted {
+		return res, ctx.Err() // the client is gone
+	}
 	if err != nil {
 		return res, err
 	}
 	switch out.Reason {
-	case generate.Interrupted: // the client is gone
-		return res, ctx.Err()
 	case generate.EndOfText, generate.StopString:
 		res.FinishReason = "stop"
 	default:
