@@ -232,8 +232,8 @@ func (c *conversation) turn(ctx context.Context, user string) error {
 	}
 	c.cached, c.text = ids, text
 	r, err := c.g.stream(rctx, logits)
-	c.cached = append(c.cached, r.fed...)
-	for _, id := range r.fed {
+	c.cached = append(c.cached, r.Fed...)
+	for _, id := range r.Fed {
 		c.text += string(h.tok.Piece(id, false))
 	}
 	if err != nil {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/lilims/lilims/internal/generate"
 	"github.com/lilims/lilims/pipeline"
 	"github.com/lilims/lilims/pipeline/stage"
 	"github.com/lilims/lilims/stages/loader/chattmpl"
@@ -296,11 +297,8 @@ type generator struct {
 
 // reply is what one decode loop produced.
 type reply struct {
-	text   string
-	fed    []int32 // sampled tokens that went through the session (their K/V is in the state)
-	n      int     // tokens sampled
-	reason string
-	took   time.Duration
+	generate.Result
+	text string
 }
 
 // once generates the continuation of ids from an empty conversation (the run command).
@@ -345,72 +343,32 @@ func (g *generator) prefill(ctx context.Context, history, tokens []int32) ([]flo
 	return all[len(all)-1], took, nil
 }
 
-// stream samples and decodes from logits until an end-of-generation token, a stop string,
-// --max-tokens or the end of the context, writing the text to out as it comes (and token
-// events with --json). A cancelled ctx ends the reply early (reason "interrupted") with no
-// error: the tokens decoded so far stay in the session.
+// stream samples and decodes from logits (see generate.Loop), writing the text to out as it
+// comes (and token events with --json). A cancelled ctx ends the reply early (reason
+// "interrupted") with no error: the tokens decoded so far stay in the session.
 func (g *generator) stream(ctx context.Context, logits []float32) (reply, error) {
 	h := g.h
-	sd := sampler.NewStopDetector(h.stops)
 	w := bufio.NewWriter(g.out)
 	defer w.Flush()
-	var r reply
 	var text strings.Builder
-	t1 := time.Now()
-	r.reason = "max tokens"
-	for r.n < g.maxTokens {
-		if ctx.Err() != nil {
-			r.reason = "interrupted"
-			break
+	loop := generate.Loop{Session: h.sess, Sampler: h.smp, Tok: h.tok, Stops: h.stops, MaxTokens: g.maxTokens,
+		OnText: func(s string) error {
+			w.WriteString(s)
+			text.WriteString(s)
+			w.Flush()
+			return nil // a failed write to out does not end the reply
+		}}
+	if h.json {
+		loop.OnToken = func(id int32, piece string) {
+			emit(g.errOut, "token", map[string]any{"id": id, "text": piece})
 		}
-		next := h.smp.Sample(logits)
-		if next < 0 {
-			// A sampler running as a plugin reports its failure through Err.
-			if e, ok := h.smp.(interface{ Err() error }); ok && e.Err() != nil {
-				return r, fmt.Errorf("sampler: %w", e.Err())
-			}
-			return r, fmt.Errorf("the sampler returned no token (logits of length %d)", len(logits))
-		}
-		h.smp.Accept(next)
-		r.n++
-		if h.tok.IsEOG(next) {
-			r.reason = "end of text"
-			break
-		}
-		piece := string(h.tok.Piece(next, false))
-		out, stopped := sd.Feed(piece)
-		if h.json {
-			emit(g.errOut, "token", map[string]any{"id": next, "text": piece})
-		}
-		w.WriteString(out)
-		text.WriteString(out)
-		w.Flush()
-		if stopped {
-			r.reason = "stop string"
-			break
-		}
-		if r.n == g.maxTokens {
-			break
-		}
-		if h.sess.Pos() >= h.sess.ContextLength() {
-			r.reason = "context full"
-			break
-		}
-		var err error
-		if logits, err = h.sess.Decode(ctx, next); err != nil {
-			if ctx.Err() != nil {
-				r.reason = "interrupted"
-				break
-			}
-			return r, err
-		}
-		r.fed = append(r.fed, next)
 	}
-	rest := sd.Flush()
-	w.WriteString(rest + "\n")
-	text.WriteString(rest)
-	r.text = text.String()
-	r.took = time.Since(t1)
+	res, err := loop.Run(ctx, logits)
+	r := reply{Result: res, text: text.String()}
+	if err != nil {
+		return r, err
+	}
+	w.WriteString("\n")
 	return r, nil
 }
 
@@ -422,8 +380,8 @@ func (g *generator) summary(prefilled, cached int, prefill time.Duration, r repl
 			"load_seconds":  g.h.load.Seconds(),
 			"prompt_tokens": prefilled + cached, "cached_tokens": cached, "prefill_tokens": prefilled,
 			"prefill_seconds": prefill.Seconds(), "prefill_tokens_per_second": rate(prefilled, prefill),
-			"generated_tokens": r.n, "decode_seconds": r.took.Seconds(), "decode_tokens_per_second": rate(r.n, r.took),
-			"stop": r.reason,
+			"generated_tokens": r.Sampled, "decode_seconds": r.Took.Seconds(), "decode_tokens_per_second": rate(r.Sampled, r.Took),
+			"stop": r.Reason,
 		})
 		return
 	}
@@ -437,7 +395,7 @@ func (g *generator) summary(prefilled, cached int, prefill time.Duration, r repl
 		fmt.Fprintf(g.errOut, "prefill %d tokens", prefilled)
 	}
 	fmt.Fprintf(g.errOut, " in %.3fs (%.1f tok/s), decode %d tokens in %.2fs (%.1f tok/s), stopped: %s\n",
-		prefill.Seconds(), rate(prefilled, prefill), r.n, r.took.Seconds(), rate(r.n, r.took), r.reason)
+		prefill.Seconds(), rate(prefilled, prefill), r.Sampled, r.Took.Seconds(), rate(r.Sampled, r.Took), r.Reason)
 }
 
 func rate(n int, d time.Duration) float64 {

@@ -14,19 +14,19 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/lilims/lilims/internal/generate"
 	"github.com/lilims/lilims/pipeline/stage"
-	"github.com/lilims/lilims/stages/sampler"
 )
 
 // Tokenizer is what generation needs of the model's tokenizer.
 type Tokenizer interface {
 	Encode(text string, addSpecial, parseSpecial bool) []int32
-	Piece(id int32, special bool) []byte
-	IsEOG(id int32) bool
+	generate.Tokenizer
 }
 
 // Rewinder is a session that can forget the positions from pos on and continue from there
@@ -249,51 +249,32 @@ func (e *Engine) Generate(ctx context.Context, r Request, emit func(text string)
 	}
 	res.Prefill = time.Since(t1)
 
-	sd := sampler.NewStopDetector(append(slices.Clone(e.Stops), r.Stops...))
-	t2 := time.Now()
-	res.FinishReason = "length"
-	for {
-		if err := ctx.Err(); err != nil {
-			return res, err
-		}
-		next := smp.Sample(logits)
-		if next < 0 {
-			if ee, ok := smp.(interface{ Err() error }); ok && ee.Err() != nil {
-				return res, fmt.Errorf("sampler: %w", ee.Err())
-			}
-			return res, fmt.Errorf("the sampler returned no token")
-		}
-		smp.Accept(next)
-		if e.Tok.IsEOG(next) {
-			res.FinishReason = "stop"
-			break
-		}
-		res.CompletionTokens++
-		text, stopped := sd.Feed(string(e.Tok.Piece(next, false)))
-		if text != "" {
-			if err := emit(text); err != nil {
-				return res, err
-			}
-		}
-		if stopped {
-			res.FinishReason = "stop"
-			break
-		}
-		if (r.MaxTokens > 0 && res.CompletionTokens >= r.MaxTokens) || s.sess.Pos() >= s.sess.ContextLength() {
-			break
-		}
-		if logits, err = s.sess.Decode(ctx, next); err != nil {
-			s.tokens = s.tokens[:0]
-			s.sess.Reset()
-			return res, err
-		}
-		s.tokens = append(s.tokens, next)
+	limit := r.MaxTokens
+	if limit <= 0 {
+		limit = math.MaxInt // the context's end stops it
 	}
-	if rest := sd.Flush(); rest != "" { // held back as a possible stop string; it was not
-		if err := emit(rest); err != nil {
-			return res, err
-		}
+	loop := generate.Loop{Session: s.sess, Sampler: smp, Tok: e.Tok, Stops: append(slices.Clone(e.Stops), r.Stops...),
+		MaxTokens: limit, OnText: emit}
+	out, err := loop.Run(ctx, logits)
+	if out.DecodeFailed { // the session may hold a token that s.tokens does not: start afresh
+		s.tokens = s.tokens[:0]
+		s.sess.Reset()
+	} else {
+		s.tokens = append(s.tokens, out.Fed...)
 	}
-	res.Decode = time.Since(t2)
+	res.CompletionTokens = out.Completion()
+	res.Decode = out.Took
+	if out.Reason == generate.Interrupted {
+		return res, ctx.Err() // the client is gone
+	}
+	if err != nil {
+		return res, err
+	}
+	switch out.Reason {
+	case generate.EndOfText, generate.StopString:
+		res.FinishReason = "stop"
+	default:
+		res.FinishReason = "length"
+	}
 	return res, nil
 }
