@@ -640,20 +640,25 @@ func (ws *workspace) writeIndices(w *qweights.Writer, name string, e0 int, vals 
 		return ws.write4(w, name, e0, vals)
 	}
 	ws.bytes = grow(ws.bytes, (len(vals)*bits+7)/8)
-	clear(ws.bytes)
+	packIndices(ws.bytes, vals, bits)
+	return w.WriteTensorAt(name, int64(e0*bits/8), ws.bytes)
+}
+
+// packIndices packs vals, each < 2^bits, into dst as bits-wide fields LSB-first (MIL's
+// sub-byte packing: element 0 in the low bits of byte 0).
+func packIndices(dst []byte, vals []int32, bits int) {
 	var acc uint32
 	var n, o int
 	for _, v := range vals {
 		acc |= uint32(v) << n
 		if n += bits; n >= 8 {
-			ws.bytes[o] = byte(acc)
+			dst[o] = byte(acc)
 			o, acc, n = o+1, acc>>8, n-8
 		}
 	}
 	if n > 0 {
-		ws.bytes[o] = byte(acc)
+		dst[o] = byte(acc)
 	}
-	return w.WriteTensorAt(name, int64(e0*bits/8), ws.bytes)
 }
 
 func (ws *workspace) write8(w *qweights.Writer, name string, e0 int, vals []int32) error {
