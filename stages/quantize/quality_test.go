@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/lilims/lilims/pipeline/stage"
+	"github.com/lilims/lilims/stages/compile"
 	"github.com/lilims/lilims/stages/eval"
 	"github.com/lilims/lilims/stages/export"
 	"github.com/lilims/lilims/stages/loader/gguf"
@@ -35,7 +36,8 @@ type measured struct {
 }
 
 // measure quantizes stories260K with params (none: the fp16 export), exports it with
-// context 128 and scores little-stories.txt as llama-perplexity does (ctx 128).
+// context 128, validates the package as Core ML would load it and scores
+// little-stories.txt as llama-perplexity does (ctx 128).
 func measure(t *testing.T, params map[string]any) measured {
 	t.Helper()
 	ctx := context.Background()
@@ -79,6 +81,9 @@ func measure(t *testing.T, params map[string]any) measured {
 	}
 	pkg := filepath.Join(t.TempDir(), "model.mlpackage")
 	if err := export.Export(ctx, f, opts, pkg); err != nil {
+		t.Fatal(err)
+	}
+	if err := compile.Validate(pkg); err != nil { // what Core ML checks when it loads the package
 		t.Fatal(err)
 	}
 	sess, err := runtime.OpenReference(pkg)
