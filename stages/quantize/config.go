@@ -234,7 +234,11 @@ func ParseConfig(p stage.Params) (*Config, error) {
 		errs = append(errs, fmt.Sprintf("lut_scale %q is not none or channel", c.LUTScale))
 	}
 	if !slices.Contains(LUTWidths, c.LUTBits) {
-		errs = append(errs, fmt.Sprintf("lut_bits %d is not %s: constexpr_lut_to_dense (iOS18) indices are uint1, uint2, uint3, uint4, uint6 or uint8", c.LUTBits, lutWidthList()))
+		msg := fmt.Sprintf("lut_bits %d is not %s", c.LUTBits, lutWidthList())
+		if c.LUTBits == 5 || c.LUTBits == 7 {
+			msg += fmt.Sprintf(": Core ML's constexpr_lut_to_dense (iOS18) has no %d-bit indices (it takes uint1, uint2, uint3, uint4, uint6, uint8)", c.LUTBits)
+		}
+		errs = append(errs, msg)
 	} else if c.Scheme == "lut4" && c.LUTBits != 4 {
 		errs = append(errs, fmt.Sprintf("scheme lut4 is lut with lut_bits 4: for lut_bits %d use scheme lut", c.LUTBits))
 	}

@@ -206,8 +206,9 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`override "output.weight" is not GLOB=CHOICE`, `"int2" is not fp16`, "bad glob"}},
 		{stage.Params{"scheme": "block", "fallback": "block"}, []string{"applies to schemes gguf and auto only"}},
 		{stage.Params{"fallback": "q4_k"}, []string{`fallback "q4_k" is not one of`}},
-		{stage.Params{"scheme": "lut", "lut_bits": int64(5)}, []string{"lut_bits 5 is not 2, 3, 4, 6 or 8", "uint1, uint2, uint3, uint4, uint6 or uint8"}},
-		{stage.Params{"scheme": "lut", "lut_bits": int64(7)}, []string{"lut_bits 7 is not"}},
+		{stage.Params{"scheme": "lut", "lut_bits": int64(5)}, []string{"lut_bits 5 is not 2, 3, 4, 6 or 8: Core ML's constexpr_lut_to_dense (iOS18) has no 5-bit indices"}},
+		{stage.Params{"scheme": "lut", "lut_bits": int64(7)}, []string{"has no 7-bit indices"}},
+		{stage.Params{"scheme": "lut", "lut_bits": int64(16)}, []string{"lut_bits 16 is not 2, 3, 4, 6 or 8"}},
 		{stage.Params{"scheme": "lut4", "lut_bits": int64(3)}, []string{"scheme lut4 is lut with lut_bits 4: for lut_bits 3 use scheme lut"}},
 		{stage.Params{"overrides": []string{"x=lut5"}}, []string{`"lut5" is not fp16`}},
 	} {
