@@ -147,8 +147,8 @@ base, the mean KL divergence KL(base ‖ scheme) per scored token, the share of 
 which the scheme's most likely token is the base's, and the time the quantize stage took.
 
 Schemes: block[:BLOCK_SIZE] (INT4 block-wise), channel (INT4 per output channel),
-lut[:BITS] (palettes of 2, 3, 4, 6 or 8 bits), lut4[:GROUP_SIZE] (4-bit palettes), gguf (lossless transcoding of Q4_0/Q4_1 blocks), or any
-scheme the pipeline's quantize stage accepts; "+PARAM=VALUE" sets another parameter of the
+lut[:BITS] (palettes of 2, 3, 4, 6 or 8 bits), lut4[:GROUP_SIZE] (4-bit palettes), gguf
+(lossless transcoding of Q4_0/Q4_1 blocks), or any scheme the pipeline's quantize stage accepts; "+PARAM=VALUE" sets another parameter of the
 stage for that row (channel+symmetric=false+bits_budget=4.45). gguf:FILE scores FILE, a GGUF
 quantized by llama.cpp, in the same table (its blocks transcoded, other types dequantized to
 fp16; bits/weight as llama.cpp stores them). Without --schemes: the pipeline's sweep when it
