@@ -1,11 +1,12 @@
 // Package quantize is the quantize/int4 build stage: it turns the 2-D weights of a GGUF
-// model into INT4 (or INT8) block-wise affine data or 4-bit palettes, the forms Core ML's
+// model into INT4 (or INT8) block-wise affine data or 2- to 8-bit palettes, the forms Core ML's
 // constexpr_blockwise_shift_scale and constexpr_lut_to_dense ops (iOS18) decode, and writes
 // them to weights.safetensors with a manifest.json naming every tensor's encoding, bits per
 // weight and error (docs/quantization.md).
 //
 // Schemes: block (int4 per block along the input dimension), channel (int4 per output
-// channel), lut4 (16 fp16 values per group of output channels, weighted k-means), gguf
+// channel), lut (2^lut_bits fp16 values per group of output channels, weighted k-means;
+// lut4 is lut with 4 bits), gguf
 // (ggml blocks transcoded without a second rounding: transcode.go; the artifact then
 // refers to the GGUF's blocks, which package qweights reads), auto (gguf, keeping fp16
 // what it cannot transcode) and none (everything fp16). Norms,
