@@ -11,8 +11,8 @@ import (
 
 // Mixed precision under a bit budget. Every re-quantized tensor starts on the stage's
 // scheme and may climb a ladder of dearer encodings: grouped scales (a 4-bit channel row
-// split into two scale groups) or wider palettes (up to 6 bits), and then int8 per channel. Which tensors climb is decided
-// by their sensitivity on the calibration text: the relative output error
+// split into two scale groups) or wider palettes (up to 6 bits), and then int8 per channel.
+// Which tensors climb is decided by their sensitivity on the calibration text: the relative output error
 // ‖(W − Ŵ)·X‖² / ‖W·X‖² that each encoding leaves (measured by quantizing the tensor with
 // the same GPTQ codecs the stage then uses). A greedy allocation takes, step by step, the
 // upgrade that removes the most relative output error per added bit until the mean bits per
@@ -256,9 +256,9 @@ func outputErrors(r *rung, x, imp []float32, g *gptqState, ws *workspace) (e, s 
 		}
 		// With a scale per channel the rows are palettized divided by it, the weights
 		// times its square (as lutChannel does).
-		xn, scale := x, make([]float32, out)
+		xn, scale := x, []float32(nil)
 		if r.lut.channelScale {
-			xn = make([]float32, len(x))
+			xn, scale = make([]float32, len(x)), make([]float32, out)
 			for row := range out {
 				scale[row] = rowScale(x[row*in:(row+1)*in], xn[row*in:(row+1)*in])
 			}
@@ -267,7 +267,8 @@ func outputErrors(r *rung, x, imp []float32, g *gptqState, ws *workspace) (e, s 
 		for k := 0; k < out/gs; k++ {
 			copy(wt, groupImp)
 			for row := range gs {
-				if s := scale[k*gs+row]; s != 0 {
+				if scale != nil {
+					s := scale[k*gs+row]
 					for i := range in {
 						wt[row*in+i] *= s * s
 					}
@@ -276,11 +277,11 @@ func outputErrors(r *rung, x, imp []float32, g *gptqState, ws *workspace) (e, s 
 			xs, qs := xn[k*gs*in:(k+1)*gs*in], ws.q[k*gs*in:(k+1)*gs*in]
 			r.lut.groupGPTQ(xs, wt, gs, g, ws, qs, lut)
 			for i, q := range qs {
-				s := float32(1)
-				if r.lut.channelScale {
-					s = scale[k*gs+i/in]
+				v := f16Table[lut[q]]
+				if scale != nil {
+					v *= scale[k*gs+i/in]
 				}
-				deq[k*gs*in+i] = s * f16Table[lut[q]]
+				deq[k*gs*in+i] = v
 			}
 		}
 	default:
