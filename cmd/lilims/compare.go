@@ -28,8 +28,8 @@ const (
 )
 
 // schemeArgs names the parameter that the number after "SCHEME:" sets, per built-in scheme
-// (stages/quantize: block's block size, lut4's palette group size).
-var schemeArgs = map[string]string{"block": "block_size", "lut4": "group_size"}
+// (stages/quantize: block's block size, lut's palette width, lut4's palette group size).
+var schemeArgs = map[string]string{"block": "block_size", "lut": "lut_bits", "lut4": "group_size"}
 
 // defaultSchemes are the rows of a comparison when neither --schemes nor the pipeline's
 // sweep names any: the three plain schemes and the best calibrated 4-bit scheme measured
@@ -113,7 +113,7 @@ func parseSchemes(list []string, qid string) ([]schemeChoice, error) {
 		if hasArg {
 			param, ok := schemeArgs[name]
 			if !ok {
-				return nil, usagef("--schemes: scheme %q takes no :N argument (only block:BLOCK_SIZE and lut4:GROUP_SIZE do)", name)
+				return nil, usagef("--schemes: scheme %q takes no :N argument (only block:BLOCK_SIZE, lut:BITS and lut4:GROUP_SIZE do)", name)
 			}
 			if n, err := strconv.Atoi(arg); err != nil || n <= 0 {
 				return nil, usagef("--schemes: %q: %q is not a positive %s", s, arg, param)
@@ -147,8 +147,8 @@ base, the mean KL divergence KL(base ‖ scheme) per scored token, the share of 
 which the scheme's most likely token is the base's, and the time the quantize stage took.
 
 Schemes: block[:BLOCK_SIZE] (INT4 block-wise), channel (INT4 per output channel),
-lut4[:GROUP_SIZE] (4-bit palettes), gguf (lossless transcoding of Q4_0/Q4_1 blocks), or any
-scheme the pipeline's quantize stage accepts; "+PARAM=VALUE" sets another parameter of the
+lut[:BITS] (palettes of 2, 3, 4, 6 or 8 bits), lut4[:GROUP_SIZE] (4-bit palettes), gguf
+(lossless transcoding of Q4_0/Q4_1 blocks), or any scheme the pipeline's quantize stage accepts; "+PARAM=VALUE" sets another parameter of the
 stage for that row (channel+symmetric=false+bits_budget=4.45). gguf:FILE scores FILE, a GGUF
 quantized by llama.cpp, in the same table (its blocks transcoded, other types dequantized to
 fp16; bits/weight as llama.cpp stores them). Without --schemes: the pipeline's sweep when it
@@ -238,7 +238,7 @@ and the weight error per layer as an SVG or PNG chart.`,
 		},
 	}
 	ef.register(cmd)
-	cmd.Flags().StringSliceVar(&schemes, "schemes", defaultSchemes, "schemes to compare with fp16, comma-separated: block[:N], channel, lut4[:N], gguf, "+
+	cmd.Flags().StringSliceVar(&schemes, "schemes", defaultSchemes, "schemes to compare with fp16, comma-separated: block[:N], channel, lut[:BITS], lut4[:N], gguf, "+
 		"SCHEME+PARAM=VALUE… (more parameters of the quantize stage), gguf:FILE (a GGUF quantized by llama.cpp); default: the pipeline's sweep if it has one")
 	cmd.Flags().StringVar(&plot, "plot", "", "also draw the comparison as a chart: FILE.svg or FILE.png")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print a JSON list of {scheme, bits_per_weight, package_bytes, perplexity, delta_ppl_pct, kl, top1_agreement, quantize_seconds}")

@@ -3,6 +3,7 @@ package main
 import (
 	"encoding/json"
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -107,5 +108,18 @@ func TestRunSchemeNoneCalibrated(t *testing.T) {
 	}
 	if got := strings.TrimSuffix(out, "\n"); want == "" || got != want {
 		t.Errorf("run printed %q\nllama.cpp greedy_text %q", got, want)
+	}
+}
+
+// TestParseSchemesLUTBits: lut:BITS sets the palette width (lut_bits), lut4:N the group size.
+func TestParseSchemesLUTBits(t *testing.T) {
+	got, err := parseSchemes([]string{"lut:3", "lut:6+lut_scale=channel", "lut4:16"}, "q")
+	want := []schemeChoice{
+		{label: "lut:3", sets: []string{"q.scheme=lut", "q.lut_bits=3"}},
+		{label: "lut:6+lut_scale=channel", sets: []string{"q.scheme=lut", "q.lut_scale=channel", "q.lut_bits=6"}},
+		{label: "lut4:16", sets: []string{"q.scheme=lut4", "q.group_size=16"}},
+	}
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("%v, %v; want %v", got, err, want)
 	}
 }

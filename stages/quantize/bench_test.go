@@ -218,7 +218,7 @@ func BenchmarkLUT4(b *testing.B) {
 	for i := range uniform {
 		uniform[i], weighted[i] = 1, float32(0.5+rng.Float64())
 	}
-	c := &lutCodec{group: 1, iters: 200}
+	c := &lutCodec{bits: 4, group: 1, iters: 200}
 	var s lutScratch
 	idx := make([]int32, n)
 	lut := make([]uint16, 16)

@@ -11,8 +11,8 @@ import (
 
 // Mixed precision under a bit budget. Every re-quantized tensor starts on the stage's
 // scheme and may climb a ladder of dearer encodings: grouped scales (a 4-bit channel row
-// split into two scale groups) and then int8 per channel. Which tensors climb is decided
-// by their sensitivity on the calibration text: the relative output error
+// split into two scale groups) or wider palettes (up to 6 bits), and then int8 per channel.
+// Which tensors climb is decided by their sensitivity on the calibration text: the relative output error
 // ‖(W − Ŵ)·X‖² / ‖W·X‖² that each encoding leaves (measured by quantizing the tensor with
 // the same GPTQ codecs the stage then uses). A greedy allocation takes, step by step, the
 // upgrade that removes the most relative output error per added bit until the mean bits per
@@ -40,6 +40,22 @@ func (c *Config) ladder(j *job) []rung {
 		if g := nearestDivisor(in, in/2); g < in && g >= 16 {
 			r := rung{info: j.info, block: &blockCodec{dtype: b.dtype, symmetric: b.symmetric, block: g, search: b.search}}
 			r.info.BlockSize = g
+			out = append(out, r)
+		}
+	}
+	if l := j.lut; l != nil {
+		// Wider palettes, up to 6 bits: past them int8 per channel costs about what an 8-bit
+		// palette does.
+		for _, b := range LUTWidths {
+			if b <= l.bits || b > 6 {
+				continue
+			}
+			g := l.group
+			if c.GroupSize == 0 {
+				g = paletteGroup(j.info.Shape[0], in, b)
+			}
+			r := rung{info: j.info}
+			r.lut = c.palettize(&r.info, b, g)
 			out = append(out, r)
 		}
 	}
@@ -179,6 +195,8 @@ func describe(ti TensorInfo) string {
 	switch {
 	case ti.Encoding == LUT:
 		return fmt.Sprintf("%s palette per %d channels", ti.DType, ti.GroupSize)
+	case ti.Encoding == LUTBlockwise && ti.GroupSize > 0:
+		return fmt.Sprintf("%s palette per %d channels, scale per channel", ti.DType, ti.GroupSize)
 	case ti.BlockSize == ti.Shape[1]:
 		return ti.DType + " per channel"
 	}
@@ -231,16 +249,39 @@ func outputErrors(r *rung, x, imp []float32, g *gptqState, ws *workspace) (e, s 
 	switch {
 	case r.lut != nil:
 		gs := r.lut.group
-		lut := make([]uint16, 16)
+		lut := make([]uint16, r.lut.entries())
 		groupImp := make([]float32, gs*in)
 		for i := range groupImp {
 			groupImp[i] = imp[i%in]
 		}
+		// With a scale per channel the rows are palettized divided by it, the weights
+		// times its square (as lutChannel does).
+		xn, scale := x, []float32(nil)
+		if r.lut.channelScale {
+			xn, scale = make([]float32, len(x)), make([]float32, out)
+			for row := range out {
+				scale[row] = rowScale(x[row*in:(row+1)*in], xn[row*in:(row+1)*in])
+			}
+		}
+		wt := make([]float32, gs*in)
 		for k := 0; k < out/gs; k++ {
-			xs, qs := x[k*gs*in:(k+1)*gs*in], ws.q[k*gs*in:(k+1)*gs*in]
-			r.lut.groupGPTQ(xs, groupImp, gs, g, ws, qs, lut)
+			copy(wt, groupImp)
+			for row := range gs {
+				if scale != nil {
+					s := scale[k*gs+row]
+					for i := range in {
+						wt[row*in+i] *= s * s
+					}
+				}
+			}
+			xs, qs := xn[k*gs*in:(k+1)*gs*in], ws.q[k*gs*in:(k+1)*gs*in]
+			r.lut.groupGPTQ(xs, wt, gs, g, ws, qs, lut)
 			for i, q := range qs {
-				deq[k*gs*in+i] = f16Table[lut[q]]
+				v := f16Table[lut[q]]
+				if scale != nil {
+					v *= scale[k*gs+i/in]
+				}
+				deq[k*gs*in+i] = v
 			}
 		}
 	default:

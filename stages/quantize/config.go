@@ -5,20 +5,50 @@ import (
 	"math"
 	"path"
 	"runtime"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/lilims/lilims/pipeline/stage"
 )
 
 // Schemes a quantize/int4 stage accepts.
-var Schemes = []string{"block", "channel", "lut4", "gguf", "auto", "none"}
+var Schemes = []string{"block", "channel", "lut", "lut4", "gguf", "auto", "none"}
+
+// LUTWidths are the palette index widths (lut_bits) offered: constexpr_lut_to_dense (iOS18)
+// takes uint1, uint2, uint3, uint4, uint6 and uint8 indices (coremltools
+// mil/ops/defs/iOS18/compression.py), so there are no 5- or 7-bit palettes; a 1-bit one
+// (two values per group) is too coarse for weights.
+var LUTWidths = []int{2, 3, 4, 6, 8}
+
+// lutWidthList is LUTWidths for messages: "2, 3, 4, 6 or 8".
+func lutWidthList() string {
+	s := make([]string, len(LUTWidths))
+	for i, b := range LUTWidths {
+		s[i] = fmt.Sprint(b)
+	}
+	return strings.Join(s[:len(s)-1], ", ") + " or " + s[len(s)-1]
+}
+
+// lutChoice reads a palette choice, "lut" (the stage's lut_bits) or "lutN", as its index
+// width; ok is false for any other choice.
+func (c *Config) lutChoice(choice string) (bits int, ok bool) {
+	if choice == "lut" {
+		return c.LUTBits, true
+	}
+	if n, err := strconv.Atoi(strings.TrimPrefix(choice, "lut")); err == nil && strings.HasPrefix(choice, "lut") && slices.Contains(LUTWidths, n) {
+		return n, true
+	}
+	return 0, false
+}
 
 // Config is a validated quantize/int4 configuration (the stage's `with:` block).
 type Config struct {
 	Scheme      string     // one of Schemes
 	BlockSize   int        // block: elements per block along in (32, 64 or 128)
 	Symmetric   bool       // block, channel: signed int4 without offset; else uint4 + uint4 offset
-	GroupSize   int        // lut4: output channels per palette (0: the fewest keeping the palettes ≤ 0.25 bit/weight)
+	GroupSize   int        // lut, lut4: output channels per palette (0: the fewest keeping the palettes ≤ 0.25 bit/weight)
+	LUTBits     int        // lut: palette index width, one of LUTWidths (lut4: 4)
 	MinElements int        // 2-D weights with fewer elements stay fp16
 	Overrides   []Override // per-tensor choices, first match wins
 	Fallback    string     // gguf: scheme for blocks that cannot be transcoded ("" none: error)
@@ -28,7 +58,7 @@ type Config struct {
 	GPTQ        bool       // with a calibration: GPTQ error feedback
 	BitsBudget  float64    // mean bits per quantized weight that mixed precision may spend (0: none)
 	ActOrder    bool       // GPTQ quantizes columns by decreasing E[x²] (channel and palettes only)
-	LUTScale    string     // lut4: "none", or "channel": an fp16 scale per output channel after the palette
+	LUTScale    string     // lut, lut4: "none", or "channel": an fp16 scale per output channel after the palette
 
 	// Activations measured on Calibration (Stage.Build fills it in through its Calibrator);
 	// nil quantizes data-free. Not a parameter.
@@ -40,15 +70,21 @@ type Config struct {
 // syntax: `*` matches any run of characters without '/', so `blk.*.ffn_down.weight` works).
 type Override struct {
 	Pattern string
-	Choice  string // "fp16", "int8", "block", "channel", "lut4" (a value "4" means the stage's scheme)
+	Choice  string // "fp16", "int8", "block", "channel", "lut" (lut_bits), "lut2"…"lut8" (a value "4" means the stage's scheme)
 }
 
 // choices an override may name, with their aliases.
 var overrideChoices = map[string]string{
 	"fp16": "fp16", "f16": "fp16", "16": "fp16",
 	"int8": "int8", "8": "int8",
-	"block": "block", "channel": "channel", "lut4": "lut4",
+	"block": "block", "channel": "channel", "lut": "lut",
 	"int4": "4", "4": "4",
+}
+
+func init() {
+	for _, b := range LUTWidths {
+		overrideChoices[fmt.Sprintf("lut%d", b)] = fmt.Sprintf("lut%d", b)
+	}
 }
 
 // fallbacks the gguf scheme accepts for blocks it cannot transcode.
@@ -58,7 +94,7 @@ var fallbacks = []string{"", "block", "channel", "lut4", "int8", "fp16"}
 var Spec = stage.Spec{
 	Uses: "quantize/int4",
 	Kind: stage.KindQuantize,
-	Doc: "Quantize the model's 2-D weights (token_embd, output, attn_*, ffn_*) to INT4 or 4-bit palettes " +
+	Doc: "Quantize the model's 2-D weights (token_embd, output, attn_*, ffn_*) to INT4 or 2- to 8-bit palettes " +
 		"and write weights.safetensors + manifest.json for the exporter's constexpr ops. Norms, biases and " +
 		"small tensors stay fp16 and are listed as such. scheme none writes a manifest listing every tensor " +
 		"as fp16 and an empty weights file, so the export is the plain fp16 one. With calibration: TEXT the stage " +
@@ -72,8 +108,9 @@ var Spec = stage.Spec{
 	Params: []stage.ParamSpec{
 		{Name: "scheme", Type: stage.String, Default: "block", Enum: Schemes,
 			Doc: "block: int4 per block of block_size along the input dimension (constexpr_blockwise_shift_scale, GPU friendly); " +
-				"channel: int4 with one scale per output channel (ANE friendly); lut4: 16 fp16 values per group of group_size " +
-				"output channels found by weighted k-means (constexpr_lut_to_dense, ANE friendly); gguf: transcode ggml blocks " +
+				"channel: int4 with one scale per output channel (ANE friendly); lut: 2^lut_bits fp16 values per group of " +
+				"group_size output channels found by weighted k-means (constexpr_lut_to_dense, ANE friendly); lut4: lut with " +
+				"lut_bits 4; gguf: transcode ggml blocks " +
 				"(Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K…Q6_K, IQ4_NL, IQ4_XS) to block-wise int4/int8 without a second rounding " +
 				"(docs/quantization.md states each type's bound and byte cost; the arrays are read from the GGUF when the " +
 				"package is written, so the weights are written once), other quantized types through fallback, F16/F32 " +
@@ -87,13 +124,18 @@ var Spec = stage.Spec{
 			Doc: "block, channel: int4 data and no offset (4 + 16/block bits per weight); false: uint4 data with a uint4 " +
 				"zero point per block (4 + 20/block bits)"},
 		{Name: "group_size", Type: stage.Int, Default: 0,
-			Doc: "lut4: output channels sharing one 16-entry palette; 0 picks per tensor the smallest divisor of the " +
-				"output dimension that keeps palettes at ≤ 0.25 bit per weight"},
+			Doc: "lut, lut4: output channels sharing one palette; 0 picks per tensor the smallest divisor of the " +
+				"output dimension that keeps palettes at ≤ 0.25 bit per weight (a group of ≥ 64·2^lut_bits weights), " +
+				"else the whole tensor"},
+		{Name: "lut_bits", Type: stage.Int, Default: 4,
+			Doc: "lut: palette index width, 2, 3, 4, 6 or 8 bits (4 to 256 fp16 values per group; constexpr_lut_to_dense " +
+				"has no 5- or 7-bit indices); lut4 is lut with 4"},
 		{Name: "min_elements", Type: stage.Int, Default: 1024,
 			Doc: "2-D weights with fewer elements stay fp16 (an override naming them still applies)"},
 		{Name: "overrides", Type: stage.Strings,
 			Doc: "list of \"GLOB=CHOICE\" (first match wins; GLOB uses path.Match syntax on GGUF tensor names; " +
-				"CHOICE: fp16, int8 (or 8), block, channel, lut4, 4 = the stage's scheme), e.g. " +
+				"CHOICE: fp16, int8 (or 8), block, channel, lut (lut_bits), lut2, lut3, lut4, lut6, lut8, 4 = the stage's " +
+				"scheme), e.g. " +
 				"[\"token_embd.weight=8\", \"output.weight=fp16\"]. A glob matching no tensor is a warning"},
 		{Name: "fallback", Type: stage.String, Default: "", Enum: fallbacks,
 			Doc: "gguf, auto: how to encode tensors whose ggml type cannot be transcoded (dequantized first; fp16 keeps " +
@@ -113,7 +155,7 @@ var Spec = stage.Spec{
 				"quantized, minimising the layer's output error on the calibration activations)"},
 		{Name: "bits_budget", Type: stage.Float, Default: 0.0,
 			Doc: "with a calibration: mixed precision. Tensors climb from the scheme to two scale groups per row " +
-				"(channel) and to int8 per channel, most sensitive first (the relative output error each encoding " +
+				"(channel) or wider palettes (lut: up to 6 bits) and to int8 per channel, most sensitive first (the relative output error each encoding " +
 				"leaves on the calibration activations, gained per added bit), while the mean bits per quantized " +
 				"weight stays ≤ bits_budget. 0: every tensor keeps the scheme"},
 		{Name: "act_order", Type: stage.Bool, Default: false,
@@ -121,9 +163,9 @@ var Spec = stage.Spec{
 				"for per-channel scales and palettes (block scales must be fixed before their columns are rounded). " +
 				"On stories260K it does not pay: see docs/quantization-quality.md"},
 		{Name: "lut_scale", Type: stage.String, Default: "none", Enum: []string{"none", "channel"},
-			Doc: "lut4: channel divides each output channel by its largest |weight| before the k-means and stores " +
+			Doc: "lut, lut4: channel divides each output channel by its largest |weight| before the k-means and stores " +
 				"that fp16 scale (constexpr_lut_to_dense feeding constexpr_blockwise_shift_scale, 16 bits per row), " +
-				"so one palette serves channels of different ranges; not with gptq yet"},
+				"so one palette serves channels of different ranges"},
 		{Name: "threads", Type: stage.Int, Default: 0, Doc: "worker goroutines (0: all cores)"},
 	},
 }
@@ -162,6 +204,7 @@ func ParseConfig(p stage.Params) (*Config, error) {
 		BitsBudget:  asFloat(get("bits_budget")),
 		ActOrder:    get("act_order") == true,
 		LUTScale:    asString(get("lut_scale")),
+		LUTBits:     asInt(get("lut_bits")),
 	}
 	if !contains(Schemes, c.Scheme) {
 		errs = append(errs, fmt.Sprintf("scheme %q is not one of %s", c.Scheme, strings.Join(Schemes, ", ")))
@@ -185,13 +228,19 @@ func ParseConfig(p stage.Params) (*Config, error) {
 		errs = append(errs, fmt.Sprintf("bits_budget %v needs a calibration text (the tensors are ranked by their error on it)", c.BitsBudget))
 	}
 	if c.ActOrder && c.Scheme == "block" {
-		errs = append(errs, "act_order needs per-channel scales or palettes (scheme channel or lut4), not block scales")
+		errs = append(errs, "act_order needs per-channel scales or palettes (scheme channel, lut or lut4), not block scales")
 	}
 	if c.LUTScale != "none" && c.LUTScale != "channel" {
 		errs = append(errs, fmt.Sprintf("lut_scale %q is not none or channel", c.LUTScale))
 	}
-	if c.LUTScale == "channel" && c.GPTQ && c.Calibration != "" {
-		errs = append(errs, "lut_scale channel does not combine with gptq yet: set gptq: false")
+	if !slices.Contains(LUTWidths, c.LUTBits) {
+		msg := fmt.Sprintf("lut_bits %d is not %s", c.LUTBits, lutWidthList())
+		if c.LUTBits == 5 || c.LUTBits == 7 {
+			msg += fmt.Sprintf(": Core ML's constexpr_lut_to_dense (iOS18) has no %d-bit indices (it takes uint1, uint2, uint3, uint4, uint6, uint8)", c.LUTBits)
+		}
+		errs = append(errs, msg)
+	} else if c.Scheme == "lut4" && c.LUTBits != 4 {
+		errs = append(errs, fmt.Sprintf("scheme lut4 is lut with lut_bits 4: for lut_bits %d use scheme lut", c.LUTBits))
 	}
 	if c.Threads < 0 {
 		errs = append(errs, fmt.Sprintf("threads %d must not be negative", c.Threads))
@@ -226,7 +275,7 @@ func ParseConfig(p stage.Params) (*Config, error) {
 		}
 		ch, ok := overrideChoices[choice]
 		if !ok {
-			errs = append(errs, fmt.Sprintf("override %q: %q is not fp16, int8, 8, block, channel, lut4 or 4", o, choice))
+			errs = append(errs, fmt.Sprintf("override %q: %q is not fp16, int8, 8, block, channel, lut, lut2, lut3, lut4, lut6, lut8 or 4", o, choice))
 			continue
 		}
 		c.Overrides = append(c.Overrides, Override{pat, ch})
@@ -247,7 +296,7 @@ func (c *Config) params() map[string]any {
 		"scheme": c.Scheme, "block_size": c.BlockSize, "symmetric": c.Symmetric, "group_size": c.GroupSize,
 		"min_elements": c.MinElements, "overrides": ovs, "fallback": c.Fallback, "strict": c.Strict,
 		"search": c.Search, "calibration": c.Calibration, "gptq": c.GPTQ, "bits_budget": c.BitsBudget, "act_order": c.ActOrder,
-		"lut_scale": c.LUTScale,
+		"lut_scale": c.LUTScale, "lut_bits": c.LUTBits,
 	}
 }
 

@@ -159,7 +159,7 @@ func (c *blockCodec) quantizeRowGPTQ(x, imp, u, w []float32, q []int32, scale []
 
 // palettizeRowGPTQ assigns the elements of row x to palette entries with GPTQ error
 // feedback. w is scratch of len(x).
-func palettizeRowGPTQ(x []float32, g *gptqState, w []float32, pal *[16]float32, mids *[15]float32, idx []int32) (errSum, sigSum float64) {
+func palettizeRowGPTQ(x []float32, g *gptqState, w []float32, pal, mids []float32, idx []int32) (errSum, sigSum float64) {
 	n := len(x)
 	for k := range n {
 		w[k] = x[g.at(k)]
@@ -328,7 +328,7 @@ func (c *lutCodec) groupGPTQ(x, imp []float32, rows int, g *gptqState, ws *works
 	ws.w = grow(ws.w, n)
 	pal, mids := c.palette(ws.palettes(), x, imp, lut)
 	for r := 0; r < rows; r++ {
-		e, s := palettizeRowGPTQ(x[r*n:(r+1)*n], g, ws.w, &pal, &mids, idx[r*n:(r+1)*n])
+		e, s := palettizeRowGPTQ(x[r*n:(r+1)*n], g, ws.w, pal, mids, idx[r*n:(r+1)*n])
 		errSum += e
 		sigSum += s
 	}

@@ -8,8 +8,9 @@ import (
 )
 
 // lutCodec palettizes groups of rows: every element of a group of output channels is one
-// of 16 fp16 values (constexpr_lut_to_dense iOS18 with per-group LUTs, coremltools mil/ops/defs/iOS18/compression.py).
+// of 2^bits fp16 values (constexpr_lut_to_dense iOS18 with per-group LUTs, coremltools mil/ops/defs/iOS18/compression.py).
 type lutCodec struct {
+	bits  int // index width: the palette has 1<<bits entries (LUTWidths)
 	group int // output channels sharing one palette
 	iters int // Lloyd iterations at most
 	// channelScale palettizes each channel divided by its largest |weight| and stores that
@@ -34,9 +35,19 @@ type lutScratch struct {
 	count [1 << 16]uint16
 	// present has bit k set for each f16Key k of the group (countF16), zero between groups.
 	present [1 << 10]uint64
+	// The k-means' state (lloyd), sized to the palette: its centroids, cluster boundaries
+	// (now, the iteration before, the searches' results), the centroids the last iteration
+	// moved, and the palette with the midpoints between its entries.
+	cent                []float64
+	bounds, last, found []int
+	changed             []bool
+	pal, mids           []float32
 }
 
-// quantizeGroup finds the 16 palette values for x (the rows of one group, row-major) by
+// entries is the palette size.
+func (c *lutCodec) entries() int { return 1 << c.bits }
+
+// quantizeGroup finds the 2^bits palette values for x (the rows of one group, row-major) by
 // 1-D k-means weighted by w (importance per element), writes them as fp16 into lut and
 // each element's palette index into idx. It returns the sums of squared error and input.
 // quantizeGroupF16 is the same for fp16 input, bit for bit.
@@ -44,7 +55,7 @@ func (c *lutCodec) quantizeGroup(s *lutScratch, x, w []float32, idx []int32, lut
 	pal, mids := c.palette(s, x, w, lut)
 	idx = idx[:len(x)]
 	for i, v := range x {
-		k := nearest(&mids, v)
+		k := nearest(mids, v)
 		idx[i] = k
 		e := v - pal[k]
 		errSum += float64(e * e)
@@ -88,14 +99,14 @@ func (c *lutCodec) quantizeGroupF16(s *lutScratch, src []byte, w []float32, idx 
 		}
 		m = s.sortF16(src, w)
 	}
-	pal, mids := c.lloyd(s.vals[:m], s.cw[:m+1], s.cwv[:m+1], lut)
+	pal, mids := c.lloyd(s, s.vals[:m], s.cw[:m+1], s.cwv[:m+1], lut)
 	// The distinct values ascend, so their palette indices, the number of midpoints below
 	// each (nearest), ascend too: index k covers the values in (mids[k−1], mids[k]].
 	vals, codes := s.vals[:m], s.codes[:m]
 	j := 0
-	for k := range 16 {
+	for k := range len(pal) {
 		end := m
-		if k < 15 {
+		if k < len(mids) {
 			end = j + above(vals[j:], mids[k])
 		}
 		for _, h := range codes[j:end] {
@@ -109,7 +120,7 @@ func (c *lutCodec) quantizeGroupF16(s *lutScratch, src []byte, w []float32, idx 
 		k := s.index[h]
 		idx[i] = int32(k)
 		v := f16Table[h]
-		e := v - pal[k&15]
+		e := v - pal[k]
 		errSum += float64(e * e)
 		sigSum += float64(v * v)
 	}
@@ -255,7 +266,7 @@ func (s *lutScratch) sortF16Indexed(src []byte, w []float32) (m int, ok bool) {
 
 // palette runs the weighted k-means of quantizeGroup and returns the palette (fp16 values,
 // ascending, also written to lut as fp16 bits) and the midpoints between its entries.
-func (c *lutCodec) palette(s *lutScratch, x, w []float32, lut []uint16) (pal [16]float32, mids [15]float32) {
+func (c *lutCodec) palette(s *lutScratch, x, w []float32, lut []uint16) (pal, mids []float32) {
 	n := len(x)
 	s.keys = grow(s.keys, n)
 	for i, v := range x {
@@ -264,7 +275,7 @@ func (c *lutCodec) palette(s *lutScratch, x, w []float32, lut []uint16) (pal [16
 	wts := s.weights(w[:n])
 	keys, wts := radixSort(s.keys, grow(s.keys2, n), wts, grow(s.wts2, n), 0, 32)
 	m := s.distinct(keys, wts, false)
-	return c.lloyd(s.vals[:m], s.cw[:m+1], s.cwv[:m+1], lut)
+	return c.lloyd(s, s.vals[:m], s.cw[:m+1], s.cwv[:m+1], lut)
 }
 
 // weights returns the k-means weight of every element, w + 1e-12 (so that a zero
@@ -415,34 +426,43 @@ func (s *lutScratch) distinct(keys []uint32, wts []float32, half bool) int {
 
 // lloyd runs the weighted 1-D k-means over the distinct values vals (ascending, with
 // prefix sums cw and cwv of weight and weight·value) and returns the palette (fp16 values,
-// ascending, also written to lut as fp16 bits) and the midpoints between its entries.
+// ascending, also written to lut as fp16 bits) and the midpoints between its entries, both
+// in s until its next k-means.
 //
 // In one dimension every cluster is an interval of the sorted values, so each Lloyd
-// iteration costs 15 searches for the boundaries and 16 differences of prefix sums
-// instead of a pass over the data; and as the boundaries move little from one iteration
-// to the next, each search gallops from where it ended before.
-func (c *lutCodec) lloyd(vals []float32, cw, cwv []float64, lut []uint16) (pal [16]float32, mids [15]float32) {
+// iteration costs K−1 searches for the boundaries and K differences of prefix sums
+// (K = 2^bits) instead of a pass over the data; and as the boundaries move little from
+// one iteration to the next, each search gallops from where it ended before.
+func (c *lutCodec) lloyd(s *lutScratch, vals []float32, cw, cwv []float64, lut []uint16) (pal, mids []float32) {
+	K := c.entries()
+	s.cent = grow(s.cent, K)
+	s.bounds, s.last, s.found = grow(s.bounds, K+1), grow(s.last, K+1), grow(s.found, K)
+	s.changed = grow(s.changed, K)
+	s.pal, s.mids = grow(s.pal, K), grow(s.mids, K-1)
+	pal, mids = s.pal, s.mids
 	m := len(vals)
 	if m == 0 { // an empty group: an all-zero palette
-		clear(lut[:16])
+		clear(lut[:K])
+		clear(pal)
+		clear(mids)
 		return pal, mids
 	}
-	// Start from the weighted quantiles (k+0.5)/16.
-	var cent [16]float64
+	// Start from the weighted quantiles (k+0.5)/K.
+	cent := s.cent
 	for k := range cent {
-		target := cw[m] * (float64(k) + 0.5) / 16
+		target := cw[m] * (float64(k) + 0.5) / float64(K)
 		i, _ := slices.BinarySearch(cw[1:], target)
 		cent[k] = float64(vals[min(i, m-1)])
 	}
-	var bounds, last [17]int // cluster k is vals[bounds[k]:bounds[k+1]]; last: the iteration before
-	var found [16]int        // the boundary searches' results
-	var changed [16]bool     // the centroids the last iteration moved
-	bounds[16] = m
+	// Cluster k is vals[bounds[k]:bounds[k+1]]; last: the iteration before.
+	bounds, last, found, changed := s.bounds, s.last, s.found, s.changed
+	clear(bounds)
+	bounds[K] = m
 	for it := 0; it < c.iters; it++ {
 		// Only what the last iteration changed needs computing again: a boundary between two
 		// centroids that kept their values is where it was, and a cluster whose boundaries
 		// stayed has the centroid it got then (or still none).
-		for k := 1; k < 16; k++ {
+		for k := 1; k < K; k++ {
 			switch mid := float32((cent[k-1] + cent[k]) / 2); {
 			case it == 0:
 				found[k] = above(vals, mid)
@@ -467,12 +487,12 @@ func (c *lutCodec) lloyd(vals []float32, cw, cwv []float64, lut []uint16) (pal [
 		if !moved {
 			break
 		}
-		last = bounds
+		copy(last, bounds)
 	}
 	for k := range cent {
 		pal[k] = f16Table[toF16(float32(cent[k]))]
 	}
-	slices.Sort(pal[:]) // rounding keeps the order; sorting guards ties
+	slices.Sort(pal) // rounding keeps the order; sorting guards ties
 	for k := range pal {
 		lut[k] = toF16(pal[k])
 	}
@@ -531,8 +551,23 @@ func aboveFrom(vals []float32, j int, t float32) int {
 }
 
 // nearest returns the index of the palette entry (sorted pal, midpoints mids) nearest v:
-// the number of midpoints below v, by binary search over the 15 of them.
-func nearest(mids *[15]float32, v float32) int32 {
+// the number of midpoints below v, by binary search over them (K−1 for a palette of K
+// entries, a power of two).
+func nearest(mids []float32, v float32) int32 {
+	if len(mids) == 15 {
+		return nearest16((*[15]float32)(mids), v)
+	}
+	k := 0
+	for step := (len(mids) + 1) / 2; step > 0; step /= 2 {
+		if v > mids[k+step-1] {
+			k += step
+		}
+	}
+	return int32(k)
+}
+
+// nearest16 is nearest for the 16-entry palette, unrolled: the common case's inner loop.
+func nearest16(mids *[15]float32, v float32) int32 {
 	k := 0
 	if v > mids[7] {
 		k = 8

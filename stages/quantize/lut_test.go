@@ -26,7 +26,7 @@ func TestLUTGaussian(t *testing.T) {
 		w[i] = 1
 	}
 	for _, iters := range []int{10, 40, 200, 400} {
-		c := lutCodec{group: 1, iters: iters}
+		c := lutCodec{bits: 4, group: 1, iters: iters}
 		idx := make([]int32, n)
 		lut := make([]uint16, 16)
 		e, s := c.quantizeGroup(new(lutScratch), x, w, idx, lut)
@@ -184,7 +184,7 @@ func TestLUTMatchesReference(t *testing.T) {
 			}
 			var got []result
 			r := result{path: "float32", idx: make([]int32, n), lut: make([]uint16, 16)}
-			c := lutCodec{group: 1, iters: 200}
+			c := lutCodec{bits: 4, group: 1, iters: 200}
 			r.e, r.sig = c.quantizeGroup(&s, x, w, r.idx, r.lut)
 			got = append(got, r)
 			if !g.f32 {
@@ -238,23 +238,26 @@ func weightedError(x, w []float32, idx []int32, lut []uint16) float64 {
 }
 
 // TestLUTF16MatchesFloat32 checks that the fp16 path gives the float32 path's result bit
-// for bit, weighted or not: both sort stably, so even ties add up in the same order.
+// for bit, weighted or not, at every palette width: both sort stably, so even ties add up
+// in the same order.
 func TestLUTF16MatchesFloat32(t *testing.T) {
 	rng := rand.New(rand.NewPCG(13, 14))
-	var s lutScratch
-	c := lutCodec{group: 1, iters: 200}
-	for _, g := range lutGroups {
-		if g.f32 {
-			continue
-		}
-		x, w, src := g.make(rng)
-		n := len(x)
-		idx32, lut32 := make([]int32, n), make([]uint16, 16)
-		e32, s32 := c.quantizeGroup(&s, x, w, idx32, lut32)
-		idx16, lut16 := make([]int32, n), make([]uint16, 16)
-		e16, s16, ok := c.quantizeGroupF16(&s, src, w, idx16, lut16)
-		if !ok || !slices.Equal(lut16, lut32) || !slices.Equal(idx16, idx32) || e16 != e32 || s16 != s32 {
-			t.Errorf("%s: fp16 path palette %04x error %v, float32 path %04x %v", g.name, lut16, e16, lut32, e32)
+	var s lutScratch // shared across widths: no width may leave state behind
+	for _, bits := range LUTWidths {
+		c := lutCodec{bits: bits, group: 1, iters: 200}
+		for _, g := range lutGroups {
+			if g.f32 {
+				continue
+			}
+			x, w, src := g.make(rng)
+			n := len(x)
+			idx32, lut32 := make([]int32, n), make([]uint16, c.entries())
+			e32, s32 := c.quantizeGroup(&s, x, w, idx32, lut32)
+			idx16, lut16 := make([]int32, n), make([]uint16, c.entries())
+			e16, s16, ok := c.quantizeGroupF16(&s, src, w, idx16, lut16)
+			if !ok || !slices.Equal(lut16, lut32) || !slices.Equal(idx16, idx32) || e16 != e32 || s16 != s32 {
+				t.Errorf("%d bits, %s: fp16 path palette %04x error %v, float32 path %04x %v", bits, g.name, lut16, e16, lut32, e32)
+			}
 		}
 	}
 }
@@ -264,7 +267,7 @@ func TestLUTF16MatchesFloat32(t *testing.T) {
 // group gets the result a fresh scratch gives.
 func TestLUTF16NonFinite(t *testing.T) {
 	rng := rand.New(rand.NewPCG(15, 16))
-	c := lutCodec{group: 1, iters: 200}
+	c := lutCodec{bits: 4, group: 1, iters: 200}
 	var s lutScratch
 	for _, g := range lutGroups {
 		if g.f32 {
@@ -438,7 +441,7 @@ func TestPack4(t *testing.T) {
 // TestLUTEmpty checks that an empty group, which plan never makes, gets an all-zero
 // palette from both paths rather than a panic.
 func TestLUTEmpty(t *testing.T) {
-	c := lutCodec{group: 1, iters: 200}
+	c := lutCodec{bits: 4, group: 1, iters: 200}
 	var s lutScratch
 	lut := []uint16{1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16}
 	if e, sig := c.quantizeGroup(&s, nil, nil, nil, lut); e != 0 || sig != 0 || slices.ContainsFunc(lut, func(h uint16) bool { return h != 0 }) {

@@ -10,32 +10,22 @@ import (
 // divided by S, the fp16 of its largest |weight|, the groups of rows are palettized by
 // the k-means with the importance weights times S² (so that it minimises the error in the
 // weights' own units), and the indices, palettes and scales are written. The errors
-// returned are of S·palette[index] against the weights.
-func (ws *workspace) lutChannel(j *job, imp []float32, r0, rows int, w *qweights.Writer) (errSum, sigSum float64, err error) {
-	in, g := j.info.Shape[1], j.lut.group
+// returned are of S·palette[index] against the weights. With gptq the indices are assigned
+// with GPTQ error feedback on the divided rows: scaling a row scales its rounding errors
+// and their compensation alike.
+func (ws *workspace) lutChannel(j *job, imp []float32, gptq *gptqState, r0, rows int, w *qweights.Writer) (errSum, sigSum float64, err error) {
+	in, g, K := j.info.Shape[1], j.lut.group, j.lut.entries()
 	groups := rows / g
 	n := rows * in
-	ws.scale = grow(ws.scale, groups*16+rows)
-	pal, scale := ws.scale[:groups*16], ws.scale[groups*16:groups*16+rows]
+	ws.scale = grow(ws.scale, groups*K+rows)
+	pal, scale := ws.scale[:groups*K], ws.scale[groups*K:groups*K+rows]
 	ws.deq = grow(ws.deq, n)
 	xn := ws.deq[:n]
 	for r := range rows {
-		x := ws.x[r*in : (r+1)*in]
-		var m float32
-		for _, v := range x {
-			m = max(m, float32(math.Abs(float64(v))))
-		}
-		scale[r] = toF16(m)
-		s := f16Table[scale[r]]
-		if s == 0 || math.IsInf(float64(s), 0) {
-			scale[r], s = toF16(1), 1
-		}
-		for i, v := range x {
-			xn[r*in+i] = v / s
-		}
+		scale[r] = toF16(rowScale(ws.x[r*in:(r+1)*in], xn[r*in:(r+1)*in]))
 	}
-	ws.w = grow(ws.w, g*in)
-	wt := ws.w[:g*in]
+	ws.diff = grow(ws.diff, g*in) // ws.w is groupGPTQ's
+	wt := ws.diff[:g*in]
 	for k := range groups {
 		for r := range g {
 			s2 := f16Table[scale[k*g+r]] * f16Table[scale[k*g+r]]
@@ -48,21 +38,42 @@ func (ws *workspace) lutChannel(j *job, imp []float32, r0, rows int, w *qweights
 			}
 		}
 		lo, hi := k*g*in, (k+1)*g*in
-		j.lut.quantizeGroup(ws.palettes(), xn[lo:hi], wt, ws.q[lo:hi], pal[k*16:(k+1)*16])
+		if gptq != nil {
+			j.lut.groupGPTQ(xn[lo:hi], wt, g, gptq, ws, ws.q[lo:hi], pal[k*K:(k+1)*K])
+		} else {
+			j.lut.quantizeGroup(ws.palettes(), xn[lo:hi], wt, ws.q[lo:hi], pal[k*K:(k+1)*K])
+		}
 	}
 	for e := range n {
 		r := e / in
-		y := f16Table[scale[r]] * f16Table[pal[r/g*16+int(ws.q[e])]]
+		y := f16Table[scale[r]] * f16Table[pal[r/g*K+int(ws.q[e])]]
 		d := ws.x[e] - y
 		errSum += float64(d * d)
 		sigSum += float64(ws.x[e] * ws.x[e])
 	}
 	name := j.info.Name
-	if err := ws.write4(w, name+".data", r0*in, ws.q[:n]); err != nil {
+	if err := ws.writeIndices(w, name+".data", r0*in, ws.q[:n], j.lut.bits); err != nil {
 		return 0, 0, err
 	}
-	if err := ws.writeF16(w, name+".lut", r0/g*16, pal); err != nil {
+	if err := ws.writeF16(w, name+".lut", r0/g*K, pal); err != nil {
 		return 0, 0, err
 	}
 	return errSum, sigSum, ws.writeF16(w, name+".scale", r0, scale)
+}
+
+// rowScale returns a row's scale S, the fp16 of its largest |weight| (1 if that is 0 or
+// not finite in fp16), and writes the row divided by S to xn.
+func rowScale(x, xn []float32) float32 {
+	var m float32
+	for _, v := range x {
+		m = max(m, float32(math.Abs(float64(v))))
+	}
+	s := f16Table[toF16(m)]
+	if s == 0 || math.IsInf(float64(s), 0) {
+		s = 1
+	}
+	for i, v := range x {
+		xn[i] = v / s
+	}
+	return s
 }

@@ -167,17 +167,14 @@ func (c *Config) choose(j *job, choice string) error {
 		} else {
 			j.info.DType, j.info.Offset, j.block.dtype = "uint4", "uint4", "uint4"
 		}
-	case "lut4":
+	default:
+		bits, ok := c.lutChoice(choice)
+		if !ok {
+			return fmt.Errorf("unknown choice %q", choice)
+		}
 		g := c.GroupSize
 		if g == 0 {
-			// The palette costs 256 bits per group: ≤ 0.25 bit/weight needs group·in ≥ 1024.
-			g = out
-			for d := 1; d <= out; d++ {
-				if out%d == 0 && d*in >= 1024 {
-					g = d
-					break
-				}
-			}
+			g = paletteGroup(out, in, bits)
 		} else if out%g != 0 {
 			if c.Strict {
 				return fmt.Errorf("group_size %d does not divide its output dimension %d (strict)", g, out)
@@ -189,16 +186,33 @@ func (c *Config) choose(j *job, choice string) error {
 			note(fmt.Sprintf("group %d does not divide %d: group %d", g, out, d))
 			g = d
 		}
-		j.info.Encoding, j.info.DType, j.info.GroupSize = LUT, "uint4", g
-		j.lut = &lutCodec{group: g, iters: 200} // 1-D Lloyd from quantiles converges slowly; iterations are cheap
-		if c.LUTScale == "channel" {
-			j.info.Encoding, j.info.BlockSize = LUTBlockwise, in
-			j.lut.channelScale = true
-		}
-	default:
-		return fmt.Errorf("unknown choice %q", choice)
+		j.lut = c.palettize(&j.info, bits, g)
 	}
 	return nil
+}
+
+// paletteGroup is group_size 0's choice for a tensor [out, in]: the fewest rows (a divisor
+// of out) whose palette, 2^bits fp16 values, costs ≤ 0.25 bit per weight — a group of
+// ≥ 64·2^bits weights — or every row when no divisor is enough.
+func paletteGroup(out, in, bits int) int {
+	for d := 1; d <= out; d++ {
+		if out%d == 0 && d*in >= 64<<bits {
+			return d
+		}
+	}
+	return out
+}
+
+// palettize sets ti's encoding to palettes of 2^bits fp16 values, one per g rows (with an
+// fp16 scale per row after it under lut_scale channel), and returns their codec.
+func (c *Config) palettize(ti *TensorInfo, bits, g int) *lutCodec {
+	ti.Encoding, ti.DType, ti.GroupSize = LUT, fmt.Sprintf("uint%d", bits), g
+	l := &lutCodec{bits: bits, group: g, iters: 200} // 1-D Lloyd from quantiles converges slowly; iterations are cheap
+	if c.LUTScale == "channel" {
+		ti.Encoding, ti.BlockSize = LUTBlockwise, ti.Shape[1]
+		l.channelScale = true
+	}
+	return l
 }
 
 // nearestDivisor returns the divisor of n within a factor 2 of want that is nearest to it

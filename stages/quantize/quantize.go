@@ -1,11 +1,12 @@
 // Package quantize is the quantize/int4 build stage: it turns the 2-D weights of a GGUF
-// model into INT4 (or INT8) block-wise affine data or 4-bit palettes, the forms Core ML's
+// model into INT4 (or INT8) block-wise affine data or 2- to 8-bit palettes, the forms Core ML's
 // constexpr_blockwise_shift_scale and constexpr_lut_to_dense ops (iOS18) decode, and writes
 // them to weights.safetensors with a manifest.json naming every tensor's encoding, bits per
 // weight and error (docs/quantization.md).
 //
 // Schemes: block (int4 per block along the input dimension), channel (int4 per output
-// channel), lut4 (16 fp16 values per group of output channels, weighted k-means), gguf
+// channel), lut (2^lut_bits fp16 values per group of output channels, weighted k-means;
+// lut4 is lut with 4 bits), gguf
 // (ggml blocks transcoded without a second rounding: transcode.go; the artifact then
 // refers to the GGUF's blocks, which package qweights reads), auto (gguf, keeping fp16
 // what it cannot transcode) and none (everything fp16). Norms,
@@ -171,24 +172,26 @@ type tensorState struct {
 
 // chunkRows picks how many rows a chunk holds: about 256K elements (a 1 MiB float32
 // buffer per worker, and writes large enough that their system calls cost little), a
-// multiple of the palette group and even, so that every packed 4-bit array of a chunk
-// starts on a byte; blockwise chunks are a multiple of 8 rows, the strips of int4Strip.
+// multiple of the palette group and of 8/gcd(8, bits) rows (even for 4 bits), so that every
+// packed array of a chunk starts on a byte; blockwise chunks are a multiple of 8 rows, the
+// strips of int4Strip.
 func chunkRows(j *job) int {
 	in := j.info.Shape[1]
 	unit := 8
 	if j.lut != nil {
-		unit = lcm(2, j.lut.group)
+		unit = lcm(8/gcd(8, j.lut.bits), j.lut.group)
 	}
 	n := max(1, (1<<18)/(in*unit)) * unit
 	return n
 }
 
-func lcm(a, b int) int {
-	x, y := a, b
-	for y != 0 {
-		x, y = y, x%y
+func lcm(a, b int) int { return a / gcd(a, b) * b }
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
 	}
-	return a / x * b
+	return a
 }
 
 func run(ctx context.Context, f *gguf.File, cfg *Config, work []*job, stats *Activations, w *qweights.Writer, report stage.Reporter) error {
@@ -441,13 +444,13 @@ func (ws *workspace) do(f *gguf.File, c chunk, w *qweights.Writer) (errSum, sigS
 	name := j.info.Name
 	switch {
 	case j.lut != nil && j.lut.channelScale:
-		return ws.lutChannel(j, c.state.imp, c.r0, rows, w)
+		return ws.lutChannel(j, c.state.imp, c.state.gptq, c.r0, rows, w)
 	case j.lut != nil:
-		g := j.lut.group
+		g, K := j.lut.group, j.lut.entries()
 		groups := rows / g
-		ws.scale = grow(ws.scale, groups*16)
+		ws.scale = grow(ws.scale, groups*K)
 		for k := 0; k < groups; k++ {
-			xs, qs, lut := ws.x[k*g*in:(k+1)*g*in], ws.q[k*g*in:(k+1)*g*in], ws.scale[k*16:(k+1)*16]
+			xs, qs, lut := ws.x[k*g*in:(k+1)*g*in], ws.q[k*g*in:(k+1)*g*in], ws.scale[k*K:(k+1)*K]
 			if c.state.gptq == nil {
 				e, s := j.lut.quantizeGroup(ws.palettes(), xs, c.state.imp, qs, lut)
 				errSum += e
@@ -458,10 +461,10 @@ func (ws *workspace) do(f *gguf.File, c chunk, w *qweights.Writer) (errSum, sigS
 			errSum += e
 			sigSum += s
 		}
-		if err := ws.write4(w, name+".data", c.r0*in, ws.q[:n]); err != nil {
+		if err := ws.writeIndices(w, name+".data", c.r0*in, ws.q[:n], j.lut.bits); err != nil {
 			return 0, 0, err
 		}
-		return errSum, sigSum, ws.writeF16(w, name+".lut", c.r0/g*16, ws.scale[:groups*16])
+		return errSum, sigSum, ws.writeF16(w, name+".lut", c.r0/g*K, ws.scale[:groups*K])
 	default:
 		b := j.block
 		nb := in / b.block
@@ -537,14 +540,14 @@ var lutFromF16 = true
 // non-finite weight.
 func (ws *workspace) lutF16(f *gguf.File, c chunk, w *qweights.Writer) (errSum, sigSum float64, ok bool, err error) {
 	j := c.j
-	in, rows, g := j.info.Shape[1], c.r1-c.r0, j.lut.group
+	in, rows, g, K := j.info.Shape[1], c.r1-c.r0, j.lut.group, j.lut.entries()
 	src, ok := f16Rows(f, c)
 	if !ok {
 		return 0, 0, false, nil
 	}
 	n, groups := rows*in, rows/g
 	ws.q = grow(ws.q, n)
-	ws.scale = grow(ws.scale, groups*16)
+	ws.scale = grow(ws.scale, groups*K)
 	s := ws.palettes()
 	imp := c.state.imp
 	if c.state.uniform {
@@ -552,17 +555,17 @@ func (ws *workspace) lutF16(f *gguf.File, c chunk, w *qweights.Writer) (errSum, 
 	}
 	for k := range groups {
 		ge := g * in // elements of a group
-		e, ss, ok := j.lut.quantizeGroupF16(s, src[2*k*ge:2*(k+1)*ge], imp, ws.q[k*ge:(k+1)*ge], ws.scale[k*16:(k+1)*16])
+		e, ss, ok := j.lut.quantizeGroupF16(s, src[2*k*ge:2*(k+1)*ge], imp, ws.q[k*ge:(k+1)*ge], ws.scale[k*K:(k+1)*K])
 		if !ok {
 			return 0, 0, false, nil
 		}
 		errSum += e
 		sigSum += ss
 	}
-	if err := ws.write4(w, j.info.Name+".data", c.r0*in, ws.q[:n]); err != nil {
+	if err := ws.writeIndices(w, j.info.Name+".data", c.r0*in, ws.q[:n], j.lut.bits); err != nil {
 		return 0, 0, true, err
 	}
-	return errSum, sigSum, true, ws.writeF16(w, j.info.Name+".lut", c.r0/g*16, ws.scale[:groups*16])
+	return errSum, sigSum, true, ws.writeF16(w, j.info.Name+".lut", c.r0/g*K, ws.scale[:groups*K])
 }
 
 // decodeRows widens rows [r0, r0+n) of t into dst, as f.DequantizeRows does. F16, the
@@ -628,6 +631,35 @@ func (ws *workspace) write4(w *qweights.Writer, name string, e0 int, vals []int3
 	ws.bytes = grow(ws.bytes, packedBytes(len(vals)))
 	pack4(ws.bytes, vals)
 	return w.WriteTensorAt(name, int64(e0/2), ws.bytes)
+}
+
+// writeIndices writes palette indices of the given width packed LSB-first (MIL's sub-byte
+// packing, as write4 packs 4-bit values), element e0 on; e0·bits falls on a byte
+// (chunkRows).
+func (ws *workspace) writeIndices(w *qweights.Writer, name string, e0 int, vals []int32, bits int) error {
+	if bits == 4 {
+		return ws.write4(w, name, e0, vals)
+	}
+	ws.bytes = grow(ws.bytes, (len(vals)*bits+7)/8)
+	packIndices(ws.bytes, vals, bits)
+	return w.WriteTensorAt(name, int64(e0*bits/8), ws.bytes)
+}
+
+// packIndices packs vals, each < 2^bits, into dst as bits-wide fields LSB-first (MIL's
+// sub-byte packing: element 0 in the low bits of byte 0).
+func packIndices(dst []byte, vals []int32, bits int) {
+	var acc uint32
+	var n, o int
+	for _, v := range vals {
+		acc |= uint32(v) << n
+		if n += bits; n >= 8 {
+			dst[o] = byte(acc)
+			o, acc, n = o+1, acc>>8, n-8
+		}
+	}
+	if n > 0 {
+		dst[o] = byte(acc)
+	}
 }
 
 func (ws *workspace) write8(w *qweights.Writer, name string, e0 int, vals []int32) error {

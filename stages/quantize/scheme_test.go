@@ -17,8 +17,11 @@ import (
 // weights, and that Dequantize reproduces the error the manifest reports.
 //
 // Bits: block 32 int4 = 4 + 16/32 = 4.5, except stories260K's ffn_down (in 172) whose block
-// is 43 (4 + 16/43); channel = 4 + 16/in; channel asymmetric adds 4/in; lut4 palettes add
-// 256/(group·in) ≤ 0.25, and with lut_scale channel 16/in more. RelRMSE bounds: a Gaussian's 4-bit RTN error is ≈ 0.1·σ per element;
+// is 43 (4 + 16/43); channel = 4 + 16/in; channel asymmetric adds 4/in; lut palettes of
+// lut_bits b cost b + 16·2^b/(group·in), ≤ b + 0.25 where a divisor of out makes a group of
+// ≥ 64·2^b weights (else the whole tensor is one group: stories260K's 64×64 attention
+// weights at 8 bits pay 1 bit), and with lut_scale channel 16/in more. Dequantize reading
+// every width's packed indices back is checked against the manifest's error. RelRMSE bounds: a Gaussian's 4-bit RTN error is ≈ 0.1·σ per element;
 // weights with outliers and per-row scales do worse, so each scheme gets a bound ~15% above
 // its measured value (the numbers are in the log), and search must not be worse than RTN.
 func TestSchemes(t *testing.T) {
@@ -40,6 +43,14 @@ func TestSchemes(t *testing.T) {
 		{"tiny-llama256-f16.gguf", stage.Params{"scheme": "channel"}, 4.058, 0.111},
 		{"tiny-llama256-f16.gguf", stage.Params{"scheme": "lut4"}, 4.25, 0.111},
 		{"tiny-llama256-f16.gguf", stage.Params{"scheme": "lut4", "lut_scale": "channel", "group_size": 64}, 4.0725, 0.105},
+		{"stories260K.gguf", stage.Params{"scheme": "lut", "lut_bits": int64(2)}, 2.238, 0.41},
+		{"stories260K.gguf", stage.Params{"scheme": "lut", "lut_bits": int64(3)}, 3.161, 0.235},
+		{"stories260K.gguf", stage.Params{"scheme": "lut", "lut_bits": int64(6)}, 6.231, 0.062},
+		{"stories260K.gguf", stage.Params{"scheme": "lut", "lut_bits": int64(8)}, 8.547, 0.034},
+		{"stories260K.gguf", stage.Params{"scheme": "lut", "lut_bits": int64(3), "lut_scale": "channel"}, 3.382, 0.20},
+		{"tiny-llama256-f16.gguf", stage.Params{"scheme": "lut", "lut_bits": int64(2)}, 2.232, 0.385},
+		{"tiny-llama256-f16.gguf", stage.Params{"scheme": "lut", "lut_bits": int64(6), "lut_scale": "channel"}, 6.308, 0.039},
+		{"tiny-llama256-f16.gguf", stage.Params{"scheme": "lut", "lut_bits": int64(8)}, 8.25, 0.018},
 	}
 	for _, tc := range tests {
 		s, f := quantizeModel(t, tc.model, tc.params)
@@ -195,6 +206,11 @@ func TestConfigErrors(t *testing.T) {
 			[]string{`override "output.weight" is not GLOB=CHOICE`, `"int2" is not fp16`, "bad glob"}},
 		{stage.Params{"scheme": "block", "fallback": "block"}, []string{"applies to schemes gguf and auto only"}},
 		{stage.Params{"fallback": "q4_k"}, []string{`fallback "q4_k" is not one of`}},
+		{stage.Params{"scheme": "lut", "lut_bits": int64(5)}, []string{"lut_bits 5 is not 2, 3, 4, 6 or 8: Core ML's constexpr_lut_to_dense (iOS18) has no 5-bit indices"}},
+		{stage.Params{"scheme": "lut", "lut_bits": int64(7)}, []string{"has no 7-bit indices"}},
+		{stage.Params{"scheme": "lut", "lut_bits": int64(16)}, []string{"lut_bits 16 is not 2, 3, 4, 6 or 8"}},
+		{stage.Params{"scheme": "lut4", "lut_bits": int64(3)}, []string{"scheme lut4 is lut with lut_bits 4: for lut_bits 3 use scheme lut"}},
+		{stage.Params{"overrides": []string{"x=lut5"}}, []string{`"lut5" is not fp16`}},
 	} {
 		_, err := ParseConfig(tc.params)
 		for _, w := range tc.want {

@@ -24,8 +24,8 @@ const (
 type Compressed struct {
 	Encoding string // Blockwise, LUT or LUTBlockwise
 	Out, In  int    // logical shape
-	// Blockwise: data Int4, UInt4, Int8 or UInt8; LUT: indices UInt4 or UInt8;
-	// LUTBlockwise: indices UInt1, UInt2, UInt3, UInt4, UInt6 or UInt8.
+	// Blockwise: data Int4, UInt4, Int8 or UInt8; LUT and LUTBlockwise: indices
+	// UInt1, UInt2, UInt3, UInt4, UInt6 or UInt8.
 	DType mil.DType
 	// Data is row-major [Out, In], sub-byte values packed LSB-first as in a MIL blob.
 	Data []byte
@@ -130,8 +130,10 @@ func (w *Compressed) checkSizes(data, scale, offset int, hasOffset bool) error {
 			}
 		}
 	case LUT:
-		if w.DType != mil.UInt4 && w.DType != mil.UInt8 {
-			return fmt.Errorf("lut indices dtype %s (uint4, uint8)", w.DType)
+		switch w.DType {
+		case mil.UInt1, mil.UInt2, mil.UInt3, mil.UInt4, mil.UInt6, mil.UInt8:
+		default:
+			return fmt.Errorf("lut indices dtype %s (uint1, uint2, uint3, uint4, uint6, uint8)", w.DType)
 		}
 		if w.GroupSize < 1 || w.Out%w.GroupSize != 0 {
 			return fmt.Errorf("palette group of %d rows does not divide %d rows", w.GroupSize, w.Out)

@@ -36,7 +36,7 @@ const StoredSource = "source"
 // Encodings of a tensor.
 const (
 	Blockwise = "blockwise" // constexpr_blockwise_shift_scale: scale·(data − offset) per block
-	LUT       = "lut"       // constexpr_lut_to_dense: 16 fp16 values per group of output channels
+	LUT       = "lut"       // constexpr_lut_to_dense: 2^bits fp16 values per group of output channels
 	// LUTBlockwise: constexpr_lut_to_dense of int8 codes feeding constexpr_blockwise_shift_scale's
 	// data: scale·(codes[index] − offset) per block, with 1- to 8-bit indices (lutcodes.go).
 	LUTBlockwise = "lut+blockwise"
@@ -67,7 +67,7 @@ type TensorInfo struct {
 	Name          string  `json:"name"`                 // GGUF tensor name
 	Encoding      string  `json:"encoding"`             // Blockwise, LUT or FP16
 	Shape         []int   `json:"shape"`                // [out, in] (1-D tensors: [n])
-	DType         string  `json:"dtype,omitempty"`      // blockwise: int4|uint4|int8|uint8; lut indices: uint4; lut+blockwise indices: uint1…uint8
+	DType         string  `json:"dtype,omitempty"`      // blockwise: int4|uint4|int8|uint8; lut, lut+blockwise indices: uint1…uint8
 	BlockSize     int     `json:"block_size,omitempty"` // blockwise: along in (= in for per-channel)
 	Offset        string  `json:"offset,omitempty"`     // "" symmetric, else the data dtype or "fp16"
 	GroupSize     int     `json:"group_size,omitempty"` // lut: output channels sharing one palette
@@ -146,15 +146,16 @@ func (ti *TensorInfo) Parts() ([]Part, error) {
 	case LUTBlockwise:
 		return ti.lutBlockwiseParts(out, in)
 	case LUT:
-		if ti.DType != "uint4" {
-			return nil, fmt.Errorf("lut index dtype %q is not uint4", ti.DType)
+		bits := indexBits(ti.DType)
+		if bits == 0 {
+			return nil, fmt.Errorf("lut index dtype %q is not uint1, uint2, uint3, uint4, uint6 or uint8", ti.DType)
 		}
 		if ti.GroupSize <= 0 || out%ti.GroupSize != 0 {
 			return nil, fmt.Errorf("group size %d does not divide out = %d", ti.GroupSize, out)
 		}
 		return []Part{
-			{"data", "U8", []int{packedBytes(out * in)}},
-			{"lut", "F16", []int{out / ti.GroupSize, 1, 16, 1}},
+			{"data", "U8", []int{(out*in*bits + 7) / 8}},
+			{"lut", "F16", []int{out / ti.GroupSize, 1, 1 << bits, 1}},
 		}, nil
 	}
 	return nil, fmt.Errorf("encoding %q has no stored arrays", ti.Encoding)
@@ -457,14 +458,14 @@ type Tensor struct {
 	Info TensorInfo
 	// Data holds the row-major [out, in] elements; 4-bit values are packed LSB-first
 	// (element 2k in the low nibble) as in a MIL int4/uint4 blob. For a LUT tensor it holds
-	// the uint4 palette indices, packed the same way.
+	// the palette indices, Info.DType bits each, packed LSB-first the same way.
 	Data []byte
 	// Scale is fp16 LE, shape [out, in/BlockSize].
 	Scale []byte
 	// Offset is [out, in/BlockSize] in Info.Offset's dtype (4-bit packed like Data); nil
 	// when symmetric.
 	Offset []byte
-	// LUT is fp16 LE with shape [out/GroupSize, 1, 16, 1], the iOS18 per-group palette
+	// LUT is fp16 LE with shape [out/GroupSize, 1, 2^bits, 1], the iOS18 per-group palette
 	// layout of rank K+2.
 	LUT []byte
 }
@@ -485,8 +486,9 @@ func (t *Tensor) Rows(r0, r1 int) (*Tensor, error) {
 		if r0%g != 0 || r1%g != 0 {
 			return nil, fmt.Errorf("qweights: tensor %q: rows [%d, %d) are not multiples of its palette group %d", t.Info.Name, r0, r1, g)
 		}
-		n.Data = slice4(t.Data, r0*in, r1*in)
-		n.LUT = t.LUT[r0/g*32 : r1/g*32]
+		bits := indexBits(t.Info.DType)
+		n.Data = sliceBits(t.Data, r0*in, r1*in, bits)
+		n.LUT = t.LUT[r0/g*2<<bits : r1/g*2<<bits]
 	case LUTBlockwise:
 		bits, nb := indexBits(t.Info.DType), in/t.Info.BlockSize
 		n.Data = sliceBits(t.Data, r0*in, r1*in, bits)
@@ -557,11 +559,11 @@ func (t *Tensor) Dequantize() []float32 {
 	f16 := func(b []byte, i int) float32 { return f16ToF32(binary.LittleEndian.Uint16(b[2*i:])) }
 	switch t.Info.Encoding {
 	case LUT:
-		g := t.Info.GroupSize
+		g, bits := t.Info.GroupSize, indexBits(t.Info.DType)
 		for r := 0; r < out; r++ {
 			for c := 0; c < in; c++ {
-				k := int(nibble(t.Data, r*in+c, false))
-				dst[r*in+c] = f16(t.LUT, (r/g)*16+k)
+				k := unpackIndex(t.Data, r*in+c, bits)
+				dst[r*in+c] = f16(t.LUT, (r/g)<<bits+k)
 			}
 		}
 	case LUTBlockwise:
