@@ -184,6 +184,8 @@ func weightsSummary(scheme string, jobs []*job) string {
 			add(&done, fmt.Sprintf("%s → blockwise %s/%d (re-quantized)", src, ti.DType, ti.BlockSize))
 		case ti.Encoding == LUT:
 			add(&done, fmt.Sprintf("%s → lut %s (re-quantized)", src, ti.DType))
+		case ti.Encoding == LUTBlockwise: // palettes with per-channel scales (lut_scale)
+			add(&done, fmt.Sprintf("%s → lut+blockwise %s (re-quantized)", src, ti.DType))
 		case len(ti.Shape) < 2:
 			add(&kept, src+" 1-D")
 		default:
