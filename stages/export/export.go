@@ -309,7 +309,16 @@ func writePackage(ctx context.Context, f *gguf.File, weights arch.WeightSet, p *
 		release = append(release, r)
 	}
 	return mlpackage.Write(outPath, model, func(w *blob.Writer) error {
-		m, err := p.Build(cancellable{ctx, w, release, new([]byte)})
+		// Weights stream from the mapped GGUF or quantized weights into weight.bin once
+		// each: dropping their pages once written keeps the resident set bounded by the
+		// largest tensors rather than the model, and a transcoded weight's buffer serves
+		// another. Data built in memory is left alone.
+		w.OnWritten = func(data []byte) {
+			for _, r := range release {
+				r.Release(data)
+			}
+		}
+		m, err := p.Build(cancellable{ctx, w})
 		if err != nil {
 			return fmt.Errorf("export: %s: %w", filepath.Base(f.Path), err)
 		}
@@ -345,31 +354,21 @@ func hostItem(f *gguf.File) (mlpackage.Item, error) {
 	return mlpackage.Item{Author: contract.HostAuthor, Name: contract.HostName, Description: contract.HostDescription, Data: buf.Bytes()}, nil
 }
 
-// releaser hands pages of a mapped file back to the kernel once they are written
-// (gguf.File, QuantizedWeights); each ignores bytes that are not in its mapping.
+// releaser takes back what it lent once it is written: pages of a mapped file go back to
+// the kernel (gguf.File, QuantizedWeights), a transcoding buffer to QuantizedWeights; each
+// ignores bytes that are not its own. Release may be called from the blob writer's
+// goroutine.
 type releaser interface{ Release(b []byte) }
 
-// cancellable checks ctx before each weight record it writes and releases the mapped
-// pages of each record once it is written: when the next Add returns (the blob writer
-// writes one record behind).
+// cancellable checks ctx before each weight record it writes.
 type cancellable struct {
-	ctx     context.Context
-	w       mil.BlobWriter
-	release []releaser
-	written *[]byte // the record before this one
+	ctx context.Context
+	w   mil.BlobWriter
 }
 
 func (c cancellable) Add(dtype blob.DataType, data []byte, elemCount int) (uint64, error) {
 	if err := c.ctx.Err(); err != nil {
 		return 0, errors.Join(errors.New("export cancelled"), err)
 	}
-	off, err := c.w.Add(dtype, data, elemCount)
-	// Weights stream from the mapped GGUF or quantized safetensors into weight.bin once
-	// each: dropping their pages once written keeps the resident set bounded by the largest
-	// tensors rather than the model. Data built in memory is left alone.
-	for _, r := range c.release {
-		r.Release(*c.written)
-	}
-	*c.written = data
-	return off, err
+	return c.w.Add(dtype, data, elemCount)
 }

@@ -2,6 +2,8 @@ package export
 
 import (
 	"fmt"
+	"slices"
+	"sync"
 
 	"github.com/lilims/lilims/stages/export/arch"
 	"github.com/lilims/lilims/stages/export/mil"
@@ -14,11 +16,12 @@ import (
 type QuantizedWeights struct {
 	dir string
 	set *qweights.Set
-	// bufs hold the data of the last two transcoded weights (arch.Compressed.Load), each
-	// reused by the second weight after it: the blob writer writes a record while the
-	// next is transcoded (mil.BlobWriter).
-	bufs [2][]byte
-	next int
+	// Transcoded data (arch.Compressed.Load) goes into buffers that are lent to the blob
+	// writer, which writes a weight in the background while the next is transcoded and
+	// hands each buffer back through Release, to serve a later weight.
+	mu   sync.Mutex
+	lent map[*byte][]byte // by first byte: the whole buffer
+	free [][]byte
 }
 
 // OpenWeights opens the quantize stage's output directory.
@@ -35,8 +38,63 @@ func OpenWeightsFor(dir, model string) (*QuantizedWeights, error) {
 	return &QuantizedWeights{dir: dir, set: s}, nil
 }
 
-// Release hands pages of the artifact's mapping back to the kernel once written.
-func (q *QuantizedWeights) Release(b []byte) { q.set.Release(b) }
+// maxFree bounds the transcoding buffers kept for reuse.
+const maxFree = 3
+
+// buffer returns the smallest free transcoding buffer holding n bytes, or nil (RowsInto
+// then allocates one).
+func (q *QuantizedWeights) buffer(n int) []byte {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	best := -1
+	for i, b := range q.free {
+		if cap(b) >= n && (best < 0 || cap(b) < cap(q.free[best])) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return nil
+	}
+	b := q.free[best]
+	q.free = slices.Delete(q.free, best, best+1)
+	return b
+}
+
+// lend records data, transcoded into a buffer, as lent until Release.
+func (q *QuantizedWeights) lend(data []byte) {
+	if cap(data) == 0 {
+		return
+	}
+	full := data[:cap(data)]
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.lent == nil {
+		q.lent = map[*byte][]byte{}
+	}
+	q.lent[&full[0]] = full
+}
+
+// Release takes back b once it is written: a transcoding buffer for a later weight, or
+// pages of the artifact's mapping for the kernel. It may run concurrently with Load.
+func (q *QuantizedWeights) Release(b []byte) {
+	if cap(b) > 0 {
+		q.mu.Lock()
+		full, ok := q.lent[&b[:1][0]]
+		if ok {
+			delete(q.lent, &full[0])
+			q.free = append(q.free, full)
+			if len(q.free) > maxFree { // keep the largest
+				slices.SortFunc(q.free, func(a, b []byte) int { return cap(b) - cap(a) })
+				q.free = q.free[:maxFree]
+			}
+		}
+		q.mu.Unlock()
+		if ok {
+			return
+		}
+	}
+	q.set.Release(b)
+}
 
 // Close releases the artifact; an export using it must have finished.
 func (q *QuantizedWeights) Close() error { return q.set.Close() }
@@ -77,15 +135,15 @@ func (q *QuantizedWeights) Compressed(name string, r0, r1 int) (*arch.Compressed
 	}
 	if q.set.Derived(name) {
 		c.Load = func() (data, scale, offset []byte, err error) {
-			buf := &q.bufs[q.next]
-			t, err := q.set.RowsInto(name, r0, r1, *buf)
+			n, err := q.set.DataBytes(name, r0, r1)
 			if err != nil {
 				return nil, nil, nil, err
 			}
-			if cap(t.Data) > cap(*buf) {
-				*buf = t.Data[:cap(t.Data)]
+			t, err := q.set.RowsInto(name, r0, r1, q.buffer(n))
+			if err != nil {
+				return nil, nil, nil, err
 			}
-			q.next ^= 1
+			q.lend(t.Data)
 			return t.Data, t.Scale, t.Offset, nil
 		}
 	}

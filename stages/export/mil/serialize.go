@@ -26,8 +26,8 @@ const (
 
 // BlobWriter appends one record to weight.bin and returns the offset of its
 // metadata block; *blob.Writer implements it. It may write data after Add
-// returns, until the next Add returns: a weight source may reuse a buffer every
-// second call, not every call.
+// returns (blob.Writer.OnWritten says when it has): a weight source must not
+// reuse the buffer it returned before then.
 type BlobWriter interface {
 	Add(dtype blob.DataType, data []byte, elemCount int) (offset uint64, err error)
 }

@@ -351,6 +351,17 @@ func (s *Set) Derived(name string) bool { _, ok := s.derived[name]; return ok }
 // source pages are released once read).
 func (s *Set) Rows(name string, r0, r1 int) (*Tensor, error) { return s.RowsInto(name, r0, r1, nil) }
 
+// DataBytes is the size of the data array RowsInto makes for rows [r0, r1) of a tensor
+// stored as its source's blocks (to pick a buffer for it).
+func (s *Set) DataBytes(name string, r0, r1 int) (int, error) {
+	ti, ok := s.derived[name]
+	if !ok {
+		return 0, fmt.Errorf("qweights: tensor %q is not transcoded from its source", name)
+	}
+	t, _ := s.source.Tensor(name)
+	return transcodings[t.Type].dataBytes((r1 - r0) * ti.Shape[1]), nil
+}
+
 // RowsInto is Rows that, for a tensor stored as its source's blocks, transcodes the data
 // array into buf when it is large enough (a streaming consumer reuses one buffer).
 func (s *Set) RowsInto(name string, r0, r1 int, buf []byte) (*Tensor, error) {

@@ -626,23 +626,25 @@ func (f *failingFile) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// TestWriteBehind: Add returns before its record is written (the writer writes one
-// record behind), so a failed write is reported by the next Add, or by Close after the
-// last one, and sticks.
+// TestWriteBehind: Add queues a record and returns before it is written; OnWritten gets
+// each record's data once it is in the file, in order; a failed write is reported by a
+// later Add (here the next, as MaxPending 1 makes each Add wait for the record before it)
+// or by Close, and sticks.
 func TestWriteBehind(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
-		adds  int   // records added before the failure shows
-		limit int64 // bytes the file takes
+		adds  int // records added; the first one's payload fails
+		queue int64
 	}{
-		{"next Add", 2, 64 + 64 + 500}, // the first record's payload fails
-		{"Close", 1, 64 + 64 + 500},
+		{"next Add", 2, 1},
+		{"Close", 1, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			w, err := blob.NewWriter(&failingFile{limit: tc.limit})
+			w, err := blob.NewWriter(&failingFile{limit: 64 + 64 + 500})
 			if err != nil {
 				t.Fatal(err)
 			}
+			w.MaxPending = tc.queue
 			var errs []error
 			for range tc.adds {
 				_, err := w.Add(blob.UInt8, make([]byte, 1000), 1000)
@@ -664,4 +666,37 @@ func TestWriteBehind(t *testing.T) {
 			}
 		})
 	}
+	t.Run("OnWritten", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "weight.bin")
+		w, err := blob.Create(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var written [][]byte
+		w.OnWritten = func(b []byte) {
+			if st, err := os.Stat(path); err != nil || st.Size() < int64(64+len(b)) {
+				t.Errorf("OnWritten before the data is in the file (%v)", err)
+			}
+			written = append(written, b)
+		}
+		var added [][]byte
+		for i := range 50 {
+			b := bytes.Repeat([]byte{byte(i)}, 1000+i)
+			added = append(added, b)
+			if _, err := w.Add(blob.UInt8, b, len(b)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := w.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if len(written) != len(added) {
+			t.Fatalf("OnWritten called %d times for %d records", len(written), len(added))
+		}
+		for i := range added {
+			if &written[i][0] != &added[i][0] {
+				t.Fatalf("record %d: OnWritten out of order", i)
+			}
+		}
+	})
 }

@@ -5,24 +5,53 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sync"
 )
 
 // Writer appends blobs to a MILBlob v2 file. The header's blob count is
 // rewritten after every record, as Core ML's own writer does, so the file is
 // well-formed between records.
 //
-// Writes run one record behind: Add returns once the previous record is written
-// and this one is started, so that the caller prepares the next blob (a
-// transcoding, a dequantization) while the kernel copies this one. The data
-// given to Add must therefore stay unchanged until the next Add or Close
-// returns; a failed write is reported by the next Add or by Close.
+// Records are written in the background, in order: Add queues one and returns
+// (waiting only while more than MaxPending bytes are queued), so that the caller
+// prepares the next blobs (a transcoding, a dequantization) while the kernel
+// copies the queued ones. The data given to Add must stay unchanged until it is
+// written: OnWritten is then called with it (from the writing goroutine), and
+// Close returns once every record is written. A failed write is reported by a
+// later Add or by Close.
 type Writer struct {
-	w       io.WriteSeeker
-	file    *os.File // set when the Writer created the file and must close it
+	// OnWritten, when set before the first Add, is called with each record's data
+	// once it is in the file.
+	OnWritten func(data []byte)
+	// MaxPending bounds the bytes queued and not yet written (default
+	// DefaultMaxPending); one record larger than it may still be queued.
+	MaxPending int64
+
+	w     io.WriteSeeker
+	file  *os.File // set when the Writer created the file and must close it
+	count uint32
+	end   uint64 // end of the last payload; the file has no trailing padding
+	err   error  // sticky: after a failed write the file state is unknown
+
+	queue   chan record
+	done    chan struct{} // closed when the writing goroutine has finished
+	mu      sync.Mutex
+	drained *sync.Cond // signalled as records are written
+	pending int64      // bytes queued and not yet written
+	werr    error      // the writing goroutine's first error
+}
+
+// DefaultMaxPending is Writer.MaxPending's default: a few large weights.
+const DefaultMaxPending = 256 << 20
+
+// record is one queued blob: its metadata (with the zero gap before it) at off,
+// then data, then the header's new count.
+type record struct {
+	off     int64
+	meta    []byte
+	data    []byte
+	padBits uint64
 	count   uint32
-	end     uint64     // end of the last payload; the file has no trailing padding
-	err     error      // sticky: after a failed write the file state is unknown
-	pending chan error // the record being written; nil when none is
 }
 
 // NewWriter writes an empty storage header to w, which must be positioned at
@@ -65,7 +94,7 @@ func (w *Writer) header() []byte {
 // block: the value a BlobFileValue.offset must hold. For sub-byte types data
 // holds the packed stream (see PackBits); unused bits of its last byte are
 // written as zero and recorded as padding. data is written after Add returns:
-// it must stay unchanged until the next Add or Close returns.
+// it must stay unchanged until OnWritten is called with it or Close returns.
 func (w *Writer) Add(dtype DataType, data []byte, elemCount int) (offset uint64, err error) {
 	if w.err != nil {
 		return 0, w.err
@@ -97,55 +126,96 @@ func (w *Writer) Add(dtype DataType, data []byte, elemCount int) (offset uint64,
 	binary.LittleEndian.PutUint64(hdr[16:], meta+MetadataSize)
 	binary.LittleEndian.PutUint64(hdr[24:], padBits)
 	// hdr[32:64] are the four reserved u64s, zero.
-	if err := w.wait(); err != nil {
+	if err := w.start(); err != nil {
 		return 0, err
 	}
-	at := w.end
+	w.mu.Lock()
+	for w.pending > w.MaxPending && w.werr == nil {
+		w.drained.Wait()
+	}
+	w.pending += int64(len(data))
+	err = w.werr
+	w.mu.Unlock()
+	if err != nil {
+		w.err = err
+		return 0, err
+	}
 	w.count++
+	w.queue <- record{int64(w.end), rec, data, padBits, w.count}
 	w.end = meta + MetadataSize + uint64(len(data))
-	done := make(chan error, 1)
-	w.pending = done
-	go func(count uint32) { done <- w.record(int64(at), rec, data, padBits, count) }(w.count)
 	return meta, nil
 }
 
-// record writes one record at off: the gap and metadata rec, then the payload,
-// then the header's new blob count. Gap bytes between records are zeros, written
-// explicitly: seeking past the end zero-fills files but not every
+// start starts the writing goroutine at the first Add.
+func (w *Writer) start() error {
+	if w.queue != nil {
+		return nil
+	}
+	if w.MaxPending <= 0 {
+		w.MaxPending = DefaultMaxPending
+	}
+	w.queue, w.done = make(chan record, 1024), make(chan struct{})
+	w.drained = sync.NewCond(&w.mu)
+	go func() {
+		defer close(w.done)
+		var failed error
+		for r := range w.queue {
+			if failed == nil {
+				failed = w.write(r)
+				if failed == nil && w.OnWritten != nil {
+					w.OnWritten(r.data)
+				}
+			}
+			w.mu.Lock()
+			w.pending -= int64(len(r.data))
+			if failed != nil && w.werr == nil {
+				w.werr = failed
+			}
+			w.drained.Broadcast()
+			w.mu.Unlock()
+		}
+	}()
+	return nil
+}
+
+// write puts one record in the file. Gap bytes between records are zeros,
+// written explicitly: seeking past the end zero-fills files but not every
 // io.WriteSeeker. The payload is written from the caller's slice, not copied: a
 // weight may be hundreds of megabytes.
-func (w *Writer) record(off int64, rec, data []byte, padBits uint64, count uint32) error {
-	if err := w.writeAt(off, rec); err != nil {
+func (w *Writer) write(r record) error {
+	if err := w.writeAt(r.off, r.meta); err != nil {
 		return err
 	}
-	payload := data
-	if padBits > 0 {
+	payload := r.data
+	if r.padBits > 0 {
 		// Clear the unused high bits of the last byte so the file does not
 		// depend on whatever the caller left there.
-		payload = data[:len(data)-1]
+		payload = r.data[:len(r.data)-1]
 	}
-	at := off + int64(len(rec))
+	at := r.off + int64(len(r.meta))
 	if err := w.writeAt(at, payload); err != nil {
 		return err
 	}
-	if padBits > 0 {
-		last := []byte{data[len(data)-1] & (byte(1)<<(8-padBits) - 1)}
+	if r.padBits > 0 {
+		last := []byte{r.data[len(r.data)-1] & (byte(1)<<(8-r.padBits) - 1)}
 		if err := w.writeAt(at+int64(len(payload)), last); err != nil {
 			return err
 		}
 	}
 	var n [4]byte
-	binary.LittleEndian.PutUint32(n[:], count)
+	binary.LittleEndian.PutUint32(n[:], r.count)
 	return w.writeAt(0, n[:])
 }
 
-// wait waits for the record being written, if any, and returns the sticky error.
+// wait waits until every queued record is written and returns the sticky error.
 func (w *Writer) wait() error {
-	if w.pending != nil {
-		if err := <-w.pending; err != nil && w.err == nil {
-			w.err = err
+	if w.queue != nil {
+		close(w.queue)
+		<-w.done
+		w.queue = nil
+		if w.werr != nil && w.err == nil {
+			w.err = w.werr
 		}
-		w.pending = nil
 	}
 	return w.err
 }
