@@ -16,7 +16,7 @@ import (
 type QuantizedWeights struct {
 	dir string
 	set *qweights.Set
-	// Transcoded data (arch.Compressed.Load) goes into buffers that are lent to the blob
+	// Transcoded arrays (arch.Compressed.Load) go into buffers that are lent to the blob
 	// writer, which writes a weight in the background while the next is transcoded and
 	// hands each buffer back through Release, to serve a later weight.
 	mu   sync.Mutex
@@ -38,12 +38,13 @@ func OpenWeightsFor(dir, model string) (*QuantizedWeights, error) {
 	return &QuantizedWeights{dir: dir, set: s}, nil
 }
 
-// maxFree bounds the transcoding buffers kept for reuse.
-const maxFree = 3
+// maxFree bounds the bytes of the transcoding buffers kept for reuse: enough for the arrays
+// of the weights a layer repeats, not for one-off giants (embeddings, the output matrix).
+const maxFree = 128 << 20
 
-// buffer returns the smallest free transcoding buffer holding n bytes, or nil (RowsInto
-// then allocates one).
-func (q *QuantizedWeights) buffer(n int) []byte {
+// take is the qweights.Alloc of transcoded weights: the smallest free buffer holding n
+// bytes, else a new one, lent until Release takes it back.
+func (q *QuantizedWeights) take(n int) []byte {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	best := -1
@@ -52,26 +53,20 @@ func (q *QuantizedWeights) buffer(n int) []byte {
 			best = i
 		}
 	}
-	if best < 0 {
-		return nil
+	var b []byte
+	if best >= 0 {
+		b = q.free[best][:n]
+		q.free = slices.Delete(q.free, best, best+1)
+	} else {
+		b = make([]byte, n)
 	}
-	b := q.free[best]
-	q.free = slices.Delete(q.free, best, best+1)
+	if n > 0 {
+		if q.lent == nil {
+			q.lent = map[*byte][]byte{}
+		}
+		q.lent[&b[0]] = b[:cap(b)]
+	}
 	return b
-}
-
-// lend records data, transcoded into a buffer, as lent until Release.
-func (q *QuantizedWeights) lend(data []byte) {
-	if cap(data) == 0 {
-		return
-	}
-	full := data[:cap(data)]
-	q.mu.Lock()
-	defer q.mu.Unlock()
-	if q.lent == nil {
-		q.lent = map[*byte][]byte{}
-	}
-	q.lent[&full[0]] = full
 }
 
 // Release takes back b once it is written: a transcoding buffer for a later weight, or
@@ -83,9 +78,14 @@ func (q *QuantizedWeights) Release(b []byte) {
 		if ok {
 			delete(q.lent, &full[0])
 			q.free = append(q.free, full)
-			if len(q.free) > maxFree { // keep the largest
-				slices.SortFunc(q.free, func(a, b []byte) int { return cap(b) - cap(a) })
-				q.free = q.free[:maxFree]
+			slices.SortFunc(q.free, func(a, b []byte) int { return cap(a) - cap(b) })
+			kept := 0
+			for i, f := range q.free {
+				if kept += cap(f); kept > maxFree { // drop the largest
+					clear(q.free[i:])
+					q.free = q.free[:i]
+					break
+				}
 			}
 		}
 		q.mu.Unlock()
@@ -135,15 +135,10 @@ func (q *QuantizedWeights) Compressed(name string, r0, r1 int) (*arch.Compressed
 	}
 	if q.set.Derived(name) {
 		c.Load = func() (data, scale, offset []byte, err error) {
-			n, err := q.set.DataBytes(name, r0, r1)
+			t, err := q.set.RowsInto(name, r0, r1, q.take)
 			if err != nil {
 				return nil, nil, nil, err
 			}
-			t, err := q.set.RowsInto(name, r0, r1, q.buffer(n))
-			if err != nil {
-				return nil, nil, nil, err
-			}
-			q.lend(t.Data)
 			return t.Data, t.Scale, t.Offset, nil
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"math"
+	"unsafe"
 
 	"github.com/x448/float16"
 
@@ -163,20 +164,20 @@ func toF16(f float32) uint16 { return f16Nearest(float64(f)) }
 // first could round twice. Beyond fp16's range it gives ±Inf; NaN stays NaN.
 func f16Nearest(x float64) uint16 {
 	b := math.Float64bits(x)
-	a := b &^ (1 << 63)
-	if a < 0x3f10000000000000 || a >= 0x40f0000000000000 { // |x| < 2⁻¹⁴ or ≥ 2¹⁶
-		return f16Outside(x)
-	}
 	// Rebias the exponent (1023 → 15) and round away the 42 fraction bits fp16 has not:
 	// adding half an fp16 ulp less one, plus the kept lowest bit, rounds to nearest even,
 	// and a carry out of the fraction raises the exponent (to Inf past 65504).
-	a -= (1023 - 15) << 52
+	a := b&^(1<<63) - (1023-15)<<52
+	if a-1<<52 >= 30<<52 { // fp16 exponent not in 1…30
+		return f16Outside(x)
+	}
 	a += 1<<41 - 1 + a>>42&1
 	return uint16(b>>48)&0x8000 | uint16(a>>42)
 }
 
 // f16Outside is f16Nearest for |x| below fp16's normal range (a multiple of 2⁻²⁴, 1024·2⁻²⁴
 // being the least normal) or from 2¹⁶ on (Inf), and for NaN.
+//go:noinline
 func f16Outside(x float64) uint16 {
 	sign := uint16(math.Float64bits(x)>>48) & 0x8000
 	switch a := math.Abs(x); {
@@ -455,6 +456,27 @@ func (tr Transcoding) pack(dst []byte, e0 int, q []int32) {
 	}
 	if len(q)%2 == 1 {
 		d[len(q)/2] = byte(q[len(q)-1] & 0xF)
+	}
+}
+
+// f16View views b, whose length is even, as the fp16 bit patterns it will hold as
+// little-endian bytes once littleEndian has run on them: the same memory, so that the
+// transcodings write a blob's bytes in place.
+func f16View(b []byte) []uint16 {
+	if len(b) == 0 {
+		return nil
+	}
+	return unsafe.Slice((*uint16)(unsafe.Pointer(&b[0])), len(b)/2)
+}
+
+// littleEndian puts h, written through f16View, in little-endian byte order: nothing to do
+// on a little-endian host (every platform lilims is built for), a swap on a big-endian one.
+func littleEndian(h []uint16) {
+	if binary.NativeEndian.Uint16([]byte{1, 0}) == 1 {
+		return
+	}
+	for i, v := range h {
+		h[i] = v>>8 | v<<8
 	}
 }
 

@@ -351,20 +351,13 @@ func (s *Set) Derived(name string) bool { _, ok := s.derived[name]; return ok }
 // source pages are released once read).
 func (s *Set) Rows(name string, r0, r1 int) (*Tensor, error) { return s.RowsInto(name, r0, r1, nil) }
 
-// DataBytes is the size of the data array RowsInto makes for rows [r0, r1) of a tensor
-// stored as its source's blocks (to pick a buffer for it).
-func (s *Set) DataBytes(name string, r0, r1 int) (int, error) {
-	ti, ok := s.derived[name]
-	if !ok {
-		return 0, fmt.Errorf("qweights: tensor %q is not transcoded from its source", name)
-	}
-	t, _ := s.source.Tensor(name)
-	return transcodings[t.Type].dataBytes((r1 - r0) * ti.Shape[1]), nil
-}
+// An Alloc returns a byte slice of length n whose contents do not matter: RowsInto writes
+// every byte. nil allocates.
+type Alloc func(n int) []byte
 
-// RowsInto is Rows that, for a tensor stored as its source's blocks, transcodes the data
-// array into buf when it is large enough (a streaming consumer reuses one buffer).
-func (s *Set) RowsInto(name string, r0, r1 int, buf []byte) (*Tensor, error) {
+// RowsInto is Rows that, for a tensor stored as its source's blocks, takes the data, scale
+// and offset arrays it transcodes into from alloc (a streaming consumer reuses buffers).
+func (s *Set) RowsInto(name string, r0, r1 int, alloc Alloc) (*Tensor, error) {
 	ti, ok := s.derived[name]
 	if !ok {
 		t, ok := s.tensors[name]
@@ -397,11 +390,8 @@ func (s *Set) RowsInto(name string, r0, r1 int, buf []byte) (*Tensor, error) {
 	info := *ti
 	info.Shape = []int{r1 - r0, in}
 	res := &Tensor{Info: info}
-	dataBuf := func(size int) []byte {
-		if cap(buf) >= size {
-			return buf[:size] // every byte is written below
-		}
-		return make([]byte, size)
+	if alloc == nil {
+		alloc = func(n int) []byte { return make([]byte, n) }
 	}
 	if tr.Encoding == LUTBlockwise {
 		res.LUT = codeBytes(tr.Codes)
@@ -409,12 +399,14 @@ func (s *Set) RowsInto(name string, r0, r1 int, buf []byte) (*Tensor, error) {
 	// Batches of rows, on every core: the int32 levels of a whole embedding would take 4
 	// bytes a weight, and the per-sub-block offsets cost CPU. The common types take their
 	// direct path (no int32 levels); Rows the rest, and names a bad block.
-	scale := make([]uint16, n/tr.Block)
+	res.Scale = alloc(2 * (n / tr.Block))
+	scale := f16View(res.Scale)
 	var off []uint16
 	if tr.Offset != "" {
-		off = make([]uint16, len(scale))
+		res.Offset = alloc(len(res.Scale))
+		off = f16View(res.Offset)
 	}
-	res.Data = dataBuf(tr.dataBytes(n))
+	res.Data = alloc(tr.dataBytes(n))
 	rows, batch := r1-r0, max(1, (1<<16)/in)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -456,10 +448,8 @@ func (s *Set) RowsInto(name string, r0, r1 int, buf []byte) (*Tensor, error) {
 			return nil, fmt.Errorf("qweights: tensor %q (%v): %w", name, t.Type, err)
 		}
 	}
-	res.Scale = halves(scale)
-	if off != nil {
-		res.Offset = halves(off)
-	}
+	littleEndian(scale)
+	littleEndian(off)
 	return res, nil
 }
 

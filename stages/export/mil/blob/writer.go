@@ -41,8 +41,8 @@ type Writer struct {
 	werr    error      // the writing goroutine's first error
 }
 
-// DefaultMaxPending is Writer.MaxPending's default: a few large weights.
-const DefaultMaxPending = 256 << 20
+// DefaultMaxPending is Writer.MaxPending's default: a large weight or two.
+const DefaultMaxPending = 64 << 20
 
 // record is one queued blob: its metadata (with the zero gap before it) at off,
 // then data, then the header's new count.
@@ -204,8 +204,18 @@ func (w *Writer) write(r record) error {
 	}
 	var n [4]byte
 	binary.LittleEndian.PutUint32(n[:], r.count)
-	return w.writeAt(0, n[:])
+	if err := w.writeAt(0, n[:]); err != nil {
+		return err
+	}
+	if w.file != nil && len(r.data) >= writebackMin {
+		startWriteback(w.file, r.off, int64(len(r.meta)+len(r.data)))
+	}
+	return nil
 }
+
+// writebackMin: records from this size on are sent to the disk as soon as they are
+// written (startWriteback); smaller ones go with the next large one or with Close.
+const writebackMin = 1 << 20
 
 // wait waits until every queued record is written and returns the sticky error.
 func (w *Writer) wait() error {
