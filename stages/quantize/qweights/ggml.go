@@ -177,6 +177,7 @@ func f16Nearest(x float64) uint16 {
 
 // f16Outside is f16Nearest for |x| below fp16's normal range (a multiple of 2⁻²⁴, 1024·2⁻²⁴
 // being the least normal) or from 2¹⁶ on (Inf), and for NaN.
+//
 //go:noinline
 func f16Outside(x float64) uint16 {
 	sign := uint16(math.Float64bits(x)>>48) & 0x8000
