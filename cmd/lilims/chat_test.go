@@ -227,3 +227,17 @@ func TestSamplingFlagErrors(t *testing.T) {
 		}
 	}
 }
+
+// TestTempAlias: llama.cpp's --temp is --temperature.
+func TestTempAlias(t *testing.T) {
+	model := filepath.Join(oracle, "models", "stories260K.gguf")
+	cache := t.TempDir()
+	a, _, ca := runCLI(t, "", "run", model, "-p", "Once", "-n", "8", "--temp", "0", "--cache-dir", cache)
+	b, _, cb := runCLI(t, "", "run", model, "-p", "Once", "-n", "8", "--temperature", "0", "--cache-dir", cache)
+	if ca != 0 || cb != 0 || a != b || a == "" {
+		t.Errorf("--temp 0: exit %d %q; --temperature 0: exit %d %q", ca, a, cb, b)
+	}
+	if _, errOut, code := runCLI(t, "", "run", model, "-p", "x", "--temp", "abc", "--cache-dir", cache); code != exitUsage || !strings.Contains(errOut, "not a number") {
+		t.Errorf("--temp abc: exit %d, %q", code, errOut)
+	}
+}

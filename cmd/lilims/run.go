@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 
 	"github.com/lilims/lilims/internal/generate"
 	"github.com/lilims/lilims/pipeline"
@@ -32,15 +33,31 @@ type samplingFlags struct {
 	stops  []string
 }
 
+// flagAliases are llama.cpp's names (llama-cli, llama-server) for sampling flags whose
+// lilims name differs, accepted as they are.
+var flagAliases = map[string]string{"temp": "temperature"}
+
 func (sf *samplingFlags) register(cmd *cobra.Command, stopUsage string) {
 	sf.floats, sf.ints = map[string]*float64{}, map[string]*int64{}
+	cmd.Flags().SetNormalizeFunc(func(_ *pflag.FlagSet, name string) pflag.NormalizedName {
+		if to, ok := flagAliases[name]; ok {
+			name = to
+		}
+		return pflag.NormalizedName(name)
+	})
 	for _, p := range sampler.Parameters() {
 		name := strings.ReplaceAll(p.Key, "_", "-")
+		doc := p.Doc
+		for from, to := range flagAliases {
+			if to == name {
+				doc += " (also --" + from + ")"
+			}
+		}
 		switch p.Kind {
 		case sampler.Float:
-			sf.floats[p.Key] = cmd.Flags().Float64(name, p.Default.(float64), p.Doc)
+			sf.floats[p.Key] = cmd.Flags().Float64(name, p.Default.(float64), doc)
 		case sampler.Int, sampler.Seed:
-			sf.ints[p.Key] = cmd.Flags().Int64(name, p.Default.(int64), p.Doc)
+			sf.ints[p.Key] = cmd.Flags().Int64(name, p.Default.(int64), doc)
 		case sampler.Strings:
 			cmd.Flags().StringArrayVar(&sf.stops, name, nil, stopUsage)
 		}
