@@ -288,6 +288,9 @@ func TestBitsBudgetConfig(t *testing.T) {
 //	lut_bits 6  6.231 bits/weight  +1.05%  → 6.452 −0.27%
 //	lut_bits 8  8.547 bits/weight  +0.30%  → 8.767 −0.31%
 func TestLUTWidthsPerplexity(t *testing.T) {
+	if testing.Short() {
+		t.Skip("quantizes and scores stories260K ten times")
+	}
 	const llamaF32 = 4.2179
 	last := math.Inf(1)
 	for _, bits := range quantize.LUTWidths {
