@@ -339,7 +339,8 @@ func TestCacheKilledRunLeavesNoEntry(t *testing.T) {
 	}
 	cache := openCache(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestCacheKilledRunHelper$")
-	cmd.Env = append(os.Environ(), "LILIMS_TEST_KILL_CACHE="+cache.Dir())
+	// The helper's work directory is ours: killed, it cannot remove its own.
+	cmd.Env = append(os.Environ(), "LILIMS_TEST_KILL_CACHE="+cache.Dir(), "LILIMS_TEST_KILL_WORK="+t.TempDir())
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -382,7 +383,7 @@ func TestCacheKilledRunHelper(t *testing.T) {
 		fmt.Println("writing")
 		select {} // until killed
 	})
-	plan.Build(context.Background(), pipeline.BuildOptions{WorkDir: t.TempDir(), Cache: cache})
+	plan.Build(context.Background(), pipeline.BuildOptions{WorkDir: os.Getenv("LILIMS_TEST_KILL_WORK"), Cache: cache})
 }
 
 // Prune removes unused entries and never one a run is linking out; ls lists what is there.
