@@ -78,41 +78,49 @@ func q4KDirect(raw, dst []byte, scale, off []uint16) bool {
 		for k := range 8 {
 			sc, mn := kScaleMin(k, blk[4:16])
 			s[k], m[k] = d*float32(sc), dmin*float32(mn)
-			S[k] = toF16(s[k])
+			var ok bool // toF16, its common case inlined
+			if S[k], ok = f16Normal(float64(s[k])); !ok {
+				S[k] = f16Outside(float64(s[k]))
+			}
 		}
 		for k := range 8 {
 			if S[k]&0x7fff != 0 && S[k]&0x7c00 != 0x7c00 {
 				o[k] = bestOffset(s[k], float64(m[k])-float64(s[k])*8, S[k], -8, 7)
 			}
 		}
+		var xor, keep [8]uint64 // applied to each sub-block's quants: (q ^ xor) & keep
 		for k := range 8 {
 			i := 8*b + k
-			var xor uint64 // applied to the sub-block's quants
+			keep[k] = ^uint64(0)
 			switch {
 			case S[k]&0x7fff != 0:
 				if S[k]&0x7c00 == 0x7c00 {
 					return false
 				}
-				scale[i], off[i] = S[k], f16Nearest(o[k]) // scaleOffset(s, m − 8s, −8, 7)
-				xor = nibble8
+				O, ok := f16Normal(o[k]) // scaleOffset(s, m − 8s, −8, 7)
+				if !ok {
+					O = f16Outside(o[k])
+				}
+				scale[i], off[i] = S[k], O
+				xor[k] = nibble8
 			case m[k] == 0:
 				scale[i], off[i] = S[k], 0
 			default:
 				scale[i], off[i] = toF16(m[k]), toF16(1)
-				xor = ^uint64(0) // quants cleared below
+				keep[k] = 0 // quants cleared
 			}
 			if off[i]&0x7c00 == 0x7c00 || scale[i]&0x7c00 == 0x7c00 {
 				return false
 			}
-			// Sub-block k holds the low (k even) or high nibbles of qs[32(k/2)…+32].
-			qs, sub := blk[16+32*(k/2):48+32*(k/2)], out[16*k:16*k+16]
-			if xor == ^uint64(0) {
-				clear(sub)
-				continue
-			}
+		}
+		// Sub-blocks 2c and 2c+1 are the low and high nibbles of qs[32c…32c+32].
+		for c := range 4 {
+			qs := (*[32]byte)(blk[16+32*c:])
+			lo, hi := (*[16]byte)(out[32*c:]), (*[16]byte)(out[32*c+16:])
 			for g := range 4 {
-				v := binary.LittleEndian.Uint64(qs[8*g:]) >> (4 * (k % 2))
-				binary.LittleEndian.PutUint32(sub[4*g:], nibblePairs(v&lowNibbles^xor))
+				v := binary.LittleEndian.Uint64(qs[8*g:])
+				binary.LittleEndian.PutUint32(lo[4*g:], nibblePairs((v&lowNibbles^xor[2*c])&keep[2*c]))
+				binary.LittleEndian.PutUint32(hi[4*g:], nibblePairs((v>>4&lowNibbles^xor[2*c+1])&keep[2*c+1]))
 			}
 		}
 	}
@@ -133,7 +141,11 @@ func q6KDirect(raw, dst []byte, scale, _ []uint16) bool {
 		}
 		d := finiteF16(h)
 		for i, sc := range blk[192:208] {
-			S := toF16(d * float32(int8(sc)))
+			x := float64(d * float32(int8(sc)))
+			S, ok := f16Normal(x) // toF16, its common case inlined
+			if !ok {
+				S = f16Outside(x)
+			}
 			if S&0x7c00 == 0x7c00 {
 				return false
 			}

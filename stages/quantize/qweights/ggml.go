@@ -163,16 +163,25 @@ func toF16(f float32) uint16 { return f16Nearest(float64(f)) }
 // float16.Fromfloat32 rounds a float32), straight from float64: rounding through float32
 // first could round twice. Beyond fp16's range it gives ±Inf; NaN stays NaN.
 func f16Nearest(x float64) uint16 {
+	if h, ok := f16Normal(x); ok {
+		return h
+	}
+	return f16Outside(x)
+}
+
+// f16Normal is f16Nearest for x within fp16's normal range, and false outside it: small
+// enough to inline into the transcodings' loops, which call f16Outside themselves.
+func f16Normal(x float64) (uint16, bool) {
 	b := math.Float64bits(x)
 	// Rebias the exponent (1023 → 15) and round away the 42 fraction bits fp16 has not:
 	// adding half an fp16 ulp less one, plus the kept lowest bit, rounds to nearest even,
 	// and a carry out of the fraction raises the exponent (to Inf past 65504).
 	a := b&^(1<<63) - (1023-15)<<52
 	if a-1<<52 >= 30<<52 { // fp16 exponent not in 1…30
-		return f16Outside(x)
+		return 0, false
 	}
 	a += 1<<41 - 1 + a>>42&1
-	return uint16(b>>48)&0x8000 | uint16(a>>42)
+	return uint16(b>>48)&0x8000 | uint16(a>>42), true
 }
 
 // f16Outside is f16Nearest for |x| below fp16's normal range (a multiple of 2⁻²⁴, 1024·2⁻²⁴
