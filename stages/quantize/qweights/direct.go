@@ -151,19 +151,21 @@ func q6KDirect(raw, dst []byte, scale, _ []uint16) bool {
 			}
 			scale[16*b+i] = S
 		}
-		out := dst[192*b : 192*b+192]
+		out := (*[192]byte)(dst[192*b:])
 		for half := range 2 {
-			ql, qh := blk[64*half:64*half+64], blk[128+32*half:160+32*half]
+			ql, qh := (*[64]byte)(blk[64*half:]), (*[32]byte)(blk[128+32*half:])
+			o := (*[96]byte)(out[96*half:])
 			// Elements 128·half + 32j + l, l in 0…31: ql[l + 32(j%2)]'s low (j < 2) or high
-			// nibble, and bits 2j, 2j+1 of qh[l].
-			for j := range 4 {
-				for g := range 4 {
-					lo := binary.LittleEndian.Uint64(ql[32*(j%2)+8*g:]) >> (4 * (j / 2)) & lowNibbles
-					hi := binary.LittleEndian.Uint64(qh[8*g:]) >> (2 * j) & twoBits
-					e := 128*half + 32*j + 8*g
-					p := pack6(lo | hi<<4)
-					binary.LittleEndian.PutUint32(out[e/8*6:], uint32(p))
-					binary.LittleEndian.PutUint16(out[e/8*6+4:], uint16(p>>32))
+			// nibble, and bits 2j, 2j+1 of qh[l]; eight of them (l = 8g…8g+7) fill six bytes.
+			for g := range 4 {
+				l0 := binary.LittleEndian.Uint64(ql[8*g:])
+				l1 := binary.LittleEndian.Uint64(ql[32+8*g:])
+				h := binary.LittleEndian.Uint64(qh[8*g:])
+				for j, l := range [4]uint64{l0 & lowNibbles, l1 & lowNibbles, l0 >> 4 & lowNibbles, l1 >> 4 & lowNibbles} {
+					p := pack6(l | h>>(2*j)&twoBits<<4)
+					at := 24*j + 6*g // (32j + 8g)·6/8
+					binary.LittleEndian.PutUint32(o[at:], uint32(p))
+					binary.LittleEndian.PutUint16(o[at+4:], uint16(p>>32))
 				}
 			}
 		}
