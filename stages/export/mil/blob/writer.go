@@ -20,8 +20,8 @@ import (
 // Close returns once every record is written. A failed write is reported by a
 // later Add or by Close.
 type Writer struct {
-	// OnWritten, when set before the first Add, is called with each record's data
-	// once it is in the file.
+	// OnWritten, when set before the first Add, is called with each added record's
+	// data once it is in the file (not for reserved ones: see Reserve).
 	OnWritten func(data []byte)
 	// MaxPending bounds the bytes queued and not yet written (default
 	// DefaultMaxPending); one record larger than it may still be queued.
@@ -218,6 +218,9 @@ func (w *Writer) write(r record) error {
 	if err := w.writeAt(r.off, r.meta); err != nil {
 		return err
 	}
+	if r.data == nil { // reserved: the payload is in place
+		return w.finish(r)
+	}
 	payload := r.data
 	if r.padBits > 0 {
 		// Clear the unused high bits of the last byte so the file does not
@@ -234,6 +237,12 @@ func (w *Writer) write(r record) error {
 			return err
 		}
 	}
+	return w.finish(r)
+}
+
+// finish writes the header's new count once r is in the file and starts sending a large
+// record to the disk.
+func (w *Writer) finish(r record) error {
 	var n [4]byte
 	binary.LittleEndian.PutUint32(n[:], r.count)
 	if err := w.writeAt(0, n[:]); err != nil {
