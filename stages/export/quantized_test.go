@@ -17,6 +17,7 @@ import (
 	"github.com/lilims/lilims/stages/export/mil"
 	"github.com/lilims/lilims/stages/export/mil/blob"
 	"github.com/lilims/lilims/stages/export/mlpackage"
+	"github.com/lilims/lilims/stages/loader/gguf"
 	"github.com/lilims/lilims/stages/quantize"
 	"github.com/lilims/lilims/stages/quantize/qweights"
 )
@@ -196,21 +197,27 @@ func TestTranscodedWorkers(t *testing.T) {
 			if !big {
 				t.Fatalf("%s: no transcoded weight spans 2 batches", model)
 			}
-			out := filepath.Join(t.TempDir(), "m.mlpackage")
-			if err := Export(context.Background(), f, Options{ContextLength: 64, PrefillChunk: 16, Weights: w}, out); err != nil {
-				t.Fatalf("%s: %v", model, err)
-			}
-			b, err := os.ReadFile(filepath.Join(out, "Data/com.apple.CoreML/weights/weight.bin"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return b
+			return exportWeightBin(t, f, w)
 		}
 		one, four := export(1), export(4)
 		if !bytes.Equal(one, four) {
 			t.Errorf("%s: weight.bin differs with 1 and 4 workers (%d and %d bytes)", model, len(one), len(four))
 		}
 	}
+}
+
+// exportWeightBin exports f with weights w and returns the package's weight.bin.
+func exportWeightBin(t *testing.T, f *gguf.File, w arch.WeightSet) []byte {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "m.mlpackage")
+	if err := Export(context.Background(), f, Options{ContextLength: 64, PrefillChunk: 16, Weights: w}, out); err != nil {
+		t.Fatalf("%s: %v", f.Path, err)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "Data/com.apple.CoreML/weights/weight.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // TestTranscodedInPlace checks that transcoded weights written in place in weight.bin
@@ -234,15 +241,7 @@ func TestTranscodedInPlace(t *testing.T) {
 				t.Fatal(err)
 			}
 			defer w.Close()
-			out := filepath.Join(t.TempDir(), "m.mlpackage")
-			if err := Export(context.Background(), f, Options{ContextLength: 64, PrefillChunk: 16, Weights: w}, out); err != nil {
-				t.Fatalf("%s: %v", model, err)
-			}
-			b, err := os.ReadFile(filepath.Join(out, "Data/com.apple.CoreML/weights/weight.bin"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return b, reserved
+			return exportWeightBin(t, f, w), reserved
 		}
 		added, _ := export(false)
 		inPlace, reserved := export(true)
