@@ -372,3 +372,21 @@ func (c cancellable) Add(dtype blob.DataType, data []byte, elemCount int) (uint6
 	}
 	return c.w.Add(dtype, data, elemCount)
 }
+
+// Reserve passes a reservation through to the blob writer (ErrNoReserve if it has none).
+func (c cancellable) Reserve(dtype blob.DataType, elemCount int) (uint64, []byte, func() error, error) {
+	if err := c.ctx.Err(); err != nil {
+		return 0, nil, nil, errors.Join(errors.New("export cancelled"), err)
+	}
+	r, ok := c.w.(mil.BlobReserver)
+	if !ok {
+		return 0, nil, nil, blob.ErrNoReserve
+	}
+	return reserve(r, dtype, elemCount)
+}
+
+// reserve is how cancellable reserves a record: a seam for tests, which compare the files
+// written with and without reservations.
+var reserve = func(r mil.BlobReserver, dtype blob.DataType, elemCount int) (uint64, []byte, func() error, error) {
+	return r.Reserve(dtype, elemCount)
+}

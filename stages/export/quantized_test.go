@@ -14,8 +14,10 @@ import (
 	"github.com/lilims/lilims/pipeline/stage"
 	"github.com/lilims/lilims/stages/compile"
 	"github.com/lilims/lilims/stages/export/arch"
+	"github.com/lilims/lilims/stages/export/mil"
 	"github.com/lilims/lilims/stages/export/mil/blob"
 	"github.com/lilims/lilims/stages/export/mlpackage"
+	"github.com/lilims/lilims/stages/loader/gguf"
 	"github.com/lilims/lilims/stages/quantize"
 	"github.com/lilims/lilims/stages/quantize/qweights"
 )
@@ -195,19 +197,70 @@ func TestTranscodedWorkers(t *testing.T) {
 			if !big {
 				t.Fatalf("%s: no transcoded weight spans 2 batches", model)
 			}
-			out := filepath.Join(t.TempDir(), "m.mlpackage")
-			if err := Export(context.Background(), f, Options{ContextLength: 64, PrefillChunk: 16, Weights: w}, out); err != nil {
-				t.Fatalf("%s: %v", model, err)
-			}
-			b, err := os.ReadFile(filepath.Join(out, "Data/com.apple.CoreML/weights/weight.bin"))
-			if err != nil {
-				t.Fatal(err)
-			}
-			return b
+			return exportWeightBin(t, f, w)
 		}
 		one, four := export(1), export(4)
 		if !bytes.Equal(one, four) {
 			t.Errorf("%s: weight.bin differs with 1 and 4 workers (%d and %d bytes)", model, len(one), len(four))
+		}
+	}
+}
+
+// exportWeightBin exports f with weights w and returns the package's weight.bin.
+func exportWeightBin(t *testing.T, f *gguf.File, w arch.WeightSet) []byte {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), "m.mlpackage")
+	if err := Export(context.Background(), f, Options{ContextLength: 64, PrefillChunk: 16, Weights: w}, out); err != nil {
+		t.Fatalf("%s: %v", f.Path, err)
+	}
+	b, err := os.ReadFile(filepath.Join(out, "Data/com.apple.CoreML/weights/weight.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestTranscodedInPlace checks that transcoded weights written in place in weight.bin
+// (blob.Writer.Reserve, on Linux) give the file Add gives.
+func TestTranscodedInPlace(t *testing.T) {
+	for _, model := range []string{"tiny-llama256-q4_k_m.gguf", "tiny-llama256-q6_k.gguf"} {
+		f := openModel(t, model)
+		dir := quantizeDir(t, model, map[string]any{"scheme": "gguf"})
+		export := func(inPlace bool) ([]byte, int) {
+			reserved := 0
+			defer func(r func(mil.BlobReserver, blob.DataType, int) (uint64, []byte, func() error, error)) { reserve = r }(reserve)
+			reserve = func(r mil.BlobReserver, dtype blob.DataType, n int) (uint64, []byte, func() error, error) {
+				if !inPlace {
+					return 0, nil, nil, blob.ErrNoReserve
+				}
+				reserved++
+				return r.Reserve(dtype, n)
+			}
+			w, err := OpenWeights(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			return exportWeightBin(t, f, w), reserved
+		}
+		added, _ := export(false)
+		inPlace, reserved := export(true)
+		derived := 0
+		w, err := OpenWeights(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, ti := range w.Manifest().Tensors {
+			if ti.Stored == qweights.StoredSource {
+				derived++
+			}
+		}
+		w.Close()
+		if runtime.GOOS == "linux" && (derived == 0 || reserved != derived) {
+			t.Errorf("%s: %d records reserved, want one per transcoded weight (%d)", model, reserved, derived)
+		}
+		if !bytes.Equal(added, inPlace) {
+			t.Errorf("%s: weight.bin differs written in place and added (%d and %d bytes)", model, len(inPlace), len(added))
 		}
 	}
 }

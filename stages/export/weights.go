@@ -134,8 +134,13 @@ func (q *QuantizedWeights) Compressed(name string, r0, r1 int) (*arch.Compressed
 		GroupSize: info.GroupSize, Palette: t.LUT,
 	}
 	if q.set.Derived(name) {
-		c.Load = func() (data, scale, offset []byte, err error) {
-			t, err := q.set.RowsInto(name, r0, r1, q.take)
+		c.Load = func(dst []byte) (data, scale, offset []byte, err error) {
+			t, err := q.set.RowsInto(name, r0, r1, func(a qweights.Array, n int) []byte {
+				if a == qweights.DataArray && dst != nil && len(dst) == n {
+					return dst // its record in weight.bin
+				}
+				return q.take(n)
+			})
 			if err != nil {
 				return nil, nil, nil, err
 			}

@@ -36,19 +36,25 @@ func (w *WeightProgress) Done() int { return w.done }
 // keeps the first source bound under a name, so counting the first binding of a key matches
 // what is read.
 func (fn *Func) track(key string, src mil.WeightSource) mil.WeightSource {
+	src, _ = fn.tracked(key, src, nil)
+	return src
+}
+
+// tracked is track for a weight whose bytes may also be written in place by fill (nil if
+// not): done when the first of them has run.
+func (fn *Func) tracked(key string, src mil.WeightSource, fill mil.WeightFill) (mil.WeightSource, mil.WeightFill) {
 	w := fn.Progress
 	if w == nil {
-		return src
+		return src, fill
 	}
 	k := progressKey{fn.prog, key}
 	if w.bound[k] {
-		return src
+		return src, fill
 	}
 	w.bound[k] = true
 	w.total++
 	read := false
-	return func() ([]byte, error) {
-		b, err := src()
+	count := func(err error) {
 		if err == nil && !read {
 			// Values stored inline rather than in weight.bin are read once per function
 			// that uses them: count the first.
@@ -58,6 +64,18 @@ func (fn *Func) track(key string, src mil.WeightSource) mil.WeightSource {
 				w.report(w.done, w.total)
 			}
 		}
+	}
+	counted := func() ([]byte, error) {
+		b, err := src()
+		count(err)
 		return b, err
+	}
+	if fill == nil {
+		return counted, nil
+	}
+	return counted, func(dst []byte) error {
+		err := fill(dst)
+		count(err)
+		return err
 	}
 }

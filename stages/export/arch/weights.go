@@ -48,8 +48,10 @@ type Compressed struct {
 	// export writes them, for arrays computed from other bytes (a transcoded GGUF tensor)
 	// rather than mapped: one weight's arrays are in memory at a time. The data it returns
 	// may be reused by the WeightSet's next Load (one buffer for every weight), so it is
-	// written at once or loaded again; scale and offset stay valid.
-	Load func() (data, scale, offset []byte, err error)
+	// written at once or loaded again; scale and offset stay valid. A non-nil dst (the
+	// data's record in weight.bin, of the data's size) is where the data goes: Load then
+	// returns it as data.
+	Load func(dst []byte) (data, scale, offset []byte, err error)
 }
 
 // WeightSet supplies the compressed weights of an export. Tensors it does not hold stay fp16.
@@ -265,9 +267,11 @@ func (fn *Func) constexpr(key string, shape []int, w *Compressed) *mil.Value {
 	case Blockwise, LUTBlockwise:
 		sshape := like(w.Out, w.In/w.BlockSize)
 		data, scale, offset := mil.Bytes(w.Data), mil.Bytes(w.Scale), mil.Bytes(w.Offset)
+		var fill mil.WeightFill
 		if w.Load != nil {
-			data, scale, offset = w.lazy()
+			data, fill, scale, offset = w.lazy()
 		}
+		data, fill = fn.tracked(key, data, fill)
 		var off *mil.WeightTensor
 		if w.Offset != nil || (w.Load != nil && w.OffsetDType != mil.InvalidDType) {
 			off = &mil.WeightTensor{Name: key + "_offset", DType: w.OffsetDType, Shape: sshape, Data: offset}
@@ -278,13 +282,13 @@ func (fn *Func) constexpr(key string, shape []int, w *Compressed) *mil.Value {
 				table.DType, table.Shape = mil.FP16, append(like(w.Out/w.GroupSize, 1), 1<<w.DType.Bits(), 1)
 			}
 			return f.LUTBlockwise(key,
-				mil.WeightTensor{Name: key + "_indices", DType: w.DType, Shape: shape, Data: fn.track(key, data)},
+				mil.WeightTensor{Name: key + "_indices", DType: w.DType, Shape: shape, Data: data, Fill: fill},
 				table,
 				mil.WeightTensor{Name: key + "_scale", DType: mil.FP16, Shape: sshape, Data: scale},
 				off)
 		}
 		return f.BlockwiseShiftScale(key,
-			mil.WeightTensor{Name: key + "_data", DType: w.DType, Shape: shape, Data: fn.track(key, data)},
+			mil.WeightTensor{Name: key + "_data", DType: w.DType, Shape: shape, Data: data, Fill: fill},
 			mil.WeightTensor{Name: key + "_scale", DType: mil.FP16, Shape: sshape, Data: scale},
 			off)
 	default: // LUT, checked
@@ -296,25 +300,35 @@ func (fn *Func) constexpr(key string, shape []int, w *Compressed) *mil.Value {
 	}
 }
 
-// lazy returns the sources of w's arrays for a weight with Load: the first one written
-// calls Load and checks the arrays against w's shape; each source hands its array out and
-// forgets it, so that no array outlives its write (a source asked again loads again). The
-// data, which the next Load may overwrite, is kept only to be handed out at once.
-func (w *Compressed) lazy() (data, scale, offset mil.WeightSource) {
+// lazy returns the sources of w's arrays for a weight with Load, and fill, which writes
+// the data in place: the first one written calls Load and checks the arrays against w's
+// shape; each source hands its array out and forgets it, so that no array outlives its
+// write (a source asked again loads again). The data, which the next Load may overwrite,
+// is kept only to be handed out at once.
+func (w *Compressed) lazy() (data mil.WeightSource, fill mil.WeightFill, scale, offset mil.WeightSource) {
 	var arrays [3][]byte
+	load := func(dst []byte) error {
+		d, s, o, err := w.Load(dst)
+		if err != nil {
+			return err
+		}
+		l := *w
+		l.Load, l.Data, l.Scale, l.Offset = nil, d, s, o
+		if err := l.check(); err != nil {
+			return err
+		}
+		if dst != nil && (len(d) == 0 || &d[0] != &dst[0]) {
+			return fmt.Errorf("data not loaded in place")
+		}
+		arrays = [3][]byte{d, s, o}
+		return nil
+	}
 	part := func(i int) mil.WeightSource {
 		return func() ([]byte, error) {
 			if arrays[i] == nil {
-				d, s, o, err := w.Load()
-				if err != nil {
+				if err := load(nil); err != nil {
 					return nil, err
 				}
-				l := *w
-				l.Load, l.Data, l.Scale, l.Offset = nil, d, s, o
-				if err := l.check(); err != nil {
-					return nil, err
-				}
-				arrays = [3][]byte{d, s, o}
 			}
 			b := arrays[i]
 			arrays[i] = nil
@@ -324,7 +338,12 @@ func (w *Compressed) lazy() (data, scale, offset mil.WeightSource) {
 			return b, nil
 		}
 	}
-	return part(0), part(1), part(2)
+	fill = func(dst []byte) error {
+		err := load(dst)
+		arrays[0] = nil // written
+		return err
+	}
+	return part(0), fill, part(1), part(2)
 }
 
 // fp16Source reads rows [r0, r1) of tensor t (for a 1-D tensor: its elements) lazily as

@@ -11,6 +11,11 @@ import (
 // weight.bin, so a large model is streamed tensor by tensor.
 type WeightSource func() ([]byte, error)
 
+// A WeightFill writes a weight's bytes (those its WeightSource returns) into dst, which
+// has exactly their length and holds nothing in particular. Build calls it instead of the
+// source when its blob writer hands out the weight's record in place (a BlobReserver).
+type WeightFill func(dst []byte) error
+
 // Bytes is a WeightSource for data already in memory.
 func Bytes(b []byte) WeightSource { return func() ([]byte, error) { return b, nil } }
 
@@ -30,7 +35,8 @@ type weight struct {
 	name string
 	typ  TensorType
 	src  WeightSource
-	c    *Constant // for builder-made constants instead of src
+	fill WeightFill // nil, or src's bytes written in place
+	c    *Constant  // for builder-made constants instead of src
 	// filled by Build
 	written bool
 	offset  uint64
@@ -497,7 +503,7 @@ func (f *Function) Weight(name string, d DType, shape []int, src WeightSource) *
 		}
 		return v
 	}
-	w, err := f.p.weight(name, Tensor(d, shape...), src)
+	w, err := f.p.weight(name, Tensor(d, shape...), src, nil)
 	if err != nil {
 		f.fail(fmt.Errorf("mil: function %s: %w", f.name, err))
 		return nil
@@ -511,7 +517,7 @@ func (f *Function) Weight(name string, d DType, shape []int, src WeightSource) *
 }
 
 // weight registers (or finds) a program-wide weight.
-func (p *Program) weight(name string, t TensorType, src WeightSource) (*weight, error) {
+func (p *Program) weight(name string, t TensorType, src WeightSource, fill WeightFill) (*weight, error) {
 	if w, ok := p.weights[name]; ok {
 		if !w.typ.Equal(t) {
 			return nil, fmt.Errorf("weight %s declared as %s and as %s", name, w.typ, t)
@@ -527,7 +533,7 @@ func (p *Program) weight(name string, t TensorType, src WeightSource) (*weight, 
 	if src == nil {
 		return nil, fmt.Errorf("weight %s: nil source", name)
 	}
-	w := &weight{name: name, typ: t, src: src}
+	w := &weight{name: name, typ: t, src: src, fill: fill}
 	p.weights[name] = w
 	return w, nil
 }
@@ -539,6 +545,7 @@ type WeightTensor struct {
 	DType DType
 	Shape []int
 	Data  WeightSource
+	Fill  WeightFill // optional: Data's bytes written in place
 }
 
 // BlockwiseShiftScale adds constexpr_blockwise_shift_scale (iOS18):
@@ -614,7 +621,7 @@ func (f *Function) constexpr(opType, name string, params map[string]WeightTensor
 		if !ok {
 			continue
 		}
-		w, err := f.p.weight(t.Name, Tensor(t.DType, t.Shape...), t.Data)
+		w, err := f.p.weight(t.Name, Tensor(t.DType, t.Shape...), t.Data, t.Fill)
 		if err != nil {
 			f.fail(&OpError{Function: f.name, Op: name, Type: opType, Err: inErr(in, "%v", err)})
 			return nil

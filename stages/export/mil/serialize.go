@@ -2,6 +2,7 @@ package mil
 
 import (
 	"crypto/sha256"
+	"errors"
 	"fmt"
 
 	"github.com/lilims/lilims/stages/export/mil/blob"
@@ -30,6 +31,14 @@ const (
 // reuse the buffer it returned before then.
 type BlobWriter interface {
 	Add(dtype blob.DataType, data []byte, elemCount int) (offset uint64, err error)
+}
+
+// A BlobReserver is a BlobWriter that can also hand out a record's payload for a weight's
+// WeightFill to write in place (blob.Writer.Reserve); an error wrapping blob.ErrNoReserve
+// means the record must go through Add.
+type BlobReserver interface {
+	BlobWriter
+	Reserve(dtype blob.DataType, elemCount int) (offset uint64, payload []byte, commit func() error, err error)
 }
 
 // blobbable are the dtypes coremltools stores in weight.bin at spec ≥ 9
@@ -168,6 +177,16 @@ func (s *serializer) value(w *weight) (*milpb.Value, error) {
 	if w.c == nil && w.written {
 		return blobValue(w.typ, w.offset), nil
 	}
+	if r, ok := s.w.(BlobReserver); ok && w.fill != nil && toBlob {
+		off, err := reserve(r, w, n)
+		if err == nil {
+			w.written, w.offset = true, off
+			return blobValue(w.typ, off), nil
+		}
+		if !errors.Is(err, blob.ErrNoReserve) {
+			return nil, fmt.Errorf("weight %s: %w", w.name, err)
+		}
+	}
 	var raw []byte
 	var err error
 	if w.c != nil {
@@ -212,6 +231,26 @@ func (s *serializer) value(w *weight) (*milpb.Value, error) {
 		w.written, w.offset = true, off
 	}
 	return blobValue(w.typ, off), nil
+}
+
+// reserve writes weight w of n elements through its fill into a record r hands out.
+func reserve(r BlobReserver, w *weight, n int) (uint64, error) {
+	bt, err := blob.FromMIL(milpb.DataType(w.typ.DType))
+	if err != nil {
+		return 0, err
+	}
+	off, payload, commit, err := r.Reserve(bt, n)
+	if err != nil {
+		return 0, err
+	}
+	if len(payload) != w.typ.DType.ByteSize(n) {
+		// Never: both sizes are ceil(n·bits/8).
+		return 0, fmt.Errorf("record of %d bytes, %s needs %d", len(payload), w.typ, w.typ.DType.ByteSize(n))
+	}
+	if err := w.fill(payload); err != nil {
+		return 0, err
+	}
+	return off, commit()
 }
 
 func blobValue(t TensorType, off uint64) *milpb.Value {

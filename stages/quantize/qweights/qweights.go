@@ -351,9 +351,19 @@ func (s *Set) Derived(name string) bool { _, ok := s.derived[name]; return ok }
 // source pages are released once read).
 func (s *Set) Rows(name string, r0, r1 int) (*Tensor, error) { return s.RowsInto(name, r0, r1, nil) }
 
-// An Alloc returns a byte slice of length n whose contents do not matter: RowsInto writes
-// every byte. nil allocates.
-type Alloc func(n int) []byte
+// An Alloc returns a byte slice of length n for array a whose contents do not matter:
+// RowsInto writes every byte. nil allocates.
+type Alloc func(a Array, n int) []byte
+
+// Array names the array of a Tensor an Alloc is asked for.
+type Array int
+
+// The arrays of a Tensor.
+const (
+	DataArray Array = iota
+	ScaleArray
+	OffsetArray
+)
 
 // RowsInto is Rows that, for a tensor stored as its source's blocks, takes the data, scale
 // and offset arrays it transcodes into from alloc (a streaming consumer reuses buffers).
@@ -391,7 +401,7 @@ func (s *Set) RowsInto(name string, r0, r1 int, alloc Alloc) (*Tensor, error) {
 	info.Shape = []int{r1 - r0, in}
 	res := &Tensor{Info: info}
 	if alloc == nil {
-		alloc = func(n int) []byte { return make([]byte, n) }
+		alloc = func(_ Array, n int) []byte { return make([]byte, n) }
 	}
 	if tr.Encoding == LUTBlockwise {
 		res.LUT = codeBytes(tr.Codes)
@@ -399,14 +409,14 @@ func (s *Set) RowsInto(name string, r0, r1 int, alloc Alloc) (*Tensor, error) {
 	// Batches of rows, on every core: the int32 levels of a whole embedding would take 4
 	// bytes a weight, and the per-sub-block offsets cost CPU. The common types take their
 	// direct path (no int32 levels); Rows the rest, and names a bad block.
-	res.Scale = alloc(2 * (n / tr.Block))
+	res.Scale = alloc(ScaleArray, 2*(n/tr.Block))
 	scale := f16View(res.Scale)
 	var off []uint16
 	if tr.Offset != "" {
-		res.Offset = alloc(len(res.Scale))
+		res.Offset = alloc(OffsetArray, len(res.Scale))
 		off = f16View(res.Offset)
 	}
-	res.Data = alloc(tr.dataBytes(n))
+	res.Data = alloc(DataArray, tr.dataBytes(n))
 	rows, batch := r1-r0, max(1, (1<<16)/in)
 	var next atomic.Int64
 	var wg sync.WaitGroup

@@ -20,8 +20,8 @@ import (
 // Close returns once every record is written. A failed write is reported by a
 // later Add or by Close.
 type Writer struct {
-	// OnWritten, when set before the first Add, is called with each record's data
-	// once it is in the file.
+	// OnWritten, when set before the first Add, is called with each added record's
+	// data once it is in the file (not for reserved ones: see Reserve).
 	OnWritten func(data []byte)
 	// MaxPending bounds the bytes queued and not yet written (default
 	// DefaultMaxPending); one record larger than it may still be queued.
@@ -30,8 +30,9 @@ type Writer struct {
 	w     io.WriteSeeker
 	file  *os.File // set when the Writer created the file and must close it
 	count uint32
-	end   uint64 // end of the last payload; the file has no trailing padding
-	err   error  // sticky: after a failed write the file state is unknown
+	end   uint64       // end of the last payload; the file has no trailing padding
+	err   error        // sticky: after a failed write the file state is unknown
+	open  *reservation // the blob Reserve handed out and not yet committed
 
 	queue   chan record
 	done    chan struct{} // closed when the writing goroutine has finished
@@ -45,13 +46,21 @@ type Writer struct {
 const DefaultMaxPending = 64 << 20
 
 // record is one queued blob: its metadata (with the zero gap before it) at off,
-// then data, then the header's new count.
+// then data, then the header's new count. A reserved blob's payload, mapped bytes
+// after the metadata, is already in the file: data is then nil.
 type record struct {
 	off     int64
 	meta    []byte
 	data    []byte
 	padBits uint64
+	mapped  int64
 	count   uint32
+}
+
+// reservation is a blob whose payload Reserve mapped for its caller to fill.
+type reservation struct {
+	offset uint64       // of its metadata
+	unmap  func() error // releases the mapping
 }
 
 // NewWriter writes an empty storage header to w, which must be positioned at
@@ -96,36 +105,57 @@ func (w *Writer) header() []byte {
 // written as zero and recorded as padding. data is written after Add returns:
 // it must stay unchanged until OnWritten is called with it or Close returns.
 func (w *Writer) Add(dtype DataType, data []byte, elemCount int) (offset uint64, err error) {
+	head, padBits, err := w.place("add", dtype, len(data), elemCount)
+	if err != nil {
+		return 0, err
+	}
+	return w.enqueue(record{meta: head, data: data, padBits: padBits})
+}
+
+// place checks a blob of elemCount elements of type dtype whose payload has size bytes
+// and lays its record out after the last one: it returns the record's bytes before the
+// payload (the zero gap to the 64-byte boundary, then the metadata block) and the padding
+// bits of the payload's last byte.
+func (w *Writer) place(op string, dtype DataType, size, elemCount int) (head []byte, padBits uint64, err error) {
 	if w.err != nil {
-		return 0, w.err
+		return nil, 0, w.err
+	}
+	if w.open != nil {
+		return nil, 0, fmt.Errorf("blob: %s: the blob reserved at offset %d is not committed", op, w.open.offset)
 	}
 	bits := dtype.Bits()
 	if bits == 0 {
-		return 0, fmt.Errorf("blob: add: unknown data type %v", dtype)
+		return nil, 0, fmt.Errorf("blob: %s: unknown data type %v", op, dtype)
 	}
 	if elemCount < 0 {
-		return 0, fmt.Errorf("blob: add %v: negative element count %d", dtype, elemCount)
+		return nil, 0, fmt.Errorf("blob: %s %v: negative element count %d", op, dtype, elemCount)
 	}
-	if want := dtype.PayloadSize(elemCount); len(data) != want {
-		return 0, fmt.Errorf("blob: add %v: %d elements need %d bytes, got %d", dtype, elemCount, want, len(data))
+	if want := dtype.PayloadSize(elemCount); size != want {
+		return nil, 0, fmt.Errorf("blob: %s %v: %d elements need %d bytes, got %d", op, dtype, elemCount, want, size)
 	}
 	if w.count == ^uint32(0) {
-		return 0, fmt.Errorf("blob: add: file already holds %d blobs", w.count)
+		return nil, 0, fmt.Errorf("blob: %s: file already holds %d blobs", op, w.count)
 	}
 
 	// Metadata starts at the next 64-byte boundary after the previous
 	// payload; the payload follows it directly and is thus aligned too.
 	meta := alignUp(w.end)
-	padBits := uint64(len(data)*8 - elemCount*bits) // < 8 by the size check
+	padBits = uint64(size*8 - elemCount*bits) // < 8 by the size check
 
-	rec := make([]byte, meta-w.end+MetadataSize)
-	hdr := rec[meta-w.end:] // gap bytes before it are zeros
+	head = make([]byte, meta-w.end+MetadataSize)
+	hdr := head[meta-w.end:] // gap bytes before it are zeros
 	binary.LittleEndian.PutUint32(hdr[0:], Sentinel)
 	binary.LittleEndian.PutUint32(hdr[4:], uint32(dtype))
-	binary.LittleEndian.PutUint64(hdr[8:], uint64(len(data)))
+	binary.LittleEndian.PutUint64(hdr[8:], uint64(size))
 	binary.LittleEndian.PutUint64(hdr[16:], meta+MetadataSize)
 	binary.LittleEndian.PutUint64(hdr[24:], padBits)
 	// hdr[32:64] are the four reserved u64s, zero.
+	return head, padBits, nil
+}
+
+// enqueue queues r (its meta, data, padBits and mapped set) as the next record, waiting
+// while more than MaxPending bytes are queued, and returns the offset of its metadata.
+func (w *Writer) enqueue(r record) (offset uint64, err error) {
 	if err := w.start(); err != nil {
 		return 0, err
 	}
@@ -133,7 +163,7 @@ func (w *Writer) Add(dtype DataType, data []byte, elemCount int) (offset uint64,
 	for w.pending > w.MaxPending && w.werr == nil {
 		w.drained.Wait()
 	}
-	w.pending += int64(len(data))
+	w.pending += int64(len(r.data))
 	err = w.werr
 	w.mu.Unlock()
 	if err != nil {
@@ -141,9 +171,11 @@ func (w *Writer) Add(dtype DataType, data []byte, elemCount int) (offset uint64,
 		return 0, err
 	}
 	w.count++
-	w.queue <- record{int64(w.end), rec, data, padBits, w.count}
-	w.end = meta + MetadataSize + uint64(len(data))
-	return meta, nil
+	r.off, r.count = int64(w.end), w.count
+	offset = w.end + uint64(len(r.meta)) - MetadataSize
+	w.end = offset + MetadataSize + uint64(len(r.data)) + uint64(r.mapped)
+	w.queue <- r
+	return offset, nil
 }
 
 // start starts the writing goroutine at the first Add.
@@ -162,7 +194,7 @@ func (w *Writer) start() error {
 		for r := range w.queue {
 			if failed == nil {
 				failed = w.write(r)
-				if failed == nil && w.OnWritten != nil {
+				if failed == nil && w.OnWritten != nil && r.data != nil {
 					w.OnWritten(r.data)
 				}
 			}
@@ -186,6 +218,9 @@ func (w *Writer) write(r record) error {
 	if err := w.writeAt(r.off, r.meta); err != nil {
 		return err
 	}
+	if r.data == nil { // reserved: the payload is in place
+		return w.finish(r)
+	}
 	payload := r.data
 	if r.padBits > 0 {
 		// Clear the unused high bits of the last byte so the file does not
@@ -202,13 +237,19 @@ func (w *Writer) write(r record) error {
 			return err
 		}
 	}
+	return w.finish(r)
+}
+
+// finish writes the header's new count once r is in the file and starts sending a large
+// record to the disk.
+func (w *Writer) finish(r record) error {
 	var n [4]byte
 	binary.LittleEndian.PutUint32(n[:], r.count)
 	if err := w.writeAt(0, n[:]); err != nil {
 		return err
 	}
-	if w.file != nil && len(r.data) >= writebackMin {
-		startWriteback(w.file, r.off, int64(len(r.meta)+len(r.data)))
+	if n := int64(len(r.data)) + r.mapped; w.file != nil && n >= writebackMin {
+		startWriteback(w.file, r.off, int64(len(r.meta))+n)
 	}
 	return nil
 }
@@ -236,6 +277,13 @@ func (w *Writer) Count() int { return int(w.count) }
 // Close finishes the file. For a Writer made by Create it syncs and closes
 // the file; for one made by NewWriter it only reports any earlier error.
 func (w *Writer) Close() error {
+	if r := w.open; r != nil {
+		r.unmap()
+		w.open = nil
+		if w.err == nil {
+			w.err = fmt.Errorf("blob: the blob reserved at offset %d was never committed", r.offset)
+		}
+	}
 	err := w.wait()
 	if w.file != nil {
 		if err == nil {
