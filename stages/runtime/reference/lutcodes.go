@@ -16,8 +16,9 @@ var lutIndexBits = map[milpb.DataType]int{
 // do not take: indices of 1, 2, 3 or 6 bits, or an int8/uint8 table — integer codes, the
 // data of a constexpr_blockwise_shift_scale that applies block-wise scales and offsets
 // (docs/quantization.md, "lut+blockwise"). The output is the dense table values as
-// int8/uint8 codes (or float32 values of a float table), computed once at Open, which the
-// blockwise op consuming them reads as it reads stored int8 data. done is false for the forms compileLUT handles itself.
+// int8/uint8 codes, computed once at Open, which the blockwise op consuming them reads as it
+// reads stored int8 data; a float table with such indices is a palettized weight
+// (defineLUT). done is false for the forms compileLUT handles itself.
 func compileLUTCodes(o *opCtx) (done bool, err error) {
 	ia, la := o.op.GetInputs()["indices"], o.op.GetInputs()["lut"]
 	if len(ia.GetArguments()) != 1 || len(la.GetArguments()) != 1 || ia.GetArguments()[0].GetValue() == nil {
@@ -70,28 +71,24 @@ func compileLUTCodes(o *opCtx) (done bool, err error) {
 		}
 	}
 	idx := blob.UnpackBits(bits, packed, n)
-	// An integer table gives an int8/uint8 tensor, which the blockwise op reads as it reads
-	// stored int8 data (one byte a weight); a float table gives float32 values.
-	t := &Tensor{DType: Float32, Shape: shape}
-	switch lut.DType {
-	case Int8, Uint8:
-		t.DType, t.raw = lut.DType, make([]byte, n)
-	default:
-		t.f32 = make([]float32, n)
+	if !intTable {
+		// A float table is a palettized weight: its indices, one byte each, and the tables
+		// (a dense float32 weight would take four bytes a weight).
+		return true, defineLUT(o, &Tensor{DType: Uint8, Shape: shape, raw: idx}, lut, 1<<bits)
 	}
+	// An integer table gives an int8/uint8 tensor, which the blockwise op reads as it reads
+	// stored int8 data (one byte a weight).
+	t := &Tensor{DType: lut.DType, Shape: shape, raw: make([]byte, n)}
 	pos := make([]int, k)
 	for i, q := range idx {
 		g := 0 // the table of element i: its group index along every axis
 		for d := range k {
 			g = g*lut.Shape[d] + pos[d]/(shape[d]/lut.Shape[d])
 		}
-		if v := lut.Float64At(g<<bits + int(q)); t.raw != nil {
-			t.raw[i] = byte(int8(v))
-			if lut.DType == Uint8 {
-				t.raw[i] = byte(v)
-			}
-		} else {
-			t.f32[i] = float32(v)
+		v := lut.Float64At(g<<bits + int(q))
+		t.raw[i] = byte(int8(v))
+		if lut.DType == Uint8 {
+			t.raw[i] = byte(v)
 		}
 		for d := k - 1; d >= 0; d-- {
 			if pos[d]++; pos[d] < shape[d] {

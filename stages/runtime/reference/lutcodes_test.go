@@ -85,3 +85,54 @@ func TestLUTBlockwiseChain(t *testing.T) {
 		t.Errorf("short indices: error %v", err)
 	}
 }
+
+// A float palette with 3-bit indices, one table per row, feeds linear directly: y is the
+// palette values' dot product with x (the indices stay one byte a weight, not a dense
+// float32 matrix).
+func TestLUTNarrowPalette(t *testing.T) {
+	const out, in = 2, 8
+	idx := []uint8{0, 1, 2, 3, 4, 5, 6, 7, 7, 6, 5, 4, 3, 2, 1, 0}
+	pal := []float32{-1, -0.5, -0.25, 0, 0.25, 0.5, 1, 2, 3, 2.5, 2, 1.5, 1, 0.5, 0, -0.5}
+	x := []float32{1, 2, 3, 4, 5, 6, 7, 8}
+	bind := func(v *milpb.Value) *milpb.Argument {
+		return &milpb.Argument{Arguments: []*milpb.Argument_Binding{{Binding: &milpb.Argument_Binding_Value{Value: v}}}}
+	}
+	name := func(n string) *milpb.Argument {
+		return &milpb.Argument{Arguments: []*milpb.Argument_Binding{{Binding: &milpb.Argument_Binding_Name{Name: n}}}}
+	}
+	lut := &milpb.Operation{Type: "constexpr_lut_to_dense",
+		Inputs: map[string]*milpb.Argument{
+			"indices": bind(immediate(ttype(milpb.DataType_UINT3, out, in), &milpb.TensorValue{Value: &milpb.TensorValue_Bytes{Bytes: &milpb.TensorValue_RepeatedBytes{Values: blob.PackBits(3, idx)}}})),
+			"lut":     bind(floatsShaped([]int{out, 1, 8, 1}, pal...)),
+		},
+		Outputs:    []*milpb.NamedValueType{{Name: "w", Type: ttype(milpb.DataType_FLOAT32, out, in)}},
+		Attributes: map[string]*milpb.Value{"name": str("w")}}
+	lin := &milpb.Operation{Type: "linear",
+		Inputs:     map[string]*milpb.Argument{"x": name("x"), "weight": name("w")},
+		Outputs:    []*milpb.NamedValueType{{Name: "y", Type: ttype(milpb.DataType_FLOAT32, 1, out)}},
+		Attributes: map[string]*milpb.Value{"name": str("y")}}
+	fn := &milpb.Function{Opset: "CoreML8",
+		Inputs:               []*milpb.NamedValueType{{Name: "x", Type: ttype(milpb.DataType_FLOAT32, 1, in)}},
+		BlockSpecializations: map[string]*milpb.Block{"CoreML8": {Outputs: []string{"y"}, Operations: []*milpb.Operation{lut, lin}}}}
+	spec := &milpb.Model{SpecificationVersion: 9, Type: &milpb.Model_MlProgram{MlProgram: &milpb.Program{Version: 1, Functions: map[string]*milpb.Function{"main": fn}}}}
+	m, err := openSpec(spec, nil, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	xt, _ := FromFloat32(Float32, []int{1, in}, x)
+	res, err := m.Predict("", map[string]*Tensor{"x": xt}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := res["y"].Float32s()
+	for r := range out {
+		var want float32
+		for c := range in {
+			want += x[c] * pal[8*r+int(idx[r*in+c])]
+		}
+		if got[r] != want {
+			t.Errorf("y[%d] = %g, want %g", r, got[r], want)
+		}
+	}
+}

@@ -449,6 +449,16 @@ func compileLUT(o *opCtx) error {
 	if idx.DType != Uint4 && idx.DType != Uint8 {
 		return o.errf("indices dtype %v is not supported (uint4, uint8)", idx.DType)
 	}
+	pal := 16
+	if idx.DType == Uint8 {
+		pal = 256
+	}
+	return defineLUT(o, idx, lut, pal)
+}
+
+// defineLUT defines the weight W[r,c] = lut[r/rg, c/cg, idx[r,c]] of pal-entry tables:
+// idx uint4, or uint8 holding indices of pal entries (unpacked from 1, 2, 3 or 6 bits).
+func defineLUT(o *opCtx, idx, lut *Tensor, pal int) error {
 	k := len(idx.Shape)
 	if len(lut.Shape) != k+2 || lut.Shape[k+1] != 1 {
 		return o.errf("lut shape %v: want rank %d with VECTOR_SIZE 1 (vector LUTs are not supported)", lut.Shape, k+2)
@@ -461,13 +471,8 @@ func compileLUT(o *opCtx) error {
 			return o.errf("lut grouped along axis %d is not supported", d)
 		}
 	}
-	pal := lut.Shape[k]
-	maxIdx := 16
-	if idx.DType == Uint8 {
-		maxIdx = 256
-	}
-	if pal != maxIdx {
-		return o.errf("lut has %d entries, indices of %v need %d", pal, idx.DType, maxIdx)
+	if lut.Shape[k] != pal {
+		return o.errf("lut has %d entries, the indices need %d", lut.Shape[k], pal)
 	}
 	rows := idx.Shape[0]
 	cols := idx.Len() / max(rows, 1)
