@@ -83,7 +83,7 @@ func weightBytes(f *gguf.File, layers int, w arch.WeightSet) (perLayer []int64, 
 				return 0, fmt.Errorf("export: %s: %w", t.Name, err)
 			}
 			if ok {
-				return int64(len(c.Data) + len(c.Scale) + len(c.Offset) + len(c.Palette)), nil
+				return c.Bytes(), nil
 			}
 		}
 		return 2 * t.Elements(), nil

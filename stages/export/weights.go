@@ -131,10 +131,11 @@ func (q *QuantizedWeights) Compressed(name string, r0, r1 int) (*arch.Compressed
 	c := &arch.Compressed{
 		Out: info.Shape[0], In: info.Shape[1], DType: dt, Data: t.Data,
 		BlockSize: info.BlockSize, Scale: t.Scale, Offset: t.Offset,
+		ScaleGroup: info.ScaleGroup, ScaleFactor: t.ScaleFactor,
 		GroupSize: info.GroupSize, Palette: t.LUT,
 	}
 	if q.set.Derived(name) {
-		c.Load = func(dst []byte) (data, scale, offset []byte, err error) {
+		c.Load = func(dst []byte) (arch.Arrays, error) {
 			t, err := q.set.RowsInto(name, r0, r1, func(a qweights.Array, n int) []byte {
 				if a == qweights.DataArray && dst != nil && len(dst) == n {
 					return dst // its record in weight.bin
@@ -142,9 +143,9 @@ func (q *QuantizedWeights) Compressed(name string, r0, r1 int) (*arch.Compressed
 				return q.take(n)
 			})
 			if err != nil {
-				return nil, nil, nil, err
+				return arch.Arrays{}, err
 			}
-			return t.Data, t.Scale, t.Offset, nil
+			return arch.Arrays{Data: t.Data, Scale: t.Scale, ScaleFactor: t.ScaleFactor, Offset: t.Offset}, nil
 		}
 	}
 	switch info.Encoding {

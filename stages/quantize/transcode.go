@@ -22,6 +22,7 @@ func (c *Config) ggufChoice(j *job) (choice string, done bool, err error) {
 		// qweights, so the weights are written once, into the package.
 		j.trans = true
 		j.info.Encoding, j.info.DType, j.info.Offset, j.info.BlockSize = tr.Encoding, tr.DType, tr.Offset, tr.Block
+		j.info.ScaleGroup = tr.ScaleGroup(t.Type)
 		j.info.SourceType, j.info.Bound, j.info.Stored = t.Type.String(), tr.Bound, qweights.StoredSource
 		j.info.Note = t.Type.String() + " transcoded"
 		return "", true, nil

@@ -125,15 +125,17 @@ func TestTranscodedPackages(t *testing.T) {
 
 // TestTranscodeGGUFBytes: a transcoded tensor takes the GGUF's bytes plus what Core ML's
 // form adds — an fp16 scale (and offset) per ggml sub-block where ggml packs 6-bit
-// sub-block scales, 6-bit indices for 5-bit quants (the lut op has no 5-bit index), and
-// for lut+blockwise one int8 code table per tensor — exactly as docs/quantization.md's
-// table states.
+// scales and mins (Q2_K, Q4_K, Q5_K), int8 scale codes where ggml stores int8 or 6-bit
+// symmetric ones (Q3_K, Q6_K: factored scales, the same bytes but for Q3_K's two bits),
+// 6-bit indices for 5-bit quants (the lut op has no 5-bit index), and for lut+blockwise
+// one int8 code table per tensor — exactly as docs/quantization.md's table states.
 func TestTranscodeGGUFBytes(t *testing.T) {
-	// Stored bits per weight: data + 16/block (scale) + 16/block (fp16 offset).
+	// Stored bits per weight: data + 16/block (scale) + 16/block (fp16 offset); factored:
+	// 8/block (code) + 16/256 (the super-block's d).
 	want := map[string]float64{
 		"Q4_0": 4 + 16.0/32, "Q4_1": 4 + 32.0/32, "Q5_0": 6 + 16.0/32, "Q5_1": 6 + 32.0/32, "Q8_0": 8 + 16.0/32,
-		"Q2_K": 2 + 32.0/16, "Q3_K": 3 + 16.0/16, "Q4_K": 4 + 32.0/32, "Q5_K": 6 + 32.0/32, "Q6_K": 6 + 16.0/16,
-		"IQ4_NL": 4 + 16.0/32,
+		"Q2_K": 2 + 32.0/16, "Q3_K": 3 + 8.0/16 + 16.0/256, "Q4_K": 4 + 32.0/32, "Q5_K": 6 + 32.0/32,
+		"Q6_K": 6 + 8.0/16 + 16.0/256, "IQ4_NL": 4 + 16.0/32,
 	}
 	// The lut+blockwise types' int8 code table: 2^bits bytes per tensor.
 	table := map[string]float64{"Q5_0": 64, "Q5_1": 64, "Q2_K": 4, "Q3_K": 8, "Q5_K": 64, "Q6_K": 64, "IQ4_NL": 16}

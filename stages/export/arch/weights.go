@@ -36,6 +36,13 @@ type Compressed struct {
 	Scale       []byte
 	Offset      []byte
 	OffsetDType mil.DType
+	// ScaleGroup > 0 (LUTBlockwise): the scales are factored (a ggml K-quant's): Scale holds int8 codes
+	// [Out, In/BlockSize] and ScaleFactor the fp16 factor of each ScaleGroup of them along
+	// In, [Out, In/BlockSize/ScaleGroup]; a constexpr_blockwise_shift_scale of the codes
+	// makes the fp16 scales (coremltools' iOS18 compression.py materializes a scale made
+	// by a constexpr op).
+	ScaleGroup  int
+	ScaleFactor []byte
 
 	// LUT: Palette is fp16 [Out/GroupSize, 1, 2^bits, 1]: one palette per GroupSize rows.
 	// LUTBlockwise: Palette is the int8 codes [2^bits], one table for the tensor, or with
@@ -51,8 +58,12 @@ type Compressed struct {
 	// written at once or loaded again; scale and offset stay valid. A non-nil dst (the
 	// data's record in weight.bin, of the data's size) is where the data goes: Load then
 	// returns it as data.
-	Load func(dst []byte) (data, scale, offset []byte, err error)
+	Load func(dst []byte) (Arrays, error)
 }
+
+// Arrays are the arrays Compressed.Load makes: Data, Scale, ScaleFactor (factored scales
+// only) and Offset (nil when symmetric).
+type Arrays struct{ Data, Scale, ScaleFactor, Offset []byte }
 
 // WeightSet supplies the compressed weights of an export. Tensors it does not hold stay fp16.
 type WeightSet interface {
@@ -78,13 +89,33 @@ func (w *Compressed) check() error {
 		if w.OffsetDType != mil.InvalidDType {
 			offset = w.OffsetDType.ByteSize(n)
 		}
-		return w.checkSizes(w.DType.ByteSize(w.Out*w.In), 2*n, offset, w.OffsetDType != mil.InvalidDType)
+		scale, factor := 2*n, 0
+		if w.ScaleGroup > 0 {
+			scale, factor = n, 2*(n/w.ScaleGroup)
+		}
+		return w.checkSizes(w.DType.ByteSize(w.Out*w.In), scale, factor, offset, w.OffsetDType != mil.InvalidDType)
 	}
-	return w.checkSizes(len(w.Data), len(w.Scale), len(w.Offset), w.Offset != nil)
+	return w.checkSizes(len(w.Data), len(w.Scale), len(w.ScaleFactor), len(w.Offset), w.Offset != nil)
+}
+
+// Bytes is what w's arrays take in weight.bin, known before they are loaded.
+func (w *Compressed) Bytes() int64 {
+	if w.Load == nil {
+		return int64(len(w.Data) + len(w.Scale) + len(w.ScaleFactor) + len(w.Offset) + len(w.Palette))
+	}
+	n := w.Out * (w.In / max(1, w.BlockSize))
+	b := w.DType.ByteSize(w.Out*w.In) + 2*n + len(w.Palette)
+	if w.ScaleGroup > 0 {
+		b += n/w.ScaleGroup*2 - n
+	}
+	if w.OffsetDType != mil.InvalidDType {
+		b += w.OffsetDType.ByteSize(n)
+	}
+	return int64(b)
 }
 
 // checkSizes is check for arrays of the given byte lengths (offset: whether there is one).
-func (w *Compressed) checkSizes(data, scale, offset int, hasOffset bool) error {
+func (w *Compressed) checkSizes(data, scale, factor, offset int, hasOffset bool) error {
 	if want := w.DType.ByteSize(w.Out * w.In); data != want {
 		return fmt.Errorf("%s data of %d bytes, shape [%d %d] needs %d", w.DType, data, w.Out, w.In, want)
 	}
@@ -120,7 +151,17 @@ func (w *Compressed) checkSizes(data, scale, offset int, hasOffset bool) error {
 			return fmt.Errorf("block size %d does not divide the input dimension %d", w.BlockSize, w.In)
 		}
 		n := w.Out * (w.In / w.BlockSize)
-		if scale != 2*n {
+		switch g := w.ScaleGroup; {
+		case g > 0 && w.Encoding != LUTBlockwise:
+			return fmt.Errorf("factored scales (scale group %d) with encoding %q (lut+blockwise only)", g, w.Encoding)
+		case g > 0:
+			if w.In/w.BlockSize%g != 0 {
+				return fmt.Errorf("scale group %d does not divide the %d scales of a row", g, w.In/w.BlockSize)
+			}
+			if scale != n || factor != 2*(n/g) {
+				return fmt.Errorf("factored scales of %d and %d bytes, want %d int8 codes and %d fp16 factors", scale, factor, n, n/g)
+			}
+		case scale != 2*n:
 			return fmt.Errorf("scale of %d bytes, want %d fp16 values", scale, n)
 		}
 		if hasOffset {
@@ -266,31 +307,32 @@ func (fn *Func) constexpr(key string, shape []int, w *Compressed) *mil.Value {
 	switch w.Encoding {
 	case Blockwise, LUTBlockwise:
 		sshape := like(w.Out, w.In/w.BlockSize)
-		data, scale, offset := mil.Bytes(w.Data), mil.Bytes(w.Scale), mil.Bytes(w.Offset)
+		data, scale, factor, offset := mil.Bytes(w.Data), mil.Bytes(w.Scale), mil.Bytes(w.ScaleFactor), mil.Bytes(w.Offset)
 		var fill mil.WeightFill
 		if w.Load != nil {
-			data, fill, scale, offset = w.lazy()
+			data, fill, scale, factor, offset = w.lazy()
 		}
 		data, fill = fn.tracked(key, data, fill)
 		var off *mil.WeightTensor
 		if w.Offset != nil || (w.Load != nil && w.OffsetDType != mil.InvalidDType) {
 			off = &mil.WeightTensor{Name: key + "_offset", DType: w.OffsetDType, Shape: sshape, Data: offset}
 		}
+		scales := mil.WeightTensor{Name: key + "_scale", DType: mil.FP16, Shape: sshape, Data: scale}
 		if w.Encoding == LUTBlockwise {
 			table := mil.WeightTensor{Name: key + "_table", DType: mil.Int8, Shape: append(like(1, 1), len(w.Palette), 1), Data: mil.Bytes(w.Palette)}
 			if w.GroupSize > 0 {
 				table.DType, table.Shape = mil.FP16, append(like(w.Out/w.GroupSize, 1), 1<<w.DType.Bits(), 1)
 			}
-			return f.LUTBlockwise(key,
-				mil.WeightTensor{Name: key + "_indices", DType: w.DType, Shape: shape, Data: data, Fill: fill},
-				table,
-				mil.WeightTensor{Name: key + "_scale", DType: mil.FP16, Shape: sshape, Data: scale},
-				off)
+			indices := mil.WeightTensor{Name: key + "_indices", DType: w.DType, Shape: shape, Data: data, Fill: fill}
+			if w.ScaleGroup > 0 {
+				scales.DType = mil.Int8
+				return f.LUTBlockwiseFactored(key, indices, table, scales, mil.WeightTensor{Name: key + "_scale_factor",
+					DType: mil.FP16, Shape: like(w.Out, w.In/w.BlockSize/w.ScaleGroup), Data: factor}, off)
+			}
+			return f.LUTBlockwise(key, indices, table, scales, off)
 		}
 		return f.BlockwiseShiftScale(key,
-			mil.WeightTensor{Name: key + "_data", DType: w.DType, Shape: shape, Data: data, Fill: fill},
-			mil.WeightTensor{Name: key + "_scale", DType: mil.FP16, Shape: sshape, Data: scale},
-			off)
+			mil.WeightTensor{Name: key + "_data", DType: w.DType, Shape: shape, Data: data, Fill: fill}, scales, off)
 	default: // LUT, checked
 		lshape := append(like(w.Out/w.GroupSize, 1), 1<<w.DType.Bits(), 1)
 		return f.LUTToDense(key,
@@ -305,22 +347,22 @@ func (fn *Func) constexpr(key string, shape []int, w *Compressed) *mil.Value {
 // shape; each source hands its array out and forgets it, so that no array outlives its
 // write (a source asked again loads again). The data, which the next Load may overwrite,
 // is kept only to be handed out at once.
-func (w *Compressed) lazy() (data mil.WeightSource, fill mil.WeightFill, scale, offset mil.WeightSource) {
-	var arrays [3][]byte
+func (w *Compressed) lazy() (data mil.WeightSource, fill mil.WeightFill, scale, factor, offset mil.WeightSource) {
+	var arrays [4][]byte
 	load := func(dst []byte) error {
-		d, s, o, err := w.Load(dst)
+		a, err := w.Load(dst)
 		if err != nil {
 			return err
 		}
 		l := *w
-		l.Load, l.Data, l.Scale, l.Offset = nil, d, s, o
+		l.Load, l.Data, l.Scale, l.ScaleFactor, l.Offset = nil, a.Data, a.Scale, a.ScaleFactor, a.Offset
 		if err := l.check(); err != nil {
 			return err
 		}
-		if dst != nil && (len(d) == 0 || &d[0] != &dst[0]) {
+		if dst != nil && (len(a.Data) == 0 || &a.Data[0] != &dst[0]) {
 			return fmt.Errorf("data not loaded in place")
 		}
-		arrays = [3][]byte{d, s, o}
+		arrays = [4][]byte{a.Data, a.Scale, a.ScaleFactor, a.Offset}
 		return nil
 	}
 	part := func(i int) mil.WeightSource {
@@ -343,7 +385,7 @@ func (w *Compressed) lazy() (data mil.WeightSource, fill mil.WeightFill, scale, 
 		arrays[0] = nil // written
 		return err
 	}
-	return part(0), fill, part(1), part(2)
+	return part(0), fill, part(1), part(2), part(3)
 }
 
 // fp16Source reads rows [r0, r1) of tensor t (for a 1-D tensor: its elements) lazily as

@@ -43,6 +43,10 @@ type Transcoding struct {
 	unpack func(b []byte, q []int32, s, m []float32)
 	qmax   int32 // asymmetric types: quants lie in [0, qmax]
 	halves []int // byte offsets of the block's fp16 fields (d, dmin or m)
+	// factor, for the symmetric K-quants, reads a block's sub-block scales as the integer
+	// codes ggml stores (into codes, one int8 per sub-block) and returns the fp16 bits of
+	// the factor they multiply, the block's d: the factored scales (TensorInfo.ScaleGroup).
+	factor func(b []byte, codes []byte) (d uint16)
 }
 
 // Bounds of the transcodings, as the manifest states them (TensorInfo.Bound).
@@ -57,18 +61,18 @@ const (
 // Types not listed (the IQ1–IQ3 grids, TQ*, MXFP4, Q8_1, Q8_K) have no such form: their
 // codebooks are vectors of 4–8 values or their quants are not integers times a scale.
 var transcodings = map[ggml.Type]Transcoding{
-	ggml.Q4_0:   {Blockwise, "int4", "", 32, nil, BoundExact, unpackQ4_0, 0, []int{0}},
-	ggml.Q4_1:   {Blockwise, "int4", "fp16", 32, nil, BoundOffset, unpackQ4_1, 15, []int{0, 2}},
-	ggml.Q5_0:   {LUTBlockwise, "uint6", "", 32, codeRange(-16, 64), BoundExact, unpackQ5_0, 0, []int{0}},
-	ggml.Q5_1:   {LUTBlockwise, "uint6", "fp16", 32, codeRange(-16, 64), BoundOffset, unpackQ5_1, 31, []int{0, 2}},
-	ggml.Q8_0:   {Blockwise, "int8", "", 32, nil, BoundExact, unpackQ8_0, 0, []int{0}},
-	ggml.Q2_K:   {LUTBlockwise, "uint2", "fp16", 16, codeRange(-2, 4), BoundScaleMin, unpackQ2_K, 3, []int{80, 82}},
-	ggml.Q3_K:   {LUTBlockwise, "uint3", "", 16, codeRange(-4, 8), BoundScale, unpackQ3_K, 0, []int{108}},
-	ggml.Q4_K:   {Blockwise, "int4", "fp16", 32, nil, BoundScaleMin, unpackQ4_K, 15, []int{0, 2}},
-	ggml.Q5_K:   {LUTBlockwise, "uint6", "fp16", 32, codeRange(-16, 64), BoundScaleMin, unpackQ5_K, 31, []int{0, 2}},
-	ggml.Q6_K:   {LUTBlockwise, "uint6", "", 16, codeRange(-32, 64), BoundScale, unpackQ6_K, 0, []int{208}},
-	ggml.IQ4_NL: {LUTBlockwise, "uint4", "", 32, iq4nlValues[:], BoundExact, unpackIQ4_NL, 0, []int{0}},
-	ggml.IQ4_XS: {LUTBlockwise, "uint4", "", 32, iq4nlValues[:], BoundScale, unpackIQ4_XS, 0, []int{0}},
+	ggml.Q4_0:   {Blockwise, "int4", "", 32, nil, BoundExact, unpackQ4_0, 0, []int{0}, nil},
+	ggml.Q4_1:   {Blockwise, "int4", "fp16", 32, nil, BoundOffset, unpackQ4_1, 15, []int{0, 2}, nil},
+	ggml.Q5_0:   {LUTBlockwise, "uint6", "", 32, codeRange(-16, 64), BoundExact, unpackQ5_0, 0, []int{0}, nil},
+	ggml.Q5_1:   {LUTBlockwise, "uint6", "fp16", 32, codeRange(-16, 64), BoundOffset, unpackQ5_1, 31, []int{0, 2}, nil},
+	ggml.Q8_0:   {Blockwise, "int8", "", 32, nil, BoundExact, unpackQ8_0, 0, []int{0}, nil},
+	ggml.Q2_K:   {LUTBlockwise, "uint2", "fp16", 16, codeRange(-2, 4), BoundScaleMin, unpackQ2_K, 3, []int{80, 82}, nil},
+	ggml.Q3_K:   {LUTBlockwise, "uint3", "", 16, codeRange(-4, 8), BoundScale, unpackQ3_K, 0, []int{108}, factorQ3_K},
+	ggml.Q4_K:   {Blockwise, "int4", "fp16", 32, nil, BoundScaleMin, unpackQ4_K, 15, []int{0, 2}, nil},
+	ggml.Q5_K:   {LUTBlockwise, "uint6", "fp16", 32, codeRange(-16, 64), BoundScaleMin, unpackQ5_K, 31, []int{0, 2}, nil},
+	ggml.Q6_K:   {LUTBlockwise, "uint6", "", 16, codeRange(-32, 64), BoundScale, unpackQ6_K, 0, []int{208}, factorQ6_K},
+	ggml.IQ4_NL: {LUTBlockwise, "uint4", "", 32, iq4nlValues[:], BoundExact, unpackIQ4_NL, 0, []int{0}, nil},
+	ggml.IQ4_XS: {LUTBlockwise, "uint4", "", 32, iq4nlValues[:], BoundScale, unpackIQ4_XS, 0, []int{0}, factorIQ4_XS},
 }
 
 // TranscodingOf returns how ggml type t reads as blockwise arrays; false: it has no such form.
@@ -386,6 +390,52 @@ func unpackIQ4_XS(b []byte, q []int32, s, m []float32) {
 			q[32*k+i], q[32*k+16+i] = iq4nlValues[v&0xF], iq4nlValues[v>>4]
 		}
 	}
+}
+
+// ScaleGroup is the number of sub-block scales that share one factor when the type's
+// scales are stored factored (its sub-blocks per ggml block), 0 when they are fp16.
+func (tr Transcoding) ScaleGroup(t ggml.Type) int {
+	if tr.factor == nil {
+		return 0
+	}
+	return t.BlockElems() / tr.Block
+}
+
+// factors writes the factored scales of whole blocks raw of type t: each sub-block's
+// integer scale code into codes and each block's d into d. The scales Rows computes are
+// fp16(d·code), which is what constexpr_blockwise_shift_scale makes of them.
+func (tr Transcoding) factors(t ggml.Type, raw, codes []byte, d []uint16) {
+	bb, nsub := t.BlockBytes(), t.BlockElems()/tr.Block
+	for b := range len(raw) / bb {
+		d[b] = tr.factor(raw[b*bb:(b+1)*bb], codes[b*nsub:(b+1)*nsub])
+	}
+}
+
+// factorQ6_K: the int8 scales[16] at 192 and d at 208 (unpackQ6_K).
+func factorQ6_K(b, codes []byte) uint16 {
+	copy(codes, b[192:208])
+	return binary.LittleEndian.Uint16(b[208:])
+}
+
+// factorQ3_K: the 16 six-bit scales biased by 32 and d at 108 (unpackQ3_K).
+func factorQ3_K(b, codes []byte) uint16 {
+	sc := b[96:108]
+	for i := range 16 {
+		low4 := sc[i%8] >> (4 * (i / 8)) & 0xF
+		high2 := sc[8+i%4] >> (2 * (i / 4)) & 3
+		codes[i] = byte(int8(low4|high2<<4) - 32)
+	}
+	return binary.LittleEndian.Uint16(b[108:])
+}
+
+// factorIQ4_XS: the eight six-bit scales ls − 32 and d at 0 (unpackIQ4_XS).
+func factorIQ4_XS(b, codes []byte) uint16 {
+	sh := binary.LittleEndian.Uint16(b[2:])
+	for k := range 8 {
+		ls := int32(b[4+k/2]>>(4*(k%2))&0xF) | int32(sh>>(2*k)&3)<<4
+		codes[k] = byte(int8(ls - 32))
+	}
+	return binary.LittleEndian.Uint16(b)
 }
 
 // scaleOffset picks the fp16 scale S and offset O of a sub-block whose ggml values are

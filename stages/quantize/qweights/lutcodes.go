@@ -121,6 +121,12 @@ func (ti *TensorInfo) lutBlockwiseParts(out, in int) ([]Part, error) {
 		lut,
 		{"scale", "F16", []int{out, nb}},
 	}
+	if g := ti.ScaleGroup; g > 0 {
+		if nb%g != 0 {
+			return nil, fmt.Errorf("scale group %d does not divide the %d scales of a row", g, nb)
+		}
+		ps = append(ps[:2], Part{"scale", "I8", []int{out, nb}}, Part{"scale_factor", "F16", []int{out, nb / g}})
+	}
 	switch ti.Offset {
 	case "":
 	case "fp16":

@@ -147,3 +147,65 @@ func TestTranscodingsRandomBlocks(t *testing.T) {
 		})
 	}
 }
+
+// TestFactoredScales: for the types whose scales are stored factored (TensorInfo.ScaleGroup),
+// fp16(d·code) of each sub-block — what the constexpr op that makes the scales computes —
+// is the fp16 scale Rows gives it, on random blocks (zero, subnormal and overflowing d
+// included: a block Rows refuses is skipped), and the manifest's parts store one int8 code
+// per sub-block and one fp16 factor per ggml block.
+func TestFactoredScales(t *testing.T) {
+	factored := 0
+	for typ, tr := range transcodings {
+		g := tr.ScaleGroup(typ)
+		if g == 0 {
+			continue
+		}
+		factored++
+		t.Run(typ.String(), func(t *testing.T) {
+			if g != typ.BlockElems()/tr.Block || tr.Offset != "" {
+				t.Fatalf("scale group %d, offset %q", g, tr.Offset)
+			}
+			be, bb := typ.BlockElems(), typ.BlockBytes()
+			raw := randomBlocks(typ, 2000, uint64(typ))
+			r := rand.New(rand.NewPCG(3, uint64(typ)))
+			special := []uint16{0, 0x8000, 0x0001, 0x03ff, 0x3c00, 0x7bff, 0x5800}
+			checked := 0
+			for b := 0; b < len(raw); b += bb {
+				blk := raw[b : b+bb]
+				if r.IntN(3) == 0 {
+					binary.LittleEndian.PutUint16(blk[tr.halves[0]:], special[r.IntN(len(special))])
+				}
+				q := make([]int32, be)
+				scale := make([]uint16, be/tr.Block)
+				if err := tr.Rows(typ, blk, be, q, scale, nil); err != nil {
+					continue
+				}
+				codes, d := make([]byte, be/tr.Block), make([]uint16, 1)
+				tr.factors(typ, blk, codes, d)
+				for k, c := range codes {
+					if got := toF16(f16ToF32(d[0]) * float32(int8(c))); got != scale[k] {
+						t.Fatalf("block % x sub-block %d: fp16(d·code) = %#04x, Rows' scale %#04x", blk, k, got, scale[k])
+					}
+				}
+				checked++
+			}
+			if checked < 1000 {
+				t.Errorf("%d blocks checked", checked)
+			}
+			ti := TensorInfo{Encoding: tr.Encoding, Shape: []int{4, 2 * be}, DType: tr.DType, BlockSize: tr.Block, ScaleGroup: g}
+			ps, err := ti.Parts()
+			if err != nil {
+				t.Fatal(err)
+			}
+			nb := 2 * be / tr.Block
+			if want := []Part{{"scale", "I8", []int{4, nb}}, {"scale_factor", "F16", []int{4, nb / g}}}; !slices.EqualFunc(ps[2:], want, func(a, b Part) bool {
+				return a.Key == b.Key && a.DType == b.DType && slices.Equal(a.Shape, b.Shape)
+			}) {
+				t.Errorf("parts %+v, want %+v after data and table", ps, want)
+			}
+		})
+	}
+	if factored != 3 {
+		t.Errorf("%d types with factored scales, want 3 (Q3_K, Q6_K, IQ4_XS)", factored)
+	}
+}

@@ -79,6 +79,12 @@ type TensorInfo struct {
 	SourceType string  `json:"source_type,omitempty"`
 	Bound      string  `json:"bound,omitempty"`
 	MaxAbsErr  float64 `json:"max_abs_err,omitempty"`
+	// ScaleGroup > 0: the scales are stored factored, as the sub-block scale codes of a
+	// ggml K-quant (int8, one per block) times one fp16 factor, its super-block's d, per
+	// ScaleGroup of them along in: a constexpr_blockwise_shift_scale of the codes feeds
+	// the scale of the weight's own (coremltools' iOS18 compression.py materializes a
+	// scale made by a constexpr op), so the scales cost ggml's bytes, not 16 bits each.
+	ScaleGroup int `json:"scale_group,omitempty"`
 	// Stored is where the arrays are: "" in WeightsFile, StoredSource as the tensor's
 	// ggml blocks in the source GGUF, which the reader transcodes when the arrays are
 	// wanted (Transcoding): conversion then writes the weights once, into the package.
@@ -265,6 +271,8 @@ func (s *Set) load(ti TensorInfo) (*Tensor, error) {
 			t.Data = b
 		case "scale":
 			t.Scale = b
+		case "scale_factor":
+			t.ScaleFactor = b
 		case "offset":
 			t.Offset = b
 		case "lut":
@@ -363,6 +371,7 @@ const (
 	DataArray Array = iota
 	ScaleArray
 	OffsetArray
+	ScaleFactorArray
 )
 
 // RowsInto is Rows that, for a tensor stored as its source's blocks, takes the data, scale
@@ -409,11 +418,21 @@ func (s *Set) RowsInto(name string, r0, r1 int, alloc Alloc) (*Tensor, error) {
 	// Batches of rows, on every core: the int32 levels of a whole embedding would take 4
 	// bytes a weight, and the per-sub-block offsets cost CPU. The common types take their
 	// direct path (no int32 levels); Rows the rest, and names a bad block.
-	res.Scale = alloc(ScaleArray, 2*(n/tr.Block))
-	scale := f16View(res.Scale)
+	// Factored scales (ti.ScaleGroup): Scale holds the codes and ScaleFactor the factors;
+	// the fp16 scales the transcoding computes (and checks) go to a scratch array.
+	g := ti.ScaleGroup
+	var scale []uint16
+	if g > 0 {
+		res.Scale = alloc(ScaleArray, n/tr.Block)
+		res.ScaleFactor = alloc(ScaleFactorArray, 2*(n/tr.Block/g))
+		scale = make([]uint16, n/tr.Block)
+	} else {
+		res.Scale = alloc(ScaleArray, 2*(n/tr.Block))
+		scale = f16View(res.Scale)
+	}
 	var off []uint16
 	if tr.Offset != "" {
-		res.Offset = alloc(OffsetArray, len(res.Scale))
+		res.Offset = alloc(OffsetArray, 2*(n/tr.Block))
 		off = f16View(res.Offset)
 	}
 	res.Data = alloc(DataArray, tr.dataBytes(n))
@@ -435,6 +454,9 @@ func (s *Set) RowsInto(name string, r0, r1 int, alloc Alloc) (*Tensor, error) {
 					o = off[e0/tr.Block : e1/tr.Block]
 				}
 				braw, bscale := raw[int64(b0)*rb:int64(b1)*rb], scale[e0/tr.Block:e1/tr.Block]
+				if g > 0 {
+					tr.factors(t.Type, braw, res.Scale[e0/tr.Block:e1/tr.Block], f16View(res.ScaleFactor)[e0/tr.Block/g:e1/tr.Block/g])
+				}
 				if fast != nil && fast(braw, res.Data[tr.dataBytes(e0):tr.dataBytes(e1)], bscale, o) {
 					continue
 				}
@@ -458,7 +480,11 @@ func (s *Set) RowsInto(name string, r0, r1 int, alloc Alloc) (*Tensor, error) {
 			return nil, fmt.Errorf("qweights: tensor %q (%v): %w", name, t.Type, err)
 		}
 	}
-	littleEndian(scale)
+	if g > 0 {
+		littleEndian(f16View(res.ScaleFactor))
+	} else {
+		littleEndian(scale)
+	}
 	littleEndian(off)
 	return res, nil
 }
@@ -471,8 +497,11 @@ type Tensor struct {
 	// (element 2k in the low nibble) as in a MIL int4/uint4 blob. For a LUT tensor it holds
 	// the palette indices, Info.DType bits each, packed LSB-first the same way.
 	Data []byte
-	// Scale is fp16 LE, shape [out, in/BlockSize].
-	Scale []byte
+	// Scale is fp16 LE, shape [out, in/BlockSize]; with Info.ScaleGroup, int8 scale codes
+	// of that shape, and ScaleFactor the fp16 LE factor of each ScaleGroup codes, shape
+	// [out, in/BlockSize/ScaleGroup]: scale = fp16(factor·code).
+	Scale       []byte
+	ScaleFactor []byte
 	// Offset is [out, in/BlockSize] in Info.Offset's dtype (4-bit packed like Data); nil
 	// when symmetric.
 	Offset []byte
@@ -511,6 +540,9 @@ func (t *Tensor) Rows(r0, r1 int) (*Tensor, error) {
 			n.LUT = t.LUT[r0/g*2<<bits : r1/g*2<<bits]
 		}
 		n.Scale = t.Scale[r0*nb*2 : r1*nb*2]
+		if g := t.Info.ScaleGroup; g > 0 {
+			n.Scale, n.ScaleFactor = t.Scale[r0*nb:r1*nb], t.ScaleFactor[r0*nb/g*2:r1*nb/g*2]
+		}
 		if t.Offset != nil {
 			n.Offset = t.Offset[r0*nb*2 : r1*nb*2]
 		}
@@ -591,7 +623,7 @@ func (t *Tensor) Dequantize() []float32 {
 			if g := t.Info.GroupSize; g > 0 {
 				code = f16(t.LUT, (i/in/g)<<bits+k)
 			}
-			dst[i] = f16(t.Scale, j) * (code - off)
+			dst[i] = t.scaleAt(j) * (code - off)
 		}
 	case Blockwise:
 		bs := t.Info.BlockSize
@@ -622,6 +654,16 @@ func (t *Tensor) Dequantize() []float32 {
 		}
 	}
 	return dst
+}
+
+// scaleAt is scale j (row-major over [out, in/BlockSize]) as the constexpr ops compute it:
+// with factored scales, the fp16 product of the code and its factor.
+func (t *Tensor) scaleAt(j int) float32 {
+	if g := t.Info.ScaleGroup; g > 0 {
+		f := f16ToF32(binary.LittleEndian.Uint16(t.ScaleFactor[2*(j/g):]))
+		return f16ToF32(toF16(f * float32(int8(t.Scale[j]))))
+	}
+	return f16ToF32(binary.LittleEndian.Uint16(t.Scale[2*j:]))
 }
 
 // nibble reads 4-bit element i of a packed stream, sign-extended when signed.
