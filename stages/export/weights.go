@@ -147,6 +147,11 @@ func (q *QuantizedWeights) Compressed(name string, r0, r1 int) (*arch.Compressed
 			}
 			return arch.Arrays{Data: t.Data, Scale: t.Scale, ScaleFactor: t.ScaleFactor, Offset: t.Offset}, nil
 		}
+		if info.ScaleGroup > 0 {
+			c.LoadScales = func() ([]byte, []byte, error) {
+				return q.set.ScaleCodes(name, r0, r1, func(_ qweights.Array, n int) []byte { return q.take(n) })
+			}
+		}
 	}
 	switch info.Encoding {
 	case qweights.Blockwise, qweights.LUTBlockwise:

@@ -168,6 +168,8 @@ type tensorState struct {
 	uniform    bool       // every imp is 1 (no calibration)
 	gptq       *gptqState // GPTQ error feedback; nil: none
 	maxErr     float64    // transcoding: largest |Δ| from ggml's dequantization
+	// unfactorable: transcoding with factored scales met a sub-block they cannot hold.
+	unfactorable bool
 }
 
 // chunkRows picks how many rows a chunk holds: about 256K elements (a 1 MiB float32
@@ -248,6 +250,9 @@ func run(ctx context.Context, f *gguf.File, cfg *Config, work []*job, stats *Act
 					}
 					if c.j.trans {
 						c.j.info.MaxAbsErr = st.maxErr
+						if st.unfactorable {
+							unfactor(&c.j.info)
+						}
 					}
 					doneMu.Lock()
 					done++

@@ -82,6 +82,9 @@ func (ws *workspace) transcode(f *gguf.File, c chunk) (errSum, sigSum float64, e
 	}
 	raw := f.Data(t)[int64(c.r0)*rowBytes : int64(c.r1)*rowBytes]
 	f.Prefetch(raw)
+	if j.info.ScaleGroup > 0 && !tr.Factorable(t.Type, raw) {
+		c.state.noteUnfactorable()
+	}
 	if tr.FiniteScales(t.Type, raw) && (t.Type == ggml.Q4_0 || c.k%measureEvery != 0) {
 		return 0, 0, nil
 	}
@@ -132,6 +135,14 @@ func (ws *workspace) transcode(f *gguf.File, c chunk) (errSum, sigSum float64, e
 	}
 	c.state.noteMaxErr(maxErr)
 	return errSum, sigSum, nil
+}
+
+// noteUnfactorable records that a chunk has a sub-block factored scales cannot hold
+// (qweights.Transcoding.Factorable): the tensor keeps fp16 scales.
+func (st *tensorState) noteUnfactorable() {
+	st.mu.Lock()
+	st.unfactorable = true
+	st.mu.Unlock()
 }
 
 // noteMaxErr records a chunk's largest |Δ| in the tensor's.
@@ -216,4 +227,15 @@ func weightsSummary(scheme string, jobs []*job) string {
 			"fallback: block, channel or lut4, or that scheme, quantizes them)", scheme, floats)
 	}
 	return out
+}
+
+// unfactor gives a transcoded tensor fp16 scales instead of factored ones: it has a
+// sub-block whose scale rounds to zero while its min does not (all of its values the
+// constant −m), which only an fp16 scale of its own can hold.
+func unfactor(ti *TensorInfo) {
+	ti.ScaleGroup = 0
+	if bits, err := ti.StoredBits(); err == nil {
+		ti.BitsPerWeight = float64(bits) / float64(ti.Shape[0]*ti.Shape[1])
+	}
+	ti.Note += "; fp16 scales: a sub-block is constant (scale 0, min not)"
 }

@@ -294,3 +294,67 @@ func TestTranscodedSource(t *testing.T) {
 		t.Errorf("a missing model: %v", err)
 	}
 }
+
+// TestTranscodeUnfactorable: a Q4_K tensor with a constant sub-block (scale code 0, min
+// code 1: ggml's values −dmin there) cannot hold factored scales, whose scale would be 0:
+// the stage keeps fp16 scales for that tensor (and notes it), factored ones for the others,
+// and both read back as ggml's values within the transcoding's bound.
+func TestTranscodeUnfactorable(t *testing.T) {
+	const in, out = 512, 8
+	bb := ggml.Q4_K.BlockBytes()
+	nblk := in * out / ggml.Q4_K.BlockElems()
+	block := func(constant bool) []byte {
+		data := make([]byte, nblk*bb)
+		for i := range data {
+			data[i] = byte(i*29 + 7)
+		}
+		for b := range nblk {
+			binary.LittleEndian.PutUint16(data[b*bb:], toF16(0.01))
+			binary.LittleEndian.PutUint16(data[b*bb+2:], toF16(0.02))
+			for i := range 12 { // every sub-block's scale and min codes non-zero (33, 1, 2)
+				data[b*bb+4+i] = 0x21
+			}
+		}
+		if constant { // block 3, sub-block 0: scales[0] = 0, mins: scales[4] = 1
+			data[3*bb+4], data[3*bb+8] = 0, 1
+		}
+		return data
+	}
+	for _, constant := range []bool{false, true} {
+		f := writeModel(t, "blk.0.attn_q.weight", ggml.Q4_K, []int64{in, out}, block(constant))
+		cfg, err := ParseConfig(stage.Params{"scheme": "gguf"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		m, err := Quantize(context.Background(), f, cfg, dir, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ti := m.Tensors[0]
+		if wantG := map[bool]int{false: 8, true: 0}[constant]; ti.ScaleGroup != wantG || ti.BitsPerWeight != map[bool]float64{false: 4.8125, true: 5}[constant] {
+			t.Errorf("constant sub-block %v: scale group %d, %g bits/weight (note %q)", constant, ti.ScaleGroup, ti.BitsPerWeight, ti.Note)
+		}
+		s, err := qweights.OpenSource(dir, f.Path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		qt, ok := s.Lookup(ti.Name)
+		if !ok {
+			t.Fatal("no tensor")
+		}
+		got, want := qt.Dequantize(), make([]float32, in*out)
+		gt, _ := f.Tensor(ti.Name)
+		if err := f.DequantizeRows(gt, 0, out, want); err != nil {
+			t.Fatal(err)
+		}
+		// Within the transcoding's bound here (2⁻¹¹·(|s|·8 + |m − 8s|) < 6e-3); a constant
+		// sub-block read with a zero scale would be off by dmin = 0.02.
+		for i := range want {
+			if d := math.Abs(float64(got[i] - want[i])); d > 6e-3 {
+				t.Fatalf("constant sub-block %v: element %d = %g, ggml %g", constant, i, got[i], want[i])
+			}
+		}
+		s.Close()
+	}
+}

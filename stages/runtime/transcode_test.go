@@ -124,18 +124,32 @@ func TestTranscodedPackages(t *testing.T) {
 }
 
 // TestTranscodeGGUFBytes: a transcoded tensor takes the GGUF's bytes plus what Core ML's
-// form adds — an fp16 scale (and offset) per ggml sub-block where ggml packs 6-bit
-// scales and mins (Q2_K, Q4_K, Q5_K), int8 scale codes where ggml stores int8 or 6-bit
-// symmetric ones (Q3_K, Q6_K: factored scales, the same bytes but for Q3_K's two bits),
-// 6-bit indices for 5-bit quants (the lut op has no 5-bit index), and for lut+blockwise
-// one int8 code table per tensor — exactly as docs/quantization.md's table states.
+// form adds — an fp16 scale per block, or for the K-quants and IQ4_XS ggml's int8 scale
+// codes and one fp16 d per ggml block (factored scales), an fp16 offset per block for the
+// types with mins, 6-bit indices for 5-bit quants (the lut op has no 5-bit index), and for
+// lut+blockwise one int8 code table per tensor — exactly as docs/quantization.md's table
+// states.
 func TestTranscodeGGUFBytes(t *testing.T) {
-	// Stored bits per weight: data + 16/block (scale) + 16/block (fp16 offset); factored:
-	// 8/block (code) + 16/256 (the super-block's d).
-	want := map[string]float64{
-		"Q4_0": 4 + 16.0/32, "Q4_1": 4 + 32.0/32, "Q5_0": 6 + 16.0/32, "Q5_1": 6 + 32.0/32, "Q8_0": 8 + 16.0/32,
-		"Q2_K": 2 + 32.0/16, "Q3_K": 3 + 8.0/16 + 16.0/256, "Q4_K": 4 + 32.0/32, "Q5_K": 6 + 32.0/32,
-		"Q6_K": 6 + 8.0/16 + 16.0/256, "IQ4_NL": 4 + 16.0/32,
+	// Data bits per weight, elements per block and whether the type has an fp16 offset.
+	type form struct {
+		data, block float64
+		offset      bool
+	}
+	forms := map[string]form{
+		"Q4_0": {4, 32, false}, "Q4_1": {4, 32, true}, "Q5_0": {6, 32, false}, "Q5_1": {6, 32, true}, "Q8_0": {8, 32, false},
+		"Q2_K": {2, 16, true}, "Q3_K": {3, 16, false}, "Q4_K": {4, 32, true}, "Q5_K": {6, 32, true}, "Q6_K": {6, 16, false},
+		"IQ4_NL": {4, 32, false},
+	}
+	want := func(ti qweights.TensorInfo) (float64, bool) {
+		f, ok := forms[ti.SourceType]
+		bits := f.data + 16/f.block // fp16 scale
+		if g := float64(ti.ScaleGroup); g > 0 {
+			bits = f.data + 8/f.block + 16/(f.block*g) // int8 code, fp16 d per ggml block
+		}
+		if f.offset {
+			bits += 16 / f.block
+		}
+		return bits, ok
 	}
 	// The lut+blockwise types' int8 code table: 2^bits bytes per tensor.
 	table := map[string]float64{"Q5_0": 64, "Q5_1": 64, "Q2_K": 4, "Q3_K": 8, "Q5_K": 64, "Q6_K": 64, "IQ4_NL": 16}
@@ -152,7 +166,7 @@ func TestTranscodeGGUFBytes(t *testing.T) {
 			}
 			gt, _ := f.Tensor(ti.Name)
 			n := float64(gt.Elements())
-			bpw, ok := want[ti.SourceType]
+			bpw, ok := want(ti)
 			if bpw += 8 * table[ti.SourceType] / n; !ok || math.Abs(ti.BitsPerWeight-bpw) > 1e-9 {
 				t.Errorf("%s %s (%s): %g bits/weight, want %g", file, ti.Name, ti.SourceType, ti.BitsPerWeight, bpw)
 			}

@@ -36,7 +36,7 @@ type Compressed struct {
 	Scale       []byte
 	Offset      []byte
 	OffsetDType mil.DType
-	// ScaleGroup > 0 (LUTBlockwise): the scales are factored (a ggml K-quant's): Scale holds int8 codes
+	// ScaleGroup > 0: the scales are factored (a ggml K-quant's): Scale holds int8 codes
 	// [Out, In/BlockSize] and ScaleFactor the fp16 factor of each ScaleGroup of them along
 	// In, [Out, In/BlockSize/ScaleGroup]; a constexpr_blockwise_shift_scale of the codes
 	// makes the fp16 scales (coremltools' iOS18 compression.py materializes a scale made
@@ -59,6 +59,9 @@ type Compressed struct {
 	// data's record in weight.bin, of the data's size) is where the data goes: Load then
 	// returns it as data.
 	Load func(dst []byte) (Arrays, error)
+	// LoadScales, with Load and ScaleGroup, makes the factored scales apart from the other
+	// arrays (Load then returns none): their op is written before the weight's own.
+	LoadScales func() (codes, factors []byte, err error)
 }
 
 // Arrays are the arrays Compressed.Load makes: Data, Scale, ScaleFactor (factored scales
@@ -152,8 +155,6 @@ func (w *Compressed) checkSizes(data, scale, factor, offset int, hasOffset bool)
 		}
 		n := w.Out * (w.In / w.BlockSize)
 		switch g := w.ScaleGroup; {
-		case g > 0 && w.Encoding != LUTBlockwise:
-			return fmt.Errorf("factored scales (scale group %d) with encoding %q (lut+blockwise only)", g, w.Encoding)
 		case g > 0:
 			if w.In/w.BlockSize%g != 0 {
 				return fmt.Errorf("scale group %d does not divide the %d scales of a row", g, w.In/w.BlockSize)
@@ -331,8 +332,13 @@ func (fn *Func) constexpr(key string, shape []int, w *Compressed) *mil.Value {
 			}
 			return f.LUTBlockwise(key, indices, table, scales, off)
 		}
-		return f.BlockwiseShiftScale(key,
-			mil.WeightTensor{Name: key + "_data", DType: w.DType, Shape: shape, Data: data, Fill: fill}, scales, off)
+		values := mil.WeightTensor{Name: key + "_data", DType: w.DType, Shape: shape, Data: data, Fill: fill}
+		if w.ScaleGroup > 0 {
+			scales.DType = mil.Int8
+			return f.BlockwiseShiftScaleFactored(key, values, scales, mil.WeightTensor{Name: key + "_scale_factor",
+				DType: mil.FP16, Shape: like(w.Out, w.In/w.BlockSize/w.ScaleGroup), Data: factor}, off)
+		}
+		return f.BlockwiseShiftScale(key, values, scales, off)
 	default: // LUT, checked
 		lshape := append(like(w.Out/w.GroupSize, 1), 1<<w.DType.Bits(), 1)
 		return f.LUTToDense(key,
@@ -349,6 +355,7 @@ func (fn *Func) constexpr(key string, shape []int, w *Compressed) *mil.Value {
 // is kept only to be handed out at once.
 func (w *Compressed) lazy() (data mil.WeightSource, fill mil.WeightFill, scale, factor, offset mil.WeightSource) {
 	var arrays [4][]byte
+	n := w.Out * (w.In / max(1, w.BlockSize)) // scales
 	load := func(dst []byte) error {
 		a, err := w.Load(dst)
 		if err != nil {
@@ -356,7 +363,12 @@ func (w *Compressed) lazy() (data mil.WeightSource, fill mil.WeightFill, scale, 
 		}
 		l := *w
 		l.Load, l.Data, l.Scale, l.ScaleFactor, l.Offset = nil, a.Data, a.Scale, a.ScaleFactor, a.Offset
-		if err := l.check(); err != nil {
+		if w.ScaleGroup > 0 { // the scales come from LoadScales
+			err = l.checkSizes(len(a.Data), n, 2*(n/w.ScaleGroup), len(a.Offset), a.Offset != nil)
+		} else {
+			err = l.check()
+		}
+		if err != nil {
 			return err
 		}
 		if dst != nil && (len(a.Data) == 0 || &a.Data[0] != &dst[0]) {
@@ -365,10 +377,25 @@ func (w *Compressed) lazy() (data mil.WeightSource, fill mil.WeightFill, scale, 
 		arrays = [4][]byte{a.Data, a.Scale, a.ScaleFactor, a.Offset}
 		return nil
 	}
+	scales := func() error {
+		codes, factors, err := w.LoadScales()
+		if err != nil {
+			return err
+		}
+		if len(codes) != n || len(factors) != 2*(n/w.ScaleGroup) {
+			return fmt.Errorf("factored scales of %d and %d bytes, want %d int8 codes and %d fp16 factors", len(codes), len(factors), n, n/w.ScaleGroup)
+		}
+		arrays[1], arrays[2] = codes, factors
+		return nil
+	}
 	part := func(i int) mil.WeightSource {
 		return func() ([]byte, error) {
 			if arrays[i] == nil {
-				if err := load(nil); err != nil {
+				get := load
+				if w.ScaleGroup > 0 && (i == 1 || i == 2) {
+					get = func([]byte) error { return scales() }
+				}
+				if err := get(nil); err != nil {
 					return nil, err
 				}
 			}

@@ -582,12 +582,25 @@ func (f *Function) LUTBlockwise(name string, indices, lut, scale WeightTensor, o
 	return f.constexpr("constexpr_blockwise_shift_scale", name, params, map[string]*Value{"data": codes}, nil)
 }
 
+// BlockwiseShiftScaleFactored is BlockwiseShiftScale with factored scales (see
+// LUTBlockwiseFactored).
+func (f *Function) BlockwiseShiftScaleFactored(name string, data, codes, factor WeightTensor, offset *WeightTensor) *Value {
+	scale := f.BlockwiseShiftScale(name+"_scale", codes, factor, nil)
+	if scale == nil {
+		return nil
+	}
+	params := map[string]WeightTensor{"data": data}
+	if offset != nil {
+		params["offset"] = *offset
+	}
+	return f.constexpr("constexpr_blockwise_shift_scale", name, params, map[string]*Value{"scale": scale}, nil)
+}
+
 // LUTBlockwiseFactored is LUTBlockwise with factored scales: int8 (or uint8) codes, one
 // per block, and one fp16 factor per group of them (a ggml K-quant's sub-block scales and
 // super-block d). A constexpr_blockwise_shift_scale of their own (name_scale) makes the
 // fp16 scales factor·code, which coremltools' iOS18 compression.py materializes through
-// the producing constexpr op as it does data. The ops are made in the order the weights
-// are then written: the indices (the large array) first.
+// the producing constexpr op as it does data.
 func (f *Function) LUTBlockwiseFactored(name string, indices, lut, codes, factor WeightTensor, offset *WeightTensor) *Value {
 	values := f.LUTToDense(name+"_codes", indices, lut, -1)
 	scale := f.BlockwiseShiftScale(name+"_scale", codes, factor, nil)

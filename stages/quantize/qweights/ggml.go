@@ -43,7 +43,7 @@ type Transcoding struct {
 	unpack func(b []byte, q []int32, s, m []float32)
 	qmax   int32 // asymmetric types: quants lie in [0, qmax]
 	halves []int // byte offsets of the block's fp16 fields (d, dmin or m)
-	// factor, for the symmetric K-quants, reads a block's sub-block scales as the integer
+	// factor, for the K-quants and IQ4_XS, reads a block's sub-block scales as the integer
 	// codes ggml stores (into codes, one int8 per sub-block) and returns the fp16 bits of
 	// the factor they multiply, the block's d: the factored scales (TensorInfo.ScaleGroup).
 	factor func(b []byte, codes []byte) (d uint16)
@@ -66,10 +66,10 @@ var transcodings = map[ggml.Type]Transcoding{
 	ggml.Q5_0:   {LUTBlockwise, "uint6", "", 32, codeRange(-16, 64), BoundExact, unpackQ5_0, 0, []int{0}, nil},
 	ggml.Q5_1:   {LUTBlockwise, "uint6", "fp16", 32, codeRange(-16, 64), BoundOffset, unpackQ5_1, 31, []int{0, 2}, nil},
 	ggml.Q8_0:   {Blockwise, "int8", "", 32, nil, BoundExact, unpackQ8_0, 0, []int{0}, nil},
-	ggml.Q2_K:   {LUTBlockwise, "uint2", "fp16", 16, codeRange(-2, 4), BoundScaleMin, unpackQ2_K, 3, []int{80, 82}, nil},
+	ggml.Q2_K:   {LUTBlockwise, "uint2", "fp16", 16, codeRange(-2, 4), BoundScaleMin, unpackQ2_K, 3, []int{80, 82}, factorQ2_K},
 	ggml.Q3_K:   {LUTBlockwise, "uint3", "", 16, codeRange(-4, 8), BoundScale, unpackQ3_K, 0, []int{108}, factorQ3_K},
-	ggml.Q4_K:   {Blockwise, "int4", "fp16", 32, nil, BoundScaleMin, unpackQ4_K, 15, []int{0, 2}, nil},
-	ggml.Q5_K:   {LUTBlockwise, "uint6", "fp16", 32, codeRange(-16, 64), BoundScaleMin, unpackQ5_K, 31, []int{0, 2}, nil},
+	ggml.Q4_K:   {Blockwise, "int4", "fp16", 32, nil, BoundScaleMin, unpackQ4_K, 15, []int{0, 2}, factorQ4_K},
+	ggml.Q5_K:   {LUTBlockwise, "uint6", "fp16", 32, codeRange(-16, 64), BoundScaleMin, unpackQ5_K, 31, []int{0, 2}, factorQ5_K},
 	ggml.Q6_K:   {LUTBlockwise, "uint6", "", 16, codeRange(-32, 64), BoundScale, unpackQ6_K, 0, []int{208}, factorQ6_K},
 	ggml.IQ4_NL: {LUTBlockwise, "uint4", "", 32, iq4nlValues[:], BoundExact, unpackIQ4_NL, 0, []int{0}, nil},
 	ggml.IQ4_XS: {LUTBlockwise, "uint4", "", 32, iq4nlValues[:], BoundScale, unpackIQ4_XS, 0, []int{0}, factorIQ4_XS},
@@ -409,6 +409,63 @@ func (tr Transcoding) factors(t ggml.Type, raw, codes []byte, d []uint16) {
 	for b := range len(raw) / bb {
 		d[b] = tr.factor(raw[b*bb:(b+1)*bb], codes[b*nsub:(b+1)*nsub])
 	}
+}
+
+// factorQ2_K: the low nibbles of scales[16] and d at 80 (unpackQ2_K).
+func factorQ2_K(b, codes []byte) uint16 {
+	for i, sc := range b[:16] {
+		codes[i] = sc & 0xF
+	}
+	return binary.LittleEndian.Uint16(b[80:])
+}
+
+// factorQ4_K and factorQ5_K: the 6-bit scales of get_scale_min_k4 and d at 0 (unpackQ4_K).
+func factorQ4_K(b, codes []byte) uint16 {
+	for k := range 8 {
+		codes[k], _ = kScaleMin(k, b[4:16])
+	}
+	return binary.LittleEndian.Uint16(b)
+}
+
+func factorQ5_K(b, codes []byte) uint16 { return factorQ4_K(b, codes) }
+
+// Factorable reports whether every sub-block of raw (whole blocks of type t, a type with
+// factored scales) has its scale fp16(d·code): not so for a sub-block whose scale rounds to
+// zero while its min does not (ggml's values are then the constant −m, which Rows writes
+// with the scale m), which a tensor with factored scales cannot hold.
+func (tr Transcoding) Factorable(t ggml.Type, raw []byte) bool {
+	if tr.Offset == "" || tr.factor == nil {
+		return true // no mins
+	}
+	dAt, dminAt := 0, 2 // Q4_K, Q5_K: d, dmin, the 6-bit scales and mins (unpackQ4_K)
+	if t == ggml.Q2_K {
+		dAt, dminAt = 80, 82 // scale and min nibbles, d, dmin (unpackQ2_K)
+	}
+	// fp16(d·sc) is 0 exactly when d or sc is: any other |d·sc| is at least the least
+	// fp16 subnormal, 2⁻²⁴.
+	zero := func(dBits uint16, sc byte) bool { return sc == 0 || dBits&0x7fff == 0 }
+	bb := t.BlockBytes()
+	for b := 0; b+bb <= len(raw); b += bb {
+		blk := raw[b : b+bb]
+		if binary.LittleEndian.Uint16(blk[dminAt:])&0x7fff == 0 {
+			continue // every min is 0
+		}
+		d := binary.LittleEndian.Uint16(blk[dAt:])
+		if t == ggml.Q2_K {
+			for _, v := range blk[:16] {
+				if v>>4 != 0 && zero(d, v&0xF) {
+					return false
+				}
+			}
+			continue
+		}
+		for k := range 8 {
+			if sc, mn := kScaleMin(k, blk[4:16]); mn != 0 && zero(d, sc) {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // factorQ6_K: the int8 scales[16] at 192 and d at 208 (unpackQ6_K).

@@ -151,8 +151,9 @@ func TestTranscodingsRandomBlocks(t *testing.T) {
 // TestFactoredScales: for the types whose scales are stored factored (TensorInfo.ScaleGroup),
 // fp16(d·code) of each sub-block — what the constexpr op that makes the scales computes —
 // is the fp16 scale Rows gives it, on random blocks (zero, subnormal and overflowing d
-// included: a block Rows refuses is skipped), and the manifest's parts store one int8 code
-// per sub-block and one fp16 factor per ggml block.
+// included: a block Rows refuses is skipped) that are Factorable; a block with a constant
+// sub-block (scale 0, min not) is not; and the manifest's parts store one int8 code per
+// sub-block and one fp16 factor per ggml block.
 func TestFactoredScales(t *testing.T) {
 	factored := 0
 	for typ, tr := range transcodings {
@@ -162,8 +163,8 @@ func TestFactoredScales(t *testing.T) {
 		}
 		factored++
 		t.Run(typ.String(), func(t *testing.T) {
-			if g != typ.BlockElems()/tr.Block || tr.Offset != "" {
-				t.Fatalf("scale group %d, offset %q", g, tr.Offset)
+			if g != typ.BlockElems()/tr.Block {
+				t.Fatalf("scale group %d", g)
 			}
 			be, bb := typ.BlockElems(), typ.BlockBytes()
 			raw := randomBlocks(typ, 2000, uint64(typ))
@@ -177,7 +178,11 @@ func TestFactoredScales(t *testing.T) {
 				}
 				q := make([]int32, be)
 				scale := make([]uint16, be/tr.Block)
-				if err := tr.Rows(typ, blk, be, q, scale, nil); err != nil {
+				var off []uint16
+				if tr.Offset != "" {
+					off = make([]uint16, len(scale))
+				}
+				if err := tr.Rows(typ, blk, be, q, scale, off); err != nil || !tr.Factorable(typ, blk) {
 					continue
 				}
 				codes, d := make([]byte, be/tr.Block), make([]uint16, 1)
@@ -189,8 +194,21 @@ func TestFactoredScales(t *testing.T) {
 				}
 				checked++
 			}
-			if checked < 1000 {
+			if checked < 500 { // a random Q2_K block has one constant sub-block in two
 				t.Errorf("%d blocks checked", checked)
+			}
+			if tr.Offset != "" { // a constant sub-block: scale code 0, min code 1
+				blk := raw[:bb]
+				binary.LittleEndian.PutUint16(blk[tr.halves[0]:], 0x3c00)
+				binary.LittleEndian.PutUint16(blk[tr.halves[1]:], 0x3c00)
+				if typ == ggml.Q2_K {
+					blk[0] = 0x10
+				} else { // sub-block 0 of get_scale_min_k4: scales[0], scales[4]
+					blk[4], blk[8] = 0, 1
+				}
+				if tr.Factorable(typ, blk) {
+					t.Errorf("a sub-block with scale 0 and min 1 is Factorable")
+				}
 			}
 			ti := TensorInfo{Encoding: tr.Encoding, Shape: []int{4, 2 * be}, DType: tr.DType, BlockSize: tr.Block, ScaleGroup: g}
 			ps, err := ti.Parts()
@@ -198,14 +216,16 @@ func TestFactoredScales(t *testing.T) {
 				t.Fatal(err)
 			}
 			nb := 2 * be / tr.Block
-			if want := []Part{{"scale", "I8", []int{4, nb}}, {"scale_factor", "F16", []int{4, nb / g}}}; !slices.EqualFunc(ps[2:], want, func(a, b Part) bool {
-				return a.Key == b.Key && a.DType == b.DType && slices.Equal(a.Shape, b.Shape)
-			}) {
-				t.Errorf("parts %+v, want %+v after data and table", ps, want)
+			for _, want := range []Part{{"scale", "I8", []int{4, nb}}, {"scale_factor", "F16", []int{4, nb / g}}} {
+				if !slices.ContainsFunc(ps, func(p Part) bool {
+					return p.Key == want.Key && p.DType == want.DType && slices.Equal(p.Shape, want.Shape)
+				}) {
+					t.Errorf("parts %+v, want %+v among them", ps, want)
+				}
 			}
 		})
 	}
-	if factored != 3 {
-		t.Errorf("%d types with factored scales, want 3 (Q3_K, Q6_K, IQ4_XS)", factored)
+	if factored != 6 {
+		t.Errorf("%d types with factored scales, want 6 (Q2_K … Q6_K, IQ4_XS)", factored)
 	}
 }

@@ -139,6 +139,12 @@ func (ti *TensorInfo) Parts() ([]Part, error) {
 			return nil, fmt.Errorf("blockwise dtype %q is not int4, uint4, int8 or uint8", ti.DType)
 		}
 		ps := []Part{data, {"scale", "F16", []int{out, nb}}}
+		if g := ti.ScaleGroup; g > 0 {
+			if nb%g != 0 {
+				return nil, fmt.Errorf("scale group %d does not divide the %d scales of a row", g, nb)
+			}
+			ps = []Part{data, {"scale", "I8", []int{out, nb}}, {"scale_factor", "F16", []int{out, nb / g}}}
+		}
 		switch ti.Offset {
 		case "":
 		case ti.DType:
@@ -357,7 +363,13 @@ func (s *Set) Derived(name string) bool { _, ok := s.derived[name]; return ok }
 // Rows returns rows [r0, r1) of quantized tensor name: a view of the weights file, or, for
 // a tensor stored as its source's ggml blocks, arrays transcoded from them now (their
 // source pages are released once read).
-func (s *Set) Rows(name string, r0, r1 int) (*Tensor, error) { return s.RowsInto(name, r0, r1, nil) }
+func (s *Set) Rows(name string, r0, r1 int) (*Tensor, error) {
+	t, err := s.RowsInto(name, r0, r1, nil)
+	if err == nil && t.Info.ScaleGroup > 0 && t.Scale == nil {
+		t.Scale, t.ScaleFactor, err = s.ScaleCodes(name, r0, r1, nil)
+	}
+	return t, err
+}
 
 // An Alloc returns a byte slice of length n for array a whose contents do not matter:
 // RowsInto writes every byte. nil allocates.
@@ -375,7 +387,8 @@ const (
 )
 
 // RowsInto is Rows that, for a tensor stored as its source's blocks, takes the data, scale
-// and offset arrays it transcodes into from alloc (a streaming consumer reuses buffers).
+// and offset arrays it transcodes into from alloc (a streaming consumer reuses buffers);
+// factored scales are left to ScaleCodes.
 func (s *Set) RowsInto(name string, r0, r1 int, alloc Alloc) (*Tensor, error) {
 	ti, ok := s.derived[name]
 	if !ok {
@@ -418,13 +431,12 @@ func (s *Set) RowsInto(name string, r0, r1 int, alloc Alloc) (*Tensor, error) {
 	// Batches of rows, on every core: the int32 levels of a whole embedding would take 4
 	// bytes a weight, and the per-sub-block offsets cost CPU. The common types take their
 	// direct path (no int32 levels); Rows the rest, and names a bad block.
-	// Factored scales (ti.ScaleGroup): Scale holds the codes and ScaleFactor the factors;
-	// the fp16 scales the transcoding computes (and checks) go to a scratch array.
+	// Factored scales (ti.ScaleGroup) are read apart (ScaleCodes): the fp16 scales the
+	// transcoding computes (and checks) go to a scratch array, and every block must be
+	// Factorable.
 	g := ti.ScaleGroup
 	var scale []uint16
 	if g > 0 {
-		res.Scale = alloc(ScaleArray, n/tr.Block)
-		res.ScaleFactor = alloc(ScaleFactorArray, 2*(n/tr.Block/g))
 		scale = make([]uint16, n/tr.Block)
 	} else {
 		res.Scale = alloc(ScaleArray, 2*(n/tr.Block))
@@ -454,8 +466,9 @@ func (s *Set) RowsInto(name string, r0, r1 int, alloc Alloc) (*Tensor, error) {
 					o = off[e0/tr.Block : e1/tr.Block]
 				}
 				braw, bscale := raw[int64(b0)*rb:int64(b1)*rb], scale[e0/tr.Block:e1/tr.Block]
-				if g > 0 {
-					tr.factors(t.Type, braw, res.Scale[e0/tr.Block:e1/tr.Block], f16View(res.ScaleFactor)[e0/tr.Block/g:e1/tr.Block/g])
+				if g > 0 && !tr.Factorable(t.Type, braw) {
+					errs[k] = fmt.Errorf("rows [%d, %d): a sub-block whose scale rounds to zero has a min, which factored scales cannot hold (the quantize stage checks every block for this)", r0+b0, r0+b1)
+					continue
 				}
 				if fast != nil && fast(braw, res.Data[tr.dataBytes(e0):tr.dataBytes(e1)], bscale, o) {
 					continue
@@ -480,13 +493,46 @@ func (s *Set) RowsInto(name string, r0, r1 int, alloc Alloc) (*Tensor, error) {
 			return nil, fmt.Errorf("qweights: tensor %q (%v): %w", name, t.Type, err)
 		}
 	}
-	if g > 0 {
-		littleEndian(f16View(res.ScaleFactor))
-	} else {
+	if g == 0 {
 		littleEndian(scale)
 	}
 	littleEndian(off)
 	return res, nil
+}
+
+// ScaleCodes returns the factored scales of rows [r0, r1) of a tensor stored as its
+// source's blocks with TensorInfo.ScaleGroup: the int8 codes, one per block of BlockSize
+// elements, and the fp16 factors, one per ScaleGroup codes, in arrays from alloc.
+func (s *Set) ScaleCodes(name string, r0, r1 int, alloc Alloc) (codes, factors []byte, err error) {
+	ti, ok := s.derived[name]
+	if !ok || ti.ScaleGroup == 0 {
+		return nil, nil, fmt.Errorf("qweights: tensor %q has no factored scales", name)
+	}
+	out, in := ti.Shape[0], ti.Shape[1]
+	if r0 < 0 || r1 > out || r0 >= r1 {
+		return nil, nil, fmt.Errorf("qweights: tensor %q: rows [%d, %d) out of range (%d rows)", name, r0, r1, out)
+	}
+	t, _ := s.source.Tensor(name)
+	rb, err := t.Type.RowBytes(int64(in))
+	if err != nil {
+		return nil, nil, fmt.Errorf("qweights: tensor %q: %w", name, err)
+	}
+	data := s.source.Data(t)
+	if int64(len(data)) < int64(r1)*rb {
+		return nil, nil, fmt.Errorf("qweights: tensor %q: %d bytes of data, %d rows need %d", name, len(data), r1, int64(r1)*rb)
+	}
+	if alloc == nil {
+		alloc = func(_ Array, n int) []byte { return make([]byte, n) }
+	}
+	raw := data[int64(r0)*rb : int64(r1)*rb]
+	s.source.Prefetch(raw)
+	defer s.source.Release(raw) // as RowsInto: the resident set stays that of a tensor
+	nb := (r1 - r0) * in / ti.BlockSize
+	codes, factors = alloc(ScaleArray, nb), alloc(ScaleFactorArray, 2*(nb/ti.ScaleGroup))
+	f := f16View(factors)
+	transcodings[t.Type].factors(t.Type, raw, codes, f)
+	littleEndian(f)
+	return codes, factors, nil
 }
 
 // Tensor is one quantized tensor. Its byte slices point into the mapped safetensors file
@@ -649,7 +695,7 @@ func (t *Tensor) Dequantize() []float32 {
 				default:
 					off = elem(t.Offset, j)
 				}
-				dst[r*in+c] = f16(t.Scale, j) * (elem(t.Data, r*in+c) - off)
+				dst[r*in+c] = t.scaleAt(j) * (elem(t.Data, r*in+c) - off)
 			}
 		}
 	}
