@@ -554,11 +554,16 @@ type WeightTensor struct {
 // nil (symmetric quantisation). Its parameters are bound by value, not
 // through const ops, as coremltools writes iOS18 constexpr ops.
 func (f *Function) BlockwiseShiftScale(name string, data, scale WeightTensor, offset *WeightTensor) *Value {
-	params := map[string]WeightTensor{"data": data, "scale": scale}
+	return f.shiftScale(name, map[string]WeightTensor{"data": data, "scale": scale}, nil, offset)
+}
+
+// shiftScale adds constexpr_blockwise_shift_scale with its inputs bound by value (params)
+// or to constexpr outputs (vals), and offset (nil: none) by value.
+func (f *Function) shiftScale(name string, params map[string]WeightTensor, vals map[string]*Value, offset *WeightTensor) *Value {
 	if offset != nil {
 		params["offset"] = *offset
 	}
-	return f.constexpr("constexpr_blockwise_shift_scale", name, params, nil, nil)
+	return f.constexpr("constexpr_blockwise_shift_scale", name, params, vals, nil)
 }
 
 // LUTBlockwise adds constexpr_lut_to_dense (name_codes) whose output is the data of a
@@ -575,11 +580,7 @@ func (f *Function) LUTBlockwise(name string, indices, lut, scale WeightTensor, o
 	if codes == nil {
 		return nil
 	}
-	params := map[string]WeightTensor{"scale": scale}
-	if offset != nil {
-		params["offset"] = *offset
-	}
-	return f.constexpr("constexpr_blockwise_shift_scale", name, params, map[string]*Value{"data": codes}, nil)
+	return f.shiftScale(name, map[string]WeightTensor{"scale": scale}, map[string]*Value{"data": codes}, offset)
 }
 
 // BlockwiseShiftScaleFactored is BlockwiseShiftScale with factored scales (see
@@ -589,11 +590,7 @@ func (f *Function) BlockwiseShiftScaleFactored(name string, data, codes, factor 
 	if scale == nil {
 		return nil
 	}
-	params := map[string]WeightTensor{"data": data}
-	if offset != nil {
-		params["offset"] = *offset
-	}
-	return f.constexpr("constexpr_blockwise_shift_scale", name, params, map[string]*Value{"scale": scale}, nil)
+	return f.shiftScale(name, map[string]WeightTensor{"data": data}, map[string]*Value{"scale": scale}, offset)
 }
 
 // LUTBlockwiseFactored is LUTBlockwise with factored scales: int8 (or uint8) codes, one
@@ -607,11 +604,7 @@ func (f *Function) LUTBlockwiseFactored(name string, indices, lut, codes, factor
 	if values == nil || scale == nil {
 		return nil
 	}
-	params := map[string]WeightTensor{}
-	if offset != nil {
-		params["offset"] = *offset
-	}
-	return f.constexpr("constexpr_blockwise_shift_scale", name, params, map[string]*Value{"data": values, "scale": scale}, nil)
+	return f.shiftScale(name, map[string]WeightTensor{}, map[string]*Value{"data": values, "scale": scale}, offset)
 }
 
 // LUTToDense adds constexpr_lut_to_dense (iOS18): indices (uint1–uint8, the
