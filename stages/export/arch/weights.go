@@ -87,18 +87,24 @@ func (w *Compressed) check() error {
 		}
 		// The lengths are checked when the arrays are loaded (lazy); the rest now, with the
 		// lengths the shape implies (no arrays of the weight's size are allocated for it).
-		n := w.Out * (w.In / max(1, w.BlockSize))
-		var offset int
-		if w.OffsetDType != mil.InvalidDType {
-			offset = w.OffsetDType.ByteSize(n)
-		}
-		scale, factor := 2*n, 0
-		if w.ScaleGroup > 0 {
-			scale, factor = n, 2*(n/w.ScaleGroup)
-		}
-		return w.checkSizes(w.DType.ByteSize(w.Out*w.In), scale, factor, offset, w.OffsetDType != mil.InvalidDType)
+		data, scale, factor, offset := w.loadedSizes()
+		return w.checkSizes(data, scale, factor, offset, w.OffsetDType != mil.InvalidDType)
 	}
 	return w.checkSizes(len(w.Data), len(w.Scale), len(w.ScaleFactor), len(w.Offset), w.Offset != nil)
+}
+
+// loadedSizes are the byte lengths of the arrays of a weight with Load, as its shape,
+// dtypes and ScaleGroup imply them (factor 0 and offset 0: none).
+func (w *Compressed) loadedSizes() (data, scale, factor, offset int) {
+	n := w.Out * (w.In / max(1, w.BlockSize)) // scales
+	data, scale = w.DType.ByteSize(w.Out*w.In), 2*n
+	if w.ScaleGroup > 0 {
+		scale, factor = n, 2*(n/w.ScaleGroup)
+	}
+	if w.OffsetDType != mil.InvalidDType {
+		offset = w.OffsetDType.ByteSize(n)
+	}
+	return data, scale, factor, offset
 }
 
 // Bytes is what w's arrays take in weight.bin, known before they are loaded.
@@ -106,15 +112,8 @@ func (w *Compressed) Bytes() int64 {
 	if w.Load == nil {
 		return int64(len(w.Data) + len(w.Scale) + len(w.ScaleFactor) + len(w.Offset) + len(w.Palette))
 	}
-	n := w.Out * (w.In / max(1, w.BlockSize))
-	b := w.DType.ByteSize(w.Out*w.In) + 2*n + len(w.Palette)
-	if w.ScaleGroup > 0 {
-		b += n/w.ScaleGroup*2 - n
-	}
-	if w.OffsetDType != mil.InvalidDType {
-		b += w.OffsetDType.ByteSize(n)
-	}
-	return int64(b)
+	data, scale, factor, offset := w.loadedSizes()
+	return int64(data + scale + factor + offset + len(w.Palette))
 }
 
 // checkSizes is check for arrays of the given byte lengths (offset: whether there is one).
@@ -355,7 +354,7 @@ func (fn *Func) constexpr(key string, shape []int, w *Compressed) *mil.Value {
 // is kept only to be handed out at once.
 func (w *Compressed) lazy() (data mil.WeightSource, fill mil.WeightFill, scale, factor, offset mil.WeightSource) {
 	var arrays [4][]byte
-	n := w.Out * (w.In / max(1, w.BlockSize)) // scales
+	_, scaleBytes, factorBytes, _ := w.loadedSizes()
 	load := func(dst []byte) error {
 		a, err := w.Load(dst)
 		if err != nil {
@@ -363,8 +362,8 @@ func (w *Compressed) lazy() (data mil.WeightSource, fill mil.WeightFill, scale, 
 		}
 		l := *w
 		l.Load, l.Data, l.Scale, l.ScaleFactor, l.Offset = nil, a.Data, a.Scale, a.ScaleFactor, a.Offset
-		if w.ScaleGroup > 0 { // the scales come from LoadScales
-			err = l.checkSizes(len(a.Data), n, 2*(n/w.ScaleGroup), len(a.Offset), a.Offset != nil)
+		if w.ScaleGroup > 0 { // the scales come from LoadScales, which checks them
+			err = l.checkSizes(len(a.Data), scaleBytes, factorBytes, len(a.Offset), a.Offset != nil)
 		} else {
 			err = l.check()
 		}
@@ -382,8 +381,8 @@ func (w *Compressed) lazy() (data mil.WeightSource, fill mil.WeightFill, scale, 
 		if err != nil {
 			return err
 		}
-		if len(codes) != n || len(factors) != 2*(n/w.ScaleGroup) {
-			return fmt.Errorf("factored scales of %d and %d bytes, want %d int8 codes and %d fp16 factors", len(codes), len(factors), n, n/w.ScaleGroup)
+		if len(codes) != scaleBytes || len(factors) != factorBytes {
+			return fmt.Errorf("factored scales of %d and %d bytes, want %d int8 codes and %d fp16 factors", len(codes), len(factors), scaleBytes, factorBytes/2)
 		}
 		arrays[1], arrays[2] = codes, factors
 		return nil
