@@ -596,12 +596,3 @@ func littleEndian(h []uint16) {
 		h[i] = v>>8 | v<<8
 	}
 }
-
-// halves writes fp16 bit patterns as little-endian bytes.
-func halves(h []uint16) []byte {
-	b := make([]byte, 2*len(h))
-	for i, v := range h {
-		binary.LittleEndian.PutUint16(b[2*i:], v)
-	}
-	return b
-}

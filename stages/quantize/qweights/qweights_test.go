@@ -1,6 +1,7 @@
 package qweights
 
 import (
+	"encoding/binary"
 	"math"
 	"slices"
 	"testing"
@@ -57,4 +58,14 @@ func TestF16Nearest(t *testing.T) {
 	if h := f16Nearest(math.NaN()); h&0x7c00 != 0x7c00 || h&0x3ff == 0 {
 		t.Errorf("f16Nearest(NaN) = %#04x, not a NaN", h)
 	}
+}
+
+// halves writes fp16 bit patterns as little-endian bytes (the transcodings write theirs in
+// place, through f16View).
+func halves(h []uint16) []byte {
+	b := make([]byte, 2*len(h))
+	for i, v := range h {
+		binary.LittleEndian.PutUint16(b[2*i:], v)
+	}
+	return b
 }
