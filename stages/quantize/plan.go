@@ -111,15 +111,22 @@ func (c *Config) plan(f *gguf.File) ([]*job, []string, error) {
 	}
 	for _, j := range jobs {
 		if j.quantized() {
-			bits, err := j.info.StoredBits()
-			if err != nil {
+			if err := setBits(&j.info); err != nil {
 				errs = append(errs, fmt.Errorf("tensor %q: %w", j.info.Name, err))
-				continue
 			}
-			j.info.BitsPerWeight = float64(bits) / float64(j.src.Elements())
 		}
 	}
 	return jobs, warnings, errors.Join(errs...)
+}
+
+// setBits sets a quantized tensor's bits per weight from its encoding's stored arrays.
+func setBits(ti *TensorInfo) error {
+	bits, err := ti.StoredBits()
+	if err != nil {
+		return err
+	}
+	ti.BitsPerWeight = float64(bits) / float64(ti.Shape[0]*ti.Shape[1])
+	return nil
 }
 
 // choose fills in a re-quantizing job's encoding.

@@ -234,8 +234,6 @@ func weightsSummary(scheme string, jobs []*job) string {
 // constant −m), which only an fp16 scale of its own can hold.
 func unfactor(ti *TensorInfo) {
 	ti.ScaleGroup = 0
-	if bits, err := ti.StoredBits(); err == nil {
-		ti.BitsPerWeight = float64(bits) / float64(ti.Shape[0]*ti.Shape[1])
-	}
+	setBits(ti) // fp16 scales store what factored ones did and more: no new error
 	ti.Note += "; fp16 scales: a sub-block is constant (scale 0, min not)"
 }
