@@ -153,7 +153,7 @@ func load() error {
 		}
 		purego.RegisterFunc(fn, sym)
 	}
-	for name, dst := range map[string]*objc.ID{
+	if err := lookupClasses(map[string]*objc.ID{
 		"MLModel":                     &classMLModel,
 		"MLModelConfiguration":        &classMLModelConfiguration,
 		"MLMultiArray":                &classMLMultiArray,
@@ -164,12 +164,8 @@ func load() error {
 		"NSNumber":                    &classNSNumber,
 		"NSArray":                     &classNSArray,
 		"NSDictionary":                &classNSDictionary,
-	} {
-		c := objc.GetClass(name)
-		if c == 0 {
-			return fmt.Errorf("coreml: class %s not found: lilims packages need macOS 15 or later (%w)", name, ErrUnavailable)
-		}
-		*dst = objc.ID(c)
+	}, "lilims packages need macOS 15 or later"); err != nil {
+		return err
 	}
 	// MLModelConfiguration.functionName, -[MLModel newState] and stateful prediction are
 	// macOS 15 (Apple's documentation); the getBytes handlers macOS 12.3.
@@ -314,4 +310,17 @@ func errorOf(callName string, nsErr objc.ID) *Error {
 	}
 	return nsError(callName, goString(nsErr.Send(selDomain)), sendInt(nsErr, selCode),
 		goString(nsErr.Send(selLocalizedDescription)))
+}
+
+// lookupClasses resolves each Objective-C class of classes by name into its variable; need
+// says what a missing one means (the macOS it takes).
+func lookupClasses(classes map[string]*objc.ID, need string) error {
+	for name, dst := range classes {
+		c := objc.GetClass(name)
+		if c == 0 {
+			return fmt.Errorf("coreml: class %s not found: %s (%w)", name, need, ErrUnavailable)
+		}
+		*dst = objc.ID(c)
+	}
+	return nil
 }

@@ -72,18 +72,13 @@ func loadPlanAPI() error {
 		if planErr = loadFramework(); planErr != nil {
 			return
 		}
-		for name, dst := range map[string]*objc.ID{
+		if planErr = lookupClasses(map[string]*objc.ID{
 			"MLComputePlan":               &classMLComputePlan,
 			"MLCPUComputeDevice":          &classMLCPUComputeDevice,
 			"MLGPUComputeDevice":          &classMLGPUComputeDevice,
 			"MLNeuralEngineComputeDevice": &classMLNeuralEngineDevice,
-		} {
-			c := objc.GetClass(name)
-			if c == 0 {
-				planErr = fmt.Errorf("coreml: class %s not found: MLComputePlan needs macOS %s or later (%w)", name, macOSForComputePlan, ErrUnavailable)
-				return
-			}
-			*dst = objc.ID(c)
+		}, fmt.Sprintf("MLComputePlan needs macOS %s or later", macOSForComputePlan)); planErr != nil {
+			return
 		}
 		purego.RegisterFunc(&sendDouble, msgSend)
 		purego.RegisterFunc(&sendIsKindOfClass, msgSend)
