@@ -11,8 +11,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/lilims/lilims/internal/hub/hubtest"
 )
 
 // Regression tests for mistakes a new user makes on the command line: each names what the
@@ -394,15 +392,7 @@ func TestJSONIsClean(t *testing.T) {
 // A pull under --json (pull itself, or a command that pulls a model on first use) reports as
 // NDJSON events on stderr, not text lines.
 func TestPullJSONEvents(t *testing.T) {
-	model, err := os.ReadFile(stories)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := hubtest.New(t)
-	h.Add("karpathy/stories-GGUF", "stories260K-F32.gguf", model)
-	t.Setenv("HF_ENDPOINT", h.URL())
-	t.Setenv("HF_TOKEN", "")
-	t.Setenv("LILIMS_MODELS", t.TempDir())
+	storiesHub(t)
 	for _, a := range [][]string{
 		{"score", "karpathy/stories-GGUF", "--prompt", "Once", "--top", "1", "--json"},
 		{"pull", "karpathy/stories-GGUF:F32", "--json"},

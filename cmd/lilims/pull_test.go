@@ -15,20 +15,11 @@ func TestPullCommands(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs a model")
 	}
-	model, err := os.ReadFile(filepath.Join(oracle, "models", "stories260K.gguf"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := hubtest.New(t)
-	h.Add("karpathy/stories-GGUF", "stories260K-F32.gguf", model)
-	t.Setenv("HF_ENDPOINT", h.URL())
-	t.Setenv("HF_TOKEN", "")
-	store := t.TempDir()
-	t.Setenv("LILIMS_MODELS", store)
+	h, store := storiesHub(t)
 	cache := t.TempDir()
 
 	gen := []string{"--prompt", "Once upon a time", "--temperature", "0", "--max-tokens", "12", "--cache-dir", cache}
-	want, stderr, code := runCLI(t, "", append([]string{"run", filepath.Join(oracle, "models", "stories260K.gguf")}, gen...)...)
+	want, stderr, code := runCLI(t, "", append([]string{"run", stories}, gen...)...)
 	if code != 0 {
 		t.Fatalf("run from disk: exit %d: %s", code, stderr)
 	}
@@ -83,4 +74,22 @@ func TestPullCommands(t *testing.T) {
 			t.Errorf("%v: exit %d, %q; want exit %d and %q", tc.args, code, stderr, tc.code, tc.msg)
 		}
 	}
+}
+
+// storiesHub serves stories260K.gguf as karpathy/stories-GGUF's stories260K-F32.gguf from a
+// fake Hub, points HF_ENDPOINT at it (no token) and LILIMS_MODELS at an empty store, which
+// it returns.
+func storiesHub(t *testing.T) (*hubtest.Server, string) {
+	t.Helper()
+	model, err := os.ReadFile(stories)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := hubtest.New(t)
+	h.Add("karpathy/stories-GGUF", "stories260K-F32.gguf", model)
+	t.Setenv("HF_ENDPOINT", h.URL())
+	t.Setenv("HF_TOKEN", "")
+	store := t.TempDir()
+	t.Setenv("LILIMS_MODELS", store)
+	return h, store
 }

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
@@ -22,8 +21,6 @@ import (
 	"github.com/lilims/lilims/internal/server"
 	"github.com/lilims/lilims/pipeline/stage"
 )
-
-var storiesModel = filepath.Join(oracle, "models", "stories260K.gguf")
 
 // openTestServer builds MODEL's default pipeline and returns its server (not listening).
 func openTestServer(t testing.TB, model string, parallel int, sets ...string) *server.Server {
@@ -69,7 +66,7 @@ func TestServeOpenAIClient(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and serves a model")
 	}
-	srv := openTestServer(t, storiesModel, 2)
+	srv := openTestServer(t, stories, 2)
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()
 	ctx := context.Background()
@@ -81,7 +78,7 @@ func TestServeOpenAIClient(t *testing.T) {
 	}
 
 	const prompt = "Once upon a time"
-	want, stderr, code := runCLI(t, "", "run", storiesModel, "--prompt", prompt, "--temperature", "0", "--max-tokens", "24", "--cache-dir", cacheDirFor(t))
+	want, stderr, code := runCLI(t, "", "run", stories, "--prompt", prompt, "--temperature", "0", "--max-tokens", "24", "--cache-dir", cacheDirFor(t))
 	if code != 0 {
 		t.Fatalf("run: %s", stderr)
 	}
@@ -174,7 +171,7 @@ func TestServeBadRequests(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and serves a model")
 	}
-	srv := openTestServer(t, storiesModel, 1, "export.context=64")
+	srv := openTestServer(t, stories, 1, "export.context=64")
 	srv.APIKey = "sekrit"
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()
@@ -237,7 +234,7 @@ func TestServeClientDisconnect(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and serves a model")
 	}
-	srv := openTestServer(t, storiesModel, 1)
+	srv := openTestServer(t, stories, 1)
 	ended := make(chan string, 4)
 	srv.Log = func(format string, args ...any) { ended <- fmt.Sprintf(format, args...) }
 	ts := httptest.NewServer(srv.Handler())
@@ -272,7 +269,7 @@ func TestServeLoad(t *testing.T) {
 	if testing.Short() {
 		t.Skip("load test")
 	}
-	srv := openTestServer(t, storiesModel, 2)
+	srv := openTestServer(t, stories, 2)
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()
 	lat, toks, errs := loadServer(ts.URL, 8, 20, 16)
@@ -325,7 +322,7 @@ func TestServeGracefulShutdown(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and serves a model")
 	}
-	srv := openTestServer(t, storiesModel, 1)
+	srv := openTestServer(t, stories, 1)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -380,7 +377,7 @@ func TestServeGracefulShutdown(t *testing.T) {
 func BenchmarkServe(b *testing.B) {
 	for _, parallel := range []int{1, 2, 4} {
 		b.Run(fmt.Sprintf("parallel=%d", parallel), func(b *testing.B) {
-			srv := openTestServer(b, storiesModel, parallel)
+			srv := openTestServer(b, stories, parallel)
 			ts := httptest.NewServer(srv.Handler())
 			defer ts.Close()
 			b.ResetTimer()
@@ -415,7 +412,7 @@ func BenchmarkServe(b *testing.B) {
 func BenchmarkHostOverhead(b *testing.B) {
 	model := os.Getenv("LILIMS_BENCH_MODEL")
 	if model == "" {
-		model = storiesModel
+		model = stories
 	}
 	plan, err := loadPlan(model, nil)
 	if err != nil {
