@@ -367,22 +367,30 @@ type cancellable struct {
 }
 
 func (c cancellable) Add(dtype blob.DataType, data []byte, elemCount int) (uint64, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, errors.Join(errors.New("export cancelled"), err)
+	if err := c.cancelled(); err != nil {
+		return 0, err
 	}
 	return c.w.Add(dtype, data, elemCount)
 }
 
 // Reserve passes a reservation through to the blob writer (ErrNoReserve if it has none).
 func (c cancellable) Reserve(dtype blob.DataType, elemCount int) (uint64, []byte, func() error, error) {
-	if err := c.ctx.Err(); err != nil {
-		return 0, nil, nil, errors.Join(errors.New("export cancelled"), err)
+	if err := c.cancelled(); err != nil {
+		return 0, nil, nil, err
 	}
 	r, ok := c.w.(mil.BlobReserver)
 	if !ok {
 		return 0, nil, nil, blob.ErrNoReserve
 	}
 	return reserve(r, dtype, elemCount)
+}
+
+// cancelled is the error of a record asked for after ctx ended.
+func (c cancellable) cancelled() error {
+	if err := c.ctx.Err(); err != nil {
+		return errors.Join(errors.New("export cancelled"), err)
+	}
+	return nil
 }
 
 // reserve is how cancellable reserves a record: a seam for tests, which compare the files
