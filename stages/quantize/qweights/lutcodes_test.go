@@ -229,3 +229,48 @@ func TestFactoredScales(t *testing.T) {
 		t.Errorf("%d types with factored scales, want 6 (Q2_K … Q6_K, IQ4_XS)", factored)
 	}
 }
+
+// TestFactoredRows: rows of a tensor with factored scales (Tensor.Rows, as a fused qkv
+// split takes them) are the same rows of the whole tensor, blockwise (Q4_K) and
+// lut+blockwise (Q6_K).
+func TestFactoredRows(t *testing.T) {
+	for _, typ := range []ggml.Type{ggml.Q4_K, ggml.Q6_K} {
+		tr := transcodings[typ]
+		const rows, in = 6, 512
+		n := rows * in
+		raw := randomBlocks(typ, n/typ.BlockElems(), uint64(typ))
+		for b := 0; b < len(raw); b += typ.BlockBytes() { // small finite d and dmin
+			for _, at := range tr.halves {
+				binary.LittleEndian.PutUint16(raw[b+at:], toF16(0.01))
+			}
+		}
+		q, scale := make([]int32, n), make([]uint16, n/tr.Block)
+		var off []uint16
+		if tr.Offset != "" {
+			off = make([]uint16, len(scale))
+		}
+		if err := tr.Rows(typ, raw, in, q, scale, off); err != nil {
+			t.Fatal(err)
+		}
+		g := tr.ScaleGroup(typ)
+		data := make([]byte, tr.dataBytes(n))
+		tr.pack(data, 0, q)
+		codes, d := make([]byte, len(scale)), make([]uint16, len(scale)/g)
+		tr.factors(typ, raw, codes, d)
+		whole := &Tensor{Info: TensorInfo{Encoding: tr.Encoding, Shape: []int{rows, in}, DType: tr.DType, BlockSize: tr.Block,
+			Offset: tr.Offset, ScaleGroup: g}, Data: data, Scale: codes, ScaleFactor: halves(d)}
+		if off != nil {
+			whole.Offset = halves(off)
+		}
+		if tr.Encoding == LUTBlockwise {
+			whole.LUT = codeBytes(tr.Codes)
+		}
+		part, err := whole.Rows(2, 5)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := part.Dequantize(), whole.Dequantize()[2*in:5*in]; !slices.Equal(got, want) {
+			t.Errorf("%v: rows [2, 5) differ from the whole tensor's", typ)
+		}
+	}
+}

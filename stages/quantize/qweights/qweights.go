@@ -585,10 +585,7 @@ func (t *Tensor) Rows(r0, r1 int) (*Tensor, error) {
 			}
 			n.LUT = t.LUT[r0/g*2<<bits : r1/g*2<<bits]
 		}
-		n.Scale = t.Scale[r0*nb*2 : r1*nb*2]
-		if g := t.Info.ScaleGroup; g > 0 {
-			n.Scale, n.ScaleFactor = t.Scale[r0*nb:r1*nb], t.ScaleFactor[r0*nb/g*2:r1*nb/g*2]
-		}
+		t.scaleRows(n, r0, r1, nb)
 		if t.Offset != nil {
 			n.Offset = t.Offset[r0*nb*2 : r1*nb*2]
 		}
@@ -600,7 +597,7 @@ func (t *Tensor) Rows(r0, r1 int) (*Tensor, error) {
 		} else {
 			n.Data = t.Data[r0*in*w : r1*in*w]
 		}
-		n.Scale = t.Scale[r0*nb*2 : r1*nb*2]
+		t.scaleRows(n, r0, r1, nb)
 		switch {
 		case t.Offset == nil:
 		case t.Info.Offset == "fp16":
@@ -614,6 +611,16 @@ func (t *Tensor) Rows(r0, r1 int) (*Tensor, error) {
 		return nil, fmt.Errorf("qweights: tensor %q: encoding %q has no rows", t.Info.Name, t.Info.Encoding)
 	}
 	return n, nil
+}
+
+// scaleRows sets n's scale arrays to rows [r0, r1) of t's, nb scales a row: fp16 scales,
+// or factored codes (one byte each) and their factors (fp16, one per ScaleGroup codes).
+func (t *Tensor) scaleRows(n *Tensor, r0, r1, nb int) {
+	if g := t.Info.ScaleGroup; g > 0 {
+		n.Scale, n.ScaleFactor = t.Scale[r0*nb:r1*nb], t.ScaleFactor[r0*nb/g*2:r1*nb/g*2]
+		return
+	}
+	n.Scale = t.Scale[r0*nb*2 : r1*nb*2]
 }
 
 // elemBytes is the byte width of a dtype, 0 for 4-bit types.
