@@ -24,6 +24,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -52,7 +53,7 @@ const (
 const ServeEnv = "LILIMS_PLUGIN_SERVE"
 
 // PassedEnv are the variables of lilims's environment a third-party plugin inherits; it gets
-// nothing else but Options.Env and go-plugin's own handshake variables.
+// nothing else but Options.Env, go-plugin's own handshake variables and sdk.HostPIDEnv.
 var PassedEnv = []string{"PATH", "HOME", "USER", "TMPDIR", "LANG", "LC_ALL", "TZ"}
 
 // Options configure a Host. Zero fields take the defaults.
@@ -420,7 +421,7 @@ func (p *proc) start() error {
 		return fmt.Errorf("%s: the plugin host is shut down", p.label)
 	}
 	cmd := exec.Command(p.path) // no shell: the path is executed as it is
-	cmd.Env = p.env
+	cmd.Env = append(p.env[:len(p.env):len(p.env)], sdk.HostPIDEnv+"="+strconv.Itoa(os.Getpid()))
 	p.stderr = &tail{}
 	cfg := &goplugin.ClientConfig{
 		HandshakeConfig:  sdk.Handshake,

@@ -1,11 +1,13 @@
 package plugin
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -401,5 +403,41 @@ func TestSamplerProcessMatchesInProcess(t *testing.T) {
 	in, out := draw(""), draw("process")
 	if fmt.Sprint(in) != fmt.Sprint(out) {
 		t.Errorf("in process %v\nas a plugin %v", in, out)
+	}
+}
+
+// A plugin whose host died before the plugin could see it as its parent (SIGKILL right
+// after the start) is re-parented from its first instant; it still exits, because the host
+// it was started for (sdk.HostPIDEnv) is gone.
+func TestPluginOfGoneHostExits(t *testing.T) {
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Skip("no true(1):", err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(exe)
+	cmd.Env = append(os.Environ(), testPluginEnv+"=slow",
+		sdk.Handshake.MagicCookieKey+"="+sdk.Handshake.MagicCookieValue,
+		sdk.HostPIDEnv+"="+strconv.Itoa(dead.Process.Pid))
+	stdout, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The handshake line means the plugin serves (it did not just refuse to start).
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || !strings.Contains(line, "grpc") {
+		cmd.Process.Kill()
+		t.Fatalf("no handshake: %q, %v", line, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(5 * sdk.ParentPollInterval):
+		cmd.Process.Kill()
+		t.Fatalf("the plugin still serves %v after its host exited", 5*sdk.ParentPollInterval)
 	}
 }

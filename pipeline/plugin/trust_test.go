@@ -93,7 +93,7 @@ func TestMinimalEnvironment(t *testing.T) {
 	for k := range vars {
 		switch {
 		case slices.Contains(PassedEnv, k), k == "LILIMS_PLUGIN_OPTION":
-		case strings.HasPrefix(k, "PLUGIN_"), k == sdk.Handshake.MagicCookieKey: // go-plugin's handshake
+		case strings.HasPrefix(k, "PLUGIN_"), k == sdk.Handshake.MagicCookieKey, k == sdk.HostPIDEnv: // the handshake
 		case k == "PWD" || k == "SHLVL" || k == "_" || k == "OLDPWD": // set by /bin/sh itself
 		default:
 			t.Errorf("plugin environment holds %s=%q", k, vars[k])

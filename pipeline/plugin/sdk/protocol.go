@@ -51,3 +51,8 @@ const MaxMessageBytes = 256 << 20
 // ParentPollInterval is how often a serving plugin checks that its host is still alive: a
 // gRPC plugin otherwise outlives a host killed with SIGKILL.
 const ParentPollInterval = time.Second
+
+// HostPIDEnv carries the host's process id to the plugins it starts. A host killed before
+// its plugin first asks for its parent would otherwise leave the plugin re-parented from
+// the start, with no change of parent left to notice.
+const HostPIDEnv = "LILIMS_HOST_PID"

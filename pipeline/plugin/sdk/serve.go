@@ -2,9 +2,12 @@ package sdk
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
+	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -76,16 +79,31 @@ func ServeConfig(stages ...Stage) (*plugin.ServeConfig, error) {
 	}, nil
 }
 
-// watchParent exits when the host process is gone (the plugin has been re-parented). A gRPC
-// plugin otherwise returns from Serve only when the host sends Shutdown, so a host killed
-// with SIGKILL would leave it running.
+// watchParent exits when the host process is gone: the plugin has been re-parented, or the
+// host named by HostPIDEnv no longer exists (a plugin started through a wrapper script has
+// the script as its parent). A gRPC plugin otherwise returns from Serve only when the host
+// sends Shutdown, so a host killed with SIGKILL would leave it running.
 func watchParent(every time.Duration) {
 	parent := os.Getppid()
+	host, err := strconv.Atoi(os.Getenv(HostPIDEnv))
+	if err != nil || host <= 1 {
+		host = 0
+	}
 	for range time.Tick(every) {
-		if os.Getppid() != parent {
+		if os.Getppid() != parent || host != 0 && gone(host) {
 			os.Exit(1)
 		}
 	}
+}
+
+// gone reports whether process pid has exited and been reaped.
+func gone(pid int) bool {
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		return true // Windows: no such process
+	}
+	defer p.Release()
+	return errors.Is(p.Signal(syscall.Signal(0)), os.ErrProcessDone)
 }
 
 // server holds a plugin's stages by `uses:` name.
