@@ -53,7 +53,13 @@ func quantizedWeights(t testing.TB, file string, raw map[string]any) *export.Qua
 // path and returns the logits after each prompt token, prompt by prompt.
 func promptLogits(t *testing.T, o *oracle.Reference, file, path string, prec reference.Precision) [][][]float32 {
 	t.Helper()
-	s, err := runtime.OpenReferenceOptions(path, reference.Options{Precision: prec})
+	return promptLogitsWith(t, o, file, path, reference.Options{Precision: prec})
+}
+
+// promptLogitsWith is promptLogits with the runtime's options.
+func promptLogitsWith(t *testing.T, o *oracle.Reference, file, path string, opts reference.Options) [][][]float32 {
+	t.Helper()
+	s, err := runtime.OpenReferenceOptions(path, opts)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,7 +32,8 @@
 // linear, matmul, 1×1 conv or an axis-0 gather (an embedding table) are never materialised:
 // those ops use fused kernels that dequantize the packed int4/LUT data row by row while
 // computing dot products, and fp16 weights and scales stay fp16 as mapped, so the memory a
-// model takes is about its package's size plus the KV state. (A constexpr_lut_to_dense of
+// model takes is about its package's size plus the KV state; Options.HalfWeights instead
+// decompresses them to fp16 tensors at Open, as Core ML holds them. (A constexpr_lut_to_dense of
 // integer codes feeding a blockwise op, the lut+blockwise form of 2-, 3-, 5- and 6-bit ggml
 // quants, is the exception: its codes are expanded to one int8 a weight at Open,
 // lutcodes.go.) A single token (decode) goes

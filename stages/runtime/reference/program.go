@@ -28,6 +28,15 @@ type Options struct {
 	// Threads is the number of goroutines matmul-like kernels use; 0 means runtime.NumCPU().
 	Threads int
 
+	// HalfWeights materialises every weight a constexpr decompression op declares fp16 as
+	// an fp16 tensor at Open, computed as coremltools' decompress does (mil/ops/defs/iOS18/
+	// compression.py: the data cast to the scale's dtype, then data − offset and
+	// scale·(data − offset) each rounded to it), so a compressed weight is what Core ML
+	// holds once it has decompressed it. By default the fused kernels compute with the
+	// exact products s·(q − o) and the model takes about its package's size in memory;
+	// this takes 2 bytes a weight. Tests compare packages weight for weight with it.
+	HalfWeights bool
+
 	// Observe, when set, is called after every op of every Predict call with the op and
 	// its inputs (see ObservedOp), from the goroutine running Predict. Nil costs nothing.
 	Observe func(op *ObservedOp)

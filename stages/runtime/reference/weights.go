@@ -322,8 +322,42 @@ func (o *opCtx) defineWeight(w weightMatrix) error {
 	if rows*cols != numElements(shape) || (len(shape) > 0 && shape[0] != rows) {
 		return o.errf("output declared %v, the operands give [%d, %d]", shape, rows, cols)
 	}
+	if _, half := w.(*halfWeight); o.c.m.opts.HalfWeights && dt == Float16 && !half {
+		w = halfMatrix(w)
+	}
 	o.c.vals[outs[0].GetName()] = &value{w: w, wType: tt, isConst: true}
 	return nil
+}
+
+// halfMatrix computes w as Options.HalfWeights states: each value rounded to fp16, and for
+// a blockwise weight with an offset, data − offset rounded to fp16 first.
+func halfMatrix(w weightMatrix) *halfWeight {
+	rows, cols := w.dims()
+	h := make([]uint16, rows*cols)
+	buf := make([]float32, cols)
+	bw, _ := w.(*blockwiseWeight)
+	for r := range rows {
+		if bw != nil && bw.offset != nil {
+			bw.rowHalfShift(r, buf)
+		} else {
+			w.row(r, buf)
+		}
+		for c, v := range buf {
+			h[r*cols+c] = floatToHalf(v)
+		}
+	}
+	return &halfWeight{w: h, rows: rows, cols: cols, lut: halfLUT()}
+}
+
+// rowHalfShift is row with each data − offset rounded to fp16 (see halfMatrix); the
+// product by the fp16 scale is then exact in float32.
+func (w *blockwiseWeight) rowHalfShift(r int, dst []float32) {
+	srow := (r / w.rb) * w.sc
+	base := r * w.cols
+	for c := range dst[:w.cols] {
+		b := srow + c/w.cb
+		dst[c] = w.scaleAt(b) * roundFP16(float32(w.data.intAt(base+c))-w.offset[b])
+	}
 }
 
 func compileBlockwise(o *opCtx) error {
