@@ -320,6 +320,7 @@ func TestTranscodeUnfactorable(t *testing.T) {
 		}
 		return data
 	}
+	var factored string // the quantize directory of the tensor without a constant sub-block
 	for _, constant := range []bool{false, true} {
 		f := writeModel(t, "blk.0.attn_q.weight", ggml.Q4_K, []int64{in, out}, block(constant))
 		cfg, err := ParseConfig(stage.Params{"scheme": "gguf"})
@@ -356,5 +357,17 @@ func TestTranscodeUnfactorable(t *testing.T) {
 			}
 		}
 		s.Close()
+		if !constant {
+			factored = dir
+		} else { // the factored manifest over the constant sub-block's data: refused
+			s, err := qweights.OpenSource(factored, f.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, _, err := s.ScaleCodes(ti.Name, 0, out, nil); err == nil || !strings.Contains(err.Error(), "cannot hold") {
+				t.Errorf("factored scales over a constant sub-block: %v, want a refusal", err)
+			}
+			s.Close()
+		}
 	}
 }

@@ -45,8 +45,9 @@ type Transcoding struct {
 	halves []int // byte offsets of the block's fp16 fields (d, dmin or m)
 	// factor, for the K-quants and IQ4_XS, reads a block's sub-block scales as the integer
 	// codes ggml stores (into codes, one int8 per sub-block) and returns the fp16 bits of
-	// the factor they multiply, the block's d: the factored scales (TensorInfo.ScaleGroup).
-	factor func(b []byte, codes []byte) (d uint16)
+	// the factor they multiply, the block's d: the factored scales (TensorInfo.ScaleGroup);
+	// ok is false for a block with a sub-block that is a constant (see Factorable).
+	factor func(b []byte, codes []byte) (d uint16, ok bool)
 }
 
 // Bounds of the transcodings, as the manifest states them (TensorInfo.Bound).
@@ -403,31 +404,17 @@ func (tr Transcoding) ScaleGroup(t ggml.Type) int {
 
 // factors writes the factored scales of whole blocks raw of type t: each sub-block's
 // integer scale code into codes and each block's d into d. The scales Rows computes are
-// fp16(d·code), which is what constexpr_blockwise_shift_scale makes of them.
-func (tr Transcoding) factors(t ggml.Type, raw, codes []byte, d []uint16) {
+// fp16(d·code), which is what constexpr_blockwise_shift_scale makes of them. ok is false,
+// the arrays unfinished, at the first block that is not Factorable.
+func (tr Transcoding) factors(t ggml.Type, raw, codes []byte, d []uint16) (ok bool) {
 	bb, nsub := t.BlockBytes(), t.BlockElems()/tr.Block
 	for b := range len(raw) / bb {
-		d[b] = tr.factor(raw[b*bb:(b+1)*bb], codes[b*nsub:(b+1)*nsub])
+		if d[b], ok = tr.factor(raw[b*bb:(b+1)*bb], codes[b*nsub:(b+1)*nsub]); !ok {
+			return false
+		}
 	}
+	return true
 }
-
-// factorQ2_K: the low nibbles of scales[16] and d at 80 (unpackQ2_K).
-func factorQ2_K(b, codes []byte) uint16 {
-	for i, sc := range b[:16] {
-		codes[i] = sc & 0xF
-	}
-	return binary.LittleEndian.Uint16(b[80:])
-}
-
-// factorQ4_K and factorQ5_K: the 6-bit scales of get_scale_min_k4 and d at 0 (unpackQ4_K).
-func factorQ4_K(b, codes []byte) uint16 {
-	for k := range 8 {
-		codes[k], _ = kScaleMin(k, b[4:16])
-	}
-	return binary.LittleEndian.Uint16(b)
-}
-
-func factorQ5_K(b, codes []byte) uint16 { return factorQ4_K(b, codes) }
 
 // Factorable reports whether every sub-block of raw (whole blocks of type t, a type with
 // factored scales) has its scale fp16(d·code): not so for a sub-block whose scale rounds to
@@ -437,62 +424,76 @@ func (tr Transcoding) Factorable(t ggml.Type, raw []byte) bool {
 	if tr.Offset == "" || tr.factor == nil {
 		return true // no mins
 	}
-	dAt, dminAt := 0, 2 // Q4_K, Q5_K: d, dmin, the 6-bit scales and mins (unpackQ4_K)
-	if t == ggml.Q2_K {
-		dAt, dminAt = 80, 82 // scale and min nibbles, d, dmin (unpackQ2_K)
-	}
-	// fp16(d·sc) is 0 exactly when d or sc is: any other |d·sc| is at least the least
-	// fp16 subnormal, 2⁻²⁴.
-	zero := func(dBits uint16, sc byte) bool { return sc == 0 || dBits&0x7fff == 0 }
+	codes := make([]byte, t.BlockElems()/tr.Block)
 	bb := t.BlockBytes()
 	for b := 0; b+bb <= len(raw); b += bb {
-		blk := raw[b : b+bb]
-		if binary.LittleEndian.Uint16(blk[dminAt:])&0x7fff == 0 {
-			continue // every min is 0
-		}
-		d := binary.LittleEndian.Uint16(blk[dAt:])
-		if t == ggml.Q2_K {
-			for _, v := range blk[:16] {
-				if v>>4 != 0 && zero(d, v&0xF) {
-					return false
-				}
-			}
-			continue
-		}
-		for k := range 8 {
-			if sc, mn := kScaleMin(k, blk[4:16]); mn != 0 && zero(d, sc) {
-				return false
-			}
+		if _, ok := tr.factor(raw[b:b+bb], codes); !ok {
+			return false
 		}
 	}
 	return true
 }
 
+// constantSub reports whether a sub-block with scale code sc and min code mn, in a block
+// whose d and dmin have the fp16 bits dBits and dminBits, is the constant −dmin·mn that
+// factored scales cannot hold: fp16(d·sc) is 0 exactly when d or sc is (any other |d·sc|
+// is at least the least fp16 subnormal, 2⁻²⁴), while the min is not 0.
+func constantSub(dBits, dminBits uint16, sc, mn byte) bool {
+	return (sc == 0 || dBits&0x7fff == 0) && mn != 0 && dminBits&0x7fff != 0
+}
+
+// factorQ2_K: the low nibbles of scales[16] and d at 80 (unpackQ2_K); the high nibbles are
+// the mins, dmin at 82.
+func factorQ2_K(b, codes []byte) (uint16, bool) {
+	d, dmin := binary.LittleEndian.Uint16(b[80:]), binary.LittleEndian.Uint16(b[82:])
+	ok := true
+	for i, sc := range b[:16] {
+		codes[i] = sc & 0xF
+		ok = ok && !constantSub(d, dmin, sc&0xF, sc>>4)
+	}
+	return d, ok
+}
+
+// factorQ4_K and factorQ5_K: the 6-bit scales of get_scale_min_k4 and d at 0 (unpackQ4_K),
+// dmin at 2.
+func factorQ4_K(b, codes []byte) (uint16, bool) {
+	d, dmin := binary.LittleEndian.Uint16(b), binary.LittleEndian.Uint16(b[2:])
+	ok := true
+	for k := range 8 {
+		var mn byte
+		codes[k], mn = kScaleMin(k, b[4:16])
+		ok = ok && !constantSub(d, dmin, codes[k], mn)
+	}
+	return d, ok
+}
+
+func factorQ5_K(b, codes []byte) (uint16, bool) { return factorQ4_K(b, codes) }
+
 // factorQ6_K: the int8 scales[16] at 192 and d at 208 (unpackQ6_K).
-func factorQ6_K(b, codes []byte) uint16 {
+func factorQ6_K(b, codes []byte) (uint16, bool) {
 	copy(codes, b[192:208])
-	return binary.LittleEndian.Uint16(b[208:])
+	return binary.LittleEndian.Uint16(b[208:]), true
 }
 
 // factorQ3_K: the 16 six-bit scales biased by 32 and d at 108 (unpackQ3_K).
-func factorQ3_K(b, codes []byte) uint16 {
+func factorQ3_K(b, codes []byte) (uint16, bool) {
 	sc := b[96:108]
 	for i := range 16 {
 		low4 := sc[i%8] >> (4 * (i / 8)) & 0xF
 		high2 := sc[8+i%4] >> (2 * (i / 4)) & 3
 		codes[i] = byte(int8(low4|high2<<4) - 32)
 	}
-	return binary.LittleEndian.Uint16(b[108:])
+	return binary.LittleEndian.Uint16(b[108:]), true
 }
 
 // factorIQ4_XS: the eight six-bit scales ls − 32 and d at 0 (unpackIQ4_XS).
-func factorIQ4_XS(b, codes []byte) uint16 {
+func factorIQ4_XS(b, codes []byte) (uint16, bool) {
 	sh := binary.LittleEndian.Uint16(b[2:])
 	for k := range 8 {
 		ls := int32(b[4+k/2]>>(4*(k%2))&0xF) | int32(sh>>(2*k)&3)<<4
 		codes[k] = byte(int8(ls - 32))
 	}
-	return binary.LittleEndian.Uint16(b)
+	return binary.LittleEndian.Uint16(b), true
 }
 
 // scaleOffset picks the fp16 scale S and offset O of a sub-block whose ggml values are

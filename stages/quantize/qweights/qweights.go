@@ -431,9 +431,9 @@ func (s *Set) RowsInto(name string, r0, r1 int, alloc Alloc) (*Tensor, error) {
 	// Batches of rows, on every core: the int32 levels of a whole embedding would take 4
 	// bytes a weight, and the per-sub-block offsets cost CPU. The common types take their
 	// direct path (no int32 levels); Rows the rest, and names a bad block.
-	// Factored scales (ti.ScaleGroup) are read apart (ScaleCodes): the fp16 scales the
-	// transcoding computes (and checks) go to a scratch array, and every block must be
-	// Factorable.
+	// Factored scales (ti.ScaleGroup) are read apart (ScaleCodes, which refuses a block
+	// that is not Factorable): the fp16 scales the transcoding computes (and checks) go to
+	// a scratch array.
 	g := ti.ScaleGroup
 	var scale []uint16
 	if g > 0 {
@@ -466,10 +466,6 @@ func (s *Set) RowsInto(name string, r0, r1 int, alloc Alloc) (*Tensor, error) {
 					o = off[e0/tr.Block : e1/tr.Block]
 				}
 				braw, bscale := raw[int64(b0)*rb:int64(b1)*rb], scale[e0/tr.Block:e1/tr.Block]
-				if g > 0 && !tr.Factorable(t.Type, braw) {
-					errs[k] = fmt.Errorf("rows [%d, %d): a sub-block whose scale rounds to zero has a min, which factored scales cannot hold (the quantize stage checks every block for this)", r0+b0, r0+b1)
-					continue
-				}
 				if fast != nil && fast(braw, res.Data[tr.dataBytes(e0):tr.dataBytes(e1)], bscale, o) {
 					continue
 				}
@@ -530,7 +526,10 @@ func (s *Set) ScaleCodes(name string, r0, r1 int, alloc Alloc) (codes, factors [
 	nb := (r1 - r0) * in / ti.BlockSize
 	codes, factors = alloc(ScaleArray, nb), alloc(ScaleFactorArray, 2*(nb/ti.ScaleGroup))
 	f := f16View(factors)
-	transcodings[t.Type].factors(t.Type, raw, codes, f)
+	if !transcodings[t.Type].factors(t.Type, raw, codes, f) {
+		return nil, nil, fmt.Errorf("qweights: tensor %q (%v), rows [%d, %d): a sub-block whose scale rounds to zero has a min, "+
+			"which factored scales cannot hold (the quantize stage checks every block for this)", name, t.Type, r0, r1)
+	}
 	littleEndian(f)
 	return codes, factors, nil
 }
