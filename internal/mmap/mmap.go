@@ -26,8 +26,12 @@ func checkSize(f *os.File, size int64) error {
 
 func noUnmap() error { return nil }
 
-// pageSpan returns the byte range [lo, hi) of data that covers b rounded out to whole
-// pages (data starts on a page, as a mapping does) and clipped to data; ok is false when b
+// releaseUnit is the granularity of Release (see there): the largest folio Linux maps a
+// file's page cache with, 2 MiB, a multiple of every page size.
+const releaseUnit = 2 << 20
+
+// pageSpan returns the byte range [lo, hi) of data that covers b rounded out to multiples
+// of page from data's start (a mapping starts on a page) and clipped to data; ok is false when b
 // is empty or does not lie within data.
 func pageSpan(data, b []byte, page int) (lo, hi int, ok bool) {
 	if len(b) == 0 || len(data) == 0 {

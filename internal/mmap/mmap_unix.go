@@ -30,11 +30,13 @@ func Map(f *os.File, size int64) (data []byte, unmap func() error, err error) {
 // which must lie within data, a mapping Map returned (anything else is left alone): they
 // leave the resident set but stay in the page cache, and a later read maps them again
 // from there. Streaming a model through a mapping would otherwise keep every page read
-// resident until unmap — the whole model. Pages b only partly covers are released too
-// (rounded out, clipped to data): for a read-only file mapping that is always safe, a
-// reader of their other part merely faults them in again.
+// resident until unmap — the whole model. The span is rounded out to releaseUnit and
+// clipped to data: Linux may hold a file's page cache in folios of up to 2 MiB and map a
+// whole folio on one fault, so a small tensor's read keeps up to 2 MiB around it mapped,
+// which a release rounded to pages would leave. Releasing more than b is always safe for a
+// read-only file mapping: a reader of the rest merely maps it again.
 func Release(data, b []byte) {
-	lo, hi, ok := pageSpan(data, b, os.Getpagesize())
+	lo, hi, ok := pageSpan(data, b, releaseUnit)
 	if !ok {
 		return
 	}

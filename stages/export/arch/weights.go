@@ -420,6 +420,9 @@ func (w *Compressed) lazy() (data mil.WeightSource, fill mil.WeightFill, scale, 
 // conversion to fp16 rounds to nearest even.
 func fp16Source(f *gguf.File, t *gguf.Tensor, r0, r1 int) mil.WeightSource {
 	return func() ([]byte, error) {
+		// The result is a new buffer, which the blob writer's release cannot trace back to
+		// the mapping: the pages read are released here.
+		defer f.Release(f.Data(t))
 		if len(t.Shape) == 1 {
 			all, err := f.Float32s(t)
 			if err != nil {
