@@ -347,17 +347,7 @@ func (g *generator) once(ctx context.Context, ids []int32) error {
 // prefill feeds tokens to the session (whose state already holds the rest of history) and
 // restarts the sampler's history with history, which ends with tokens.
 func (g *generator) prefill(ctx context.Context, history, tokens []int32) ([]float32, time.Duration, error) {
-	t0 := time.Now()
-	all, err := g.h.sess.Prefill(ctx, tokens)
-	if err != nil {
-		return nil, 0, err
-	}
-	took := time.Since(t0)
-	g.h.smp.Reset()
-	for _, id := range history {
-		g.h.smp.Accept(id)
-	}
-	return all[len(all)-1], took, nil
+	return generate.Prefill(ctx, g.h.sess, g.h.smp, history, tokens)
 }
 
 // stream samples and decodes from logits (see generate.Loop), writing the text to out as it

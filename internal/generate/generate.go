@@ -1,7 +1,8 @@
 // Package generate holds the decode loop that the run and chat commands and the server share:
 // sample a token, accept it, end at an end-of-generation token, a stop string, the token limit
 // or a full context, and decode it for the next logits. It owns why a generation stopped and
-// what a cancelled context means; it does not prefill, tokenize prompts or print.
+// what a cancelled context means. Prefill starts a generation; tokenizing prompts and
+// printing are the callers'.
 package generate
 
 import (
@@ -135,4 +136,21 @@ func (l *Loop) emit(text string) error {
 		return nil
 	}
 	return l.OnText(text)
+}
+
+// Prefill feeds tokens to sess, whose state already holds the rest of history (history ends
+// with tokens), and restarts smp's history with all of history, as the penalties and DRY
+// must see it. It returns the logits after the last token and how long the prefill took.
+func Prefill(ctx context.Context, sess stage.Session, smp stage.TokenSampler, history, tokens []int32) ([]float32, time.Duration, error) {
+	t0 := time.Now()
+	all, err := sess.Prefill(ctx, tokens)
+	if err != nil {
+		return nil, 0, err
+	}
+	took := time.Since(t0)
+	smp.Reset()
+	for _, id := range history {
+		smp.Accept(id)
+	}
+	return all[len(all)-1], took, nil
 }

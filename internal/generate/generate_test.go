@@ -17,8 +17,17 @@ type fakeSession struct {
 	afterDecode func(n int) // called after the nth successful Decode
 }
 
+// Prefill returns one row of logits per token, holding the token (fails on none).
 func (s *fakeSession) Prefill(ctx context.Context, t []int32) ([][]float32, error) {
-	return nil, errors.New("not used")
+	if len(t) == 0 {
+		return nil, errors.New("no tokens")
+	}
+	var out [][]float32
+	for _, id := range t {
+		s.pos++
+		out = append(out, []float32{float32(id)})
+	}
+	return out, nil
 }
 func (s *fakeSession) Decode(ctx context.Context, token int32) ([]float32, error) {
 	if err := ctx.Err(); err != nil {
@@ -185,5 +194,22 @@ func TestLoop(t *testing.T) {
 				t.Errorf("OnToken saw %v, want %v", tokens, want)
 			}
 		})
+	}
+}
+
+// Prefill feeds only the new tokens to the session, returns the last one's logits, and leaves
+// the sampler's history at the whole history (what it held before is forgotten).
+func TestPrefill(t *testing.T) {
+	sess := &fakeSession{pos: 2}
+	smp := &fakeSampler{accepted: []int32{7, 7, 7}}
+	logits, _, err := Prefill(context.Background(), sess, smp, []int32{1, 2, 3, 4}, []int32{3, 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(logits, []float32{4}) || sess.pos != 4 || !slices.Equal(smp.accepted, []int32{1, 2, 3, 4}) {
+		t.Errorf("logits %v, session at %d, sampler history %v; want [4], 4, [1 2 3 4]", logits, sess.pos, smp.accepted)
+	}
+	if _, _, err := Prefill(context.Background(), sess, smp, nil, nil); err == nil {
+		t.Error("a failed prefill gave no error")
 	}
 }

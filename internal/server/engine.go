@@ -236,18 +236,13 @@ func (e *Engine) Generate(ctx context.Context, r Request, emit func(text string)
 	}
 	s.tokens = append(s.tokens[:keep], r.Prompt[keep:]...)
 	res.CachedTokens = keep
-	t1 := time.Now()
-	all, err := s.sess.Prefill(ctx, r.Prompt[keep:])
+	logits, took, err := generate.Prefill(ctx, s.sess, smp, r.Prompt, r.Prompt[keep:])
 	if err != nil {
 		s.tokens = s.tokens[:0]
 		s.sess.Reset()
 		return res, err
 	}
-	logits := all[len(all)-1]
-	for _, id := range r.Prompt {
-		smp.Accept(id)
-	}
-	res.Prefill = time.Since(t1)
+	res.Prefill = took
 
 	limit := r.MaxTokens
 	if limit <= 0 {
