@@ -135,10 +135,13 @@ func (q *QuantizedWeights) Compressed(name string, r0, r1 int) (*arch.Compressed
 		GroupSize: info.GroupSize, Palette: t.LUT,
 	}
 	if q.set.Derived(name) {
-		c.Load = func(dst []byte) (arch.Arrays, error) {
+		c.Load = func(dst []byte, scales bool) (arch.Arrays, error) {
 			t, err := q.set.RowsInto(name, r0, r1, func(a qweights.Array, n int) []byte {
-				if a == qweights.DataArray && dst != nil && len(dst) == n {
+				switch {
+				case a == qweights.DataArray && dst != nil && len(dst) == n:
 					return dst // its record in weight.bin
+				case (a == qweights.ScaleArray || a == qweights.ScaleFactorArray) && info.ScaleGroup > 0 && !scales:
+					return nil // made by LoadScales
 				}
 				return q.take(n)
 			})

@@ -1,6 +1,7 @@
 package quantize
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"math"
@@ -356,6 +357,27 @@ func TestTranscodeUnfactorable(t *testing.T) {
 				t.Fatalf("constant sub-block %v: element %d = %g, ggml %g", constant, i, got[i], want[i])
 			}
 		}
+		if !constant { // RowsInto's factored scales are ScaleCodes', or left to it
+			rows, err := s.RowsInto(ti.Name, 0, out, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			codes, factors, err := s.ScaleCodes(ti.Name, 0, out, nil)
+			if err != nil || !bytes.Equal(codes, rows.Scale) || !bytes.Equal(factors, rows.ScaleFactor) {
+				t.Errorf("ScaleCodes (%v) and RowsInto give different factored scales", err)
+			}
+			none := func(a qweights.Array, n int) []byte {
+				if a == qweights.ScaleArray || a == qweights.ScaleFactorArray {
+					return nil
+				}
+				return make([]byte, n)
+			}
+			if rows, err := s.RowsInto(ti.Name, 0, out, none); err != nil {
+				t.Error(err)
+			} else if rows.Scale != nil || rows.ScaleFactor != nil {
+				t.Errorf("RowsInto without scale arrays made scales of %d and %d bytes", len(rows.Scale), len(rows.ScaleFactor))
+			}
+		}
 		s.Close()
 		if !constant {
 			factored = dir
@@ -366,6 +388,9 @@ func TestTranscodeUnfactorable(t *testing.T) {
 			}
 			if _, _, err := s.ScaleCodes(ti.Name, 0, out, nil); err == nil || !strings.Contains(err.Error(), "cannot hold") {
 				t.Errorf("factored scales over a constant sub-block: %v, want a refusal", err)
+			}
+			if _, err := s.RowsInto(ti.Name, 0, out, nil); err == nil || !strings.Contains(err.Error(), "cannot hold") {
+				t.Errorf("rows of factored scales over a constant sub-block: %v, want a refusal", err)
 			}
 			s.Close()
 		}

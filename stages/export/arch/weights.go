@@ -57,10 +57,12 @@ type Compressed struct {
 	// may be reused by the WeightSet's next Load (one buffer for every weight), so it is
 	// written at once or loaded again; scale and offset stay valid. A non-nil dst (the
 	// data's record in weight.bin, of the data's size) is where the data goes: Load then
-	// returns it as data.
-	Load func(dst []byte) (Arrays, error)
-	// LoadScales, with Load and ScaleGroup, makes the factored scales apart from the other
-	// arrays (Load then returns none): their op is written before the weight's own.
+	// returns it as data. With ScaleGroup, scales asks for the factored scales too (false:
+	// LoadScales made them already).
+	Load func(dst []byte, scales bool) (Arrays, error)
+	// LoadScales, with Load and ScaleGroup, makes the factored scales alone: a blockwise
+	// weight's scale op is written before its own (a LUT weight's after its data, so Load
+	// makes them in the same pass).
 	LoadScales func() (codes, factors []byte, err error)
 }
 
@@ -355,14 +357,15 @@ func (fn *Func) constexpr(key string, shape []int, w *Compressed) *mil.Value {
 func (w *Compressed) lazy() (data mil.WeightSource, fill mil.WeightFill, scale, factor, offset mil.WeightSource) {
 	var arrays [4][]byte
 	_, scaleBytes, factorBytes, _ := w.loadedSizes()
+	scaled := false // LoadScales made the factored scales
 	load := func(dst []byte) error {
-		a, err := w.Load(dst)
+		a, err := w.Load(dst, w.ScaleGroup > 0 && !scaled)
 		if err != nil {
 			return err
 		}
 		l := *w
 		l.Load, l.Data, l.Scale, l.ScaleFactor, l.Offset = nil, a.Data, a.Scale, a.ScaleFactor, a.Offset
-		if w.ScaleGroup > 0 { // the scales come from LoadScales, which checks them
+		if scaled { // LoadScales checked them
 			err = l.checkSizes(len(a.Data), scaleBytes, factorBytes, len(a.Offset), a.Offset != nil)
 		} else {
 			err = l.check()
@@ -373,10 +376,14 @@ func (w *Compressed) lazy() (data mil.WeightSource, fill mil.WeightFill, scale, 
 		if dst != nil && (len(a.Data) == 0 || &a.Data[0] != &dst[0]) {
 			return fmt.Errorf("data not loaded in place")
 		}
-		arrays = [4][]byte{a.Data, a.Scale, a.ScaleFactor, a.Offset}
+		arrays[0], arrays[3] = a.Data, a.Offset
+		if !scaled {
+			arrays[1], arrays[2] = a.Scale, a.ScaleFactor
+		}
 		return nil
 	}
 	scales := func() error {
+		scaled = true
 		codes, factors, err := w.LoadScales()
 		if err != nil {
 			return err

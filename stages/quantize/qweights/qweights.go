@@ -12,6 +12,7 @@ package qweights
 import (
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -364,15 +365,12 @@ func (s *Set) Derived(name string) bool { _, ok := s.derived[name]; return ok }
 // a tensor stored as its source's ggml blocks, arrays transcoded from them now (their
 // source pages are released once read).
 func (s *Set) Rows(name string, r0, r1 int) (*Tensor, error) {
-	t, err := s.RowsInto(name, r0, r1, nil)
-	if err == nil && t.Info.ScaleGroup > 0 && t.Scale == nil {
-		t.Scale, t.ScaleFactor, err = s.ScaleCodes(name, r0, r1, nil)
-	}
-	return t, err
+	return s.RowsInto(name, r0, r1, nil)
 }
 
 // An Alloc returns a byte slice of length n for array a whose contents do not matter:
-// RowsInto writes every byte. nil allocates.
+// RowsInto writes every byte. nil allocates. For the factored scales (ScaleArray,
+// ScaleFactorArray) it may return nil: RowsInto then leaves them to ScaleCodes.
 type Alloc func(a Array, n int) []byte
 
 // Array names the array of a Tensor an Alloc is asked for.
@@ -386,9 +384,8 @@ const (
 	ScaleFactorArray
 )
 
-// RowsInto is Rows that, for a tensor stored as its source's blocks, takes the data, scale
-// and offset arrays it transcodes into from alloc (a streaming consumer reuses buffers);
-// factored scales are left to ScaleCodes.
+// RowsInto is Rows that, for a tensor stored as its source's blocks, takes the arrays it
+// transcodes into from alloc (a streaming consumer reuses buffers).
 func (s *Set) RowsInto(name string, r0, r1 int, alloc Alloc) (*Tensor, error) {
 	ti, ok := s.derived[name]
 	if !ok {
@@ -431,13 +428,17 @@ func (s *Set) RowsInto(name string, r0, r1 int, alloc Alloc) (*Tensor, error) {
 	// Batches of rows, on every core: the int32 levels of a whole embedding would take 4
 	// bytes a weight, and the per-sub-block offsets cost CPU. The common types take their
 	// direct path (no int32 levels); Rows the rest, and names a bad block.
-	// Factored scales (ti.ScaleGroup) are read apart (ScaleCodes, which refuses a block
-	// that is not Factorable): the fp16 scales the transcoding computes (and checks) go to
-	// a scratch array.
+	// With factored scales (ti.ScaleGroup) the fp16 scales the transcoding computes (and
+	// checks) go to a scratch array, and each batch's codes and factors are read from the
+	// blocks while they are mapped (a block that is not Factorable is refused).
 	g := ti.ScaleGroup
-	var scale []uint16
+	var scale, factors []uint16
 	if g > 0 {
 		scale = make([]uint16, n/tr.Block)
+		if res.Scale = alloc(ScaleArray, n/tr.Block); res.Scale != nil {
+			res.ScaleFactor = alloc(ScaleFactorArray, 2*(n/tr.Block/g))
+			factors = f16View(res.ScaleFactor)
+		}
 	} else {
 		res.Scale = alloc(ScaleArray, 2*(n/tr.Block))
 		scale = f16View(res.Scale)
@@ -466,6 +467,10 @@ func (s *Set) RowsInto(name string, r0, r1 int, alloc Alloc) (*Tensor, error) {
 					o = off[e0/tr.Block : e1/tr.Block]
 				}
 				braw, bscale := raw[int64(b0)*rb:int64(b1)*rb], scale[e0/tr.Block:e1/tr.Block]
+				if factors != nil && !tr.factors(t.Type, braw, res.Scale[e0/tr.Block:e1/tr.Block], factors[e0/tr.Block/g:e1/tr.Block/g]) {
+					errs[k] = fmt.Errorf("rows [%d, %d): %w", r0+b0, r0+b1, errUnfactorable)
+					continue
+				}
 				if fast != nil && fast(braw, res.Data[tr.dataBytes(e0):tr.dataBytes(e1)], bscale, o) {
 					continue
 				}
@@ -492,13 +497,19 @@ func (s *Set) RowsInto(name string, r0, r1 int, alloc Alloc) (*Tensor, error) {
 	if g == 0 {
 		littleEndian(scale)
 	}
+	littleEndian(factors)
 	littleEndian(off)
 	return res, nil
 }
 
+// errUnfactorable is a block that factored scales cannot hold (see Factorable).
+var errUnfactorable = errors.New("a sub-block whose scale rounds to zero has a min, which factored scales cannot hold " +
+	"(the quantize stage checks every block for this)")
+
 // ScaleCodes returns the factored scales of rows [r0, r1) of a tensor stored as its
 // source's blocks with TensorInfo.ScaleGroup: the int8 codes, one per block of BlockSize
-// elements, and the fp16 factors, one per ScaleGroup codes, in arrays from alloc.
+// elements, and the fp16 factors, one per ScaleGroup codes, in arrays from alloc. RowsInto
+// returns them too; this reads only them, for a consumer that writes them before the data.
 func (s *Set) ScaleCodes(name string, r0, r1 int, alloc Alloc) (codes, factors []byte, err error) {
 	ti, ok := s.derived[name]
 	if !ok || ti.ScaleGroup == 0 {
@@ -527,8 +538,7 @@ func (s *Set) ScaleCodes(name string, r0, r1 int, alloc Alloc) (codes, factors [
 	codes, factors = alloc(ScaleArray, nb), alloc(ScaleFactorArray, 2*(nb/ti.ScaleGroup))
 	f := f16View(factors)
 	if !transcodings[t.Type].factors(t.Type, raw, codes, f) {
-		return nil, nil, fmt.Errorf("qweights: tensor %q (%v), rows [%d, %d): a sub-block whose scale rounds to zero has a min, "+
-			"which factored scales cannot hold (the quantize stage checks every block for this)", name, t.Type, r0, r1)
+		return nil, nil, fmt.Errorf("qweights: tensor %q (%v), rows [%d, %d): %w", name, t.Type, r0, r1, errUnfactorable)
 	}
 	littleEndian(f)
 	return codes, factors, nil
