@@ -39,6 +39,16 @@ func nibblePairs(v uint64) uint32 {
 // nibbles 16…31, each q standing for d·(q − 8); our int4 is the signed level q − 8 in two's
 // complement, which is q XOR 8 in the nibble. The scale is d itself.
 func q4_0Direct(raw, dst []byte, scale, _ []uint16) bool {
+	n := len(raw) / 18
+	if nibbleKernels && n > 0 {
+		_, _ = dst[16*n-1], scale[n-1]
+		return repackQ4_0(&raw[0], &dst[0], &scale[0], n) == n
+	}
+	return q4_0Go(raw, dst, scale)
+}
+
+// q4_0Go is q4_0Direct in Go: the portable path, and the one the kernels are tested against.
+func q4_0Go(raw, dst []byte, scale []uint16) bool {
 	for b := range len(raw) / 18 {
 		blk := raw[18*b : 18*b+18]
 		d := binary.LittleEndian.Uint16(blk)

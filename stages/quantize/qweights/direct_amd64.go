@@ -1,0 +1,19 @@
+//go:build amd64 && !purego
+
+package qweights
+
+import "github.com/lilims/lilims/internal/simd"
+
+// haveNibbleKernels reports that the SSE2 repacks (direct_amd64.s) exist: SSE2 is part of
+// every amd64 CPU. nibbleKernels selects them unless LILIMS_KERNELS says otherwise; tests
+// flip it to compare both paths.
+const haveNibbleKernels = true
+
+var nibbleKernels = simd.Allowed() >= simd.Base
+
+// repackQ4_0 is q4_0Go over n (≥ 1) Q4_0 blocks at raw: it writes their data (16 bytes a
+// block) to dst and their d to scale, and returns the number of blocks done, less than n
+// when block done has a non-finite d (its outputs are then unwritten).
+//
+//go:noescape
+func repackQ4_0(raw, dst *byte, scale *uint16, n int) (done int)

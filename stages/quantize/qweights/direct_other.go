@@ -1,0 +1,13 @@
+//go:build !amd64 || purego
+
+package qweights
+
+// haveNibbleKernels is false: the repacks are amd64 assembly; elsewhere the blocks take
+// the Go loops of direct.go.
+const haveNibbleKernels = false
+
+var nibbleKernels = false
+
+func repackQ4_0(raw, dst *byte, scale *uint16, n int) int {
+	panic("unreachable: repackQ4_0 is amd64 only")
+}
