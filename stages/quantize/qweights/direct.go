@@ -70,9 +70,17 @@ func q4_0Go(raw, dst []byte, scale []uint16) bool {
 // [0, 15], so shiftFor gives the int4 data the shift 8 in every sub-block with a non-zero
 // scale: q − 8, which is q XOR 8 in a nibble, as for Q4_0. A sub-block whose scale rounds
 // to zero keeps its quants (no offset) or, with a non-zero min, is the constant −m with
-// zero quants, as Rows makes it.
+// zero quants, as Rows makes it. The kernel, where there is one, writes every block's data
+// for the common case first; the loop then redoes the data of the blocks with a rare
+// sub-block.
 func q4KDirect(raw, dst []byte, scale, off []uint16) bool {
-	for b := range len(raw) / 144 {
+	n := len(raw) / 144
+	kernel := nibbleKernels && n > 0
+	if kernel {
+		_ = dst[128*n-1]
+		repackQ4_K(&raw[0], &dst[0], n)
+	}
+	for b := range n {
 		blk := raw[144*b : 144*b+144]
 		h0, h1 := binary.LittleEndian.Uint16(blk), binary.LittleEndian.Uint16(blk[2:])
 		if h0&0x7c00 == 0x7c00 || h1&0x7c00 == 0x7c00 {
@@ -99,6 +107,7 @@ func q4KDirect(raw, dst []byte, scale, off []uint16) bool {
 			}
 		}
 		var xor, keep [8]uint64 // applied to each sub-block's quants: (q ^ xor) & keep
+		rare := false
 		for k := range 8 {
 			i := 8*b + k
 			keep[k] = ^uint64(0)
@@ -115,13 +124,18 @@ func q4KDirect(raw, dst []byte, scale, off []uint16) bool {
 				xor[k] = nibble8
 			case m[k] == 0:
 				scale[i], off[i] = S[k], 0
+				rare = true
 			default:
 				scale[i], off[i] = toF16(m[k]), toF16(1)
 				keep[k] = 0 // quants cleared
+				rare = true
 			}
 			if off[i]&0x7c00 == 0x7c00 || scale[i]&0x7c00 == 0x7c00 {
 				return false
 			}
+		}
+		if kernel && !rare {
+			continue
 		}
 		// Sub-blocks 2c and 2c+1 are the low and high nibbles of qs[32c…32c+32].
 		for c := range 4 {

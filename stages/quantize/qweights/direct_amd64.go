@@ -17,3 +17,10 @@ var nibbleKernels = simd.Allowed() >= simd.Base
 //
 //go:noescape
 func repackQ4_0(raw, dst *byte, scale *uint16, n int) (done int)
+
+// repackQ4_K writes the data of n (≥ 1) Q4_K blocks at raw to dst (128 bytes a block) as
+// q4KGo does for a block whose every sub-block has a non-zero scale: each quant q as the
+// int4 q − 8.
+//
+//go:noescape
+func repackQ4_K(raw, dst *byte, n int)

@@ -67,3 +67,37 @@ q40loop:
 q40done:
 	MOVQ AX, done+32(FP)
 	RET
+
+// GROUP repacks the 32 quant bytes at in(SI) of a Q4_K block: 16 bytes of low-nibble
+// pairs (sub-block 2c) to out(DI), 16 of high-nibble pairs (2c+1) to out+16(DI).
+#define GROUP(in, out) \
+	MOVOU in(SI), X0 \
+	MOVOU in+16(SI), X2 \
+	PAIRS(X0, X1, X4) \
+	PAIRS(X2, X3, X5) \
+	PACKUSWB X2, X0 \
+	PACKUSWB X3, X1 \
+	PXOR  X8, X0 \
+	PXOR  X8, X1 \
+	MOVOU X0, out(DI) \
+	MOVOU X1, out+16(DI)
+
+// func repackQ4_K(raw, dst *byte, n int)
+TEXT ·repackQ4_K(SB), NOSPLIT, $0-24
+	MOVQ  raw+0(FP), SI
+	MOVQ  dst+8(FP), DI
+	MOVQ  n+16(FP), CX
+	MOVOU low4<>(SB), X6
+	MOVOU high4<>(SB), X7
+	MOVOU eights<>(SB), X8
+
+q4kloop:
+	GROUP(16, 0)
+	GROUP(48, 32)
+	GROUP(80, 64)
+	GROUP(112, 96)
+	ADDQ $144, SI
+	ADDQ $128, DI
+	DECQ CX
+	JNZ  q4kloop
+	RET

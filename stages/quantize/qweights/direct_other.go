@@ -11,3 +11,7 @@ var nibbleKernels = false
 func repackQ4_0(raw, dst *byte, scale *uint16, n int) int {
 	panic("unreachable: repackQ4_0 is amd64 only")
 }
+
+func repackQ4_K(raw, dst *byte, n int) {
+	panic("unreachable: repackQ4_K is amd64 only")
+}
