@@ -1,11 +1,12 @@
-//go:build amd64 && !purego
+//go:build (amd64 || arm64) && !purego
 
 package qweights
 
 import "github.com/lilims/lilims/internal/simd"
 
-// haveNibbleKernels reports that the SSE2 repacks (direct_amd64.s) exist: SSE2 is part of
-// every amd64 CPU. nibbleKernels selects them unless LILIMS_KERNELS says otherwise; tests
+// haveNibbleKernels reports that the vector repacks exist: SSE2 on amd64
+// (direct_amd64.s), NEON on arm64 (direct_arm64.s), each part of every CPU of its
+// architecture. nibbleKernels selects them unless LILIMS_KERNELS says otherwise; tests
 // flip it to compare both paths.
 const haveNibbleKernels = true
 
@@ -19,8 +20,8 @@ var nibbleKernels = simd.Allowed() >= simd.Base
 func repackQ4_0(raw, dst *byte, scale *uint16, n int) (done int)
 
 // repackQ4_K writes the data of n (≥ 1) Q4_K blocks at raw to dst (128 bytes a block) as
-// q4KGo does for a block whose every sub-block has a non-zero scale: each quant q as the
-// int4 q − 8.
+// q4KDirect's Go loop does for a block whose every sub-block has a non-zero scale: each
+// quant q as the int4 q − 8.
 //
 //go:noescape
 func repackQ4_K(raw, dst *byte, n int)
