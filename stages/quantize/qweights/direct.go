@@ -154,10 +154,17 @@ func q4KDirect(raw, dst []byte, scale, off []uint16) bool {
 // q6KDirect is Rows and pack for Q6_K (block layout at unpackQ6_K). Its code table is
 // −32…31, so a quant's lut index is its stored 6-bit value: the indices are ql's nibble
 // and qh's two bits put together, eight at a time, and packed six bits each (pack6). The
-// scale of sub-block i is d·sc[i].
+// scale of sub-block i is d·sc[i]. The data does not depend on the scales: the kernel,
+// where there is one, writes all of it first.
 func q6KDirect(raw, dst []byte, scale, _ []uint16) bool {
 	const twoBits = 0x0303030303030303
-	for b := range len(raw) / 210 {
+	n := len(raw) / 210
+	kernel := haveQ6KKernel && nibbleKernels && n > 0
+	if kernel {
+		_ = dst[192*n-1]
+		repackQ6_K(&raw[0], &dst[0], n)
+	}
+	for b := range n {
 		blk := raw[210*b : 210*b+210]
 		h := binary.LittleEndian.Uint16(blk[208:])
 		if h&0x7c00 == 0x7c00 {
@@ -174,6 +181,9 @@ func q6KDirect(raw, dst []byte, scale, _ []uint16) bool {
 				return false
 			}
 			scale[16*b+i] = S
+		}
+		if kernel {
+			continue
 		}
 		out := (*[192]byte)(dst[192*b:])
 		for half := range 2 {

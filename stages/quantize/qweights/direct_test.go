@@ -103,7 +103,7 @@ func roughen(blk []byte, tr Transcoding, rng *rand.Rand, nonFinite bool) {
 // refuses the run whose last block has a non-finite d or dmin. Without the kernels (other
 // architectures, -tags purego) both sides are the Go loop.
 func TestNibbleKernels(t *testing.T) {
-	for _, typ := range []ggml.Type{ggml.Q4_0, ggml.Q4_K} {
+	for _, typ := range []ggml.Type{ggml.Q4_0, ggml.Q4_K, ggml.Q6_K} {
 		t.Run(typ.String(), func(t *testing.T) {
 			tr, fast := transcodings[typ], direct[typ]
 			be, bb := typ.BlockElems(), typ.BlockBytes()
