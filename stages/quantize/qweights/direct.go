@@ -159,7 +159,7 @@ func q4KDirect(raw, dst []byte, scale, off []uint16) bool {
 func q6KDirect(raw, dst []byte, scale, _ []uint16) bool {
 	const twoBits = 0x0303030303030303
 	n := len(raw) / 210
-	kernel := haveQ6KKernel && nibbleKernels && n > 0
+	kernel := nibbleKernels && n > 0
 	if kernel {
 		_ = dst[192*n-1]
 		repackQ6_K(&raw[0], &dst[0], n)

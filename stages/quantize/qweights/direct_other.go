@@ -15,3 +15,7 @@ func repackQ4_0(raw, dst *byte, scale *uint16, n int) int {
 func repackQ4_K(raw, dst *byte, n int) {
 	panic("unreachable: repackQ4_K is amd64 and arm64 only")
 }
+
+func repackQ6_K(raw, dst *byte, n int) {
+	panic("unreachable: repackQ6_K is amd64 and arm64 only")
+}

@@ -25,3 +25,9 @@ func repackQ4_0(raw, dst *byte, scale *uint16, n int) (done int)
 //
 //go:noescape
 func repackQ4_K(raw, dst *byte, n int)
+
+// repackQ6_K writes the data of n (≥ 1) Q6_K blocks at raw to dst (192 bytes a block) as
+// q6KDirect's Go loop does.
+//
+//go:noescape
+func repackQ6_K(raw, dst *byte, n int)
