@@ -70,9 +70,9 @@ func q4_0Go(raw, dst []byte, scale []uint16) bool {
 // [0, 15], so shiftFor gives the int4 data the shift 8 in every sub-block with a non-zero
 // scale: q − 8, which is q XOR 8 in a nibble, as for Q4_0. A sub-block whose scale rounds
 // to zero keeps its quants (no offset) or, with a non-zero min, is the constant −m with
-// zero quants, as Rows makes it. The kernel, where there is one, writes every block's data
-// for the common case first; the loop then redoes the data of the blocks with a rare
-// sub-block.
+// zero quants, as Rows makes it. The kernel, where there is one, writes all the data for
+// the common case first; the loop then redoes the 32 bytes of a pair of sub-blocks that is
+// not.
 func q4KDirect(raw, dst []byte, scale, off []uint16) bool {
 	n := len(raw) / 144
 	kernel := nibbleKernels && n > 0
@@ -107,7 +107,6 @@ func q4KDirect(raw, dst []byte, scale, off []uint16) bool {
 			}
 		}
 		var xor, keep [8]uint64 // applied to each sub-block's quants: (q ^ xor) & keep
-		rare := false
 		for k := range 8 {
 			i := 8*b + k
 			keep[k] = ^uint64(0)
@@ -124,21 +123,19 @@ func q4KDirect(raw, dst []byte, scale, off []uint16) bool {
 				xor[k] = nibble8
 			case m[k] == 0:
 				scale[i], off[i] = S[k], 0
-				rare = true
 			default:
 				scale[i], off[i] = toF16(m[k]), toF16(1)
 				keep[k] = 0 // quants cleared
-				rare = true
 			}
 			if off[i]&0x7c00 == 0x7c00 || scale[i]&0x7c00 == 0x7c00 {
 				return false
 			}
 		}
-		if kernel && !rare {
-			continue
-		}
 		// Sub-blocks 2c and 2c+1 are the low and high nibbles of qs[32c…32c+32].
 		for c := range 4 {
+			if kernel && xor[2*c]&xor[2*c+1] == nibble8 { // both XOR 8: the kernel's bytes
+				continue
+			}
 			qs := (*[32]byte)(blk[16+32*c:])
 			lo, hi := (*[16]byte)(out[32*c:]), (*[16]byte)(out[32*c+16:])
 			for g := range 4 {
