@@ -39,6 +39,16 @@ func nibblePairs(v uint64) uint32 {
 // nibbles 16…31, each q standing for d·(q − 8); our int4 is the signed level q − 8 in two's
 // complement, which is q XOR 8 in the nibble. The scale is d itself.
 func q4_0Direct(raw, dst []byte, scale, _ []uint16) bool {
+	n := len(raw) / 18
+	if nibbleKernels && n > 0 {
+		_, _ = dst[16*n-1], scale[n-1]
+		return repackQ4_0(&raw[0], &dst[0], &scale[0], n) == n
+	}
+	return q4_0Go(raw, dst, scale)
+}
+
+// q4_0Go is q4_0Direct in Go: the portable path, and the one the kernels are tested against.
+func q4_0Go(raw, dst []byte, scale []uint16) bool {
 	for b := range len(raw) / 18 {
 		blk := raw[18*b : 18*b+18]
 		d := binary.LittleEndian.Uint16(blk)
@@ -60,9 +70,17 @@ func q4_0Direct(raw, dst []byte, scale, _ []uint16) bool {
 // [0, 15], so shiftFor gives the int4 data the shift 8 in every sub-block with a non-zero
 // scale: q − 8, which is q XOR 8 in a nibble, as for Q4_0. A sub-block whose scale rounds
 // to zero keeps its quants (no offset) or, with a non-zero min, is the constant −m with
-// zero quants, as Rows makes it.
+// zero quants, as Rows makes it. The kernel, where there is one, writes all the data for
+// the common case first; the loop then redoes the 32 bytes of a pair of sub-blocks that is
+// not.
 func q4KDirect(raw, dst []byte, scale, off []uint16) bool {
-	for b := range len(raw) / 144 {
+	n := len(raw) / 144
+	kernel := nibbleKernels && n > 0
+	if kernel {
+		_ = dst[128*n-1]
+		repackQ4_K(&raw[0], &dst[0], n)
+	}
+	for b := range n {
 		blk := raw[144*b : 144*b+144]
 		h0, h1 := binary.LittleEndian.Uint16(blk), binary.LittleEndian.Uint16(blk[2:])
 		if h0&0x7c00 == 0x7c00 || h1&0x7c00 == 0x7c00 {
@@ -115,6 +133,9 @@ func q4KDirect(raw, dst []byte, scale, off []uint16) bool {
 		}
 		// Sub-blocks 2c and 2c+1 are the low and high nibbles of qs[32c…32c+32].
 		for c := range 4 {
+			if kernel && xor[2*c]&xor[2*c+1] == nibble8 { // both XOR 8: the kernel's bytes
+				continue
+			}
 			qs := (*[32]byte)(blk[16+32*c:])
 			lo, hi := (*[16]byte)(out[32*c:]), (*[16]byte)(out[32*c+16:])
 			for g := range 4 {
@@ -130,10 +151,17 @@ func q4KDirect(raw, dst []byte, scale, off []uint16) bool {
 // q6KDirect is Rows and pack for Q6_K (block layout at unpackQ6_K). Its code table is
 // −32…31, so a quant's lut index is its stored 6-bit value: the indices are ql's nibble
 // and qh's two bits put together, eight at a time, and packed six bits each (pack6). The
-// scale of sub-block i is d·sc[i].
+// scale of sub-block i is d·sc[i]. The data does not depend on the scales: the kernel,
+// where there is one, writes all of it first.
 func q6KDirect(raw, dst []byte, scale, _ []uint16) bool {
 	const twoBits = 0x0303030303030303
-	for b := range len(raw) / 210 {
+	n := len(raw) / 210
+	kernel := nibbleKernels && n > 0
+	if kernel {
+		_ = dst[192*n-1]
+		repackQ6_K(&raw[0], &dst[0], n)
+	}
+	for b := range n {
 		blk := raw[210*b : 210*b+210]
 		h := binary.LittleEndian.Uint16(blk[208:])
 		if h&0x7c00 == 0x7c00 {
@@ -150,6 +178,9 @@ func q6KDirect(raw, dst []byte, scale, _ []uint16) bool {
 				return false
 			}
 			scale[16*b+i] = S
+		}
+		if kernel {
+			continue
 		}
 		out := (*[192]byte)(dst[192*b:])
 		for half := range 2 {

@@ -6,6 +6,8 @@ import (
 	"math/rand/v2"
 	"slices"
 	"testing"
+
+	"github.com/lilims/lilims/stages/loader/ggml"
 )
 
 // TestDirectMatchesRows: each direct path writes the bits of Rows followed by pack, and
@@ -19,25 +21,10 @@ func TestDirectMatchesRows(t *testing.T) {
 			be, bb := typ.BlockElems(), typ.BlockBytes()
 			rng := rand.New(rand.NewPCG(7, uint64(typ)))
 			raw := randomBlocks(typ, 4000, uint64(typ))
-			special := []uint16{0, 0x8000, 0x0001, 0x3c00, 0xbc00, 0x7bff, 0x7c00, 0x7e00, 0x5800}
 			refused := 0
 			for b := 0; b < len(raw); b += bb {
 				blk := raw[b : b+bb]
-				for _, at := range tr.halves {
-					switch rng.IntN(4) {
-					case 0:
-						binary.LittleEndian.PutUint16(blk[at:], uint16(rng.Uint32()))
-					case 1:
-						binary.LittleEndian.PutUint16(blk[at:], special[rng.IntN(len(special))])
-					}
-				}
-				if rng.IntN(8) == 0 { // zero sub-block scales and mins
-					for i := range blk {
-						if !slices.Contains(tr.halves, i) && !slices.Contains(tr.halves, i-1) && rng.IntN(3) == 0 {
-							blk[i] = 0
-						}
-					}
-				}
+				roughen(blk, tr, rng, true)
 				q := make([]int32, be)
 				want := make([]byte, tr.dataBytes(be))
 				wscale, gscale := make([]uint16, be/tr.Block), make([]uint16, be/tr.Block)
@@ -77,5 +64,100 @@ func TestFiniteF16(t *testing.T) {
 		if a, b := finiteF16(uint16(h)), f16ToF32(uint16(h)); math.Float32bits(a) != math.Float32bits(b) {
 			t.Fatalf("%#04x: %v, the table %v", h, a, b)
 		}
+	}
+}
+
+// roughen gives a random block the fields that take the transcodings' rare branches: one
+// time in four an fp16 field (d, dmin) is a random bit pattern (so zeros, subnormals,
+// scales beyond fp16, and with nonFinite Inf and NaN occur), one in four a special value;
+// and one block in eight has a third of its other bytes zero (sub-block scales and mins
+// of zero, with and without each other).
+func roughen(blk []byte, tr Transcoding, rng *rand.Rand, nonFinite bool) {
+	special := []uint16{0, 0x8000, 0x0001, 0x3c00, 0xbc00, 0x7bff, 0x5800, 0x7c00, 0x7e00}
+	if !nonFinite {
+		special = special[:len(special)-2]
+	}
+	for _, at := range tr.halves {
+		switch rng.IntN(4) {
+		case 0:
+			h := uint16(rng.Uint32())
+			if !nonFinite && h&0x7c00 == 0x7c00 {
+				h &^= 0x4000
+			}
+			binary.LittleEndian.PutUint16(blk[at:], h)
+		case 1:
+			binary.LittleEndian.PutUint16(blk[at:], special[rng.IntN(len(special))])
+		}
+	}
+	if rng.IntN(8) == 0 {
+		for i := range blk {
+			if !slices.Contains(tr.halves, i) && !slices.Contains(tr.halves, i-1) && rng.IntN(3) == 0 {
+				blk[i] = 0
+			}
+		}
+	}
+}
+
+// TestNibbleKernels: with the vector repacks (nibbleKernels), each direct path writes the
+// bits of its Go loop, over runs of 0, 1, 2, 3 and many blocks with rough fields, and
+// refuses the run whose last block has a non-finite d or dmin. Without the kernels (other
+// architectures, -tags purego) both sides are the Go loop.
+func TestNibbleKernels(t *testing.T) {
+	for _, typ := range []ggml.Type{ggml.Q4_0, ggml.Q4_K, ggml.Q6_K} {
+		t.Run(typ.String(), func(t *testing.T) {
+			tr, fast := transcodings[typ], direct[typ]
+			be, bb := typ.BlockElems(), typ.BlockBytes()
+			rng := rand.New(rand.NewPCG(11, uint64(typ)))
+			run := func(raw []byte, kernels bool) (ok bool, data []byte, scale, off []uint16) {
+				defer func(was bool) { nibbleKernels = was }(nibbleKernels)
+				nibbleKernels = kernels && haveNibbleKernels
+				n := len(raw) / bb * be
+				data, scale, off = make([]byte, tr.dataBytes(n)), make([]uint16, n/tr.Block), make([]uint16, n/tr.Block)
+				return fast(raw, data, scale, off), data, scale, off
+			}
+			accepted := 0
+			for _, n := range []int{0, 1, 2, 3, 5, 16, 17, 255, 1000} {
+				for trial := range 20 {
+					raw := randomBlocks(typ, n, rng.Uint64())
+					for b := 0; b < len(raw); b += bb {
+						blk := raw[b : b+bb]
+						roughen(blk, tr, rng, false)
+						if ok, _, _, _ := run(blk, false); !ok { // a scale beyond fp16
+							for _, at := range tr.halves {
+								binary.LittleEndian.PutUint16(blk[at:], 0x2000)
+							}
+						}
+					}
+					refuse := n > 0 && trial%4 == 3 // the last block non-finite
+					if refuse {
+						at := tr.halves[rng.IntN(len(tr.halves))]
+						binary.LittleEndian.PutUint16(raw[len(raw)-bb+at:], 0x7c00|uint16(rng.Uint32())&0x83ff)
+					}
+					wok, wdata, wscale, woff := run(raw, false)
+					gok, gdata, gscale, goff := run(raw, true)
+					if gok != wok || refuse && gok {
+						t.Fatalf("%d blocks: ok %v with the kernels, %v without (last block refused: %v)", n, gok, wok, refuse)
+					}
+					if !gok {
+						continue
+					}
+					accepted++
+					if !slices.Equal(gdata, wdata) || !slices.Equal(gscale, wscale) || !slices.Equal(goff, woff) {
+						for b := range n { // name the first block that differs
+							blk := raw[b*bb : (b+1)*bb]
+							d0, d1 := tr.dataBytes(b*be), tr.dataBytes((b+1)*be)
+							s0, s1 := b*be/tr.Block, (b+1)*be/tr.Block
+							if !slices.Equal(gdata[d0:d1], wdata[d0:d1]) || !slices.Equal(gscale[s0:s1], wscale[s0:s1]) || !slices.Equal(goff[s0:s1], woff[s0:s1]) {
+								t.Fatalf("%d blocks, block %d % x:\ndata %x\nwant %x\nscale %x want %x\noffset %x want %x", n, b, blk,
+									gdata[d0:d1], wdata[d0:d1], gscale[s0:s1], wscale[s0:s1], goff[s0:s1], woff[s0:s1])
+							}
+						}
+					}
+				}
+			}
+			if accepted < 100 {
+				t.Errorf("only %d runs accepted: the rough fields refuse too many", accepted)
+			}
+		})
 	}
 }

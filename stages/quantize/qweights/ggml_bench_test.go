@@ -31,7 +31,7 @@ func randomBlocks(t ggml.Type, n int, seed uint64) []byte {
 // BenchmarkRows reports MB/s of ggml blocks transcoded on one core by Transcoding.Rows
 // and pack, and by the type's direct path.
 func BenchmarkRows(b *testing.B) {
-	for _, t := range []ggml.Type{ggml.Q4_K, ggml.Q6_K} {
+	for _, t := range []ggml.Type{ggml.Q4_0, ggml.Q4_K, ggml.Q6_K} {
 		b.Run(t.String(), func(b *testing.B) {
 			const in, rows = 2560, 64
 			tr := transcodings[t]
