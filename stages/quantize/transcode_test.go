@@ -396,3 +396,34 @@ func TestTranscodeUnfactorable(t *testing.T) {
 		}
 	}
 }
+
+// TestAutoKeepsUntranscodable: under auto, a weight of a type with no Core ML form (IQ2_XXS)
+// stays fp16, ggml's values, and the summary says so and names the fallback that would
+// make it about 4 bits again.
+func TestAutoKeepsUntranscodable(t *testing.T) {
+	const in, out = 256, 4
+	data := make([]byte, in*out/ggml.IQ2_XXS.BlockElems()*ggml.IQ2_XXS.BlockBytes())
+	f := writeModel(t, "blk.0.attn_q.weight", ggml.IQ2_XXS, []int64{in, out}, data)
+	cfg, err := ParseConfig(stage.Params{"scheme": "auto"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var logs []string
+	m, err := Quantize(context.Background(), f, cfg, t.TempDir(), func(e stage.Event) {
+		if e.Event == "log" {
+			logs = append(logs, e.Msg)
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(m.Tensors) != 1 || m.Tensors[0].Encoding != FP16 {
+		t.Fatalf("tensors %+v, want the IQ2_XXS weight kept fp16", m.Tensors)
+	}
+	summary := logs[len(logs)-1]
+	for _, w := range []string{"kept fp16: 1 IQ2_XXS", "the 1 quantized weights kept fp16", "fallback: block"} {
+		if !strings.Contains(summary, w) {
+			t.Errorf("summary %q does not say %q", summary, w)
+		}
+	}
+}
