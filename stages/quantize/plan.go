@@ -9,6 +9,7 @@ import (
 
 	"github.com/lilims/lilims/stages/loader/ggml"
 	"github.com/lilims/lilims/stages/loader/gguf"
+	"github.com/lilims/lilims/stages/quantize/qweights"
 )
 
 // job says what happens to one GGUF tensor.
@@ -41,12 +42,21 @@ func (c *Config) plan(f *gguf.File) ([]*job, []string, error) {
 	var warnings []string
 	used := make([]bool, len(c.Overrides))
 	jobs := make([]*job, 0, len(f.Tensors))
+	unread := map[ggml.Type][]string{} // tensors of types neither transcoded nor decoded
+	var unreadTypes []ggml.Type
 	for _, t := range f.Tensors {
 		j := &job{src: t, info: TensorInfo{Name: t.Name, Encoding: FP16, BitsPerWeight: 16}}
 		for i := len(t.Shape) - 1; i >= 0; i-- {
 			j.info.Shape = append(j.info.Shape, int(t.Shape[i]))
 		}
 		jobs = append(jobs, j)
+		if _, ok := qweights.TranscodingOf(t.Type); !ok && !ggml.CanDequantize(t.Type) {
+			if len(unread[t.Type]) == 0 {
+				unreadTypes = append(unreadTypes, t.Type)
+			}
+			unread[t.Type] = append(unread[t.Type], t.Name)
+			continue
+		}
 		if !isWeight(t) {
 			if len(t.Shape) < 2 {
 				j.info.Note = "1-D: norms and biases stay fp16"
@@ -91,13 +101,12 @@ func (c *Config) plan(f *gguf.File) ([]*job, []string, error) {
 		if choice == "fp16" {
 			continue
 		}
-		if !ggml.CanDequantize(t.Type) {
-			errs = append(errs, fmt.Errorf("tensor %q: cannot dequantize ggml type %v to re-quantize it", t.Name, t.Type))
-			continue
-		}
 		if err := c.choose(j, choice); err != nil {
 			errs = append(errs, fmt.Errorf("tensor %q: %w", t.Name, err))
 		}
+	}
+	for _, typ := range unreadTypes {
+		errs = append(errs, unreadable(typ, unread[typ]))
 	}
 	for i, o := range c.Overrides {
 		if !used[i] {
@@ -256,4 +265,23 @@ func requantizes(jobs []*job) bool {
 		}
 	}
 	return false
+}
+
+// unreadable is the error for the tensors names, of ggml type typ, which lilims can neither
+// transcode (Core ML's constexpr ops have no form for its blocks: the IQ1–IQ3 grids, TQ1_0,
+// TQ2_0, MXFP4) nor decode to re-encode: one error per type, naming the first tensor.
+func unreadable(typ ggml.Type, names []string) error {
+	more := ""
+	if len(names) > 1 {
+		more = fmt.Sprintf(" and %d more", len(names)-1)
+	}
+	var readable []string
+	for t := ggml.Type(0); t < 64; t++ {
+		if t.Valid() && ggml.CanDequantize(t) && t != ggml.Q8_1 && t != ggml.Q8_K { // Q8_1, Q8_K: never in files
+			readable = append(readable, t.String())
+		}
+	}
+	return fmt.Errorf("tensor %q%s: lilims cannot read %v weights: Core ML's constexpr ops have no form for its "+
+		"blocks, and lilims does not decode them to re-encode them; use a GGUF quantized to one of %s "+
+		"(e.g. Q4_K_M: lilims pull OWNER/REPO:Q4_K_M)", names[0], more, typ, strings.Join(readable, ", "))
 }

@@ -157,8 +157,7 @@ func (st *tensorState) noteMaxErr(e float64) {
 // kept fp16: 9 F32, 2 Q6_K (fallback fp16)". The count of a group is of tensors.
 //
 // Under scheme gguf, float weights kept as they are get a note saying so: they have no
-// blocks to transcode, and a fallback would quantize them. Under auto, quantized weights it
-// could not transcode and kept fp16 get one too: the package grows past the GGUF.
+// blocks to transcode, and a fallback would quantize them.
 func weightsSummary(scheme string, jobs []*job) string {
 	type group struct {
 		key string
@@ -174,17 +173,13 @@ func weightsSummary(scheme string, jobs []*job) string {
 		}
 		*gs = append(*gs, &group{key, 1})
 	}
-	floats, widened := 0, 0 // 2-D weights kept fp16: float sources, and quantized ones
+	floats := 0 // 2-D float weights kept fp16
 	for _, j := range jobs {
 		src := j.src.Type.String()
 		ti := &j.info
-		if !j.quantized() && len(ti.Shape) == 2 && isWeight(j.src) {
-			switch j.src.Type {
-			case ggml.F32, ggml.F16, ggml.BF16:
-				floats++
-			default:
-				widened++
-			}
+		if !j.quantized() && len(ti.Shape) == 2 && isWeight(j.src) &&
+			(j.src.Type == ggml.F32 || j.src.Type == ggml.F16 || j.src.Type == ggml.BF16) {
+			floats++
 		}
 		switch {
 		case j.trans:
@@ -226,11 +221,6 @@ func weightsSummary(scheme string, jobs []*job) string {
 		out += "all kept fp16: " + join(kept)
 	case len(kept) > 0:
 		out += "; kept fp16: " + join(kept)
-	}
-	if widened > 0 && scheme == "auto" {
-		out += fmt.Sprintf(" (the %d quantized weights kept fp16 have no Core ML form without a second rounding: "+
-			"ggml's values at 16 bits a weight, larger than in the GGUF; fallback: block, channel or lut4 "+
-			"re-quantizes them to about 4 bits)", widened)
 	}
 	if floats > 0 && scheme == "gguf" {
 		out += fmt.Sprintf(" (scheme %s transcodes ggml blocks: the %d float weights have none and stay fp16; "+

@@ -160,7 +160,7 @@ func TestTranscodeBadInput(t *testing.T) {
 		{"IQ4_XS d NaN", ggml.IQ4_XS, 0, nan, []string{"non-finite scale"}},
 		// d = 60000 times a sub-block scale of up to 63 is no fp16.
 		{"Q4_K scale overflow", ggml.Q4_K, 0, 0x7b53, []string{"overflows fp16", "fallback: fp16"}},
-		{"IQ2_XXS", ggml.IQ2_XXS, -1, 0, []string{"cannot transcode IQ2_XXS", "fallback: fp16"}},
+		{"IQ2_XXS", ggml.IQ2_XXS, -1, 0, []string{"cannot read IQ2_XXS", "Q4_K_M"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -397,33 +397,53 @@ func TestTranscodeUnfactorable(t *testing.T) {
 	}
 }
 
-// TestAutoKeepsUntranscodable: under auto, a weight of a type with no Core ML form (IQ2_XXS)
-// stays fp16, ggml's values, and the summary says so and names the fallback that would
-// make it about 4 bits again.
-func TestAutoKeepsUntranscodable(t *testing.T) {
+// TestUnreadableTypes: a model with weights of a type lilims can neither transcode nor
+// decode (IQ2_XXS) is refused under every scheme before any work, in one error per type
+// that names the first tensor, how many more there are and the types it reads.
+func TestUnreadableTypes(t *testing.T) {
 	const in, out = 256, 4
 	data := make([]byte, in*out/ggml.IQ2_XXS.BlockElems()*ggml.IQ2_XXS.BlockBytes())
-	f := writeModel(t, "blk.0.attn_q.weight", ggml.IQ2_XXS, []int64{in, out}, data)
-	cfg, err := ParseConfig(stage.Params{"scheme": "auto"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var logs []string
-	m, err := Quantize(context.Background(), f, cfg, t.TempDir(), func(e stage.Event) {
-		if e.Event == "log" {
-			logs = append(logs, e.Msg)
+	b := gguf.NewBuilder()
+	b.Set("general.architecture", "llama")
+	for _, name := range []string{"blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_v.weight"} {
+		if err := b.AddTensorBytes(name, ggml.IQ2_XXS, []int64{in, out}, data); err != nil {
+			t.Fatal(err)
 		}
-	})
+	}
+	path := filepath.Join(t.TempDir(), "m.gguf")
+	w, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(m.Tensors) != 1 || m.Tensors[0].Encoding != FP16 {
-		t.Fatalf("tensors %+v, want the IQ2_XXS weight kept fp16", m.Tensors)
+	if _, err := b.WriteTo(w); err != nil {
+		t.Fatal(err)
 	}
-	summary := logs[len(logs)-1]
-	for _, w := range []string{"kept fp16: 1 IQ2_XXS", "the 1 quantized weights kept fp16", "fallback: block"} {
-		if !strings.Contains(summary, w) {
-			t.Errorf("summary %q does not say %q", summary, w)
+	w.Close()
+	f, err := gguf.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	for _, scheme := range []string{"auto", "gguf", "block", "none"} {
+		cfg, err := ParseConfig(stage.Params{"scheme": scheme})
+		if err != nil {
+			t.Fatal(err)
+		}
+		dir := t.TempDir()
+		_, err = Quantize(context.Background(), f, cfg, dir, nil)
+		if err == nil {
+			t.Fatalf("scheme %s: accepted", scheme)
+		}
+		for _, w := range []string{`tensor "blk.0.attn_q.weight" and 2 more`, "cannot read IQ2_XXS", "Q4_K_M", "IQ4_XS"} {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("scheme %s: error %q does not say %q", scheme, err, w)
+			}
+		}
+		if strings.Count(err.Error(), "IQ2_XXS") != 1 {
+			t.Errorf("scheme %s: error %q is not one line for the type", scheme, err)
+		}
+		if _, serr := os.Stat(filepath.Join(dir, ManifestFile)); serr == nil {
+			t.Errorf("scheme %s: a manifest was written for a refused model", scheme)
 		}
 	}
 }

@@ -6,7 +6,7 @@
 //   cc -O2 -o quantize quantize.c -I LLAMA_CPP/include -I LLAMA_CPP/ggml/include \
 //      -L BINS -l:libllama.v0.4.0.so -Wl,-rpath,BINS
 // Run: quantize IN.gguf OUT.gguf [threads] [ftype]   -> prints one JSON line: seconds, peak RSS.
-// ftype: q4_0 (default), q4_k_m, iq4_nl, or copy (llama-quantize's COPY: tensors as they are).
+// ftype: q4_0 (default), q4_k_m, iq4_nl, iq3_s, or copy (llama-quantize's COPY: tensors as they are).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,10 +29,12 @@ int main(int argc, char **argv) {
 		p.ftype = LLAMA_FTYPE_MOSTLY_Q4_K_M;
 	} else if (strcmp(ftype, "iq4_nl") == 0) {
 		p.ftype = LLAMA_FTYPE_MOSTLY_IQ4_NL;
+	} else if (strcmp(ftype, "iq3_s") == 0) {
+		p.ftype = LLAMA_FTYPE_MOSTLY_IQ3_S;
 	} else if (strcmp(ftype, "copy") == 0) {
 		p.only_copy = true;
 	} else if (strcmp(ftype, "q4_0") != 0) {
-		fprintf(stderr, "quantize: ftype %s is not q4_0, q4_k_m, iq4_nl or copy\n", ftype);
+		fprintf(stderr, "quantize: ftype %s is not q4_0, q4_k_m, iq4_nl, iq3_s or copy\n", ftype);
 		return 2;
 	}
 	struct timespec t0, t1;
