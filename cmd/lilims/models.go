@@ -8,6 +8,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -17,7 +18,9 @@ import (
 	"github.com/lilims/lilims/internal/hub"
 	"github.com/lilims/lilims/pipeline"
 	"github.com/lilims/lilims/pipeline/stage"
+	"github.com/lilims/lilims/stages/loader/ggml"
 	"github.com/lilims/lilims/stages/loader/gguf"
+	"github.com/lilims/lilims/stages/quantize"
 )
 
 // pullContext is the context model names are pulled under when a command resolves one
@@ -47,6 +50,9 @@ first use.`,
 			ref, err := hub.ParseRef(a[0])
 			if err != nil {
 				return usageError{err}
+			}
+			if err := readableQuant(ref); err != nil {
+				return err
 			}
 			store, err := hub.DefaultStore()
 			if err != nil {
@@ -214,6 +220,9 @@ func resolveModel(plan *pipeline.Plan, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if err := readableQuant(ref); err != nil {
+		return err
+	}
 	store, err := hub.DefaultStore()
 	if err != nil {
 		return err
@@ -224,6 +233,30 @@ func resolveModel(plan *pipeline.Plan, stderr io.Writer) error {
 	}
 	plan.Spec.Model = file
 	return nil
+}
+
+// readableQuant refuses, before any download, a quantization tag whose files lilims cannot
+// read: the tag's family (IQ3 of IQ3_M, TQ1 of TQ1_0) holds only types that are not
+// quantize.Readable. A tag of a mix llama.cpp names otherwise (Q4_K_M) passes.
+func readableQuant(ref hub.Ref) error {
+	if ref.Quant == "" {
+		return nil
+	}
+	family, _, _ := strings.Cut(strings.ToUpper(ref.Quant), "_")
+	members := 0
+	for t := ggml.Type(0); t < 64; t++ {
+		if name := t.String(); t.Valid() && (name == family || strings.HasPrefix(name, family+"_")) {
+			if quantize.Readable(t) {
+				return nil
+			}
+			members++
+		}
+	}
+	if members == 0 {
+		return nil // not a ggml type's name
+	}
+	return fmt.Errorf("%s: lilims cannot read %s files (Core ML has no form for their blocks, and lilims does not decode them); "+
+		"pick a quantization of %s, e.g. %s:Q4_K_M", ref, ref.Quant, strings.Join(quantize.ReadableTypes(), ", "), ref.Repo)
 }
 
 // missingModel explains a model path that cannot be opened, with the ways to get one.

@@ -93,3 +93,20 @@ func storiesHub(t *testing.T) (*hubtest.Server, string) {
 	t.Setenv("LILIMS_MODELS", store)
 	return h, store
 }
+
+// A quantization tag whose files lilims cannot read (IQ1–IQ3, TQ, MXFP4) is refused before
+// the Hub is asked anything (here: no Hub at all), by pull and by a command given the name.
+func TestPullUnreadableQuant(t *testing.T) {
+	t.Setenv("HF_ENDPOINT", "http://127.0.0.1:1") // nothing listens: a request would fail otherwise
+	t.Setenv("LILIMS_MODELS", t.TempDir())
+	for _, args := range [][]string{
+		{"pull", "acme/model-GGUF:IQ3_M"},
+		{"pull", "acme/model-GGUF:iq2_xxs"},
+		{"run", "acme/model-GGUF:TQ1_0", "--prompt", "x"},
+	} {
+		_, stderr, code := runCLI(t, "", args...)
+		if code != 1 || !strings.Contains(stderr, "lilims cannot read") || !strings.Contains(stderr, "acme/model-GGUF:Q4_K_M") {
+			t.Errorf("%v: exit %d, %q; want exit 1 naming the tag and a quantization to use", args, code, stderr)
+		}
+	}
+}

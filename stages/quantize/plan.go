@@ -50,7 +50,7 @@ func (c *Config) plan(f *gguf.File) ([]*job, []string, error) {
 			j.info.Shape = append(j.info.Shape, int(t.Shape[i]))
 		}
 		jobs = append(jobs, j)
-		if _, ok := qweights.TranscodingOf(t.Type); !ok && !ggml.CanDequantize(t.Type) {
+		if !Readable(t.Type) {
 			if len(unread[t.Type]) == 0 {
 				unreadTypes = append(unreadTypes, t.Type)
 			}
@@ -267,21 +267,34 @@ func requantizes(jobs []*job) bool {
 	return false
 }
 
-// unreadable is the error for the tensors names, of ggml type typ, which lilims can neither
-// transcode (Core ML's constexpr ops have no form for its blocks: the IQ1–IQ3 grids, TQ1_0,
-// TQ2_0, MXFP4) nor decode to re-encode: one error per type, naming the first tensor.
+// Readable reports whether lilims reads weights of ggml type t: it transcodes them or
+// decodes them (to keep or re-encode). The IQ1–IQ3 grids, TQ1_0, TQ2_0 and MXFP4 are neither:
+// Core ML's constexpr ops have no form for their blocks, and lilims has no decoder for them.
+func Readable(t ggml.Type) bool {
+	_, ok := qweights.TranscodingOf(t)
+	return ok || ggml.CanDequantize(t)
+}
+
+// ReadableTypes lists the ggml types a model file may hold that lilims reads (Readable; Q8_1
+// and Q8_K, which only ggml's dot products use, are left out).
+func ReadableTypes() []string {
+	var names []string
+	for t := ggml.Type(0); t < 64; t++ {
+		if t.Valid() && Readable(t) && t != ggml.Q8_1 && t != ggml.Q8_K {
+			names = append(names, t.String())
+		}
+	}
+	return names
+}
+
+// unreadable is the error for the tensors names, of a type lilims does not read (Readable):
+// one error per type, naming the first tensor.
 func unreadable(typ ggml.Type, names []string) error {
 	more := ""
 	if len(names) > 1 {
 		more = fmt.Sprintf(" and %d more", len(names)-1)
 	}
-	var readable []string
-	for t := ggml.Type(0); t < 64; t++ {
-		if t.Valid() && ggml.CanDequantize(t) && t != ggml.Q8_1 && t != ggml.Q8_K { // Q8_1, Q8_K: never in files
-			readable = append(readable, t.String())
-		}
-	}
 	return fmt.Errorf("tensor %q%s: lilims cannot read %v weights: Core ML's constexpr ops have no form for its "+
 		"blocks, and lilims does not decode them to re-encode them; use a GGUF quantized to one of %s "+
-		"(e.g. Q4_K_M: lilims pull OWNER/REPO:Q4_K_M)", names[0], more, typ, strings.Join(readable, ", "))
+		"(e.g. Q4_K_M: lilims pull OWNER/REPO:Q4_K_M)", names[0], more, typ, strings.Join(ReadableTypes(), ", "))
 }
