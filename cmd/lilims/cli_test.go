@@ -210,3 +210,18 @@ func TestBadInputExitCodes(t *testing.T) {
 		t.Errorf("bad id: exit %d, %q", code, errOut)
 	}
 }
+
+// inspect says what a default build makes of a GGUF's weights, by source type, as the
+// build itself prints it.
+func TestInspectCoreMLWeights(t *testing.T) {
+	for file, want := range map[string]string{
+		"tiny-llama256-q4_k_m.gguf": "Core ML weights:   16 Q4_K → blockwise int4/32 (within fp16 rounding of scales and offsets); kept fp16: 5 F32 1-D",
+		"tiny-llama256-q6_k.gguf":   "Q6_K → lut+blockwise uint6/16 (within fp16 rounding of the scales)",
+		"stories260K.gguf":          "Core ML weights:   all kept fp16: 37 F32, 11 F32 1-D",
+	} {
+		out, errOut, code := runCLI(t, "", "inspect", filepath.Join(oracle, "models", file))
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("%s: exit %d (%s), no %q in:\n%s", file, code, errOut, want, out)
+		}
+	}
+}

@@ -13,6 +13,7 @@ import (
 	"github.com/lilims/lilims/stages/export"
 	"github.com/lilims/lilims/stages/export/arch"
 	"github.com/lilims/lilims/stages/loader/gguf"
+	"github.com/lilims/lilims/stages/quantize"
 )
 
 func newInspectCmd() *cobra.Command {
@@ -151,6 +152,14 @@ func inspectText(w io.Writer, f *gguf.File) error {
 		total += t.Size
 	}
 	fmt.Fprintf(tw, "tensor data:\t%s in %d tensors\n", humanBytes(total), len(f.Tensors))
+	if len(f.Tensors) > 0 {
+		// What a default build makes of the weights (see docs/quantization.md).
+		desc, err := quantize.Describe(f, "auto")
+		if err != nil {
+			desc = "cannot convert: " + err.Error()
+		}
+		fmt.Fprintf(tw, "Core ML weights:\t%s\n", desc)
+	}
 	if cfg, err := arch.ReadConfig(f); err == nil {
 		fmt.Fprintf(tw, "hyper-parameters:\tn_embd %d, n_layer %d, n_ff %d, n_head %d, n_head_kv %d, head_dim %d\n",
 			cfg.EmbeddingLen, cfg.BlockCount, cfg.FeedForward, cfg.HeadCount, cfg.HeadCountKV, cfg.KeyLength)

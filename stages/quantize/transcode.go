@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strings"
 
+	"github.com/lilims/lilims/pipeline/stage"
 	"github.com/lilims/lilims/stages/loader/ggml"
 	"github.com/lilims/lilims/stages/loader/gguf"
 	"github.com/lilims/lilims/stages/quantize/qweights"
@@ -236,4 +238,19 @@ func unfactor(ti *TensorInfo) {
 	ti.ScaleGroup = 0
 	setBits(ti) // fp16 scales store what factored ones did and more: no new error
 	ti.Note += "; fp16 scales: a sub-block is constant (scale 0, min not)"
+}
+
+// Describe says in one line what scheme (auto: the default pipeline's) would make of f's
+// weights — what a build prints, by source type — without reading any tensor data; the
+// error is the one the build would stop with.
+func Describe(f *gguf.File, scheme string) (string, error) {
+	cfg, err := ParseConfig(stage.Params{"scheme": scheme})
+	if err != nil {
+		return "", err
+	}
+	jobs, _, err := cfg.plan(f)
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimPrefix(weightsSummary(cfg.Scheme, jobs), "weights: "), nil
 }
