@@ -71,8 +71,9 @@ func q4_0Go(raw, dst []byte, scale []uint16) bool {
 // scale: q − 8, which is q XOR 8 in a nibble, as for Q4_0. A sub-block whose scale rounds
 // to zero keeps its quants (no offset) or, with a non-zero min, is the constant −m with
 // zero quants, as Rows makes it. The kernel, where there is one, writes all the data for
-// the common case first; the loop then redoes the 32 bytes of a pair of sub-blocks that is
-// not.
+// the common case first; q4KBlock then redoes the 32 bytes of a pair of sub-blocks that is
+// not. The scale kernel, where there is one, does the scales and offsets of the blocks in
+// the common case and leaves the others, from the first it stops at, to q4KBlock.
 func q4KDirect(raw, dst []byte, scale, off []uint16) bool {
 	n := len(raw) / 144
 	kernel := nibbleKernels && n > 0
@@ -80,69 +81,80 @@ func q4KDirect(raw, dst []byte, scale, off []uint16) bool {
 		_ = dst[128*n-1]
 		repackQ4_K(&raw[0], &dst[0], n)
 	}
-	for b := range n {
-		blk := raw[144*b : 144*b+144]
-		h0, h1 := binary.LittleEndian.Uint16(blk), binary.LittleEndian.Uint16(blk[2:])
-		if h0&0x7c00 == 0x7c00 || h1&0x7c00 == 0x7c00 {
+	for b := 0; b < n; b++ {
+		if kernel && scaleKernels {
+			_, _ = scale[8*n-1], off[8*n-1]
+			if b += scalesQ4_K(&raw[144*b], &scale[8*b], &off[8*b], n-b); b == n {
+				break
+			}
+		}
+		if !q4KBlock((*[144]byte)(raw[144*b:]), (*[128]byte)(dst[128*b:]), (*[8]uint16)(scale[8*b:]), (*[8]uint16)(off[8*b:]), kernel) {
 			return false
 		}
-		d, dmin := finiteF16(h0), finiteF16(h1)
-		out := dst[128*b : 128*b+128]
-		// The eight sub-blocks' scales, then their offsets, each in a loop of its own:
-		// the divisions and roundings of different sub-blocks overlap.
-		var s, m [8]float32
-		var S [8]uint16
-		var o [8]float64
-		for k := range 8 {
-			sc, mn := kScaleMin(k, blk[4:16])
-			s[k], m[k] = d*float32(sc), dmin*float32(mn)
-			var ok bool // toF16, its common case inlined
-			if S[k], ok = f16Normal(float64(s[k])); !ok {
-				S[k] = f16Outside(float64(s[k]))
-			}
+	}
+	return true
+}
+
+// q4KBlock is q4KDirect for one block; with kernel, out already holds the kernel's data.
+func q4KBlock(blk *[144]byte, out *[128]byte, scale, off *[8]uint16, kernel bool) bool {
+	h0, h1 := binary.LittleEndian.Uint16(blk[:]), binary.LittleEndian.Uint16(blk[2:])
+	if h0&0x7c00 == 0x7c00 || h1&0x7c00 == 0x7c00 {
+		return false
+	}
+	d, dmin := finiteF16(h0), finiteF16(h1)
+	// The eight sub-blocks' scales, then their offsets, each in a loop of its own:
+	// the divisions and roundings of different sub-blocks overlap.
+	var s, m [8]float32
+	var S [8]uint16
+	var o [8]float64
+	for k := range 8 {
+		sc, mn := kScaleMin(k, blk[4:16])
+		s[k], m[k] = d*float32(sc), dmin*float32(mn)
+		var ok bool // toF16, its common case inlined
+		if S[k], ok = f16Normal(float64(s[k])); !ok {
+			S[k] = f16Outside(float64(s[k]))
 		}
-		for k := range 8 {
-			if S[k]&0x7fff != 0 && S[k]&0x7c00 != 0x7c00 {
-				o[k] = bestOffset(s[k], float64(m[k])-float64(s[k])*8, S[k], -8, 7)
-			}
+	}
+	for k := range 8 {
+		if S[k]&0x7fff != 0 && S[k]&0x7c00 != 0x7c00 {
+			o[k] = bestOffset(s[k], float64(m[k])-float64(s[k])*8, S[k], -8, 7)
 		}
-		var xor, keep [8]uint64 // applied to each sub-block's quants: (q ^ xor) & keep
-		for k := range 8 {
-			i := 8*b + k
-			keep[k] = ^uint64(0)
-			switch {
-			case S[k]&0x7fff != 0:
-				if S[k]&0x7c00 == 0x7c00 {
-					return false
-				}
-				O, ok := f16Normal(o[k]) // scaleOffset(s, m − 8s, −8, 7)
-				if !ok {
-					O = f16Outside(o[k])
-				}
-				scale[i], off[i] = S[k], O
-				xor[k] = nibble8
-			case m[k] == 0:
-				scale[i], off[i] = S[k], 0
-			default:
-				scale[i], off[i] = toF16(m[k]), toF16(1)
-				keep[k] = 0 // quants cleared
-			}
-			if off[i]&0x7c00 == 0x7c00 || scale[i]&0x7c00 == 0x7c00 {
+	}
+	var xor, keep [8]uint64 // applied to each sub-block's quants: (q ^ xor) & keep
+	for k := range 8 {
+		keep[k] = ^uint64(0)
+		switch {
+		case S[k]&0x7fff != 0:
+			if S[k]&0x7c00 == 0x7c00 {
 				return false
 			}
+			O, ok := f16Normal(o[k]) // scaleOffset(s, m − 8s, −8, 7)
+			if !ok {
+				O = f16Outside(o[k])
+			}
+			scale[k], off[k] = S[k], O
+			xor[k] = nibble8
+		case m[k] == 0:
+			scale[k], off[k] = S[k], 0
+		default:
+			scale[k], off[k] = toF16(m[k]), toF16(1)
+			keep[k] = 0 // quants cleared
 		}
-		// Sub-blocks 2c and 2c+1 are the low and high nibbles of qs[32c…32c+32].
-		for c := range 4 {
-			if kernel && xor[2*c]&xor[2*c+1] == nibble8 { // both XOR 8: the kernel's bytes
-				continue
-			}
-			qs := (*[32]byte)(blk[16+32*c:])
-			lo, hi := (*[16]byte)(out[32*c:]), (*[16]byte)(out[32*c+16:])
-			for g := range 4 {
-				v := binary.LittleEndian.Uint64(qs[8*g:])
-				binary.LittleEndian.PutUint32(lo[4*g:], nibblePairs((v&lowNibbles^xor[2*c])&keep[2*c]))
-				binary.LittleEndian.PutUint32(hi[4*g:], nibblePairs((v>>4&lowNibbles^xor[2*c+1])&keep[2*c+1]))
-			}
+		if off[k]&0x7c00 == 0x7c00 || scale[k]&0x7c00 == 0x7c00 {
+			return false
+		}
+	}
+	// Sub-blocks 2c and 2c+1 are the low and high nibbles of qs[32c…32c+32].
+	for c := range 4 {
+		if kernel && xor[2*c]&xor[2*c+1] == nibble8 { // both XOR 8: the kernel's bytes
+			continue
+		}
+		qs := (*[32]byte)(blk[16+32*c:])
+		lo, hi := (*[16]byte)(out[32*c:]), (*[16]byte)(out[32*c+16:])
+		for g := range 4 {
+			v := binary.LittleEndian.Uint64(qs[8*g:])
+			binary.LittleEndian.PutUint32(lo[4*g:], nibblePairs((v&lowNibbles^xor[2*c])&keep[2*c]))
+			binary.LittleEndian.PutUint32(hi[4*g:], nibblePairs((v>>4&lowNibbles^xor[2*c+1])&keep[2*c+1]))
 		}
 	}
 	return true
@@ -152,52 +164,65 @@ func q4KDirect(raw, dst []byte, scale, off []uint16) bool {
 // −32…31, so a quant's lut index is its stored 6-bit value: the indices are ql's nibble
 // and qh's two bits put together, eight at a time, and packed six bits each (pack6). The
 // scale of sub-block i is d·sc[i]. The data does not depend on the scales: the kernel,
-// where there is one, writes all of it first.
+// where there is one, writes all of it first; the scale kernel then does the scales of
+// every block up to one that q6KBlock refuses.
 func q6KDirect(raw, dst []byte, scale, _ []uint16) bool {
-	const twoBits = 0x0303030303030303
 	n := len(raw) / 210
 	kernel := nibbleKernels && n > 0
 	if kernel {
 		_ = dst[192*n-1]
 		repackQ6_K(&raw[0], &dst[0], n)
 	}
-	for b := range n {
-		blk := raw[210*b : 210*b+210]
-		h := binary.LittleEndian.Uint16(blk[208:])
-		if h&0x7c00 == 0x7c00 {
+	for b := 0; b < n; b++ {
+		if kernel && scaleKernels {
+			_ = scale[16*n-1]
+			if b += scalesQ6_K(&raw[210*b], &scale[16*b], n-b); b == n {
+				break
+			}
+		}
+		if !q6KBlock((*[210]byte)(raw[210*b:]), (*[192]byte)(dst[192*b:]), (*[16]uint16)(scale[16*b:]), kernel) {
 			return false
 		}
-		d := finiteF16(h)
-		for i, sc := range blk[192:208] {
-			x := float64(d * float32(int8(sc)))
-			S, ok := f16Normal(x) // toF16, its common case inlined
-			if !ok {
-				S = f16Outside(x)
-			}
-			if S&0x7c00 == 0x7c00 {
-				return false
-			}
-			scale[16*b+i] = S
+	}
+	return true
+}
+
+// q6KBlock is q6KDirect for one block; with kernel, out already holds the kernel's data.
+func q6KBlock(blk *[210]byte, out *[192]byte, scale *[16]uint16, kernel bool) bool {
+	const twoBits = 0x0303030303030303
+	h := binary.LittleEndian.Uint16(blk[208:])
+	if h&0x7c00 == 0x7c00 {
+		return false
+	}
+	d := finiteF16(h)
+	for i, sc := range blk[192:208] {
+		x := float64(d * float32(int8(sc)))
+		S, ok := f16Normal(x) // toF16, its common case inlined
+		if !ok {
+			S = f16Outside(x)
 		}
-		if kernel {
-			continue
+		if S&0x7c00 == 0x7c00 {
+			return false
 		}
-		out := (*[192]byte)(dst[192*b:])
-		for half := range 2 {
-			ql, qh := (*[64]byte)(blk[64*half:]), (*[32]byte)(blk[128+32*half:])
-			o := (*[96]byte)(out[96*half:])
-			// Elements 128·half + 32j + l, l in 0…31: ql[l + 32(j%2)]'s low (j < 2) or high
-			// nibble, and bits 2j, 2j+1 of qh[l]; eight of them (l = 8g…8g+7) fill six bytes.
-			for g := range 4 {
-				l0 := binary.LittleEndian.Uint64(ql[8*g:])
-				l1 := binary.LittleEndian.Uint64(ql[32+8*g:])
-				h := binary.LittleEndian.Uint64(qh[8*g:])
-				for j, l := range [4]uint64{l0 & lowNibbles, l1 & lowNibbles, l0 >> 4 & lowNibbles, l1 >> 4 & lowNibbles} {
-					p := pack6(l | h>>(2*j)&twoBits<<4)
-					at := 24*j + 6*g // (32j + 8g)·6/8
-					binary.LittleEndian.PutUint32(o[at:], uint32(p))
-					binary.LittleEndian.PutUint16(o[at+4:], uint16(p>>32))
-				}
+		scale[i] = S
+	}
+	if kernel {
+		return true
+	}
+	for half := range 2 {
+		ql, qh := (*[64]byte)(blk[64*half:]), (*[32]byte)(blk[128+32*half:])
+		o := (*[96]byte)(out[96*half:])
+		// Elements 128·half + 32j + l, l in 0…31: ql[l + 32(j%2)]'s low (j < 2) or high
+		// nibble, and bits 2j, 2j+1 of qh[l]; eight of them (l = 8g…8g+7) fill six bytes.
+		for g := range 4 {
+			l0 := binary.LittleEndian.Uint64(ql[8*g:])
+			l1 := binary.LittleEndian.Uint64(ql[32+8*g:])
+			h := binary.LittleEndian.Uint64(qh[8*g:])
+			for j, l := range [4]uint64{l0 & lowNibbles, l1 & lowNibbles, l0 >> 4 & lowNibbles, l1 >> 4 & lowNibbles} {
+				p := pack6(l | h>>(2*j)&twoBits<<4)
+				at := 24*j + 6*g // (32j + 8g)·6/8
+				binary.LittleEndian.PutUint32(o[at:], uint32(p))
+				binary.LittleEndian.PutUint16(o[at+4:], uint16(p>>32))
 			}
 		}
 	}
