@@ -16,7 +16,7 @@ import (
 // and mins are often zero; the kernels stop at such blocks and the Go loop takes them.
 func TestScaleKernels(t *testing.T) {
 	if !scaleKernels {
-		t.Skip("no scale kernels on this CPU or build (they need amd64 with AVX2 and F16C)")
+		t.Skip("no scale kernels on this CPU or build (they are arm64 NEON, or amd64 AVX2 and F16C)")
 	}
 	for _, typ := range []ggml.Type{ggml.Q4_K, ggml.Q6_K} {
 		t.Run(typ.String(), func(t *testing.T) {
@@ -78,7 +78,7 @@ func kernelRun(typ ggml.Type, raw []byte) int {
 // 2³² bit patterns instead (about 30 s).
 func TestF16x8(t *testing.T) {
 	if !scaleKernels {
-		t.Skip("no scale kernels on this CPU or build (they need amd64 with AVX2 and F16C)")
+		t.Skip("no scale kernels on this CPU or build (they are arm64 NEON, or amd64 AVX2 and F16C)")
 	}
 	var x [8]float32
 	var h [8]uint16
@@ -131,7 +131,7 @@ func TestF16x8(t *testing.T) {
 // never NaN.
 func TestF16x4d(t *testing.T) {
 	if !scaleKernels {
-		t.Skip("no scale kernels on this CPU or build (they need amd64 with AVX2 and F16C)")
+		t.Skip("no scale kernels on this CPU or build (they are arm64 NEON, or amd64 AVX2 and F16C)")
 	}
 	var x [4]float64
 	var h [4]uint16
