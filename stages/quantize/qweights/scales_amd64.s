@@ -33,6 +33,11 @@ DATA infexp<>+0(SB)/8, $0x7c007c007c007c00
 DATA infexp<>+8(SB)/8, $0x7c007c007c007c00
 GLOBL infexp<>(SB), RODATA|NOPTR, $16
 
+// INF sets the words of t whose fp16 in h is Inf or NaN (exponent all ones) to all ones.
+#define INF(h, t) \
+	VPAND    infexp<>(SB), h, t \
+	VPCMPEQW infexp<>(SB), t, t
+
 // OFFSETS4 computes bestOffset for four sub-blocks, s, m and S (as float32) in the low
 // lanes of xs, xm and xS, rounded to odd at float32's precision, into out (float32 × 4).
 // Y0 = 0, Y10 = 8, Y11 = −0.5, Y12 = dropped, Y13 = oddbit; Y6…Y9 are scratch. In order:
@@ -132,8 +137,7 @@ q4kscale:
 	VPXOR     Y0, Y0, Y0
 	VPAND     magnitude<>(SB), X4, X1
 	VPCMPEQW  X0, X1, X1
-	VPAND     infexp<>(SB), X4, X5
-	VPCMPEQW  infexp<>(SB), X5, X5
+	INF(X4, X5)
 	VPOR      X5, X1, X1
 	VPMOVMSKB X1, R9
 	TESTL     R9, R9
@@ -148,8 +152,7 @@ q4kscale:
 	VINSERTF128  $1, X3, Y2, Y2
 	VCVTPS2PH    $0, Y2, X3 // O
 
-	VPAND     infexp<>(SB), X3, X5
-	VPCMPEQW  infexp<>(SB), X5, X5
+	INF(X3, X5)
 	VPMOVMSKB X5, R9
 	TESTL     R9, R9
 	JNZ       q4kdone
@@ -193,10 +196,8 @@ q6kscale:
 	VMULPS       Y0, Y2, Y2
 	VCVTPS2PH    $0, Y2, X2
 
-	VPAND     infexp<>(SB), X1, X3
-	VPCMPEQW  infexp<>(SB), X3, X3
-	VPAND     infexp<>(SB), X2, X4
-	VPCMPEQW  infexp<>(SB), X4, X4
+	INF(X1, X3)
+	INF(X2, X4)
 	VPOR      X4, X3, X3
 	VPMOVMSKB X3, R9
 	TESTL     R9, R9
