@@ -71,8 +71,9 @@ func q4_0Go(raw, dst []byte, scale []uint16) bool {
 // scale: q − 8, which is q XOR 8 in a nibble, as for Q4_0. A sub-block whose scale rounds
 // to zero keeps its quants (no offset) or, with a non-zero min, is the constant −m with
 // zero quants, as Rows makes it. The kernel, where there is one, writes all the data for
-// the common case first; the loop then redoes the 32 bytes of a pair of sub-blocks that is
-// not.
+// the common case first; q4KBlock then redoes the 32 bytes of a pair of sub-blocks that is
+// not. The scale kernel, where there is one, does the scales and offsets of the blocks in
+// the common case and leaves the others, from the first it stops at, to q4KBlock.
 func q4KDirect(raw, dst []byte, scale, off []uint16) bool {
 	n := len(raw) / 144
 	kernel := nibbleKernels && n > 0
@@ -80,124 +81,212 @@ func q4KDirect(raw, dst []byte, scale, off []uint16) bool {
 		_ = dst[128*n-1]
 		repackQ4_K(&raw[0], &dst[0], n)
 	}
-	for b := range n {
-		blk := raw[144*b : 144*b+144]
-		h0, h1 := binary.LittleEndian.Uint16(blk), binary.LittleEndian.Uint16(blk[2:])
-		if h0&0x7c00 == 0x7c00 || h1&0x7c00 == 0x7c00 {
+	for b := 0; b < n; b++ {
+		if kernel && scaleKernels {
+			_, _ = scale[8*n-1], off[8*n-1]
+			if b += scalesQ4_K(&raw[144*b], &scale[8*b], &off[8*b], n-b); b == n {
+				break
+			}
+		}
+		if !q4KBlock((*[144]byte)(raw[144*b:]), (*[128]byte)(dst[128*b:]), (*[8]uint16)(scale[8*b:]), (*[8]uint16)(off[8*b:]), kernel) {
 			return false
-		}
-		d, dmin := finiteF16(h0), finiteF16(h1)
-		out := dst[128*b : 128*b+128]
-		// The eight sub-blocks' scales, then their offsets, each in a loop of its own:
-		// the divisions and roundings of different sub-blocks overlap.
-		var s, m [8]float32
-		var S [8]uint16
-		var o [8]float64
-		for k := range 8 {
-			sc, mn := kScaleMin(k, blk[4:16])
-			s[k], m[k] = d*float32(sc), dmin*float32(mn)
-			var ok bool // toF16, its common case inlined
-			if S[k], ok = f16Normal(float64(s[k])); !ok {
-				S[k] = f16Outside(float64(s[k]))
-			}
-		}
-		for k := range 8 {
-			if S[k]&0x7fff != 0 && S[k]&0x7c00 != 0x7c00 {
-				o[k] = bestOffset(s[k], float64(m[k])-float64(s[k])*8, S[k], -8, 7)
-			}
-		}
-		var xor, keep [8]uint64 // applied to each sub-block's quants: (q ^ xor) & keep
-		for k := range 8 {
-			i := 8*b + k
-			keep[k] = ^uint64(0)
-			switch {
-			case S[k]&0x7fff != 0:
-				if S[k]&0x7c00 == 0x7c00 {
-					return false
-				}
-				O, ok := f16Normal(o[k]) // scaleOffset(s, m − 8s, −8, 7)
-				if !ok {
-					O = f16Outside(o[k])
-				}
-				scale[i], off[i] = S[k], O
-				xor[k] = nibble8
-			case m[k] == 0:
-				scale[i], off[i] = S[k], 0
-			default:
-				scale[i], off[i] = toF16(m[k]), toF16(1)
-				keep[k] = 0 // quants cleared
-			}
-			if off[i]&0x7c00 == 0x7c00 || scale[i]&0x7c00 == 0x7c00 {
-				return false
-			}
-		}
-		// Sub-blocks 2c and 2c+1 are the low and high nibbles of qs[32c…32c+32].
-		for c := range 4 {
-			if kernel && xor[2*c]&xor[2*c+1] == nibble8 { // both XOR 8: the kernel's bytes
-				continue
-			}
-			qs := (*[32]byte)(blk[16+32*c:])
-			lo, hi := (*[16]byte)(out[32*c:]), (*[16]byte)(out[32*c+16:])
-			for g := range 4 {
-				v := binary.LittleEndian.Uint64(qs[8*g:])
-				binary.LittleEndian.PutUint32(lo[4*g:], nibblePairs((v&lowNibbles^xor[2*c])&keep[2*c]))
-				binary.LittleEndian.PutUint32(hi[4*g:], nibblePairs((v>>4&lowNibbles^xor[2*c+1])&keep[2*c+1]))
-			}
 		}
 	}
 	return true
+}
+
+// q4KBlock is q4KDirect for one block; with kernel, out already holds the kernel's data.
+func q4KBlock(blk *[144]byte, out *[128]byte, scale, off *[8]uint16, kernel bool) bool {
+	if q4KCommon(blk, scale, off) {
+		if !kernel {
+			q4KData(blk, out, &shift8, &kept, false)
+		}
+		return true
+	}
+	xor, keep := shift8, kept
+	if !q4KRare(blk, scale, off, &xor, &keep) {
+		return false
+	}
+	q4KData(blk, out, &xor, &keep, kernel)
+	return true
+}
+
+// shift8 and kept are the XOR and mask of the quants of q4KBlock's common sub-block.
+var shift8, kept = [8]uint64{nibble8, nibble8, nibble8, nibble8, nibble8, nibble8, nibble8, nibble8},
+	[8]uint64{^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0), ^uint64(0)}
+
+// q4KData writes a block's data, sub-block k's quants as (q ^ xor[k]) & keep[k]; with
+// kernel, only the pairs of sub-blocks whose bytes are not the kernel's (q XOR 8).
+func q4KData(blk *[144]byte, out *[128]byte, xor, keep *[8]uint64, kernel bool) {
+	// Sub-blocks 2c and 2c+1 are the low and high nibbles of qs[32c…32c+32].
+	for c := range 4 {
+		if kernel && xor[2*c]&xor[2*c+1] == nibble8 {
+			continue
+		}
+		qs := (*[32]byte)(blk[16+32*c:])
+		lo, hi := (*[16]byte)(out[32*c:]), (*[16]byte)(out[32*c+16:])
+		for g := range 4 {
+			v := binary.LittleEndian.Uint64(qs[8*g:])
+			binary.LittleEndian.PutUint32(lo[4*g:], nibblePairs((v&lowNibbles^xor[2*c])&keep[2*c]))
+			binary.LittleEndian.PutUint32(hi[4*g:], nibblePairs((v>>4&lowNibbles^xor[2*c+1])&keep[2*c+1]))
+		}
+	}
+}
+
+// q4KRare is q4KBlock's scales and offsets for a block q4KCommon leaves, and the XOR and
+// mask of each sub-block's quants; false for a block Rows refuses.
+func q4KRare(blk *[144]byte, scale, off *[8]uint16, xor, keep *[8]uint64) bool {
+	h0, h1 := binary.LittleEndian.Uint16(blk[:]), binary.LittleEndian.Uint16(blk[2:])
+	if h0&0x7c00 == 0x7c00 || h1&0x7c00 == 0x7c00 {
+		return false
+	}
+	d, dmin := finiteF16(h0), finiteF16(h1)
+	var s, m [8]float32
+	var S [8]uint16
+	var o [8]float64
+	for k := range 8 {
+		sc, mn := kScaleMin(k, blk[4:16])
+		s[k], m[k] = d*float32(sc), dmin*float32(mn)
+		var ok bool // toF16, its common case inlined
+		if S[k], ok = f16Normal(float64(s[k])); !ok {
+			S[k] = f16Outside(float64(s[k]))
+		}
+	}
+	for k := range 8 {
+		if S[k]&0x7fff != 0 && S[k]&0x7c00 != 0x7c00 {
+			o[k] = bestOffset(s[k], float64(m[k])-float64(s[k])*8, S[k], -8, 7)
+		}
+	}
+	for k := range 8 {
+		switch {
+		case S[k]&0x7fff != 0:
+			if S[k]&0x7c00 == 0x7c00 {
+				return false
+			}
+			O, ok := f16Normal(o[k]) // scaleOffset(s, m − 8s, −8, 7)
+			if !ok {
+				O = f16Outside(o[k])
+			}
+			scale[k], off[k] = S[k], O
+		case m[k] == 0:
+			scale[k], off[k] = S[k], 0
+			xor[k] = 0
+		default:
+			scale[k], off[k] = toF16(m[k]), toF16(1)
+			xor[k], keep[k] = 0, 0 // quants cleared
+		}
+		if off[k]&0x7c00 == 0x7c00 || scale[k]&0x7c00 == 0x7c00 {
+			return false
+		}
+	}
+	return true
+}
+
+// q4KCommon is q4KBlock's scales and offsets for a block in the common case, every
+// sub-block's scale and offset a finite fp16 normal, with no branch a sub-block: the
+// scales, then the offsets, each in a loop of its own, so that the divisions and roundings
+// of different sub-blocks overlap. It is false, with scale and off unfinished, for any
+// other block.
+func q4KCommon(blk *[144]byte, scale, off *[8]uint16) bool {
+	h0, h1 := binary.LittleEndian.Uint16(blk[:]), binary.LittleEndian.Uint16(blk[2:])
+	if h0&0x7c00 == 0x7c00 || h1&0x7c00 == 0x7c00 {
+		return false
+	}
+	d, dmin := finiteF16(h0), finiteF16(h1)
+	// kScaleMin for all eight, a byte each: scales 0…3 are q0's bytes & 63, 4…7 q2's low
+	// nibbles with q0's top two bits above; mins alike from q1 and q2's high nibbles.
+	q0, q1, q2 := binary.LittleEndian.Uint32(blk[4:]), binary.LittleEndian.Uint32(blk[8:]), binary.LittleEndian.Uint32(blk[12:])
+	scs := uint64(q0&0x3f3f3f3f) | uint64(q2&0x0f0f0f0f|q0>>2&0x30303030)<<32
+	mns := uint64(q1&0x3f3f3f3f) | uint64(q2>>4&0x0f0f0f0f|q1>>2&0x30303030)<<32
+	var s, m [8]float32
+	var o [8]float64
+	var S [8]uint16
+	normal := true
+	for k := range 8 {
+		s[k], m[k] = d*float32(uint8(scs>>(8*k))), dmin*float32(uint8(mns>>(8*k)))
+		var ok bool
+		S[k], ok = f16Normal(float64(s[k]))
+		normal = normal && ok
+	}
+	if !normal {
+		return false
+	}
+	for k := range 8 {
+		o[k] = bestOffset(s[k], float64(m[k])-float64(s[k])*8, S[k], -8, 7)
+	}
+	var bad uint16
+	for k := range 8 {
+		O, ok := f16Normal(o[k])
+		normal = normal && ok
+		scale[k], off[k] = S[k], O
+		bad |= (S[k]&0x7c00 + 0x0400) | (O&0x7c00 + 0x0400) // Inf: a carry into bit 15
+	}
+	return normal && bad&0x8000 == 0
 }
 
 // q6KDirect is Rows and pack for Q6_K (block layout at unpackQ6_K). Its code table is
 // −32…31, so a quant's lut index is its stored 6-bit value: the indices are ql's nibble
 // and qh's two bits put together, eight at a time, and packed six bits each (pack6). The
 // scale of sub-block i is d·sc[i]. The data does not depend on the scales: the kernel,
-// where there is one, writes all of it first.
+// where there is one, writes all of it first; the scale kernel then does the scales of
+// every block up to one that q6KBlock refuses.
 func q6KDirect(raw, dst []byte, scale, _ []uint16) bool {
-	const twoBits = 0x0303030303030303
 	n := len(raw) / 210
 	kernel := nibbleKernels && n > 0
 	if kernel {
 		_ = dst[192*n-1]
 		repackQ6_K(&raw[0], &dst[0], n)
 	}
-	for b := range n {
-		blk := raw[210*b : 210*b+210]
-		h := binary.LittleEndian.Uint16(blk[208:])
-		if h&0x7c00 == 0x7c00 {
+	for b := 0; b < n; b++ {
+		if kernel && scaleKernels {
+			_ = scale[16*n-1]
+			if b += scalesQ6_K(&raw[210*b], &scale[16*b], n-b); b == n {
+				break
+			}
+		}
+		if !q6KBlock((*[210]byte)(raw[210*b:]), (*[192]byte)(dst[192*b:]), (*[16]uint16)(scale[16*b:]), kernel) {
 			return false
 		}
-		d := finiteF16(h)
-		for i, sc := range blk[192:208] {
-			x := float64(d * float32(int8(sc)))
-			S, ok := f16Normal(x) // toF16, its common case inlined
-			if !ok {
-				S = f16Outside(x)
-			}
-			if S&0x7c00 == 0x7c00 {
-				return false
-			}
-			scale[16*b+i] = S
+	}
+	return true
+}
+
+// q6KBlock is q6KDirect for one block; with kernel, out already holds the kernel's data.
+func q6KBlock(blk *[210]byte, out *[192]byte, scale *[16]uint16, kernel bool) bool {
+	const twoBits = 0x0303030303030303
+	h := binary.LittleEndian.Uint16(blk[208:])
+	if h&0x7c00 == 0x7c00 {
+		return false
+	}
+	d := finiteF16(h)
+	for i, sc := range blk[192:208] {
+		x := float64(d * float32(int8(sc)))
+		S, ok := f16Normal(x) // toF16, its common case inlined
+		if !ok {
+			S = f16Outside(x)
 		}
-		if kernel {
-			continue
+		if S&0x7c00 == 0x7c00 {
+			return false
 		}
-		out := (*[192]byte)(dst[192*b:])
-		for half := range 2 {
-			ql, qh := (*[64]byte)(blk[64*half:]), (*[32]byte)(blk[128+32*half:])
-			o := (*[96]byte)(out[96*half:])
-			// Elements 128·half + 32j + l, l in 0…31: ql[l + 32(j%2)]'s low (j < 2) or high
-			// nibble, and bits 2j, 2j+1 of qh[l]; eight of them (l = 8g…8g+7) fill six bytes.
-			for g := range 4 {
-				l0 := binary.LittleEndian.Uint64(ql[8*g:])
-				l1 := binary.LittleEndian.Uint64(ql[32+8*g:])
-				h := binary.LittleEndian.Uint64(qh[8*g:])
-				for j, l := range [4]uint64{l0 & lowNibbles, l1 & lowNibbles, l0 >> 4 & lowNibbles, l1 >> 4 & lowNibbles} {
-					p := pack6(l | h>>(2*j)&twoBits<<4)
-					at := 24*j + 6*g // (32j + 8g)·6/8
-					binary.LittleEndian.PutUint32(o[at:], uint32(p))
-					binary.LittleEndian.PutUint16(o[at+4:], uint16(p>>32))
-				}
+		scale[i] = S
+	}
+	if kernel {
+		return true
+	}
+	for half := range 2 {
+		ql, qh := (*[64]byte)(blk[64*half:]), (*[32]byte)(blk[128+32*half:])
+		o := (*[96]byte)(out[96*half:])
+		// Elements 128·half + 32j + l, l in 0…31: ql[l + 32(j%2)]'s low (j < 2) or high
+		// nibble, and bits 2j, 2j+1 of qh[l]; eight of them (l = 8g…8g+7) fill six bytes.
+		for g := range 4 {
+			l0 := binary.LittleEndian.Uint64(ql[8*g:])
+			l1 := binary.LittleEndian.Uint64(ql[32+8*g:])
+			h := binary.LittleEndian.Uint64(qh[8*g:])
+			for j, l := range [4]uint64{l0 & lowNibbles, l1 & lowNibbles, l0 >> 4 & lowNibbles, l1 >> 4 & lowNibbles} {
+				p := pack6(l | h>>(2*j)&twoBits<<4)
+				at := 24*j + 6*g // (32j + 8g)·6/8
+				binary.LittleEndian.PutUint32(o[at:], uint32(p))
+				binary.LittleEndian.PutUint16(o[at+4:], uint16(p>>32))
 			}
 		}
 	}

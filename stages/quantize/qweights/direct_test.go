@@ -2,6 +2,7 @@ package qweights
 
 import (
 	"encoding/binary"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -13,45 +14,58 @@ import (
 // TestDirectMatchesRows: each direct path writes the bits of Rows followed by pack, and
 // refuses exactly the blocks Rows refuses. The fp16 fields (d, dmin) are random bit
 // patterns, so zeros, subnormals, values whose scales overflow fp16, Inf and NaN occur;
-// each block is checked alone so that one refusal does not hide the others.
+// each block is checked alone so that one refusal does not hide the others. Both the Go
+// loops and, where there are some, the kernels (nibbleKernels) are checked.
 func TestDirectMatchesRows(t *testing.T) {
-	for typ, fast := range direct {
-		t.Run(typ.String(), func(t *testing.T) {
-			tr := transcodings[typ]
-			be, bb := typ.BlockElems(), typ.BlockBytes()
-			rng := rand.New(rand.NewPCG(7, uint64(typ)))
-			raw := randomBlocks(typ, 4000, uint64(typ))
-			refused := 0
-			for b := 0; b < len(raw); b += bb {
-				blk := raw[b : b+bb]
-				roughen(blk, tr, rng, true)
-				q := make([]int32, be)
-				want := make([]byte, tr.dataBytes(be))
-				wscale, gscale := make([]uint16, be/tr.Block), make([]uint16, be/tr.Block)
-				var woff, goff []uint16
-				if tr.Offset != "" {
-					woff, goff = make([]uint16, len(wscale)), make([]uint16, len(wscale))
-				}
-				err := tr.Rows(typ, blk, be, q, wscale, woff)
-				tr.pack(want, 0, q)
-				got := make([]byte, len(want))
-				ok := fast(blk, got, gscale, goff)
-				if ok != (err == nil) {
-					t.Fatalf("block % x: direct ok %v, Rows error %v", blk, ok, err)
-				}
-				if !ok {
-					refused++
-					continue
-				}
-				if !slices.Equal(got, want) || !slices.Equal(gscale, wscale) || !slices.Equal(goff, woff) {
-					t.Fatalf("block % x:\ndata %x\nwant %x\nscale %x want %x\noffset %x want %x", blk, got, want, gscale, wscale, goff, woff)
-				}
-			}
-			if refused == 0 || refused > 3000 {
-				t.Errorf("%d of 4000 blocks refused: the fields do not cover both cases", refused)
-			}
-		})
+	for _, kernels := range []bool{false, true} {
+		if kernels && !haveNibbleKernels {
+			continue
+		}
+		was := nibbleKernels
+		nibbleKernels = kernels
+		for typ, fast := range direct {
+			directMatchesRows(t, typ, fast, kernels)
+		}
+		nibbleKernels = was
 	}
+}
+
+func directMatchesRows(t *testing.T, typ ggml.Type, fast directRows, kernels bool) {
+	t.Run(fmt.Sprintf("%v/kernels=%v", typ, kernels), func(t *testing.T) {
+		tr := transcodings[typ]
+		be, bb := typ.BlockElems(), typ.BlockBytes()
+		rng := rand.New(rand.NewPCG(7, uint64(typ)))
+		raw := randomBlocks(typ, 4000, uint64(typ))
+		refused := 0
+		for b := 0; b < len(raw); b += bb {
+			blk := raw[b : b+bb]
+			roughen(blk, tr, rng, true)
+			q := make([]int32, be)
+			want := make([]byte, tr.dataBytes(be))
+			wscale, gscale := make([]uint16, be/tr.Block), make([]uint16, be/tr.Block)
+			var woff, goff []uint16
+			if tr.Offset != "" {
+				woff, goff = make([]uint16, len(wscale)), make([]uint16, len(wscale))
+			}
+			err := tr.Rows(typ, blk, be, q, wscale, woff)
+			tr.pack(want, 0, q)
+			got := make([]byte, len(want))
+			ok := fast(blk, got, gscale, goff)
+			if ok != (err == nil) {
+				t.Fatalf("block % x: direct ok %v, Rows error %v", blk, ok, err)
+			}
+			if !ok {
+				refused++
+				continue
+			}
+			if !slices.Equal(got, want) || !slices.Equal(gscale, wscale) || !slices.Equal(goff, woff) {
+				t.Fatalf("block % x:\ndata %x\nwant %x\nscale %x want %x\noffset %x want %x", blk, got, want, gscale, wscale, goff, woff)
+			}
+		}
+		if refused == 0 || refused > 3000 {
+			t.Errorf("%d of 4000 blocks refused: the fields do not cover both cases", refused)
+		}
+	})
 }
 
 // TestFiniteF16: the table-free widening is the table's (x448/float16) for every finite
@@ -159,5 +173,51 @@ func TestNibbleKernels(t *testing.T) {
 				t.Errorf("only %d runs accepted: the rough fields refuse too many", accepted)
 			}
 		})
+	}
+}
+
+// TestQ4KEveryMin: Q4_K's direct path is Rows for every finite non-negative dmin under a
+// few d (1, 0.5, the least subnormal, the greatest finite), with sub-block 0's scale 1 and
+// min 2, so that its offset 2·dmin/d − 8 meets fp16's every rounding and its edge: with
+// d = 1 and dmin = 32768 the offset 65528 rounds up to Inf (a carry out of the fraction)
+// and Rows refuses the block. The other sub-blocks have scales 63 and 15 and min 0, so
+// that they do not overflow first.
+func TestQ4KEveryMin(t *testing.T) {
+	tr := transcodings[ggml.Q4_K]
+	base := randomBlocks(ggml.Q4_K, 1, 31)
+	copy(base[4:16], []byte{1, 63, 63, 63, 2, 0, 0, 0, 15, 15, 15, 15}) // kScaleMin's layout
+	q := make([]int32, 256)
+	want, got := make([]byte, 128), make([]byte, 128)
+	var wscale, woff, gscale, goff [8]uint16
+	refused := 0
+	for _, kernels := range []bool{false, true} {
+		if kernels && !haveNibbleKernels {
+			continue
+		}
+		was := nibbleKernels
+		nibbleKernels = kernels
+		for _, d := range []uint16{0x3c00, 0x3800, 0x0001, 0x7bff} {
+			for dmin := range uint16(0x7c00) {
+				binary.LittleEndian.PutUint16(base[0:], d)
+				binary.LittleEndian.PutUint16(base[2:], dmin)
+				err := tr.Rows(ggml.Q4_K, base, 256, q, wscale[:], woff[:])
+				tr.pack(want, 0, q)
+				ok := q4KDirect(base, got, gscale[:], goff[:])
+				if ok != (err == nil) {
+					t.Fatalf("kernels %v, d %#04x, dmin %#04x: direct ok %v, Rows error %v", kernels, d, dmin, ok, err)
+				}
+				if !ok {
+					refused++
+					continue
+				}
+				if !slices.Equal(got, want) || gscale != wscale || goff != woff {
+					t.Fatalf("kernels %v, d %#04x, dmin %#04x:\nscale %x want %x\noffset %x want %x", kernels, d, dmin, gscale, wscale, goff, woff)
+				}
+			}
+		}
+		nibbleKernels = was
+	}
+	if refused == 0 {
+		t.Error("no block refused: the offsets never reached Inf")
 	}
 }
