@@ -220,13 +220,16 @@ func fp16Fields(t ggml.Type) []int {
 	return []int{0}
 }
 
-// writeModel writes a one-tensor llama GGUF and opens it (closed when the test ends).
-func writeModel(t *testing.T, name string, typ ggml.Type, shape []int64, data []byte) *gguf.File {
+// writeModel writes a llama GGUF of tensors of one type and shape (each name holding data)
+// and opens it (closed when the test ends).
+func writeModel(t *testing.T, name string, typ ggml.Type, shape []int64, data []byte, more ...string) *gguf.File {
 	t.Helper()
 	b := gguf.NewBuilder()
 	b.Set("general.architecture", "llama")
-	if err := b.AddTensorBytes(name, typ, shape, data); err != nil {
-		t.Fatal(err)
+	for _, n := range append([]string{name}, more...) {
+		if err := b.AddTensorBytes(n, typ, shape, data); err != nil {
+			t.Fatal(err)
+		}
 	}
 	path := filepath.Join(t.TempDir(), "m.gguf")
 	w, err := os.Create(path)
@@ -403,27 +406,7 @@ func TestTranscodeUnfactorable(t *testing.T) {
 func TestUnreadableTypes(t *testing.T) {
 	const in, out = 256, 4
 	data := make([]byte, in*out/ggml.IQ2_XXS.BlockElems()*ggml.IQ2_XXS.BlockBytes())
-	b := gguf.NewBuilder()
-	b.Set("general.architecture", "llama")
-	for _, name := range []string{"blk.0.attn_q.weight", "blk.0.attn_k.weight", "blk.0.attn_v.weight"} {
-		if err := b.AddTensorBytes(name, ggml.IQ2_XXS, []int64{in, out}, data); err != nil {
-			t.Fatal(err)
-		}
-	}
-	path := filepath.Join(t.TempDir(), "m.gguf")
-	w, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.WriteTo(w); err != nil {
-		t.Fatal(err)
-	}
-	w.Close()
-	f, err := gguf.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
+	f := writeModel(t, "blk.0.attn_q.weight", ggml.IQ2_XXS, []int64{in, out}, data, "blk.0.attn_k.weight", "blk.0.attn_v.weight")
 	for _, scheme := range []string{"auto", "gguf", "block", "none"} {
 		cfg, err := ParseConfig(stage.Params{"scheme": scheme})
 		if err != nil {
