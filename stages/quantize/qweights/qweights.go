@@ -364,9 +364,7 @@ func (s *Set) Derived(name string) bool { _, ok := s.derived[name]; return ok }
 // Rows returns rows [r0, r1) of quantized tensor name: a view of the weights file, or, for
 // a tensor stored as its source's ggml blocks, arrays transcoded from them now (their
 // source pages are released once read).
-func (s *Set) Rows(name string, r0, r1 int) (*Tensor, error) {
-	return s.RowsInto(name, r0, r1, nil)
-}
+func (s *Set) Rows(name string, r0, r1 int) (*Tensor, error) { return s.RowsInto(name, r0, r1, nil) }
 
 // An Alloc returns a byte slice of length n for array a whose contents do not matter:
 // RowsInto writes every byte. nil allocates. For the factored scales (ScaleArray,
@@ -398,29 +396,19 @@ func (s *Set) RowsInto(name string, r0, r1 int, alloc Alloc) (*Tensor, error) {
 		}
 		return t.Rows(r0, r1)
 	}
-	out, in := ti.Shape[0], ti.Shape[1]
-	if r0 < 0 || r1 > out || r0 >= r1 {
-		return nil, fmt.Errorf("qweights: tensor %q: rows [%d, %d) out of range (%d rows)", name, r0, r1, out)
-	}
-	t, _ := s.source.Tensor(name)
-	rb, err := t.Type.RowBytes(int64(in))
+	t, raw, rb, err := s.sourceRows(name, ti, r0, r1)
 	if err != nil {
-		return nil, fmt.Errorf("qweights: tensor %q: %w", name, err)
+		return nil, err
 	}
-	data := s.source.Data(t)
-	if int64(len(data)) < int64(r1)*rb {
-		return nil, fmt.Errorf("qweights: tensor %q: %d bytes of data, %d rows need %d", name, len(data), r1, int64(r1)*rb)
-	}
-	raw := data[int64(r0)*rb : int64(r1)*rb]
-	s.source.Prefetch(raw)
 	defer s.source.Release(raw)
+	in := ti.Shape[1]
 	tr := transcodings[t.Type]
 	n := (r1 - r0) * in
 	info := *ti
 	info.Shape = []int{r1 - r0, in}
 	res := &Tensor{Info: info}
 	if alloc == nil {
-		alloc = func(_ Array, n int) []byte { return make([]byte, n) }
+		alloc = allocate
 	}
 	if tr.Encoding == LUTBlockwise {
 		res.LUT = codeBytes(tr.Codes)
@@ -502,6 +490,31 @@ func (s *Set) RowsInto(name string, r0, r1 int, alloc Alloc) (*Tensor, error) {
 	return res, nil
 }
 
+// allocate is the Alloc of a nil one.
+func allocate(_ Array, n int) []byte { return make([]byte, n) }
+
+// sourceRows returns the source tensor of ti (stored as its ggml blocks), the blocks of its
+// rows [r0, r1), prefetched for a read of all of them (the caller releases them), and the
+// bytes of one row.
+func (s *Set) sourceRows(name string, ti *TensorInfo, r0, r1 int) (t *gguf.Tensor, raw []byte, rowBytes int64, err error) {
+	out, in := ti.Shape[0], ti.Shape[1]
+	if r0 < 0 || r1 > out || r0 >= r1 {
+		return nil, nil, 0, fmt.Errorf("qweights: tensor %q: rows [%d, %d) out of range (%d rows)", name, r0, r1, out)
+	}
+	t, _ = s.source.Tensor(name)
+	rb, err := t.Type.RowBytes(int64(in))
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("qweights: tensor %q: %w", name, err)
+	}
+	data := s.source.Data(t)
+	if int64(len(data)) < int64(r1)*rb {
+		return nil, nil, 0, fmt.Errorf("qweights: tensor %q: %d bytes of data, %d rows need %d", name, len(data), r1, int64(r1)*rb)
+	}
+	raw = data[int64(r0)*rb : int64(r1)*rb]
+	s.source.Prefetch(raw)
+	return t, raw, rb, nil
+}
+
 // errUnfactorable is a block that factored scales cannot hold (see Factorable).
 var errUnfactorable = errors.New("a sub-block whose scale rounds to zero has a min, which factored scales cannot hold " +
 	"(the quantize stage checks every block for this)")
@@ -515,26 +528,15 @@ func (s *Set) ScaleCodes(name string, r0, r1 int, alloc Alloc) (codes, factors [
 	if !ok || ti.ScaleGroup == 0 {
 		return nil, nil, fmt.Errorf("qweights: tensor %q has no factored scales", name)
 	}
-	out, in := ti.Shape[0], ti.Shape[1]
-	if r0 < 0 || r1 > out || r0 >= r1 {
-		return nil, nil, fmt.Errorf("qweights: tensor %q: rows [%d, %d) out of range (%d rows)", name, r0, r1, out)
-	}
-	t, _ := s.source.Tensor(name)
-	rb, err := t.Type.RowBytes(int64(in))
+	t, raw, _, err := s.sourceRows(name, ti, r0, r1)
 	if err != nil {
-		return nil, nil, fmt.Errorf("qweights: tensor %q: %w", name, err)
+		return nil, nil, err
 	}
-	data := s.source.Data(t)
-	if int64(len(data)) < int64(r1)*rb {
-		return nil, nil, fmt.Errorf("qweights: tensor %q: %d bytes of data, %d rows need %d", name, len(data), r1, int64(r1)*rb)
-	}
-	if alloc == nil {
-		alloc = func(_ Array, n int) []byte { return make([]byte, n) }
-	}
-	raw := data[int64(r0)*rb : int64(r1)*rb]
-	s.source.Prefetch(raw)
 	defer s.source.Release(raw) // as RowsInto: the resident set stays that of a tensor
-	nb := (r1 - r0) * in / ti.BlockSize
+	if alloc == nil {
+		alloc = allocate
+	}
+	nb := (r1 - r0) * ti.Shape[1] / ti.BlockSize
 	codes, factors = alloc(ScaleArray, nb), alloc(ScaleFactorArray, 2*(nb/ti.ScaleGroup))
 	f := f16View(factors)
 	if !transcodings[t.Type].factors(t.Type, raw, codes, f) {
