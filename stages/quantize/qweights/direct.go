@@ -97,14 +97,8 @@ func q4KDirect(raw, dst []byte, scale, off []uint16) bool {
 
 // q4KBlock is q4KDirect for one block; with kernel, out already holds the kernel's data.
 func q4KBlock(blk *[144]byte, out *[128]byte, scale, off *[8]uint16, kernel bool) bool {
-	if q4KCommon(blk, scale, off) {
-		if !kernel {
-			q4KData(blk, out, &shift8, &kept, false)
-		}
-		return true
-	}
 	xor, keep := shift8, kept
-	if !q4KRare(blk, scale, off, &xor, &keep) {
+	if !q4KScales(blk, scale, off, &xor, &keep) {
 		return false
 	}
 	q4KData(blk, out, &xor, &keep, kernel)
@@ -133,9 +127,11 @@ func q4KData(blk *[144]byte, out *[128]byte, xor, keep *[8]uint64, kernel bool) 
 	}
 }
 
-// q4KRare is q4KBlock's scales and offsets for a block q4KCommon leaves, and the XOR and
-// mask of each sub-block's quants; false for a block Rows refuses.
-func q4KRare(blk *[144]byte, scale, off *[8]uint16, xor, keep *[8]uint64) bool {
+// q4KScales is q4KBlock's scales and offsets, and the XOR and mask of each sub-block's
+// quants (left as shift8 and kept in the common case); false for a block Rows refuses. The
+// scales, then the offsets, are each computed in a loop of their own, so that the
+// divisions and roundings of different sub-blocks overlap.
+func q4KScales(blk *[144]byte, scale, off *[8]uint16, xor, keep *[8]uint64) bool {
 	h0, h1 := binary.LittleEndian.Uint16(blk[:]), binary.LittleEndian.Uint16(blk[2:])
 	if h0&0x7c00 == 0x7c00 || h1&0x7c00 == 0x7c00 {
 		return false
@@ -180,48 +176,6 @@ func q4KRare(blk *[144]byte, scale, off *[8]uint16, xor, keep *[8]uint64) bool {
 		}
 	}
 	return true
-}
-
-// q4KCommon is q4KBlock's scales and offsets for a block in the common case, every
-// sub-block's scale and offset a finite fp16 normal, with no branch a sub-block: the
-// scales, then the offsets, each in a loop of its own, so that the divisions and roundings
-// of different sub-blocks overlap. It is false, with scale and off unfinished, for any
-// other block.
-func q4KCommon(blk *[144]byte, scale, off *[8]uint16) bool {
-	h0, h1 := binary.LittleEndian.Uint16(blk[:]), binary.LittleEndian.Uint16(blk[2:])
-	if h0&0x7c00 == 0x7c00 || h1&0x7c00 == 0x7c00 {
-		return false
-	}
-	d, dmin := finiteF16(h0), finiteF16(h1)
-	// kScaleMin for all eight, a byte each: scales 0…3 are q0's bytes & 63, 4…7 q2's low
-	// nibbles with q0's top two bits above; mins alike from q1 and q2's high nibbles.
-	q0, q1, q2 := binary.LittleEndian.Uint32(blk[4:]), binary.LittleEndian.Uint32(blk[8:]), binary.LittleEndian.Uint32(blk[12:])
-	scs := uint64(q0&0x3f3f3f3f) | uint64(q2&0x0f0f0f0f|q0>>2&0x30303030)<<32
-	mns := uint64(q1&0x3f3f3f3f) | uint64(q2>>4&0x0f0f0f0f|q1>>2&0x30303030)<<32
-	var s, m [8]float32
-	var o [8]float64
-	var S [8]uint16
-	normal := true
-	for k := range 8 {
-		s[k], m[k] = d*float32(uint8(scs>>(8*k))), dmin*float32(uint8(mns>>(8*k)))
-		var ok bool
-		S[k], ok = f16Normal(float64(s[k]))
-		normal = normal && ok
-	}
-	if !normal {
-		return false
-	}
-	for k := range 8 {
-		o[k] = bestOffset(s[k], float64(m[k])-float64(s[k])*8, S[k], -8, 7)
-	}
-	var bad uint16
-	for k := range 8 {
-		O, ok := f16Normal(o[k])
-		normal = normal && ok
-		scale[k], off[k] = S[k], O
-		bad |= (S[k]&0x7c00 + 0x0400) | (O&0x7c00 + 0x0400) // Inf: a carry into bit 15
-	}
-	return normal && bad&0x8000 == 0
 }
 
 // q6KDirect is Rows and pack for Q6_K (block layout at unpackQ6_K). Its code table is
