@@ -356,7 +356,7 @@ func (fn *Func) constexpr(key string, shape []int, w *Compressed) *mil.Value {
 // is kept only to be handed out at once.
 func (w *Compressed) lazy() (data mil.WeightSource, fill mil.WeightFill, scale, factor, offset mil.WeightSource) {
 	var arrays [4][]byte
-	_, scaleBytes, factorBytes, _ := w.loadedSizes()
+	dataBytes, scaleBytes, factorBytes, offsetBytes := w.loadedSizes()
 	scaled := false // LoadScales made the factored scales
 	load := func(dst []byte) error {
 		a, err := w.Load(dst, w.ScaleGroup > 0 && !scaled)
@@ -388,8 +388,8 @@ func (w *Compressed) lazy() (data mil.WeightSource, fill mil.WeightFill, scale, 
 		if err != nil {
 			return err
 		}
-		if len(codes) != scaleBytes || len(factors) != factorBytes {
-			return fmt.Errorf("factored scales of %d and %d bytes, want %d int8 codes and %d fp16 factors", len(codes), len(factors), scaleBytes, factorBytes/2)
+		if err := w.checkSizes(dataBytes, len(codes), len(factors), offsetBytes, w.OffsetDType != mil.InvalidDType); err != nil {
+			return err
 		}
 		arrays[1], arrays[2] = codes, factors
 		return nil
