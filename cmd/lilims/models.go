@@ -244,8 +244,8 @@ func readableQuant(ref hub.Ref) error {
 	}
 	family, _, _ := strings.Cut(strings.ToUpper(ref.Quant), "_")
 	members := 0
-	for t := ggml.Type(0); t < 64; t++ {
-		if name := t.String(); t.Valid() && (name == family || strings.HasPrefix(name, family+"_")) {
+	for _, t := range ggml.Types() {
+		if name := t.String(); name == family || strings.HasPrefix(name, family+"_") {
 			if quantize.Readable(t) {
 				return nil
 			}

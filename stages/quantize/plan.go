@@ -279,8 +279,8 @@ func Readable(t ggml.Type) bool {
 // and Q8_K, which only ggml's dot products use, are left out).
 func ReadableTypes() []string {
 	var names []string
-	for t := ggml.Type(0); t < 64; t++ {
-		if t.Valid() && Readable(t) && t != ggml.Q8_1 && t != ggml.Q8_K {
+	for _, t := range ggml.Types() {
+		if Readable(t) && t != ggml.Q8_1 && t != ggml.Q8_K {
 			names = append(names, t.String())
 		}
 	}

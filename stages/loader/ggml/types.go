@@ -5,7 +5,11 @@
 // tensors beyond decoding blocks.
 package ggml
 
-import "fmt"
+import (
+	"fmt"
+	"maps"
+	"slices"
+)
 
 // Type is a ggml_type id, stored as a u32 in each GGUF tensor info.
 type Type uint32
@@ -70,6 +74,13 @@ var typeTraits = map[Type]traits{
 	IQ1_S: {"IQ1_S", QK_K, 50}, IQ4_NL: {"IQ4_NL", 32, 18}, IQ3_S: {"IQ3_S", QK_K, 110},
 	IQ2_S: {"IQ2_S", QK_K, 82}, IQ4_XS: {"IQ4_XS", QK_K, 136}, IQ1_M: {"IQ1_M", QK_K, 56},
 	TQ1_0: {"TQ1_0", QK_K, 54}, TQ2_0: {"TQ2_0", QK_K, 66}, MXFP4: {"MXFP4", 32, 17},
+}
+
+// Types returns every type a GGUF file may name, in id order.
+func Types() []Type {
+	ts := slices.Collect(maps.Keys(typeTraits))
+	slices.Sort(ts)
+	return ts
 }
 
 // Valid reports whether t is a type id that ggml defines.
