@@ -16,6 +16,7 @@ import (
 	"github.com/chzyer/readline"
 	"github.com/spf13/cobra"
 
+	"github.com/lilims/lilims/internal/generate"
 	"github.com/lilims/lilims/pipeline/stage"
 	"github.com/lilims/lilims/stages/loader/chattmpl"
 	"github.com/lilims/lilims/stages/loader/tokenizer"
@@ -220,7 +221,7 @@ func (c *conversation) turn(ctx context.Context, user string) error {
 	c.cached, c.text = c.cached[:keep], ""
 	rctx, cancel := c.interruptible(ctx)
 	defer cancel()
-	logits, took, err := c.g.prefill(rctx, ids, ids[keep:])
+	logits, took, err := generate.Prefill(rctx, c.g.h.sess, c.g.h.smp, ids, ids[keep:])
 	if err != nil {
 		// The session holds what it prefilled before the error (a prefix of ids).
 		c.cached = slices.Clone(ids[:min(sess.Pos(), len(ids))])

@@ -329,7 +329,7 @@ func (g *generator) once(ctx context.Context, ids []int32) error {
 			len(ids), sess.ContextLength())
 	}
 	sess.Reset()
-	logits, took, err := g.prefill(ctx, ids, ids)
+	logits, took, err := generate.Prefill(ctx, g.h.sess, g.h.smp, ids, ids)
 	if err != nil {
 		return err
 	}
@@ -342,12 +342,6 @@ func (g *generator) once(ctx context.Context, ids []int32) error {
 	}
 	g.summary(len(ids), 0, took, r)
 	return nil
-}
-
-// prefill feeds tokens to the session (whose state already holds the rest of history) and
-// restarts the sampler's history with history, which ends with tokens.
-func (g *generator) prefill(ctx context.Context, history, tokens []int32) ([]float32, time.Duration, error) {
-	return generate.Prefill(ctx, g.h.sess, g.h.smp, history, tokens)
 }
 
 // stream samples and decodes from logits (see generate.Loop), writing the text to out as it
