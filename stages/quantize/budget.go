@@ -263,16 +263,13 @@ func outputErrors(r *rung, x, imp []float32, g *gptqState, ws *workspace) (e, s 
 				scale[row] = rowScale(x[row*in:(row+1)*in], xn[row*in:(row+1)*in])
 			}
 		}
-		wt := make([]float32, gs*in)
+		wt := groupImp
+		if scale != nil {
+			wt = make([]float32, gs*in)
+		}
 		for k := 0; k < out/gs; k++ {
-			copy(wt, groupImp)
-			for row := range gs {
-				if scale != nil {
-					s := scale[k*gs+row]
-					for i := range in {
-						wt[row*in+i] *= s * s
-					}
-				}
+			if scale != nil {
+				channelWeights(wt, groupImp, gs, in, func(r int) float32 { return scale[k*gs+r] })
 			}
 			xs, qs := xn[k*gs*in:(k+1)*gs*in], ws.q[k*gs*in:(k+1)*gs*in]
 			r.lut.groupGPTQ(xs, wt, gs, g, ws, qs, lut)

@@ -27,16 +27,7 @@ func (ws *workspace) lutChannel(j *job, imp []float32, gptq *gptqState, r0, rows
 	ws.diff = grow(ws.diff, g*in) // ws.w is groupGPTQ's
 	wt := ws.diff[:g*in]
 	for k := range groups {
-		for r := range g {
-			s2 := f16Table[scale[k*g+r]] * f16Table[scale[k*g+r]]
-			for i := range in {
-				v := float32(1)
-				if imp != nil {
-					v = imp[r*in+i]
-				}
-				wt[r*in+i] = v * s2
-			}
-		}
+		channelWeights(wt, imp, g, in, func(r int) float32 { return f16Table[scale[k*g+r]] })
 		lo, hi := k*g*in, (k+1)*g*in
 		if gptq != nil {
 			j.lut.groupGPTQ(xn[lo:hi], wt, g, gptq, ws, ws.q[lo:hi], pal[k*K:(k+1)*K])
@@ -76,4 +67,20 @@ func rowScale(x, xn []float32) float32 {
 		xn[i] = v / s
 	}
 	return s
+}
+
+// channelWeights writes to wt the k-means weights of g rows of in elements palettized
+// divided by their scales (rowScale): each element's importance (imp; nil: 1) times its
+// row's scale squared, so that the k-means minimises the error in the weights' own units.
+func channelWeights(wt, imp []float32, g, in int, scale func(row int) float32) {
+	for r := range g {
+		s2 := scale(r) * scale(r)
+		for i := range in {
+			v := float32(1)
+			if imp != nil {
+				v = imp[r*in+i]
+			}
+			wt[r*in+i] = v * s2
+		}
+	}
 }
